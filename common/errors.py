@@ -1,0 +1,133 @@
+"""The project's exception tree: one root, one subtree per concern.
+
+```
+WorkQueueError
+├── ConfigError
+├── MessageError ── DecodeError (keeps excerpt + cause), UnsupportedVersion
+├── BrokerError ─── BrokerUnavailable, PublishRejected (nack, unroutable, no confirm)
+├── StoreError ──── TaskNotFound
+└── TaskError ───── RetryableTaskError (optional delay), PermanentTaskError,
+                    UnknownTaskType, InvalidParams
+```
+
+Adapters wrap third-party errors (pika, aio-pika, sqlite3, pydantic) into this tree with
+``raise ... from exc``; nothing else catches them.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+
+class WorkQueueError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class ConfigError(WorkQueueError):
+    """A setting is missing or invalid; raised at start-up, never later."""
+
+
+class MessageError(WorkQueueError):
+    """A message on the wire does not follow docs/protocol.md."""
+
+
+class DecodeError(MessageError):
+    """A body could not be decoded into a wire model.
+
+    Attributes:
+        excerpt: the first bytes of the body, for the log line and the error result.
+    """
+
+    def __init__(self, reason: str, *, excerpt: bytes = b"") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.excerpt = excerpt
+
+
+class UnsupportedVersion(MessageError):
+    """A body declares a schema version this code does not speak."""
+
+    def __init__(self, version: object) -> None:
+        super().__init__(f"unsupported message version: {version!r}")
+        self.version = version
+
+
+class BrokerError(WorkQueueError):
+    """Talking to RabbitMQ failed."""
+
+
+class BrokerUnavailable(BrokerError):
+    """No connection to the broker could be made (wrong URL, broker down, refused login)."""
+
+
+class PublishRejected(BrokerError):
+    """The broker did not take responsibility for a message: nacked, unroutable or unconfirmed.
+
+    Attributes:
+        task_id: the task whose message was refused, when there is one.
+        reason: ``nack``, ``unroutable`` or ``timeout``.
+    """
+
+    def __init__(self, reason: str, *, task_id: UUID | None = None, detail: str = "") -> None:
+        text = f"publish {reason}" + (f": {detail}" if detail else "")
+        if task_id is not None:
+            text += f" (task {task_id})"
+        super().__init__(text)
+        self.reason = reason
+        self.task_id = task_id
+
+
+class StoreError(WorkQueueError):
+    """The task store failed."""
+
+
+class TaskNotFound(StoreError):
+    """No task with this id is recorded."""
+
+    def __init__(self, task_id: UUID) -> None:
+        super().__init__(f"no task with id {task_id}")
+        self.task_id = task_id
+
+
+class TaskError(WorkQueueError):
+    """A task could not run to success."""
+
+
+class RetryableTaskError(TaskError):
+    """A handler failure that may succeed later (retries arrive with the reliability work)."""
+
+    def __init__(self, message: str = "", *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class PermanentTaskError(TaskError):
+    """A handler failure that will fail again however often it is retried."""
+
+
+class UnknownTaskType(PermanentTaskError):
+    """No handler is registered under this task type."""
+
+    def __init__(self, task_type: str) -> None:
+        super().__init__(f"unknown task type: {task_type!r}")
+        self.task_type = task_type
+
+
+class InvalidParams(PermanentTaskError):
+    """The params do not validate against the task type's schema.
+
+    Attributes:
+        errors: pydantic's error list, JSON-ready.
+    """
+
+    def __init__(self, task_type: str, errors: list[dict[str, object]]) -> None:
+        summary = "; ".join(f"{_location(e.get('loc'))}: {e.get('msg')}" for e in errors)
+        super().__init__(f"invalid params for {task_type!r}: {summary}")
+        self.task_type = task_type
+        self.errors = errors
+
+
+def _location(loc: object) -> str:
+    if isinstance(loc, list | tuple) and loc:
+        return ".".join(str(part) for part in loc)
+    return "<params>"

@@ -1,0 +1,77 @@
+"""Wire models: the task message and the result message (docs/protocol.md, schema version 1)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+SCHEMA_VERSION = 1
+
+# Task types appear in routing, the management UI and logs: keep them readable and safe.
+TASK_TYPE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$"
+
+
+class _Wire(BaseModel):
+    # Frozen: a decoded message is a fact, not a draft. Extra fields are ignored so that a
+    # newer producer can add optional fields without breaking older executors.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class TaskMessage(_Wire):
+    """One unit of work, as published to the task queue."""
+
+    version: Literal[1] = 1
+    task_id: UUID
+    task_type: str = Field(pattern=TASK_TYPE_PATTERN)
+    params: dict[str, JsonValue] = Field(default_factory=dict)
+    attempt: int = Field(default=1, ge=1)
+    submitted_at: datetime
+
+
+class Outcome(StrEnum):
+    """How an attempt ended, as the executor reports it."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class ErrorKind(StrEnum):
+    """Why an attempt failed; stable strings that clients may branch on."""
+
+    HANDLER_ERROR = "handler_error"
+    DECODE_ERROR = "decode_error"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNKNOWN_TASK_TYPE = "unknown_task_type"
+    INVALID_PARAMS = "invalid_params"
+    RESULT_NOT_JSON = "result_not_json"
+    MESSAGE_TOO_LARGE = "message_too_large"
+
+
+class TaskErrorInfo(_Wire):
+    """What went wrong: a stable kind, the exception type and message, and a traceback."""
+
+    kind: ErrorKind
+    type: str
+    message: str
+    traceback: str | None = None
+    details: JsonValue = None
+
+
+class ResultMessage(_Wire):
+    """The outcome of one attempt, as published to the task's ``reply_to`` queue."""
+
+    version: Literal[1] = 1
+    task_id: UUID
+    task_type: str
+    outcome: Outcome
+    result: JsonValue = None
+    error: TaskErrorInfo | None = None
+    attempt: int = Field(default=1, ge=1)
+    executor: str
+    redelivered: bool = False
+    started_at: datetime
+    finished_at: datetime

@@ -1,0 +1,135 @@
+"""Task types: handlers registered with a decorator, their params models and JSON Schemas.
+
+Both services agree on this: the executor runs what is registered, and the dispatcher may load
+the same module to refuse unknown types and invalid params before anything is published.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from common.errors import ConfigError, InvalidParams, UnknownTaskType
+from common.messages import TASK_TYPE_PATTERN
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDefinition:
+    """A registered task type: its name, handler and params model."""
+
+    name: str
+    handler: Callable[..., Any]
+    params_model: type[BaseModel]
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the handler is a coroutine function (runs on the loop, not in a thread)."""
+        return inspect.iscoroutinefunction(self.handler)
+
+    def validate(self, params: Mapping[str, object]) -> dict[str, Any]:
+        """Validate params and return the keyword arguments for the handler."""
+        try:
+            model = self.params_model.model_validate(params)
+        except ValidationError as exc:
+            errors: list[dict[str, object]] = [
+                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+                for e in exc.errors(include_url=False, include_input=False)
+            ]
+            raise InvalidParams(self.name, errors) from exc
+        return {name: getattr(model, name) for name in type(model).model_fields}
+
+    def params_schema(self) -> dict[str, Any]:
+        """The params' JSON Schema, for documentation and non-Python producers."""
+        return self.params_model.model_json_schema()
+
+
+class TaskRegistry:
+    """A named set of task types."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskDefinition] = {}
+
+    def task(self, name: str | None = None) -> Callable[[_F], _F]:
+        """Register a function as the handler of task type ``name`` (default: its name).
+
+        Its parameters, with their annotations and defaults, become the params model; unknown
+        params are refused.
+        """
+
+        def register(handler: _F) -> _F:
+            task_type = name or handler.__name__
+            if task_type in self._tasks:
+                raise ConfigError(f"task type {task_type!r} is registered twice")
+            self._tasks[task_type] = TaskDefinition(
+                task_type, handler, _params_model(task_type, handler)
+            )
+            return handler
+
+        return register
+
+    def get(self, task_type: str) -> TaskDefinition:
+        """The definition of ``task_type``, or ``UnknownTaskType``."""
+        try:
+            return self._tasks[task_type]
+        except KeyError:
+            raise UnknownTaskType(task_type) from None
+
+    def names(self) -> list[str]:
+        """Registered task types, sorted."""
+        return sorted(self._tasks)
+
+    def __contains__(self, task_type: object) -> bool:
+        return task_type in self._tasks
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+
+def _params_model(task_type: str, handler: Callable[..., Any]) -> type[BaseModel]:
+    if not re.match(TASK_TYPE_PATTERN, task_type):
+        raise ConfigError(f"task type {task_type!r} must match {TASK_TYPE_PATTERN}")
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(handler, eval_str=True).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
+            raise ConfigError(f"task {task_type!r}: parameter {param.name!r} must be named")
+        annotation = Any if param.annotation is param.empty else param.annotation
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (annotation, default)
+    model_name = "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]", task_type))
+    return create_model(f"{model_name}Params", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def load_registry(spec: str, *, search_path: str | None = ".") -> TaskRegistry:
+    """Import ``module`` or ``module:attribute`` and return its ``TaskRegistry``.
+
+    ``search_path`` is put first on ``sys.path`` so that ``examples.tasks`` imports from the
+    working directory even when run through a console script.
+    """
+    module_name, _, attribute = spec.partition(":")
+    if search_path is not None and search_path not in sys.path:
+        sys.path.insert(0, search_path)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import task module {module_name!r}: {exc}") from exc
+    if attribute:
+        found = getattr(module, attribute, None)
+        if not isinstance(found, TaskRegistry):
+            raise ConfigError(f"{spec!r} is not a TaskRegistry")
+        return found
+    registries = [v for v in vars(module).values() if isinstance(v, TaskRegistry)]
+    if len(registries) != 1:
+        raise ConfigError(
+            f"module {module_name!r} holds {len(registries)} TaskRegistry objects;"
+            " name one as module:attribute"
+        )
+    return registries[0]

@@ -1,0 +1,95 @@
+"""Settings both services share: the broker connection (``WQ_AMQP_*``) and logging (``WQ_LOG_*``).
+
+Only the services' ``cli.py`` builds settings; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.errors import ConfigError
+from common.topology import DEFAULT_PREFIX, Topology
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
+
+_S = TypeVar("_S", bound=BaseSettings)
+
+
+class AmqpSettings(BaseSettings):
+    """How to reach RabbitMQ and which names to use there."""
+
+    model_config = SettingsConfigDict(env_prefix="WQ_AMQP_", extra="ignore")
+
+    url: SecretStr = Field(
+        default=SecretStr(DEFAULT_AMQP_URL),
+        description="AMQP URL with credentials; the password is never logged.",
+    )
+    prefix: str = Field(
+        default=DEFAULT_PREFIX,
+        pattern=r"^[a-z0-9][a-z0-9_.-]*$",
+        description="Prefix of every exchange and queue name (wq.tasks, wq.results, ...).",
+    )
+    heartbeat: int = Field(default=30, ge=0, description="AMQP heartbeat in seconds.")
+    connect_timeout: float = Field(default=10.0, gt=0)
+    confirm_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds to wait for a publisher confirm."
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest task or result body accepted."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _must_be_amqp(cls, value: SecretStr) -> SecretStr:
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in ("amqp", "amqps"):
+            raise ValueError("must start with amqp:// or amqps://")
+        return value
+
+    @property
+    def topology(self) -> Topology:
+        """The broker names this deployment uses."""
+        return Topology(prefix=self.prefix)
+
+    def redacted_url(self) -> str:
+        """The URL with its password replaced, safe for logs and error messages."""
+        return redact_url(self.url.get_secret_value())
+
+
+class LogSettings(BaseSettings):
+    """Log level and rendering."""
+
+    model_config = SettingsConfigDict(env_prefix="WQ_LOG_", extra="ignore")
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: console on a TTY, JSON lines otherwise."
+    )
+
+
+def redact_url(url: str) -> str:
+    """Replace the password in a URL with ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def load_settings(cls: type[_S], **overrides: Any) -> _S:
+    """Build settings; a validation error becomes a ``ConfigError`` naming the variable."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        problems = "; ".join(
+            f"{prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc

@@ -1,0 +1,1 @@
+"""The dispatcher service: records tasks, publishes them, and records their outcomes."""

@@ -1,0 +1,216 @@
+"""``dispatcher``: serve (record results), submit tasks, and show a task's status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from common import (
+    AmqpSettings,
+    BrokerError,
+    BrokerUnavailable,
+    ConfigError,
+    InvalidParams,
+    LogSettings,
+    PublishRejected,
+    StoreError,
+    TaskNotFound,
+    TaskRegistry,
+    UnknownTaskType,
+    load_registry,
+    load_settings,
+)
+from common import exit_codes as codes
+from common.logging import configure, get_logger
+from common.shutdown import install_stop_handlers
+from dispatcher.client import open_dispatcher
+from dispatcher.settings import DispatcherSettings
+from dispatcher.sqlite_store import SqliteTaskStore
+from dispatcher.store import TaskRecord, TaskState
+
+log = get_logger(__name__)
+
+_EPILOG = """\
+environment:
+  WQ_AMQP_URL             broker URL (default amqp://guest:guest@localhost:5672/)
+  WQ_AMQP_PREFIX          prefix of queue and exchange names (default wq)
+  WQ_DISPATCHER_STORE     SQLite task store (default ~/.local/state/wq/tasks.sqlite3)
+  WQ_DISPATCHER_TASKS     task module to validate submissions against (optional)
+  WQ_LOG_LEVEL, WQ_LOG_FORMAT  logging (info; auto|json|console)
+exit codes: 0 ok, 1 task failed (--wait), 2 bad arguments or configuration,
+  65 unknown task type or invalid params, 66 no such task, 69 broker unreachable,
+  70 internal error, 75 publish not confirmed, 124 --wait timed out, 130 forced stop
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, with help that explains each option."""
+    parser = argparse.ArgumentParser(
+        prog="dispatcher",
+        description="Submit tasks to RabbitMQ, record them and their outcomes, look them up.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("serve", help="record results from the results queue until stopped")
+    submit = commands.add_parser("submit", help="submit one task and print its id")
+    submit.add_argument("task_type", metavar="TYPE", help="task type, e.g. word_count")
+    submit.add_argument(
+        "--params", default="{}", metavar="JSON", help="params as a JSON object (default {})"
+    )
+    submit.add_argument("--wait", action="store_true", help="wait for the outcome and print it")
+    submit.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds --wait waits (default 60)"
+    )
+    submit.add_argument("--tasks", help="task module to validate against (WQ_DISPATCHER_TASKS)")
+    status = commands.add_parser("status", help="show a task's state, result or error")
+    status.add_argument("task_id", metavar="TASK_ID", type=UUID, help="the id submit printed")
+    status.add_argument("--json", action="store_true", help="print the full record as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        log_settings = load_settings(LogSettings)
+        if args.command != "serve" and "level" not in log_settings.model_fields_set:
+            # One-shot commands print their answer; info lines would only bury it.
+            log_settings = log_settings.model_copy(update={"level": "warning"})
+        configure(log_settings)
+        overrides = {"tasks": args.tasks} if getattr(args, "tasks", None) else {}
+        settings = load_settings(DispatcherSettings, **overrides)
+        if args.command == "status":
+            return _status(settings, args.task_id, as_json=args.json)
+        amqp = load_settings(AmqpSettings)
+        registry = load_registry(settings.tasks) if settings.tasks else None
+        if args.command == "serve":
+            return asyncio.run(_serve(amqp, settings, registry))
+        params = _parse_params(args.params)
+        return asyncio.run(_submit(amqp, settings, registry, args, params))
+    except ConfigError as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return codes.USAGE
+    except StoreError as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return codes.NOT_FOUND if isinstance(exc, TaskNotFound) else codes.INTERNAL
+
+
+def _parse_params(text: str) -> dict[str, Any]:
+    try:
+        params = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"--params is not valid JSON: {exc}") from exc
+    if not isinstance(params, dict):
+        raise ConfigError('--params must be a JSON object, e.g. \'{"text": "hello"}\'')
+    return params
+
+
+async def _serve(
+    amqp: AmqpSettings, settings: DispatcherSettings, registry: TaskRegistry | None
+) -> int:
+    stop = asyncio.Event()
+    install_stop_handlers(stop)
+    try:
+        async with open_dispatcher(amqp, settings, registry=registry):
+            log.info("dispatcher_serving", results_queue=amqp.topology.results_queue)
+            await stop.wait()
+    except BrokerUnavailable as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return codes.BROKER_UNAVAILABLE
+    except BrokerError as exc:
+        log.error("broker_error", error=str(exc))
+        return codes.BROKER_UNAVAILABLE
+    except asyncio.CancelledError:
+        return codes.INTERRUPTED
+    return codes.OK
+
+
+async def _submit(
+    amqp: AmqpSettings,
+    settings: DispatcherSettings,
+    registry: TaskRegistry | None,
+    args: argparse.Namespace,
+    params: dict[str, Any],
+) -> int:
+    try:
+        async with open_dispatcher(
+            amqp, settings, registry=registry, consume_results=args.wait
+        ) as dispatcher:
+            task_id = await dispatcher.submit(args.task_type, params)
+            if not args.wait:
+                print(task_id)
+                return codes.OK
+            record = await dispatcher.wait(task_id, timeout=args.timeout)
+    except (UnknownTaskType, InvalidParams) as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return codes.INVALID_TASK
+    except BrokerUnavailable as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return codes.BROKER_UNAVAILABLE
+    except PublishRejected as exc:
+        print(f"dispatcher: task not queued: {exc}", file=sys.stderr)
+        return codes.NOT_PUBLISHED
+    except BrokerError as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return codes.BROKER_UNAVAILABLE
+    except TimeoutError:
+        print(
+            f"dispatcher: no outcome for task {task_id} within {args.timeout:g}s", file=sys.stderr
+        )
+        return codes.WAIT_TIMEOUT
+    print(record.model_dump_json(indent=2))
+    return _exit_code_for(record)
+
+
+def _exit_code_for(record: TaskRecord) -> int:
+    if record.state is TaskState.SUCCEEDED:
+        return codes.OK
+    if record.error is not None and record.error.kind.value in (
+        "unknown_task_type",
+        "invalid_params",
+    ):
+        return codes.INVALID_TASK
+    return codes.TASK_FAILED
+
+
+def _status(settings: DispatcherSettings, task_id: UUID, *, as_json: bool) -> int:
+    if not settings.store.exists():
+        raise TaskNotFound(task_id)
+    store = SqliteTaskStore(settings.store)
+    try:
+        record = store.get(task_id)
+    finally:
+        store.close()
+    if as_json:
+        print(record.model_dump_json(indent=2))
+    else:
+        print(_describe(record))
+    return codes.OK
+
+
+def _describe(record: TaskRecord) -> str:
+    lines = [
+        f"task      {record.task_id}",
+        f"type      {record.task_type}",
+        f"state     {record.state.value}",
+        f"attempt   {record.attempt}",
+        f"submitted {record.submitted_at.isoformat()}",
+    ]
+    if record.finished_at is not None:
+        lines.append(f"finished  {record.finished_at.isoformat()} on {record.executor}")
+    if record.state is TaskState.SUCCEEDED:
+        lines.append(f"result    {json.dumps(record.result)}")
+    if record.error is not None:
+        lines.append(f"error     {record.error.kind.value}: {record.error.message}")
+    return "\n".join(lines)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The asyncio Python API: ``open_dispatcher`` wires store, publisher and result consumer.
+
+async with open_dispatcher(AmqpSettings(), DispatcherSettings()) as dispatcher:
+    task_id = await dispatcher.submit("word_count", {"text": "to be or not to be"})
+    record = await dispatcher.wait(task_id, timeout=30)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from common import AmqpSettings, TaskRegistry
+from common.amqp import connect, declare_topology
+from common.logging import get_logger
+from dispatcher.publisher import AmqpPublisher
+from dispatcher.results import result_handler
+from dispatcher.service import Dispatcher
+from dispatcher.settings import DispatcherSettings
+from dispatcher.sqlite_store import SqliteTaskStore, ThreadedTaskStore
+
+log = get_logger(__name__)
+
+
+@asynccontextmanager
+async def open_dispatcher(
+    amqp: AmqpSettings,
+    settings: DispatcherSettings,
+    *,
+    registry: TaskRegistry | None = None,
+    consume_results: bool = True,
+) -> AsyncIterator[Dispatcher]:
+    """A connected ``Dispatcher``; with ``consume_results`` it also records incoming results.
+
+    Publishing and consuming use separate connections: a memory or disk alarm blocks
+    publishing connections, and results must keep flowing while it lasts.
+    """
+    topology = amqp.topology
+    identity = f"{socket.gethostname()}.{os.getpid()}"
+    async with AsyncExitStack() as stack:
+        store = ThreadedTaskStore(SqliteTaskStore(settings.store))
+        stack.push_async_callback(store.close)
+        publishing = await connect(amqp, name=f"wq dispatcher {identity} publish")
+        stack.push_async_callback(publishing.close)
+        channel = await publishing.channel(publisher_confirms=True, on_return_raises=True)
+        declared = await declare_topology(channel, topology)
+        publisher = AmqpPublisher(
+            declared.task_exchange,
+            reply_to=topology.results_queue,
+            app_id=settings.app_id,
+            confirm_timeout=amqp.confirm_timeout,
+            window=settings.publish_window,
+        )
+        dispatcher = Dispatcher(publisher=publisher, store=store, registry=registry)
+        if consume_results:
+            consuming = await connect(amqp, name=f"wq dispatcher {identity} results")
+            stack.push_async_callback(consuming.close)
+            results_channel = await consuming.channel()
+            await results_channel.set_qos(prefetch_count=settings.result_prefetch)
+            queue = (await declare_topology(results_channel, topology)).results_queue
+            handler = result_handler(
+                dispatcher.record_result,
+                max_body_bytes=amqp.max_body_bytes,
+                dead_queue=topology.results_dead_queue,
+            )
+            tag = await queue.consume(handler, consumer_tag=f"wq.dispatcher.{identity}")
+            stack.push_async_callback(queue.cancel, tag)
+        log.info(
+            "dispatcher_connected",
+            broker=amqp.redacted_url(),
+            store=str(settings.store),
+            consuming_results=consume_results,
+        )
+        yield dispatcher

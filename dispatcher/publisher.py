@@ -1,0 +1,60 @@
+"""Publishing task messages with publisher confirms, pipelined (aio-pika)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Protocol
+
+from aio_pika.abc import AbstractExchange
+
+from common import PublishRejected, TaskMessage, WorkQueueError, encode, task_properties
+from common.amqp import publish_confirmed, to_message
+from common.topology import TASK_ROUTING_KEY
+
+
+class Publisher(Protocol):
+    """Puts task messages on the task queue."""
+
+    async def publish(self, tasks: Sequence[TaskMessage]) -> list[WorkQueueError | None]:
+        """Publish and wait for every confirm; one entry per task, None where confirmed."""
+
+
+class AmqpPublisher:
+    """Publishes to the task exchange, keeping up to ``window`` confirms in flight."""
+
+    def __init__(
+        self,
+        exchange: AbstractExchange,
+        *,
+        reply_to: str,
+        app_id: str,
+        confirm_timeout: float,
+        window: int,
+    ) -> None:
+        self._exchange = exchange
+        self._reply_to = reply_to
+        self._app_id = app_id
+        self._timeout = confirm_timeout
+        self._window = asyncio.Semaphore(window)
+
+    async def publish(self, tasks: Sequence[TaskMessage]) -> list[WorkQueueError | None]:
+        # Waiting for each confirm before the next publish caps throughput at one round trip
+        # per task; a window of outstanding confirms is several times faster (docs/benchmarks.md).
+        return await asyncio.gather(*(self._publish_one(task) for task in tasks))
+
+    async def _publish_one(self, task: TaskMessage) -> WorkQueueError | None:
+        message = to_message(
+            encode(task), task_properties(task, reply_to=self._reply_to, app_id=self._app_id)
+        )
+        async with self._window:
+            try:
+                await publish_confirmed(
+                    self._exchange, TASK_ROUTING_KEY, message, timeout=self._timeout
+                )
+            except PublishRejected as exc:
+                exc.task_id = task.task_id
+                return exc
+            except WorkQueueError as exc:
+                return exc
+        return None

@@ -1,0 +1,159 @@
+"""The dispatcher's use cases: submit tasks, record outcomes, look tasks up, wait for them.
+
+Depends only on the ``Publisher`` and ``TaskStore`` protocols, so it is tested with fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+from pydantic import ValidationError
+
+from common import (
+    InvalidParams,
+    JsonValue,
+    ResultMessage,
+    TaskMessage,
+    TaskRegistry,
+    UnknownTaskType,
+    WorkQueueError,
+)
+from common.logging import get_logger
+from dispatcher.publisher import Publisher
+from dispatcher.store import TaskRecord, TaskStore
+
+log = get_logger(__name__)
+
+Clock = Callable[[], datetime]
+Progress = Callable[[int], None]
+
+# How often ``wait`` re-reads the store for outcomes recorded by another dispatcher process;
+# outcomes recorded by this process wake the waiter at once.
+_WAIT_POLL_S = 0.25
+_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequest:
+    """One task to submit."""
+
+    task_type: str
+    params: Mapping[str, JsonValue] = field(default_factory=dict)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Dispatcher:
+    """Records tasks, publishes them, and records their outcomes."""
+
+    def __init__(
+        self,
+        *,
+        publisher: Publisher,
+        store: TaskStore,
+        registry: TaskRegistry | None = None,
+        clock: Clock = _utcnow,
+    ) -> None:
+        self._publisher = publisher
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+        self._outcomes: dict[UUID, asyncio.Event] = {}
+
+    async def submit(self, task_type: str, params: Mapping[str, JsonValue] | None = None) -> UUID:
+        """Record and publish one task; returns its id once the broker has confirmed it.
+
+        Raises:
+            UnknownTaskType, InvalidParams: when a task module is loaded and refuses the task.
+            PublishRejected, BrokerError: the task is recorded as submitted but not queued.
+        """
+        (task_id,) = await self.submit_many([TaskRequest(task_type, params or {})])
+        return task_id
+
+    async def submit_many(
+        self, requests: Iterable[TaskRequest], *, progress: Progress | None = None
+    ) -> list[UUID]:
+        """Record and publish many tasks with pipelined confirms; returns their ids in order.
+
+        Every task is validated before any is recorded. When some publishes fail, the others
+        are still queued and the first failure is raised after the whole batch.
+        """
+        tasks = [build_task(request, self._registry, self._clock) for request in requests]
+        failure: WorkQueueError | None = None
+        for start in range(0, len(tasks), _BATCH):
+            batch = tasks[start : start + _BATCH]
+            await self._store.add_submitted(batch)
+            outcomes = await self._publisher.publish(batch)
+            confirmed = [t.task_id for t, error in zip(batch, outcomes, strict=True) if not error]
+            await self._store.mark_queued(confirmed, self._clock())
+            for task, error in zip(batch, outcomes, strict=True):
+                if error is not None:
+                    log.error("task_not_published", task_id=str(task.task_id), error=str(error))
+                    failure = failure or error
+            if progress is not None:
+                progress(len(batch))
+        log.info("tasks_published", count=len(tasks), failed=failure is not None)
+        if failure is not None:
+            raise failure
+        return [task.task_id for task in tasks]
+
+    async def record_result(self, result: ResultMessage) -> bool:
+        """Record an outcome (the first per task id wins) and wake anyone waiting for it."""
+        recorded = await self._store.record_result(result)
+        event = self._outcomes.get(result.task_id)
+        if event is not None:
+            event.set()
+        return recorded
+
+    async def get(self, task_id: UUID) -> TaskRecord:
+        """The task's record, or ``TaskNotFound``."""
+        return await self._store.get(task_id)
+
+    async def get_many(self, task_ids: Sequence[UUID]) -> list[TaskRecord]:
+        """The records of those ids that exist."""
+        return await self._store.get_many(task_ids)
+
+    async def wait(self, task_id: UUID, *, timeout: float) -> TaskRecord:
+        """Wait until the task has an outcome; raises ``TimeoutError`` after ``timeout`` seconds."""
+        event = self._outcomes.setdefault(task_id, asyncio.Event())
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    record = await self._store.get(task_id)
+                    if record.state.is_final:
+                        return record
+                    event.clear()
+                    try:
+                        async with asyncio.timeout(_WAIT_POLL_S):
+                            await event.wait()
+                    except TimeoutError:
+                        continue
+        finally:
+            self._outcomes.pop(task_id, None)
+
+
+def build_task(
+    request: TaskRequest, registry: TaskRegistry | None, clock: Clock = _utcnow
+) -> TaskMessage:
+    """A new task message for ``request``, validated against ``registry`` when there is one."""
+    params = dict(request.params)
+    if registry is not None:
+        registry.get(request.task_type).validate(params)
+    try:
+        return TaskMessage(
+            task_id=uuid4(), task_type=request.task_type, params=params, submitted_at=clock()
+        )
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if any(error["loc"][:1] == ("task_type",) for error in errors):
+            raise UnknownTaskType(request.task_type) from exc
+        details: list[dict[str, object]] = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors
+        ]
+        raise InvalidParams(request.task_type, details) from exc

@@ -1,0 +1,74 @@
+"""The task store's interface and records: one row of lifecycle per task id.
+
+``TaskStore`` is the seam: the service depends on it, SQLite implements it now, and a
+PostgreSQL store can implement it later without touching the service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from common import JsonValue, ResultMessage, TaskErrorInfo, TaskMessage
+
+
+class TaskState(StrEnum):
+    """Where a task is in its life."""
+
+    SUBMITTED = "submitted"  # recorded, publish not yet confirmed
+    QUEUED = "queued"  # the broker confirmed the task message
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the task has an outcome; a final state never changes."""
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED)
+
+
+class TaskRecord(BaseModel):
+    """Everything the store knows about one task."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: UUID
+    task_type: str
+    params: dict[str, JsonValue]
+    state: TaskState
+    attempt: int
+    submitted_at: datetime
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    executor: str | None = None
+    result: JsonValue = None
+    error: TaskErrorInfo | None = None
+    redelivered: bool = False
+    duplicate_results: int = 0
+
+
+class TaskStore(Protocol):
+    """Durable task records, keyed by task id."""
+
+    async def add_submitted(self, tasks: Sequence[TaskMessage]) -> None:
+        """Record new tasks as submitted (before they are published)."""
+
+    async def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> None:
+        """Record that the broker confirmed these tasks; never moves a task backwards."""
+
+    async def record_result(self, result: ResultMessage) -> bool:
+        """Record an outcome; False when the task already had one (a duplicate changes nothing)."""
+
+    async def get(self, task_id: UUID) -> TaskRecord:
+        """The record of ``task_id``, or ``TaskNotFound``."""
+
+    async def get_many(self, task_ids: Sequence[UUID]) -> list[TaskRecord]:
+        """The records of those ids that exist, in no particular order."""
+
+    async def close(self) -> None:
+        """Release the store's resources."""

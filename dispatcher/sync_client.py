@@ -1,0 +1,184 @@
+"""The synchronous Python API (pika), for code without an event loop: a Django or Flask view.
+
+    with SyncDispatcher(AmqpSettings(), DispatcherSettings()) as dispatcher:
+        task_id = dispatcher.submit("word_count", {"text": "to be or not to be"})
+
+It records and publishes exactly as the asyncio API does (same store, same wire format).
+Outcomes are recorded by a running ``dispatcher serve``; ``wait`` reads them from the store.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+from uuid import UUID
+
+import pika
+import pika.exceptions
+
+from common import (
+    AmqpSettings,
+    BrokerError,
+    BrokerUnavailable,
+    JsonValue,
+    MessageProperties,
+    PublishRejected,
+    TaskMessage,
+    TaskRegistry,
+    encode,
+    task_properties,
+)
+from common.topology import TASK_ROUTING_KEY
+from dispatcher.service import TaskRequest, build_task
+from dispatcher.settings import DispatcherSettings
+from dispatcher.sqlite_store import SqliteTaskStore
+from dispatcher.store import TaskRecord
+
+_WAIT_POLL_S = 0.1
+
+
+class SyncDispatcher:
+    """Submit and look up tasks from synchronous code; thread-safe, one connection."""
+
+    def __init__(
+        self,
+        amqp: AmqpSettings,
+        settings: DispatcherSettings,
+        *,
+        registry: TaskRegistry | None = None,
+    ) -> None:
+        self._amqp = amqp
+        self._settings = settings
+        self._registry = registry
+        self._store = SqliteTaskStore(settings.store)
+        self._lock = threading.Lock()
+        self._connection: Any = None
+        self._channel: Any = None
+
+    def submit(self, task_type: str, params: Mapping[str, JsonValue] | None = None) -> UUID:
+        """Record and publish one task; returns once the broker has confirmed it."""
+        (task_id,) = self.submit_many([TaskRequest(task_type, params or {})])
+        return task_id
+
+    def submit_many(self, requests: Iterable[TaskRequest]) -> list[UUID]:
+        """Record and publish tasks one confirm at a time (use the asyncio API for bulk)."""
+        tasks = [build_task(request, self._registry) for request in requests]
+        self._store.add_submitted(tasks)
+        with self._lock:
+            for task in tasks:
+                self._publish(task)
+                self._store.mark_queued([task.task_id], datetime.now(UTC))
+        return [task.task_id for task in tasks]
+
+    def get(self, task_id: UUID) -> TaskRecord:
+        """The task's record, or ``TaskNotFound``."""
+        return self._store.get(task_id)
+
+    def get_many(self, task_ids: Sequence[UUID]) -> list[TaskRecord]:
+        """The records of those ids that exist."""
+        return self._store.get_many(task_ids)
+
+    def wait(self, task_id: UUID, *, timeout: float) -> TaskRecord:
+        """Poll the store until the task has an outcome; ``TimeoutError`` after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self._store.get(task_id)
+            if record.state.is_final:
+                return record
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no outcome for task {task_id} within {timeout:g}s")
+            time.sleep(_WAIT_POLL_S)
+
+    def close(self) -> None:
+        """Close the connection and the store."""
+        with self._lock:
+            if self._connection is not None and self._connection.is_open:
+                self._connection.close()
+            self._connection = self._channel = None
+        self._store.close()
+
+    def __enter__(self) -> SyncDispatcher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _publish(self, task: TaskMessage) -> None:
+        topology = self._amqp.topology
+        properties = task_properties(
+            task, reply_to=topology.results_queue, app_id=self._settings.app_id
+        )
+        try:
+            self._ensure_channel().basic_publish(
+                topology.task_exchange,
+                TASK_ROUTING_KEY,
+                encode(task),
+                properties=_pika_properties(properties),
+                mandatory=True,
+            )
+        except pika.exceptions.UnroutableError as exc:
+            raise PublishRejected("unroutable", task_id=task.task_id) from exc
+        except pika.exceptions.NackError as exc:
+            raise PublishRejected("nack", task_id=task.task_id) from exc
+        except pika.exceptions.AMQPError as exc:
+            # Drop the broken connection; the next call opens a fresh one.
+            self._connection = self._channel = None
+            raise BrokerError(f"publishing failed: {type(exc).__name__}: {exc}") from exc
+
+    def _ensure_channel(self) -> Any:
+        if self._channel is not None and self._channel.is_open:
+            return self._channel
+        parameters = pika.URLParameters(self._amqp.url.get_secret_value())
+        parameters.heartbeat = self._amqp.heartbeat
+        parameters.socket_timeout = self._amqp.connect_timeout
+        parameters.client_properties = {"connection_name": "wq dispatcher sync client"}
+        try:
+            self._connection = pika.BlockingConnection(parameters)
+        except pika.exceptions.AMQPError as exc:
+            raise BrokerUnavailable(
+                f"cannot connect to RabbitMQ at {self._amqp.redacted_url()}: {type(exc).__name__}"
+            ) from exc
+        channel = self._connection.channel()
+        channel.confirm_delivery()
+        _declare_topology(channel, self._amqp)
+        self._channel = channel
+        return channel
+
+
+def _declare_topology(channel: Any, amqp: AmqpSettings) -> None:
+    # Same objects and arguments as common.amqp.declare_topology, through pika.
+    topology = amqp.topology
+    channel.exchange_declare(topology.task_exchange, exchange_type="direct", durable=True)
+    for dead in (topology.task_dead_queue, topology.results_dead_queue):
+        channel.queue_declare(dead, durable=True, arguments={"x-queue-type": "classic"})
+    channel.queue_declare(
+        topology.results_queue, durable=True, arguments=topology.results_queue_arguments()
+    )
+    channel.queue_declare(
+        topology.task_queue, durable=True, arguments=topology.task_queue_arguments()
+    )
+    channel.queue_bind(topology.task_queue, topology.task_exchange, TASK_ROUTING_KEY)
+
+
+def _pika_properties(properties: MessageProperties) -> Any:
+    return pika.BasicProperties(
+        content_type=properties.content_type,
+        content_encoding=properties.content_encoding,
+        delivery_mode=properties.delivery_mode,
+        message_id=properties.message_id,
+        correlation_id=properties.correlation_id,
+        type=properties.type,
+        timestamp=int(properties.timestamp.timestamp()),
+        app_id=properties.app_id,
+        reply_to=properties.reply_to,
+        headers=dict(properties.headers),
+    )

@@ -1,0 +1,1 @@
+"""Example task module and the demo (not part of the installed distribution)."""

@@ -1,0 +1,174 @@
+"""The demo: a dispatcher and two executors on a real broker, 100 example tasks, a summary.
+
+Run it with ``./scripts/demo`` (which sets everything up first) or ``python -m examples.demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from uuid import UUID
+
+from tqdm import tqdm
+
+from common import AmqpSettings, BrokerError, LogSettings, load_settings
+from common.logging import configure
+from dispatcher.client import open_dispatcher
+from dispatcher.service import TaskRequest
+from dispatcher.settings import DispatcherSettings
+from dispatcher.store import TaskRecord
+
+DEMO_DIR = Path(".wq-demo")
+DEMO_PREFIX = "wq.demo"
+
+
+def task_mix(count: int, seed: int = 7) -> list[TaskRequest]:
+    """A realistic mix: mostly fast tasks, some slow ones, a few that fail or are invalid."""
+    rng = random.Random(seed)
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "sleeps"]
+    requests: list[TaskRequest] = []
+    for n in range(count):
+        if n % 20 == 19:  # fails in the handler: no exchange rate
+            requests.append(
+                TaskRequest("convert_currency", {"amount": 10, "source": "EUR", "target": "XTS"})
+            )
+        elif n % 50 == 24:  # refused by the executor: params fail validation
+            requests.append(TaskRequest("render_report", {"title": "bad", "pages": 0}))
+        elif n % 4 == 1:
+            requests.append(
+                TaskRequest(
+                    "render_report",
+                    {"title": f"report {n}", "pages": rng.randint(2, 5), "ms_per_page": 25},
+                )
+            )
+        elif n % 4 == 2:
+            requests.append(
+                TaskRequest(
+                    "convert_currency",
+                    {"amount": rng.randint(1, 500), "source": "USD", "target": "EUR"},
+                )
+            )
+        else:
+            text = " ".join(rng.choices(words, k=rng.randint(5, 40)))
+            requests.append(TaskRequest("word_count", {"text": text}))
+    return requests
+
+
+def start_executors(count: int, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    """Start executor processes, each logging to its own file under .wq-demo/."""
+    processes = []
+    for n in range(1, count + 1):
+        log_file = (DEMO_DIR / f"executor-{n}.log").open("wb")
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "executor",
+                    "run",
+                    "--tasks",
+                    "examples.tasks",
+                    "--name",
+                    f"demo-executor-{n}",
+                ],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    return processes
+
+
+def stop_executors(processes: Sequence[subprocess.Popen[bytes]], timeout: float = 30) -> list[int]:
+    """SIGTERM every executor and wait for it to finish its in-flight task and exit."""
+    for process in processes:
+        process.terminate()
+    return [process.wait(timeout=timeout) for process in processes]
+
+
+async def run_demo(count: int, executors: int, timeout: float) -> int:
+    """Start executors, submit ``count`` tasks, wait for outcomes, stop, summarise."""
+    amqp = load_settings(AmqpSettings, prefix=os.environ.get("WQ_AMQP_PREFIX", DEMO_PREFIX))
+    settings = load_settings(DispatcherSettings, store=DEMO_DIR / "tasks.sqlite3")
+    env = {**os.environ, "WQ_AMQP_PREFIX": amqp.prefix, "WQ_LOG_FORMAT": "json"}
+    print(
+        f"broker {amqp.redacted_url()}  queues {amqp.topology.task_queue}, {amqp.topology.results_queue}"
+    )
+    print(f"store  {settings.store}  executor logs {DEMO_DIR}/executor-N.log")
+    processes = start_executors(executors, env)
+    began = time.perf_counter()
+    try:
+        async with open_dispatcher(amqp, settings) as dispatcher:
+            with tqdm(total=count, desc="submitted", unit="task") as bar:
+                ids = await dispatcher.submit_many(
+                    task_mix(count), progress=lambda n: bar.update(n) and None
+                )
+            records = await _await_outcomes(dispatcher.get_many, ids, timeout)
+    finally:
+        codes = stop_executors(processes)
+    elapsed = time.perf_counter() - began
+    return _summarise(ids, records, codes, elapsed)
+
+
+async def _await_outcomes(
+    get_many: Callable[[list[UUID]], Awaitable[list[TaskRecord]]], ids: list[UUID], timeout: float
+) -> list[TaskRecord]:
+    deadline = time.monotonic() + timeout
+    with tqdm(total=len(ids), desc="finished ", unit="task") as bar:
+        while True:
+            records = await get_many(ids)
+            done = sum(record.state.is_final for record in records)
+            bar.update(done - bar.n)
+            if done == len(ids) or time.monotonic() > deadline:
+                return records
+            await asyncio.sleep(0.1)
+
+
+def _summarise(
+    ids: list[UUID], records: list[TaskRecord], exit_codes: list[int], elapsed: float
+) -> int:
+    states = Counter(record.state.value for record in records)
+    errors = Counter(record.error.kind.value for record in records if record.error)
+    per_executor = Counter(record.executor for record in records if record.executor)
+    unaccounted = len(ids) - sum(record.state.is_final for record in records)
+    print(f"\n{len(ids)} tasks in {elapsed:.1f}s")
+    print("outcomes:  " + ", ".join(f"{state} {n}" for state, n in sorted(states.items())))
+    if errors:
+        print("errors:    " + ", ".join(f"{kind} {n}" for kind, n in sorted(errors.items())))
+    print("executors: " + ", ".join(f"{name} ran {n}" for name, n in sorted(per_executor.items())))
+    print(f"executor exit codes: {exit_codes}")
+    if unaccounted:
+        print(f"NOT accounted for: {unaccounted} task(s) without an outcome")
+        return 1
+    print(f"every task accounted for: {len(ids)}/{len(ids)} have exactly one recorded outcome")
+    store = f"WQ_DISPATCHER_STORE={DEMO_DIR}/tasks.sqlite3"
+    print(f"look one up: {store} dispatcher status {ids[0]}")
+    return 0 if not any(exit_codes) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; exit 0 when every task has exactly one outcome."""
+    parser = argparse.ArgumentParser(prog="python -m examples.demo", description=__doc__)
+    parser.add_argument("--tasks", type=int, default=100, help="how many tasks (default 100)")
+    parser.add_argument("--executors", type=int, default=2, help="executor processes (default 2)")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for outcomes")
+    args = parser.parse_args(argv)
+    DEMO_DIR.mkdir(exist_ok=True)
+    configure(LogSettings(level="warning"))
+    try:
+        return asyncio.run(run_demo(args.tasks, args.executors, args.timeout))
+    except BrokerError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 69
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Example task types: a fast one, a slow one and one that fails for some inputs.
+
+Run them with ``executor run --tasks examples.tasks``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from typing import Annotated
+
+from pydantic import Field
+
+from common import TaskRegistry
+
+registry = TaskRegistry()
+
+# Fixed rates keep the example deterministic; a real task would call a rates service.
+_RATES_TO_EUR = {"EUR": 1.0, "USD": 0.92, "GBP": 1.17, "JPY": 0.0062, "CHF": 1.05}
+
+
+@registry.task("word_count")
+def word_count(text: str, top: Annotated[int, Field(ge=1, le=100)] = 3) -> dict[str, object]:
+    """Fast: count the words of a text and name the most common ones."""
+    words = re.findall(r"[\w']+", text.lower())
+    return {"words": len(words), "top": Counter(words).most_common(top)}
+
+
+@registry.task("render_report")
+def render_report(
+    title: str,
+    pages: Annotated[int, Field(ge=1, le=50)] = 5,
+    ms_per_page: Annotated[int, Field(ge=0, le=5_000)] = 40,
+) -> dict[str, object]:
+    """Slow: pretend to render a report page by page (blocking, so it runs in a thread)."""
+    for _ in range(pages):
+        time.sleep(ms_per_page / 1000)
+    return {"title": title, "pages": pages, "bytes": pages * 48_213}
+
+
+@registry.task("convert_currency")
+def convert_currency(
+    amount: Annotated[float, Field(ge=0)], source: str, target: str
+) -> dict[str, object]:
+    """Fails for currencies without a rate: the error and traceback reach the task store."""
+    try:
+        in_eur = amount * _RATES_TO_EUR[source.upper()]
+        converted = in_eur / _RATES_TO_EUR[target.upper()]
+    except KeyError as exc:
+        raise LookupError(f"no exchange rate for {exc.args[0]}") from None
+    return {"amount": round(converted, 2), "currency": target.upper()}

@@ -1,0 +1,1 @@
+"""The executor service: runs tasks from RabbitMQ and reports their results."""

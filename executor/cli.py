@@ -1,0 +1,131 @@
+"""``executor``: run tasks from the queue, or list the task types a module registers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import sys
+from collections.abc import Sequence
+
+from common import (
+    AmqpSettings,
+    BrokerError,
+    BrokerUnavailable,
+    ConfigError,
+    LogSettings,
+    TaskRegistry,
+    load_registry,
+    load_settings,
+)
+from common import exit_codes as codes
+from common.logging import configure, get_logger
+from common.shutdown import install_stop_handlers
+from executor.consumer import Executor
+from executor.settings import ExecutorSettings
+
+log = get_logger(__name__)
+
+_EPILOG = """\
+environment:
+  WQ_AMQP_URL                broker URL (default amqp://guest:guest@localhost:5672/)
+  WQ_AMQP_PREFIX             prefix of queue and exchange names (default wq)
+  WQ_EXECUTOR_TASKS          task module, same as --tasks
+  WQ_EXECUTOR_CONCURRENCY    execution slots, same as --concurrency
+  WQ_EXECUTOR_SHUTDOWN_GRACE seconds in-flight tasks get on SIGTERM (default 30)
+  WQ_LOG_LEVEL, WQ_LOG_FORMAT  logging (info; auto|json|console)
+exit codes: 0 stopped cleanly, 2 bad arguments or configuration,
+  69 broker unreachable, 70 internal error, 130 forced stop
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, with help that explains each option."""
+    parser = argparse.ArgumentParser(
+        prog="executor",
+        description="Run tasks from RabbitMQ: one task per execution slot, results reported "
+        "to the task's reply queue before the task message is acknowledged.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="consume and run tasks until SIGTERM or Ctrl-C")
+    run.add_argument("--tasks", help="task module, e.g. examples.tasks or pkg.mod:registry")
+    run.add_argument("--concurrency", type=int, help="execution slots (default 1)")
+    run.add_argument("--name", help="executor name in results and logs (default host.pid)")
+    run.add_argument(
+        "--path", default=".", help="directory to import the task module from (default .)"
+    )
+    tasks = commands.add_parser("tasks", help="list the task types a module registers")
+    tasks.add_argument("--tasks", help="task module (as for run)")
+    tasks.add_argument("--path", default=".", help="directory to import from (default .)")
+    tasks.add_argument("--json", action="store_true", help="print params JSON Schemas")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        overrides = {
+            key: value
+            for key, value in (
+                ("tasks", args.tasks),
+                ("concurrency", getattr(args, "concurrency", None)),
+                ("name", getattr(args, "name", None)),
+            )
+            if value is not None
+        }
+        settings = load_settings(ExecutorSettings, **overrides)
+        configure(load_settings(LogSettings))
+        if settings.tasks is None:
+            raise ConfigError("no task module: pass --tasks or set WQ_EXECUTOR_TASKS")
+        registry = load_registry(settings.tasks, search_path=args.path)
+        if args.command == "tasks":
+            return _print_tasks(registry, as_json=args.json)
+        amqp = load_settings(AmqpSettings)
+    except ConfigError as exc:
+        print(f"executor: {exc}", file=sys.stderr)
+        return codes.USAGE
+    executor = Executor(
+        amqp=amqp,
+        registry=registry,
+        name=settings.name or f"{socket.gethostname()}.{os.getpid()}",
+        concurrency=settings.concurrency,
+        shutdown_grace=settings.shutdown_grace,
+    )
+    return asyncio.run(_serve(executor))
+
+
+async def _serve(executor: Executor) -> int:
+    stop = asyncio.Event()
+    install_stop_handlers(stop)
+    try:
+        await executor.run(stop)
+    except BrokerUnavailable as exc:
+        log.error("broker_unavailable", error=str(exc))
+        return codes.BROKER_UNAVAILABLE
+    except BrokerError as exc:
+        log.error("broker_error", error=str(exc))
+        return codes.BROKER_UNAVAILABLE
+    except asyncio.CancelledError:
+        return codes.INTERRUPTED
+    return codes.OK
+
+
+def _print_tasks(registry: TaskRegistry, *, as_json: bool) -> int:
+    if as_json:
+        schemas = {name: registry.get(name).params_schema() for name in registry.names()}
+        print(json.dumps(schemas, indent=2))
+    else:
+        for name in registry.names():
+            fields = registry.get(name).params_model.model_fields
+            print(f"{name}({', '.join(fields)})")
+    return codes.OK
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Executor settings (``WQ_EXECUTOR_*``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ExecutorSettings(BaseSettings):
+    """What to run and how many tasks at once."""
+
+    model_config = SettingsConfigDict(env_prefix="WQ_EXECUTOR_", extra="ignore")
+
+    tasks: str | None = Field(
+        default=None, description="Task module to load: 'package.module' or 'module:registry'."
+    )
+    concurrency: int = Field(
+        default=1, ge=1, le=256, description="Execution slots; each holds at most one task."
+    )
+    name: str | None = Field(
+        default=None, description="Executor name in results and logs (default: host.pid)."
+    )
+    shutdown_grace: float = Field(
+        default=30.0, ge=0, description="Seconds in-flight tasks get to finish on SIGTERM."
+    )

@@ -120,14 +120,19 @@ class Dispatcher:
         return await self._store.get_many(task_ids)
 
     async def wait(self, task_id: UUID, *, timeout: float) -> TaskRecord:
-        """Wait until the task has an outcome; raises ``TimeoutError`` after ``timeout`` seconds."""
+        """Wait until the task has an outcome; ``TimeoutError`` after ``timeout`` seconds.
+
+        An id the store does not know yet is waited for too: its record may arrive with its
+        result (a task published by another client with ``reply_to`` set to the results queue).
+        """
         event = self._outcomes.setdefault(task_id, asyncio.Event())
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    record = await self._store.get(task_id)
-                    if record.state.is_final:
-                        return record
+                    # A task published by another producer is unknown until its result lands.
+                    records = await self._store.get_many([task_id])
+                    if records and records[0].state.is_final:
+                        return records[0]
                     event.clear()
                     try:
                         async with asyncio.timeout(_WAIT_POLL_S):

@@ -86,9 +86,9 @@ class SyncDispatcher:
         """Poll the store until the task has an outcome; ``TimeoutError`` after ``timeout`` s."""
         deadline = time.monotonic() + timeout
         while True:
-            record = self._store.get(task_id)
-            if record.state.is_final:
-                return record
+            records = self._store.get_many([task_id])
+            if records and records[0].state.is_final:
+                return records[0]
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no outcome for task {task_id} within {timeout:g}s")
             time.sleep(_WAIT_POLL_S)

@@ -99,18 +99,19 @@ async def run_demo(count: int, executors: int, timeout: float) -> int:
     amqp = load_settings(AmqpSettings, prefix=os.environ.get("WQ_AMQP_PREFIX", DEMO_PREFIX))
     settings = load_settings(DispatcherSettings, store=DEMO_DIR / "tasks.sqlite3")
     env = {**os.environ, "WQ_AMQP_PREFIX": amqp.prefix, "WQ_LOG_FORMAT": "json"}
-    print(
-        f"broker {amqp.redacted_url()}  queues {amqp.topology.task_queue}, {amqp.topology.results_queue}"
-    )
+    topology = amqp.topology
+    print(f"broker {amqp.redacted_url()}  queues {topology.task_queue}, {topology.results_queue}")
     print(f"store  {settings.store}  executor logs {DEMO_DIR}/executor-N.log")
     processes = start_executors(executors, env)
     began = time.perf_counter()
     try:
         async with open_dispatcher(amqp, settings) as dispatcher:
             with tqdm(total=count, desc="submitted", unit="task") as bar:
-                ids = await dispatcher.submit_many(
-                    task_mix(count), progress=lambda n: bar.update(n) and None
-                )
+
+                def advance(n: int) -> None:
+                    bar.update(n)
+
+                ids = await dispatcher.submit_many(task_mix(count), progress=advance)
             records = await _await_outcomes(dispatcher.get_many, ids, timeout)
     finally:
         codes = stop_executors(processes)

@@ -1,0 +1,54 @@
+"""Shared fixtures: a clean environment, settings factories, the broker URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from pydantic import SecretStr
+
+from common import AmqpSettings
+from dispatcher.settings import DispatcherSettings
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_TEST_AMQP_URL = "amqp://guest:guest@localhost:5672/"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration talks to the real broker."""
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings in tests come from init kwargs only, never from the developer's shell."""
+    for name in list(os.environ):
+        if name.startswith("WQ_") and name != "WQ_TEST_AMQP_URL":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """The broker the integration tests use (``WQ_TEST_AMQP_URL``)."""
+    return os.environ.get("WQ_TEST_AMQP_URL", DEFAULT_TEST_AMQP_URL)
+
+
+def unique_prefix() -> str:
+    """A fresh name prefix so that tests never share a queue."""
+    return f"wq.test.{uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def amqp_settings(amqp_url: str) -> AmqpSettings:
+    """Broker settings with a unique prefix (clean-up lives in the integration conftest)."""
+    return AmqpSettings(url=SecretStr(amqp_url), prefix=unique_prefix(), confirm_timeout=10)
+
+
+@pytest.fixture
+def dispatcher_settings(tmp_path: Path) -> DispatcherSettings:
+    """Dispatcher settings with a store under the test's own directory."""
+    return DispatcherSettings(store=tmp_path / "tasks.sqlite3")

@@ -1,0 +1,128 @@
+"""The command lines as users run them: real processes, real broker, meaningful exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from common import AmqpSettings
+from common import exit_codes as codes
+from tests.conftest import REPO
+from tests.integration.broker import Broker
+from tests.integration.conftest import Processes, wait_for_consumers
+
+
+def run_cli(
+    *argv: str, amqp: AmqpSettings | None, store: Path, url: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "WQ_DISPATCHER_STORE": str(store), "HOME": str(store.parent)}
+    if amqp is not None:
+        env |= {"WQ_AMQP_URL": amqp.url.get_secret_value(), "WQ_AMQP_PREFIX": amqp.prefix}
+    if url is not None:
+        env["WQ_AMQP_URL"] = url
+    return subprocess.run(
+        [sys.executable, "-m", argv[0], *argv[1:]],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_submit_wait_prints_the_result_and_status_reads_it(
+    amqp_settings: AmqpSettings, processes: Processes, broker: Broker, tmp_path: Path
+) -> None:
+    store = tmp_path / "tasks.sqlite3"
+    processes.executor("exec-cli", tasks="examples.tasks")
+    wait_for_consumers(broker, amqp_settings.topology.task_queue, 1)
+    submitted = run_cli(
+        "dispatcher", "submit", "word_count", "--params", '{"text": "a b a"}', "--wait",
+        amqp=amqp_settings, store=store,
+    )  # fmt: skip
+    assert submitted.returncode == codes.OK, submitted.stderr
+    record = json.loads(submitted.stdout)
+    assert record["state"] == "succeeded"
+    assert record["result"]["words"] == 3
+
+    status = run_cli("dispatcher", "status", record["task_id"], amqp=None, store=store)
+    assert status.returncode == codes.OK
+    assert "succeeded" in status.stdout
+    as_json = run_cli("dispatcher", "status", record["task_id"], "--json", amqp=None, store=store)
+    assert json.loads(as_json.stdout)["task_id"] == record["task_id"]
+
+
+def test_failed_task_exits_1_and_unknown_type_exits_65_with_wait(
+    amqp_settings: AmqpSettings, processes: Processes, broker: Broker, tmp_path: Path
+) -> None:
+    store = tmp_path / "tasks.sqlite3"
+    processes.executor("exec-cli", tasks="examples.tasks")
+    wait_for_consumers(broker, amqp_settings.topology.task_queue, 1)
+    failing = run_cli(
+        "dispatcher", "submit", "convert_currency", "--wait",
+        "--params", '{"amount": 1, "source": "EUR", "target": "XTS"}',
+        amqp=amqp_settings, store=store,
+    )  # fmt: skip
+    assert failing.returncode == codes.TASK_FAILED
+    assert json.loads(failing.stdout)["error"]["kind"] == "handler_error"
+    unknown = run_cli(
+        "dispatcher", "submit", "no_such_type", "--wait", amqp=amqp_settings, store=store
+    )
+    assert unknown.returncode == codes.INVALID_TASK
+    assert json.loads(unknown.stdout)["error"]["kind"] == "unknown_task_type"
+
+
+def test_submit_refuses_unknown_type_and_invalid_params_before_publishing(
+    amqp_settings: AmqpSettings, broker: Broker, tmp_path: Path
+) -> None:
+    store = tmp_path / "tasks.sqlite3"
+    common = ("--tasks", "examples.tasks")
+    unknown = run_cli("dispatcher", "submit", "nope", *common, amqp=amqp_settings, store=store)
+    invalid = run_cli(
+        "dispatcher", "submit", "word_count", "--params", '{"text": 5, "top": 0}', *common,
+        amqp=amqp_settings, store=store,
+    )  # fmt: skip
+    assert unknown.returncode == codes.INVALID_TASK
+    assert "unknown task type: 'nope'" in unknown.stderr
+    assert invalid.returncode == codes.INVALID_TASK
+    assert "top" in invalid.stderr
+    assert broker.counts(amqp_settings.topology.task_queue).messages == 0
+
+
+def test_unreachable_broker_exits_69_without_leaking_the_password(tmp_path: Path) -> None:
+    url = "amqp://someone:s3cret-pass@127.0.0.1:1/"
+    store = tmp_path / "tasks.sqlite3"
+    submit = run_cli("dispatcher", "submit", "echo", amqp=None, store=store, url=url)
+    executor = run_cli(
+        "executor", "run", "--tasks", "examples.tasks", amqp=None, store=store, url=url
+    )
+    for result in (submit, executor):
+        assert result.returncode == codes.BROKER_UNAVAILABLE, result.stderr
+        assert "s3cret-pass" not in result.stderr + result.stdout
+        assert "127.0.0.1:1" in result.stderr
+
+
+def test_bad_params_json_and_bad_config_exit_2(tmp_path: Path) -> None:
+    store = tmp_path / "tasks.sqlite3"
+    bad_json = run_cli("dispatcher", "submit", "echo", "--params", "{nope", amqp=None, store=store)
+    bad_url = run_cli("dispatcher", "submit", "echo", amqp=None, store=store, url="http://x/")
+    no_module = run_cli("executor", "run", "--tasks", "no.such.module", amqp=None, store=store)
+    assert bad_json.returncode == codes.USAGE
+    assert "not valid JSON" in bad_json.stderr
+    assert bad_url.returncode == codes.USAGE
+    assert "WQ_AMQP_URL" in bad_url.stderr
+    assert no_module.returncode == codes.USAGE
+    assert "no.such.module" in no_module.stderr
+
+
+def test_executor_stops_cleanly_on_sigterm(
+    amqp_settings: AmqpSettings, processes: Processes, broker: Broker
+) -> None:
+    executor = processes.executor("exec-term")
+    wait_for_consumers(broker, amqp_settings.topology.task_queue, 1)
+    executor.terminate()
+    assert executor.wait(timeout=20) == codes.OK
+    assert '"executor_stopped"' in processes.log("exec-term")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import time
 from collections.abc import Callable
@@ -110,8 +111,10 @@ class Executor:
             # The channel is gone; the broker requeues the delivery and another slot runs it.
             log.warning("delivery_unsettled", error=str(exc))
         except Exception:
+            # A bug, not bad input: keep the message (dead-lettered) rather than loop on it.
             log.exception("delivery_handling_failed")
-            await _settle(message, Settlement.REJECT)
+            with contextlib.suppress(BrokerError):
+                await _settle(message, Settlement.REJECT)
         finally:
             self._inflight -= 1
             if not self._inflight:

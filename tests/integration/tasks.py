@@ -28,6 +28,16 @@ def sleep_ms(ms: int, marker: str | None = None) -> dict[str, int]:
 
 
 @registry.task()
+def spin_ms(ms: int) -> int:
+    """Burn CPU in pure Python (holding the GIL between switches) for ``ms`` milliseconds."""
+    deadline = time.perf_counter() + ms / 1000
+    spins = 0
+    while time.perf_counter() < deadline:
+        spins += 1
+    return spins
+
+
+@registry.task()
 def fail(message: str = "boom") -> None:
     """Always raise."""
     raise RuntimeError(message)

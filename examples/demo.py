@@ -142,8 +142,9 @@ def _summarise(
     unaccounted = len(ids) - sum(record.state.is_final for record in records)
     print(f"\n{len(ids)} tasks in {elapsed:.1f}s")
     print("outcomes:  " + ", ".join(f"{state} {n}" for state, n in sorted(states.items())))
-    if errors:
-        print("errors:    " + ", ".join(f"{kind} {n}" for kind, n in sorted(errors.items())))
+    examples = {r.error.kind.value: r.error.message for r in records if r.error}
+    for kind, n in sorted(errors.items()):
+        print(f"  {n} x {kind}, e.g. {examples[kind][:90]}")
     print("executors: " + ", ".join(f"{name} ran {n}" for name, n in sorted(per_executor.items())))
     print(f"executor exit codes: {exit_codes}")
     if unaccounted:
@@ -151,7 +152,7 @@ def _summarise(
         return 1
     print(f"every task accounted for: {len(ids)}/{len(ids)} have exactly one recorded outcome")
     store = f"WQ_DISPATCHER_STORE={DEMO_DIR}/tasks.sqlite3"
-    print(f"look one up: {store} dispatcher status {ids[0]}")
+    print(f"look one up: {store} .venv/bin/dispatcher status {ids[0]}")
     return 0 if not any(exit_codes) else 1
 
 

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 SCHEMA_VERSION = 1
 
@@ -19,6 +19,14 @@ class _Wire(BaseModel):
     # Frozen: a decoded message is a fact, not a draft. Extra fields are ignored so that a
     # newer producer can add optional fields without breaking older executors.
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+    @field_validator("version", mode="before", check_fields=False)
+    @classmethod
+    def _version_is_an_integer(cls, value: object) -> object:
+        # JSON true would pass as 1 in lax mode; a version must be the number itself.
+        if isinstance(value, bool):
+            raise ValueError("version must be an integer")
+        return value
 
 
 class TaskMessage(_Wire):

@@ -12,9 +12,9 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from common.errors import ConfigError, InvalidParams, UnknownTaskType
 from common.messages import TASK_TYPE_PATTERN
@@ -45,7 +45,16 @@ class TaskDefinition:
                 for e in exc.errors(include_url=False, include_input=False)
             ]
             raise InvalidParams(self.name, errors) from exc
-        return {name: getattr(model, name) for name in type(model).model_fields}
+        # Fields are aliased (see _params_model): hand the handler its own parameter names.
+        return {
+            field.alias or name: getattr(model, name)
+            for name, field in type(model).model_fields.items()
+        }
+
+    @property
+    def parameters(self) -> list[str]:
+        """The handler's parameter names, in order."""
+        return [field.alias or name for name, field in self.params_model.model_fields.items()]
 
     def params_schema(self) -> dict[str, Any]:
         """The params' JSON Schema, for documentation and non-Python producers."""
@@ -58,12 +67,21 @@ class TaskRegistry:
     def __init__(self) -> None:
         self._tasks: dict[str, TaskDefinition] = {}
 
-    def task(self, name: str | None = None) -> Callable[[_F], _F]:
+    @overload
+    def task(self, name: _F) -> _F: ...
+
+    @overload
+    def task(self, name: str | None = None) -> Callable[[_F], _F]: ...
+
+    def task(self, name: str | _F | None = None) -> _F | Callable[[_F], _F]:
         """Register a function as the handler of task type ``name`` (default: its name).
 
-        Its parameters, with their annotations and defaults, become the params model; unknown
-        params are refused.
+        Works bare (``@registry.task``) or called (``@registry.task("resize")``). The
+        function's parameters, with their annotations and defaults, become the params model;
+        unknown params are refused.
         """
+        if callable(name):
+            return self.task(None)(name)
 
         def register(handler: _F) -> _F:
             task_type = name or handler.__name__
@@ -97,15 +115,24 @@ class TaskRegistry:
 def _params_model(task_type: str, handler: Callable[..., Any]) -> type[BaseModel]:
     if not re.match(TASK_TYPE_PATTERN, task_type):
         raise ConfigError(f"task type {task_type!r} must match {TASK_TYPE_PATTERN}")
+    try:
+        signature = inspect.signature(handler, eval_str=True)
+    except (NameError, TypeError, SyntaxError) as exc:
+        raise ConfigError(f"task {task_type!r}: cannot resolve its annotations: {exc}") from exc
     fields: dict[str, Any] = {}
-    for param in inspect.signature(handler, eval_str=True).parameters.values():
+    for param in signature.parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
             raise ConfigError(f"task {task_type!r}: parameter {param.name!r} must be named")
         annotation = Any if param.annotation is param.empty else param.annotation
         default = ... if param.default is param.empty else param.default
-        fields[param.name] = (annotation, default)
+        # Prefixed field names with the parameter as alias: any parameter name works, even
+        # ones pydantic reserves (``json``, ``copy``) or treats as private (``_token``).
+        fields[f"p_{param.name}"] = (annotation, Field(default, alias=param.name))
     model_name = "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]", task_type))
-    return create_model(f"{model_name}Params", __config__=ConfigDict(extra="forbid"), **fields)
+    try:
+        return create_model(f"{model_name}Params", __config__=ConfigDict(extra="forbid"), **fields)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"task {task_type!r}: unusable parameter types: {exc}") from exc
 
 
 def load_registry(spec: str, *, search_path: str | None = ".") -> TaskRegistry:

@@ -70,16 +70,21 @@ class LogSettings(BaseSettings):
         default="auto", description="auto: console on a TTY, JSON lines otherwise."
     )
 
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
 
 def redact_url(url: str) -> str:
     """Replace the password in a URL with ``***``."""
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    # Rebuild from the netloc as written: hostname would drop IPv6 brackets and lower-case it.
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
 
 
 def load_settings(cls: type[_S], **overrides: Any) -> _S:

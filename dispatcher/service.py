@@ -6,6 +6,7 @@ Depends only on the ``Publisher`` and ``TaskStore`` protocols, so it is tested w
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -64,7 +65,9 @@ class Dispatcher:
         self._store = store
         self._registry = registry
         self._clock = clock
+        # One event per awaited task id, shared by its waiters, removed with the last of them.
         self._outcomes: dict[UUID, asyncio.Event] = {}
+        self._waiters: Counter[UUID] = Counter()
 
     async def submit(self, task_type: str, params: Mapping[str, JsonValue] | None = None) -> UUID:
         """Record and publish one task; returns its id once the broker has confirmed it.
@@ -126,21 +129,26 @@ class Dispatcher:
         result (a task published by another client with ``reply_to`` set to the results queue).
         """
         event = self._outcomes.setdefault(task_id, asyncio.Event())
+        self._waiters[task_id] += 1
         try:
             async with asyncio.timeout(timeout):
                 while True:
+                    # Clear before reading: an outcome recorded during the read sets it again.
+                    event.clear()
                     # A task published by another producer is unknown until its result lands.
                     records = await self._store.get_many([task_id])
                     if records and records[0].state.is_final:
                         return records[0]
-                    event.clear()
                     try:
                         async with asyncio.timeout(_WAIT_POLL_S):
                             await event.wait()
                     except TimeoutError:
                         continue
         finally:
-            self._outcomes.pop(task_id, None)
+            self._waiters[task_id] -= 1
+            if not self._waiters[task_id]:
+                del self._waiters[task_id]
+                self._outcomes.pop(task_id, None)
 
 
 def build_task(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
-from common import ResultMessage, StoreError, TaskErrorInfo, TaskMessage, TaskNotFound
+from common import Outcome, ResultMessage, StoreError, TaskErrorInfo, TaskMessage, TaskNotFound
 from dispatcher.store import TaskRecord, TaskState
 
 _T = TypeVar("_T")
@@ -119,7 +119,7 @@ class SqliteTaskStore:
 
     def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome unless the task already has one; returns whether it was recorded."""
-        state = TaskState.SUCCEEDED if result.error is None else TaskState.FAILED
+        state = TaskState.SUCCEEDED if result.outcome is Outcome.SUCCEEDED else TaskState.FAILED
         row = (
             str(result.task_id),
             result.task_type,

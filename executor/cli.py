@@ -121,8 +121,7 @@ def _print_tasks(registry: TaskRegistry, *, as_json: bool) -> int:
         print(json.dumps(schemas, indent=2))
     else:
         for name in registry.names():
-            fields = registry.get(name).params_model.model_fields
-            print(f"{name}({', '.join(fields)})")
+            print(f"{name}({', '.join(registry.get(name).parameters)})")
     return codes.OK
 
 

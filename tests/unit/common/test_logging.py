@@ -1,0 +1,134 @@
+"""Logging set-up: JSON lines with bound context, and stdlib records through the same renderer."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+import structlog
+
+from common import LogSettings
+from common.logging import configure, get_logger
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """configure() changes process-wide state; put it back for the tests that follow."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    noisy = {name: logging.getLogger(name).level for name in ("aio_pika", "aiormq", "pika")}
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, noisy_level in noisy.items():
+        logging.getLogger(name).setLevel(noisy_level)
+
+
+def _lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_json_line_carries_event_level_timestamp_and_bound_context() -> None:
+    stream = io.StringIO()
+    configure(LogSettings(format="json"), stream=stream)
+
+    with structlog.contextvars.bound_contextvars(task_id="t-1", attempt=2):
+        get_logger("wq.test").info("task_started", queue="wq.tasks")
+
+    (line,) = _lines(stream)
+    assert line["event"] == "task_started"
+    assert line["level"] == "info"
+    assert line["task_id"] == "t-1"
+    assert line["attempt"] == 2
+    assert line["queue"] == "wq.tasks"
+    timestamp = datetime.fromisoformat(str(line["timestamp"]))
+    assert timestamp.utcoffset() == timedelta(0)
+
+
+def test_context_is_gone_once_unbound() -> None:
+    stream = io.StringIO()
+    configure(LogSettings(format="json"), stream=stream)
+    log = get_logger("wq.test")
+
+    with structlog.contextvars.bound_contextvars(task_id="t-1"):
+        log.info("task_started")
+    log.info("idle")
+
+    first, second = _lines(stream)
+    assert first["task_id"] == "t-1"
+    assert "task_id" not in second
+
+
+def test_records_below_the_level_are_dropped() -> None:
+    stream = io.StringIO()
+    configure(LogSettings(format="json", level="warning"), stream=stream)
+    log = get_logger("wq.test")
+
+    log.info("task_started")
+    log.warning("task_retry_scheduled")
+
+    assert [line["event"] for line in _lines(stream)] == ["task_retry_scheduled"]
+
+
+def test_stdlib_records_are_rendered_as_json_too() -> None:
+    stream = io.StringIO()
+    configure(LogSettings(format="json"), stream=stream)
+
+    logging.getLogger("some.library").warning("disk %s", "full")
+
+    (line,) = _lines(stream)
+    assert line["event"] == "disk full"
+    assert line["level"] == "warning"
+    assert "timestamp" in line
+
+
+def test_amqp_client_chatter_is_kept_to_warnings() -> None:
+    stream = io.StringIO()
+    configure(LogSettings(format="json", level="debug"), stream=stream)
+
+    logging.getLogger("aio_pika").info("frame sent")
+    logging.getLogger("pika").warning("connection blocked")
+
+    assert [line["event"] for line in _lines(stream)] == ["connection blocked"]
+
+
+def test_exceptions_become_structured_tracebacks_in_json() -> None:
+    stream = io.StringIO()
+    configure(LogSettings(format="json"), stream=stream)
+
+    try:
+        raise LookupError("no rate")
+    except LookupError:
+        get_logger("wq.test").exception("task_failed")
+
+    (line,) = _lines(stream)
+    assert line["event"] == "task_failed"
+    assert isinstance(line["exception"], list)
+    assert "LookupError" in json.dumps(line["exception"])
+
+
+def test_console_format_is_not_json() -> None:
+    stream = io.StringIO()
+    configure(LogSettings(format="console"), stream=stream)
+
+    get_logger("wq.test").info("task_started", task_id="t-1")
+
+    text = stream.getvalue()
+    assert "task_started" in text
+    assert "t-1" in text
+    assert not text.lstrip().startswith("{")
+
+
+def test_auto_format_writes_json_off_a_tty() -> None:
+    stream = io.StringIO()  # isatty() is False
+    configure(LogSettings(format="auto"), stream=stream)
+
+    get_logger("wq.test").info("task_started")
+
+    assert _lines(stream)[0]["event"] == "task_started"

@@ -1,0 +1,72 @@
+"""Broker names and queue arguments all derive from one prefix."""
+
+from __future__ import annotations
+
+import pytest
+
+from common import Topology
+from common.topology import DEFAULT_PREFIX, dead_letter_queue
+
+
+def test_default_names_use_the_wq_prefix() -> None:
+    topology = Topology()
+
+    assert DEFAULT_PREFIX == "wq"
+    assert topology.task_exchange == "wq.tasks"
+    assert topology.task_queue == "wq.tasks"
+    assert topology.results_queue == "wq.results"
+    assert topology.task_dead_queue == "wq.tasks.dead"
+    assert topology.results_dead_queue == "wq.results.dead"
+
+
+@pytest.mark.parametrize("prefix", ["test.abc123", "staging"])
+def test_every_name_derives_from_the_prefix(prefix: str) -> None:
+    topology = Topology(prefix=prefix)
+
+    names = [
+        topology.task_exchange,
+        topology.task_queue,
+        topology.results_queue,
+        topology.task_dead_queue,
+        topology.results_dead_queue,
+    ]
+    assert all(name.startswith(f"{prefix}.") for name in names)
+    assert topology.results_dead_queue == f"{prefix}.results.dead"
+
+
+def test_dead_letter_queue_appends_dead() -> None:
+    assert dead_letter_queue("x.tasks") == "x.tasks.dead"
+
+
+def test_task_queue_dead_letters_to_its_dead_queue_via_the_default_exchange() -> None:
+    arguments = Topology(prefix="p").task_queue_arguments()
+
+    assert arguments["x-dead-letter-exchange"] == ""
+    assert arguments["x-dead-letter-routing-key"] == "p.tasks.dead"
+
+
+def test_results_queue_dead_letters_to_its_dead_queue_via_the_default_exchange() -> None:
+    arguments = Topology(prefix="p").results_queue_arguments()
+
+    assert arguments["x-dead-letter-exchange"] == ""
+    assert arguments["x-dead-letter-routing-key"] == "p.results.dead"
+
+
+def test_queues_are_classic() -> None:
+    topology = Topology()
+
+    assert topology.task_queue_arguments()["x-queue-type"] == "classic"
+    assert topology.results_queue_arguments()["x-queue-type"] == "classic"
+
+
+def test_queue_arguments_are_fresh_copies() -> None:
+    # Callers hand the dict to a client library that may mutate it.
+    topology = Topology()
+    topology.task_queue_arguments()["x-dead-letter-routing-key"] = "elsewhere"
+
+    assert topology.task_queue_arguments()["x-dead-letter-routing-key"] == "wq.tasks.dead"
+
+
+def test_topologies_with_the_same_prefix_are_equal() -> None:
+    assert Topology(prefix="a") == Topology(prefix="a")
+    assert Topology(prefix="a") != Topology(prefix="b")

@@ -1,0 +1,355 @@
+"""The dispatcher's use cases against a fake publisher and the real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+from uuid import UUID, uuid4
+
+import pytest
+from pydantic import Field
+
+from common import (
+    InvalidParams,
+    Outcome,
+    PublishRejected,
+    ResultMessage,
+    TaskMessage,
+    TaskRegistry,
+    UnknownTaskType,
+    WorkQueueError,
+)
+from dispatcher import service
+from dispatcher.service import Dispatcher, TaskRequest
+from dispatcher.sqlite_store import SqliteTaskStore, ThreadedTaskStore
+from dispatcher.store import TaskRecord, TaskState
+
+NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+
+registry = TaskRegistry()
+
+
+@registry.task()
+def word_count(text: str, top: Annotated[int, Field(ge=1, le=10)] = 3) -> int:
+    return len(text.split())
+
+
+class FakePublisher:
+    """Records what it is asked to publish; refuses tasks whose params match ``refuse``."""
+
+    def __init__(self) -> None:
+        self.published: list[TaskMessage] = []
+        self.batches: list[int] = []
+        self.refuse: Callable[[TaskMessage], bool] = lambda task: False
+
+    async def publish(self, tasks: Sequence[TaskMessage]) -> list[WorkQueueError | None]:
+        self.batches.append(len(tasks))
+        outcomes: list[WorkQueueError | None] = []
+        for task in tasks:
+            if self.refuse(task):
+                outcomes.append(PublishRejected("nack", task_id=task.task_id))
+            else:
+                self.published.append(task)
+                outcomes.append(None)
+        return outcomes
+
+
+@pytest.fixture
+def publisher() -> FakePublisher:
+    return FakePublisher()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[ThreadedTaskStore]:
+    threaded = ThreadedTaskStore(SqliteTaskStore(tmp_path / "tasks.sqlite3"))
+    yield threaded
+    await threaded.close()
+
+
+@pytest.fixture
+def dispatcher(publisher: FakePublisher, store: ThreadedTaskStore) -> Dispatcher:
+    return Dispatcher(publisher=publisher, store=store, clock=lambda: NOW)
+
+
+@pytest.fixture
+def validating(publisher: FakePublisher, store: ThreadedTaskStore) -> Dispatcher:
+    return Dispatcher(publisher=publisher, store=store, registry=registry, clock=lambda: NOW)
+
+
+@pytest.fixture
+def no_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make re-reading the store so rare that only a wake-up can end a wait in time."""
+    monkeypatch.setattr(service, "_WAIT_POLL_S", 60.0)
+
+
+def _result(task_id: UUID) -> ResultMessage:
+    return ResultMessage(
+        task_id=task_id,
+        task_type="word_count",
+        outcome=Outcome.SUCCEEDED,
+        result=2,
+        executor="e1",
+        started_at=NOW,
+        finished_at=NOW,
+    )
+
+
+async def test_submit_records_the_task_as_queued(
+    dispatcher: Dispatcher, publisher: FakePublisher
+) -> None:
+    task_id = await dispatcher.submit("word_count", {"text": "a b"})
+
+    record = await dispatcher.get(task_id)
+    assert record.state is TaskState.QUEUED
+    assert record.params == {"text": "a b"}
+    assert [t.task_id for t in publisher.published] == [task_id]
+
+
+async def test_clock_stamps_submission_and_queueing(
+    dispatcher: Dispatcher, publisher: FakePublisher
+) -> None:
+    task_id = await dispatcher.submit("word_count", {"text": "a"})
+
+    record = await dispatcher.get(task_id)
+    assert record.submitted_at == NOW
+    assert record.queued_at == NOW
+    assert publisher.published[0].submitted_at == NOW
+
+
+async def test_submit_without_params_sends_an_empty_object(
+    dispatcher: Dispatcher, publisher: FakePublisher
+) -> None:
+    await dispatcher.submit("noop")
+
+    assert publisher.published[0].params == {}
+
+
+async def test_refused_publish_leaves_the_task_submitted_and_raises(
+    dispatcher: Dispatcher, publisher: FakePublisher, store: ThreadedTaskStore
+) -> None:
+    publisher.refuse = lambda task: True
+
+    with pytest.raises(PublishRejected) as caught:
+        await dispatcher.submit("word_count", {"text": "a"})
+
+    task_id = caught.value.task_id
+    assert task_id is not None
+    assert (await store.get(task_id)).state is TaskState.SUBMITTED
+
+
+async def test_one_refused_publish_does_not_stop_the_rest_of_the_batch(
+    dispatcher: Dispatcher, publisher: FakePublisher, store: ThreadedTaskStore
+) -> None:
+    publisher.refuse = lambda task: task.params["n"] == 1
+    requests = [TaskRequest("count", {"n": n}) for n in range(4)]
+
+    with pytest.raises(PublishRejected) as caught:
+        await dispatcher.submit_many(requests)
+
+    refused_id = caught.value.task_id
+    assert refused_id is not None
+    assert (await store.get(refused_id)).state is TaskState.SUBMITTED
+    assert [t.params["n"] for t in publisher.published] == [0, 2, 3]
+    for task in publisher.published:
+        assert (await store.get(task.task_id)).state is TaskState.QUEUED
+
+
+async def test_unknown_type_is_refused_before_anything_is_recorded(
+    validating: Dispatcher, publisher: FakePublisher, store: ThreadedTaskStore
+) -> None:
+    with pytest.raises(UnknownTaskType):
+        await validating.submit_many(
+            [TaskRequest("word_count", {"text": "ok"}), TaskRequest("nope", {})]
+        )
+
+    assert publisher.batches == []
+
+
+async def test_invalid_params_are_refused_before_anything_is_recorded(
+    validating: Dispatcher, publisher: FakePublisher
+) -> None:
+    with pytest.raises(InvalidParams) as caught:
+        await validating.submit_many(
+            [TaskRequest("word_count", {"text": "ok"}), TaskRequest("word_count", {"top": 0})]
+        )
+
+    assert [e["loc"] for e in caught.value.errors] == [["text"], ["top"]]
+    assert publisher.batches == []
+
+
+async def test_valid_params_pass_the_registry(validating: Dispatcher) -> None:
+    task_id = await validating.submit("word_count", {"text": "a b", "top": 2})
+
+    assert (await validating.get(task_id)).state is TaskState.QUEUED
+
+
+async def test_invalid_task_type_name_without_registry_is_unknown(
+    dispatcher: Dispatcher, publisher: FakePublisher
+) -> None:
+    with pytest.raises(UnknownTaskType):
+        await dispatcher.submit("not a valid name!")
+
+    assert publisher.batches == []
+
+
+async def test_non_json_params_without_registry_are_invalid(dispatcher: Dispatcher) -> None:
+    with pytest.raises(InvalidParams):
+        await dispatcher.submit("word_count", {"when": datetime.now(UTC)})  # type: ignore[dict-item]
+
+
+async def test_submit_many_reports_progress_per_batch_and_keeps_order(
+    dispatcher: Dispatcher, publisher: FakePublisher
+) -> None:
+    seen: list[int] = []
+    requests = [TaskRequest("count", {"n": n}) for n in range(1203)]
+
+    ids = await dispatcher.submit_many(requests, progress=seen.append)
+
+    assert sum(seen) == 1203
+    assert len(seen) > 1
+    assert seen == publisher.batches
+    assert ids == [t.task_id for t in publisher.published]
+    assert [t.params["n"] for t in publisher.published] == list(range(1203))
+    assert len(set(ids)) == 1203
+
+
+async def test_record_result_returns_whether_it_was_the_first(dispatcher: Dispatcher) -> None:
+    task_id = await dispatcher.submit("word_count", {"text": "a"})
+
+    assert await dispatcher.record_result(_result(task_id)) is True
+    assert await dispatcher.record_result(_result(task_id)) is False
+    assert (await dispatcher.get(task_id)).state is TaskState.SUCCEEDED
+
+
+async def test_wait_returns_at_once_for_a_finished_task(dispatcher: Dispatcher) -> None:
+    task_id = await dispatcher.submit("word_count", {"text": "a"})
+    await dispatcher.record_result(_result(task_id))
+
+    record = await dispatcher.wait(task_id, timeout=2)
+
+    assert record.state is TaskState.SUCCEEDED
+
+
+@pytest.mark.usefixtures("no_polling")
+async def test_wait_returns_as_soon_as_the_result_is_recorded(dispatcher: Dispatcher) -> None:
+    task_id = await dispatcher.submit("word_count", {"text": "a"})
+    waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
+
+    await dispatcher.record_result(_result(task_id))
+
+    async with asyncio.timeout(2):
+        record = await waiter
+    assert record.result == 2
+
+
+class ObservedStore:
+    """Delegates to a store and lets the test act right after a ``get_many`` read."""
+
+    def __init__(self, inner: ThreadedTaskStore) -> None:
+        self.inner = inner
+        self.after_read: Callable[[], Awaitable[object]] | None = None
+        self.read = asyncio.Event()
+
+    async def add_submitted(self, tasks: Sequence[TaskMessage]) -> None:
+        await self.inner.add_submitted(tasks)
+
+    async def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> None:
+        await self.inner.mark_queued(task_ids, at)
+
+    async def record_result(self, result: ResultMessage) -> bool:
+        return await self.inner.record_result(result)
+
+    async def get(self, task_id: UUID) -> TaskRecord:
+        return await self.inner.get(task_id)
+
+    async def get_many(self, task_ids: Sequence[UUID]) -> list[TaskRecord]:
+        records = await self.inner.get_many(task_ids)
+        self.read.set()
+        if self.after_read is not None:
+            action, self.after_read = self.after_read, None
+            await action()
+        return records
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+@pytest.mark.usefixtures("no_polling")
+async def test_wait_wakes_up_for_a_result_recorded_while_it_is_blocked(
+    publisher: FakePublisher, store: ThreadedTaskStore
+) -> None:
+    observed = ObservedStore(store)
+    dispatcher = Dispatcher(publisher=publisher, store=observed, clock=lambda: NOW)
+    task_id = await dispatcher.submit("word_count", {"text": "a"})
+    waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
+
+    await observed.read.wait()  # the waiter has seen the task unfinished
+    await dispatcher.record_result(_result(task_id))
+
+    async with asyncio.timeout(2):
+        assert (await waiter).state is TaskState.SUCCEEDED
+
+
+@pytest.mark.usefixtures("no_polling")
+async def test_wait_does_not_miss_a_result_recorded_during_its_read(
+    publisher: FakePublisher, store: ThreadedTaskStore
+) -> None:
+    observed = ObservedStore(store)
+    dispatcher = Dispatcher(publisher=publisher, store=observed, clock=lambda: NOW)
+    task_id = await dispatcher.submit("word_count", {"text": "a"})
+    observed.after_read = lambda: dispatcher.record_result(_result(task_id))
+
+    async with asyncio.timeout(0.2):
+        assert (await dispatcher.wait(task_id, timeout=30)).state is TaskState.SUCCEEDED
+
+
+@pytest.mark.usefixtures("no_polling")
+async def test_every_waiter_on_a_task_is_woken(
+    publisher: FakePublisher, store: ThreadedTaskStore
+) -> None:
+    observed = ObservedStore(store)
+    dispatcher = Dispatcher(publisher=publisher, store=observed, clock=lambda: NOW)
+    task_id = await dispatcher.submit("word_count", {"text": "a"})
+    patient = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
+    await observed.read.wait()
+    with pytest.raises(TimeoutError):
+        await dispatcher.wait(task_id, timeout=0.01)
+
+    await dispatcher.record_result(_result(task_id))
+
+    async with asyncio.timeout(0.2):
+        assert (await patient).state is TaskState.SUCCEEDED
+
+
+async def test_wait_raises_timeout_error_without_an_outcome(dispatcher: Dispatcher) -> None:
+    task_id = await dispatcher.submit("word_count", {"text": "a"})
+
+    with pytest.raises(TimeoutError):
+        await dispatcher.wait(task_id, timeout=0.05)
+
+    assert (await dispatcher.get(task_id)).state is TaskState.QUEUED
+
+
+@pytest.mark.usefixtures("no_polling")
+async def test_wait_for_an_unknown_id_returns_when_its_result_arrives(
+    dispatcher: Dispatcher,
+) -> None:
+    # A task published by another producer is unknown until its result lands.
+    task_id = uuid4()
+    waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
+
+    await dispatcher.record_result(_result(task_id))
+
+    async with asyncio.timeout(2):
+        assert (await waiter).task_id == task_id
+
+
+async def test_get_many_returns_existing_records(dispatcher: Dispatcher) -> None:
+    ids = await dispatcher.submit_many([TaskRequest("count", {"n": n}) for n in range(3)])
+
+    records = await dispatcher.get_many([*ids, uuid4()])
+
+    assert {r.task_id for r in records} == set(ids)

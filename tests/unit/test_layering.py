@@ -1,0 +1,66 @@
+"""Dependencies point dispatcher -> common <- executor (STYLE.md section 1), checked with ast."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# package -> top-level modules it must never import
+FORBIDDEN = {
+    "common": {"dispatcher", "executor", "fastapi", "sqlite3"},
+    "dispatcher": {"executor"},
+    "executor": {"dispatcher"},
+}
+
+
+def _imports(source: str, package: str) -> list[tuple[str, int]]:
+    """Top-level module names a module of ``package`` imports, anywhere, with line numbers."""
+    found: list[tuple[str, int]] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name.partition(".")[0], node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            # A relative import stays inside its own package.
+            module = package if node.level else (node.module or "")
+            found.append((module.partition(".")[0], node.lineno))
+    return found
+
+
+def _violations(package: str) -> list[str]:
+    files = sorted((REPO / package).rglob("*.py"))
+    assert files, f"no modules found under {package}/"
+    return [
+        f"{path.relative_to(REPO)}:{line} imports {module}"
+        for path in files
+        for module, line in _imports(path.read_text(), package)
+        if module in FORBIDDEN[package]
+    ]
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_imports_only_what_the_layering_allows(package: str) -> None:
+    violations = _violations(package)
+
+    assert not violations, "forbidden imports:\n" + "\n".join(violations)
+
+
+def test_imports_inside_functions_and_submodules_are_seen() -> None:
+    # A lazy import is still a dependency, and so is one of a submodule.
+    source = (
+        "import os.path\n"
+        "def f():\n"
+        "    import executor.runner\n"
+        "    from dispatcher.cli import main\n"
+        "from . import sibling\n"
+    )
+
+    assert _imports(source, "common") == [
+        ("os", 1),
+        ("common", 5),
+        ("executor", 3),
+        ("dispatcher", 4),
+    ]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
+import structlog
 from pydantic import SecretStr
 
 from common import AmqpSettings
@@ -52,3 +55,18 @@ def amqp_settings(amqp_url: str) -> AmqpSettings:
 def dispatcher_settings(tmp_path: Path) -> DispatcherSettings:
     """Dispatcher settings with a store under the test's own directory."""
     return DispatcherSettings(store=tmp_path / "tasks.sqlite3")
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """configure() changes process-wide state; put it back for the tests that follow."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    noisy = {name: logging.getLogger(name).level for name in ("aio_pika", "aiormq", "pika")}
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, noisy_level in noisy.items():
+        logging.getLogger(name).setLevel(noisy_level)

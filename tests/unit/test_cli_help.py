@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import pytest
-import structlog
 
 from common import TaskMessage
 from common import exit_codes as codes
@@ -42,17 +39,8 @@ EXECUTOR_CODES = {
 
 
 @pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """main() configures logging for the process; undo it for the tests that follow."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    noisy = {name: logging.getLogger(name).level for name in ("aio_pika", "aiormq", "pika")}
-    yield
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name, noisy_level in noisy.items():
-        logging.getLogger(name).setLevel(noisy_level)
+def _restore_logging(restore_logging: None) -> None:
+    """Every test here configures logging."""
 
 
 @pytest.fixture

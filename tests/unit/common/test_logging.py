@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -16,18 +15,8 @@ from common.logging import configure, get_logger
 
 
 @pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """configure() changes process-wide state; put it back for the tests that follow."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    noisy = {name: logging.getLogger(name).level for name in ("aio_pika", "aiormq", "pika")}
-    yield
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name, noisy_level in noisy.items():
-        logging.getLogger(name).setLevel(noisy_level)
+def _restore_logging(restore_logging: None) -> None:
+    """Every test here configures logging."""
 
 
 def _lines(stream: io.StringIO) -> list[dict[str, object]]:

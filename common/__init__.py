@@ -21,9 +21,11 @@ from common.errors import (
     PermanentTaskError,
     PublishRejected,
     RetryableTaskError,
+    SoftTimeLimitExceeded,
     StoreError,
     TaskError,
     TaskNotFound,
+    TimeLimitExceeded,
     UnknownTaskType,
     UnsupportedVersion,
     WorkQueueError,
@@ -36,7 +38,7 @@ from common.messages import (
     TaskErrorInfo,
     TaskMessage,
 )
-from common.registry import TaskDefinition, TaskRegistry, load_registry
+from common.registry import TaskDefinition, TaskOptions, TaskRegistry, load_registry
 from common.settings import AmqpSettings, LogSettings, load_settings, redact_url
 from common.topology import Topology
 
@@ -58,13 +60,16 @@ __all__ = [
     "PublishRejected",
     "ResultMessage",
     "RetryableTaskError",
+    "SoftTimeLimitExceeded",
     "StoreError",
     "TaskDefinition",
     "TaskError",
     "TaskErrorInfo",
     "TaskMessage",
     "TaskNotFound",
+    "TaskOptions",
     "TaskRegistry",
+    "TimeLimitExceeded",
     "Topology",
     "UnknownTaskType",
     "UnsupportedVersion",

@@ -7,7 +7,8 @@ WorkQueueError
 ├── BrokerError ─── BrokerUnavailable, PublishRejected (nack, unroutable, no confirm)
 ├── StoreError ──── TaskNotFound
 └── TaskError ───── RetryableTaskError (optional delay), PermanentTaskError,
-                    UnknownTaskType, InvalidParams
+                    UnknownTaskType, InvalidParams, SoftTimeLimitExceeded,
+                    TimeLimitExceeded
 ```
 
 Adapters wrap third-party errors (pika, aio-pika, sqlite3, pydantic) into this tree with
@@ -125,6 +126,23 @@ class InvalidParams(PermanentTaskError):
         super().__init__(f"invalid params for {task_type!r}: {summary}")
         self.task_type = task_type
         self.errors = errors
+
+
+class SoftTimeLimitExceeded(PermanentTaskError):
+    """Raised inside a handler at its task type's soft time limit: clean up and return or raise.
+
+    The handler's thread receives it at its next Python bytecode, so a handler blocked in a
+    C call (a socket read, ``time.sleep``) sees it when that call returns.
+    """
+
+
+class TimeLimitExceeded(PermanentTaskError):
+    """The attempt ran past its hard time limit and was abandoned."""
+
+    def __init__(self, limit_s: float = 0.0) -> None:
+        # A default: PyThreadState_SetAsyncExc raises the class, instantiated without args.
+        super().__init__(f"ran longer than its hard time limit of {limit_s:g}s")
+        self.limit_s = limit_s
 
 
 def _location(loc: object) -> str:

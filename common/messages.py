@@ -7,9 +7,10 @@ from enum import StrEnum
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 SCHEMA_VERSION = 1
+MAX_ATTEMPT = 10_000  # far above any retry policy; keeps the number a 64-bit integer anywhere
 
 # Task types appear in routing, the management UI and logs: keep them readable and safe.
 TASK_TYPE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$"
@@ -36,8 +37,8 @@ class TaskMessage(_Wire):
     task_id: UUID
     task_type: str = Field(pattern=TASK_TYPE_PATTERN)
     params: dict[str, JsonValue] = Field(default_factory=dict)
-    attempt: int = Field(default=1, ge=1)
-    submitted_at: datetime
+    attempt: int = Field(default=1, ge=1, le=MAX_ATTEMPT)
+    submitted_at: AwareDatetime
 
 
 class Outcome(StrEnum):
@@ -45,6 +46,10 @@ class Outcome(StrEnum):
 
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # Not final: this attempt failed and the next one waits in a retry queue.
+    RETRYING = "retrying"
+    # Final until replayed: the task message is in the dead-letter queue.
+    DEAD = "dead"
 
 
 class ErrorKind(StrEnum):
@@ -57,6 +62,8 @@ class ErrorKind(StrEnum):
     INVALID_PARAMS = "invalid_params"
     RESULT_NOT_JSON = "result_not_json"
     MESSAGE_TOO_LARGE = "message_too_large"
+    DELIVERY_LIMIT = "delivery_limit"
+    TIME_LIMIT = "time_limit"
 
 
 class TaskErrorInfo(_Wire):
@@ -78,8 +85,9 @@ class ResultMessage(_Wire):
     outcome: Outcome
     result: JsonValue = None
     error: TaskErrorInfo | None = None
-    attempt: int = Field(default=1, ge=1)
+    attempt: int = Field(default=1, ge=1, le=MAX_ATTEMPT)
     executor: str
     redelivered: bool = False
     started_at: datetime
     finished_at: datetime
+    retry_in_s: float | None = Field(default=None, ge=0)

@@ -16,19 +16,60 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from common.errors import ConfigError, InvalidParams, UnknownTaskType
+from common.errors import ConfigError, InvalidParams, PermanentTaskError, UnknownTaskType
 from common.messages import TASK_TYPE_PATTERN
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """How a task type is retried and limited.
+
+    Attributes:
+        max_retries: retries after the first attempt; 0 never retries.
+        retry_backoff: seconds before the first retry; doubles per retry, with jitter.
+        retry_backoff_max: the longest wait between two attempts.
+        permanent: exception types that fail the task at once (``PermanentTaskError`` and
+            invalid params always do).
+        soft_time_limit: seconds after which the handler is told to wrap up.
+        time_limit: seconds after which the attempt is abandoned and recorded as timed out.
+    """
+
+    max_retries: int = 3
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 600.0
+    permanent: tuple[type[BaseException], ...] = ()
+    soft_time_limit: float | None = None
+    time_limit: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0 or self.retry_backoff <= 0 or self.retry_backoff_max <= 0:
+            raise ConfigError("max_retries must be >= 0 and the backoffs > 0")
+        permanent_ok = isinstance(self.permanent, tuple) and all(
+            isinstance(kind, type) and issubclass(kind, BaseException) for kind in self.permanent
+        )
+        if not permanent_ok:
+            raise ConfigError("permanent must be a tuple of exception classes")
+        for limit in (self.soft_time_limit, self.time_limit):
+            if limit is not None and limit <= 0:
+                raise ConfigError("time limits must be > 0 seconds")
+
+    def is_retryable(self, error: BaseException) -> bool:
+        """Whether a handler's exception may succeed on a later attempt."""
+        if isinstance(error, PermanentTaskError | InvalidParams):
+            return False
+        return not isinstance(error, self.permanent)
+
+
+@dataclass(frozen=True, slots=True)
 class TaskDefinition:
-    """A registered task type: its name, handler and params model."""
+    """A registered task type: its name, handler, params model and options."""
 
     name: str
     handler: Callable[..., Any]
     params_model: type[BaseModel]
+    options: TaskOptions = TaskOptions()
 
     @property
     def is_async(self) -> bool:
@@ -71,24 +112,28 @@ class TaskRegistry:
     def task(self, name: _F) -> _F: ...
 
     @overload
-    def task(self, name: str | None = None) -> Callable[[_F], _F]: ...
+    def task(self, name: str | None = None, **options: Any) -> Callable[[_F], _F]: ...
 
-    def task(self, name: str | _F | None = None) -> _F | Callable[[_F], _F]:
+    def task(self, name: str | _F | None = None, **options: Any) -> _F | Callable[[_F], _F]:
         """Register a function as the handler of task type ``name`` (default: its name).
 
-        Works bare (``@registry.task``) or called (``@registry.task("resize")``). The
-        function's parameters, with their annotations and defaults, become the params model;
-        unknown params are refused.
+        Works bare (``@registry.task``) or called (``@registry.task("resize", max_retries=5)``;
+        the keywords are ``TaskOptions`` fields). The function's parameters, with their
+        annotations and defaults, become the params model; unknown params are refused.
         """
         if callable(name):
             return self.task(None)(name)
+        try:
+            task_options = TaskOptions(**options)
+        except TypeError as exc:
+            raise ConfigError(f"unknown task option: {exc}") from exc
 
         def register(handler: _F) -> _F:
             task_type = name or handler.__name__
             if task_type in self._tasks:
                 raise ConfigError(f"task type {task_type!r} is registered twice")
             self._tasks[task_type] = TaskDefinition(
-                task_type, handler, _params_model(task_type, handler)
+                task_type, handler, _params_model(task_type, handler), task_options
             )
             return handler
 

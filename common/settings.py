@@ -41,6 +41,18 @@ class AmqpSettings(BaseSettings):
     max_body_bytes: int = Field(
         default=1024 * 1024, gt=0, description="Largest task or result body accepted."
     )
+    consumer_timeout: float = Field(
+        default=1800.0,
+        gt=0,
+        description="The broker's consumer_timeout in seconds (RabbitMQ's default is 30 min): "
+        "a task unacked for longer makes RabbitMQ close the channel and redeliver it.",
+    )
+    delivery_limit: int = Field(
+        default=5,
+        ge=1,
+        description="Deliveries of one task message (first plus redeliveries after a crash or "
+        "lost connection) before it is dead-lettered instead of run again.",
+    )
 
     @field_validator("url")
     @classmethod

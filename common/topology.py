@@ -44,6 +44,18 @@ class Topology:
         """Where undecodable result messages go instead of vanishing."""
         return dead_letter_queue(self.results_queue)
 
+    def retry_queue(self, bucket_s: int) -> str:
+        """Delay queue for retries waiting between ``bucket_s`` and twice that."""
+        return f"{self.task_queue}.retry.{bucket_s}s"
+
+    def retry_queue_arguments(self) -> dict[str, str]:
+        """Expired retries dead-letter back to the task exchange, into the task queue."""
+        return {
+            "x-queue-type": "classic",
+            "x-dead-letter-exchange": self.task_exchange,
+            "x-dead-letter-routing-key": TASK_ROUTING_KEY,
+        }
+
     def task_queue_arguments(self) -> dict[str, str]:
         """Arguments of the task queue; changing them needs a queue migration."""
         return _dead_lettering_to(self.task_dead_queue)

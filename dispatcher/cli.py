@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
+
+from tqdm import tqdm
 
 from common import (
     AmqpSettings,
@@ -26,11 +29,13 @@ from common import (
     load_settings,
 )
 from common import exit_codes as codes
+from common.amqp import connect, declare_topology
 from common.logging import configure, get_logger
 from common.shutdown import install_stop_handlers
+from dispatcher import dead_letters
 from dispatcher.client import open_dispatcher
 from dispatcher.settings import DispatcherSettings
-from dispatcher.sqlite_store import SqliteTaskStore
+from dispatcher.sqlite_store import SqliteTaskStore, ThreadedTaskStore
 from dispatcher.store import TaskRecord, TaskState
 
 log = get_logger(__name__)
@@ -68,6 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=60.0, help="seconds --wait waits (default 60)"
     )
     submit.add_argument("--tasks", help="task module to validate against (WQ_DISPATCHER_TASKS)")
+    dead = commands.add_parser("dead", help="list, replay or purge the dead-letter queue")
+    dead_commands = dead.add_subparsers(dest="dead_command", required=True, metavar="ACTION")
+    dead_list = dead_commands.add_parser("list", help="show dead tasks and why (keeps them)")
+    dead_list.add_argument("--limit", type=int, default=50, help="at most this many (50)")
+    dead_list.add_argument("--json", action="store_true", help="one JSON object per line")
+    dead_replay = dead_commands.add_parser(
+        "replay", help="run dead tasks again, as their next attempt"
+    )
+    which = dead_replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("task_ids", metavar="TASK_ID", type=UUID, nargs="*", default=[])
+    which.add_argument("--all", action="store_true", help="replay every replayable task")
+    dead_purge = dead_commands.add_parser("purge", help="delete every dead message")
+    dead_purge.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
     status = commands.add_parser("status", help="show a task's state, result or error")
     status.add_argument("task_id", metavar="TASK_ID", type=UUID, help="the id submit printed")
     status.add_argument("--json", action="store_true", help="print the full record as JSON")
@@ -91,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         registry = load_registry(settings.tasks) if settings.tasks else None
         if args.command == "serve":
             return asyncio.run(_serve(amqp, settings, registry))
+        if args.command == "dead":
+            return asyncio.run(_dead(amqp, settings, args))
         params = _parse_params(args.params)
         return asyncio.run(_submit(amqp, settings, registry, args, params))
     except ConfigError as exc:
@@ -166,6 +186,62 @@ async def _submit(
         return codes.WAIT_TIMEOUT
     print(record.model_dump_json(indent=2))
     return _exit_code_for(record)
+
+
+async def _dead(amqp: AmqpSettings, settings: DispatcherSettings, args: argparse.Namespace) -> int:
+    if args.dead_command == "purge" and not args.yes:
+        print("dispatcher: dead purge deletes every dead message; add --yes", file=sys.stderr)
+        return codes.USAGE
+    try:
+        connection = await connect(amqp, name="wq dispatcher dead-letters")
+    except BrokerUnavailable as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return codes.BROKER_UNAVAILABLE
+    topology = amqp.topology
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        declared = await declare_topology(channel, topology)
+        if args.dead_command == "list":
+            for letter in await dead_letters.list_dead(channel, topology, limit=args.limit):
+                print(_describe_dead(letter, as_json=args.json))
+            return codes.OK
+        if args.dead_command == "purge":
+            print(f"purged {await dead_letters.purge(channel, topology)} dead message(s)")
+            return codes.OK
+        store = ThreadedTaskStore(SqliteTaskStore(settings.store))
+        try:
+            with tqdm(desc="replayed", unit="task", disable=not args.all) as bar:
+                report = await dead_letters.replay(
+                    channel,
+                    declared.task_exchange,
+                    topology,
+                    store,
+                    task_ids=None if args.all else args.task_ids,
+                    reply_to=topology.results_queue,
+                    app_id=settings.app_id,
+                    confirm_timeout=amqp.confirm_timeout,
+                    progress=bar.update,
+                )
+        finally:
+            await store.close()
+    for task_id in report.replayed:
+        print(f"replayed {task_id}")
+    for problem in report.skipped:
+        print(f"skipped {problem}", file=sys.stderr)
+    missing = set(args.task_ids) - set(report.replayed)
+    for task_id in sorted(missing, key=str):
+        print(f"dispatcher: {task_id} is not in the dead-letter queue", file=sys.stderr)
+    return codes.NOT_FOUND if missing else codes.OK
+
+
+def _describe_dead(letter: dead_letters.DeadLetter, *, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(dataclasses.asdict(letter), default=str)
+    error = f"{letter.error_kind}: {letter.error}" if letter.error_kind else ""
+    return (
+        f"{letter.task_id}  {letter.task_type or '?'}  {letter.reason}"
+        f"  attempts={letter.attempts or '?'}  {letter.dead_at or ''}  {error}"
+    )
 
 
 def _exit_code_for(record: TaskRecord) -> int:

@@ -49,6 +49,11 @@ def result_handler(
                 await asyncio.sleep(_STORE_RETRY_DELAY_S)
                 await message.nack(requeue=True)
                 return
+            except Exception:
+                # A bug or a value the store cannot hold: keep the result, free the slot.
+                log.exception("result_recording_failed", dead_letter_queue=dead_queue)
+                await message.reject(requeue=False)
+                return
             if recorded:
                 log.info("result_recorded", outcome=result.outcome.value, executor=result.executor)
             else:

@@ -30,7 +30,7 @@ from dispatcher.store import TaskRecord, TaskStore
 log = get_logger(__name__)
 
 Clock = Callable[[], datetime]
-Progress = Callable[[int], None]
+Progress = Callable[[int], object]
 
 # How often ``wait`` re-reads the store for outcomes recorded by another dispatcher process;
 # outcomes recorded by this process wake the waiter at once.

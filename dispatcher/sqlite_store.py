@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
@@ -23,7 +23,11 @@ from dispatcher.store import TaskRecord, TaskState
 
 _T = TypeVar("_T")
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+# Each step is idempotent, so a store left half-migrated by older code still opens.
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    2: lambda db: _add_column(db, "tasks", "next_attempt_at", "TEXT"),
+}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY,
@@ -35,6 +39,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     queued_at TEXT,
     started_at TEXT,
     finished_at TEXT,
+    next_attempt_at TEXT,
     executor TEXT,
     result TEXT,
     error TEXT,
@@ -43,18 +48,39 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (state, submitted_at);
 """
-_OPEN_STATES = (TaskState.SUBMITTED.value, TaskState.QUEUED.value)
+_OPEN_STATES = (TaskState.SUBMITTED.value, TaskState.QUEUED.value, TaskState.RETRYING.value)
+_STATE_OF_OUTCOME = {
+    Outcome.SUCCEEDED: TaskState.SUCCEEDED,
+    Outcome.FAILED: TaskState.FAILED,
+    Outcome.RETRYING: TaskState.RETRYING,
+    Outcome.DEAD: TaskState.DEAD,
+}
 
-# The first outcome wins: the WHERE clause makes a redelivered task's second result a no-op.
+# The first final outcome wins, whichever attempt it comes from: the WHERE clause makes a
+# result for a task that already has one (a redelivered task that ran twice) a no-op, and
+# keeps a late "retrying" report of an earlier attempt from moving a later attempt back.
 _RECORD_RESULT = """
 INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at, started_at,
-                   finished_at, executor, result, error, redelivered)
-VALUES (?, ?, '{}', ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   finished_at, next_attempt_at, executor, result, error, redelivered)
+VALUES (?, ?, '{}', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (task_id) DO UPDATE SET
     state = excluded.state, attempt = excluded.attempt, started_at = excluded.started_at,
-    finished_at = excluded.finished_at, executor = excluded.executor,
-    result = excluded.result, error = excluded.error, redelivered = excluded.redelivered
-WHERE tasks.state IN (?, ?)
+    finished_at = excluded.finished_at, next_attempt_at = excluded.next_attempt_at,
+    executor = excluded.executor, result = excluded.result, error = excluded.error,
+    redelivered = excluded.redelivered
+WHERE tasks.state IN (?, ?, ?)
+    AND (excluded.state <> 'retrying' OR excluded.attempt >= tasks.attempt)
+"""
+
+
+_RECORD_REPLAY = """
+INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at, queued_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (task_id) DO UPDATE SET
+    state = excluded.state, attempt = excluded.attempt, queued_at = excluded.queued_at,
+    started_at = NULL, finished_at = NULL, next_attempt_at = NULL, executor = NULL,
+    result = NULL, error = NULL, redelivered = 0
+WHERE tasks.state = ?
 """
 
 
@@ -70,19 +96,38 @@ class SqliteTaskStore:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout = 10000")
             self._db.execute("PRAGMA journal_mode = WAL")
-            # WAL + NORMAL: a commit survives a process crash; only an OS crash may lose the
-            # last transactions (https://www.sqlite.org/wal.html#performance_considerations).
-            self._db.execute("PRAGMA synchronous = NORMAL")
+            # FULL: a result is acked to the broker right after its commit, so the commit must
+            # survive a power loss too; in WAL mode that costs one fsync per commit.
+            # https://www.sqlite.org/pragma.html#pragma_synchronous
+            self._db.execute("PRAGMA synchronous = FULL")
             self._migrate()
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the task store at {path}: {exc}") from exc
 
     def _migrate(self) -> None:
+        if self._schema_version() == _SCHEMA_VERSION:
+            return  # nothing to write: a read-only store opens fine
+        # One transaction, version re-read inside it: two processes opening a new or old
+        # store at once migrate it once, and a crash half-way leaves it as it was.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._schema_version()
+            if version > _SCHEMA_VERSION:
+                raise StoreError(f"task store schema {version} is newer than this code knows")
+            if version == 0:
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self._db.execute(statement)
+            for step in range(max(version, 1) + 1, _SCHEMA_VERSION + 1):
+                _MIGRATIONS[step](self._db)
+            self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _schema_version(self) -> int:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
-        if version > _SCHEMA_VERSION:
-            raise StoreError(f"task store schema {version} is newer than this code understands")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        return int(version)
 
     def add_submitted(self, tasks: Sequence[TaskMessage]) -> None:
         """Record new tasks as submitted."""
@@ -119,7 +164,12 @@ class SqliteTaskStore:
 
     def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome unless the task already has one; returns whether it was recorded."""
-        state = TaskState.SUCCEEDED if result.outcome is Outcome.SUCCEEDED else TaskState.FAILED
+        state = _STATE_OF_OUTCOME[result.outcome]
+        next_attempt_at = (
+            result.finished_at + timedelta(seconds=result.retry_in_s)
+            if result.retry_in_s is not None
+            else None
+        )
         row = (
             str(result.task_id),
             result.task_type,
@@ -128,6 +178,7 @@ class SqliteTaskStore:
             result.started_at.isoformat(),
             result.started_at.isoformat(),
             result.finished_at.isoformat(),
+            next_attempt_at.isoformat() if next_attempt_at else None,
             result.executor,
             json.dumps(result.result),
             result.error.model_dump_json() if result.error else None,
@@ -145,6 +196,20 @@ class SqliteTaskStore:
             return False
 
         return self._write(write)
+
+    def record_replay(self, task: TaskMessage, at: datetime) -> None:
+        """A dead task is queued again as a new attempt (recorded even if it was unknown)."""
+        row = (
+            str(task.task_id),
+            task.task_type,
+            json.dumps(task.params),
+            TaskState.QUEUED.value,
+            task.attempt,
+            task.submitted_at.isoformat(),
+            at.isoformat(),
+            TaskState.DEAD.value,
+        )
+        self._write(lambda db: db.execute(_RECORD_REPLAY, row))
 
     def get(self, task_id: UUID) -> TaskRecord:
         """The record of ``task_id``, or ``TaskNotFound``."""
@@ -212,6 +277,9 @@ class ThreadedTaskStore:
     async def record_result(self, result: ResultMessage) -> bool:
         return await self._call(self.sync.record_result, result)
 
+    async def record_replay(self, task: TaskMessage, at: datetime) -> None:
+        await self._call(self.sync.record_replay, task, at)
+
     async def get(self, task_id: UUID) -> TaskRecord:
         return await self._call(self.sync.get, task_id)
 
@@ -221,6 +289,12 @@ class ThreadedTaskStore:
     async def close(self) -> None:
         await self._call(self.sync.close)
         self._thread.shutdown(wait=True)
+
+
+def _add_column(db: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
+    columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    if column not in columns:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
 def _record(row: sqlite3.Row) -> TaskRecord:
@@ -237,6 +311,7 @@ def _record(row: sqlite3.Row) -> TaskRecord:
         queued_at=when(row["queued_at"]),
         started_at=when(row["started_at"]),
         finished_at=when(row["finished_at"]),
+        next_attempt_at=when(row["next_attempt_at"]),
         executor=row["executor"],
         result=json.loads(row["result"]) if row["result"] is not None else None,
         error=TaskErrorInfo.model_validate_json(row["error"]) if row["error"] else None,

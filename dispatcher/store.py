@@ -22,13 +22,15 @@ class TaskState(StrEnum):
 
     SUBMITTED = "submitted"  # recorded, publish not yet confirmed
     QUEUED = "queued"  # the broker confirmed the task message
+    RETRYING = "retrying"  # an attempt failed; the next one waits in a retry queue
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    DEAD = "dead"  # in the dead-letter queue: poison, retries exhausted or delivery limit
 
     @property
     def is_final(self) -> bool:
-        """Whether the task has an outcome; a final state never changes."""
-        return self in (TaskState.SUCCEEDED, TaskState.FAILED)
+        """Whether the task has an outcome; only a replay moves a dead task on."""
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.DEAD)
 
 
 class TaskRecord(BaseModel):
@@ -45,6 +47,7 @@ class TaskRecord(BaseModel):
     queued_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    next_attempt_at: datetime | None = None
     executor: str | None = None
     result: JsonValue = None
     error: TaskErrorInfo | None = None
@@ -63,6 +66,9 @@ class TaskStore(Protocol):
 
     async def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome; False when the task already had one (a duplicate changes nothing)."""
+
+    async def record_replay(self, task: TaskMessage, at: datetime) -> None:
+        """Record that a dead task was published again as attempt ``task.attempt``."""
 
     async def get(self, task_id: UUID) -> TaskRecord:
         """The record of ``task_id``, or ``TaskNotFound``."""

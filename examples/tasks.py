@@ -27,7 +27,7 @@ def word_count(text: str, top: Annotated[int, Field(ge=1, le=100)] = 3) -> dict[
     return {"words": len(words), "top": Counter(words).most_common(top)}
 
 
-@registry.task("render_report")
+@registry.task("render_report", max_retries=5, retry_backoff=2.0)
 def render_report(
     title: str,
     pages: Annotated[int, Field(ge=1, le=50)] = 5,
@@ -39,7 +39,8 @@ def render_report(
     return {"title": title, "pages": pages, "bytes": pages * 48_213}
 
 
-@registry.task("convert_currency")
+# A missing rate will still be missing on the next attempt: fail at once instead of retrying.
+@registry.task("convert_currency", permanent=(LookupError,))
 def convert_currency(
     amount: Annotated[float, Field(ge=0)], source: str, target: str
 ) -> dict[str, object]:

@@ -4,36 +4,49 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import aio_pika
 import structlog
-from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from common import (
     AmqpSettings,
     BrokerError,
+    ErrorKind,
     PublishRejected,
     ResultMessage,
+    TaskErrorInfo,
     TaskRegistry,
     encode,
     result_properties,
 )
 from common.amqp import connect, declare_topology, publish_confirmed, to_message
 from common.logging import get_logger
+from common.retry import delay_bucket
+from common.topology import TASK_ROUTING_KEY
+from executor.deliveries import (
+    ATTEMPT_HEADER,
+    DELIVERIES_HEADER,
+    copy_message,
+    dead_letter_headers,
+    run_number,
+)
 from executor.runner import (
+    Action,
+    DeadReason,
+    Decision,
     Delivery,
     Job,
     Rejection,
-    Settlement,
+    decide,
+    decide_rejection,
     execute,
+    next_attempt,
     prepare,
-    rejection_result,
-    settlement_after_run,
 )
+from executor.threads import run_in_thread
 
 log = get_logger(__name__)
 
@@ -51,13 +64,14 @@ class Executor:
         shutdown_grace: float = 30.0,
     ) -> None:
         self._amqp = amqp
+        self._topology = amqp.topology
         self._registry = registry
         self._name = name
         self._concurrency = concurrency
         self._grace = shutdown_grace
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="wq-task")
-        self._reply_exchange: AbstractExchange | None = None
-        self._inflight = 0
+        self._publish_channel: AbstractChannel | None = None
+        self._retry_queues: set[str] = set()
+        self._in_flight: dict[asyncio.Task[Any], AbstractIncomingMessage] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self.ready = asyncio.Event()
@@ -66,15 +80,14 @@ class Executor:
         """Consume until ``stop`` is set, then let in-flight tasks finish within the grace."""
         connection = await connect(self._amqp, name=f"wq executor {self._name}")
         try:
-            publish_channel = await connection.channel(
+            self._publish_channel = await connection.channel(
                 publisher_confirms=True, on_return_raises=True
             )
-            self._reply_exchange = publish_channel.default_exchange
             channel = await connection.channel()
             # Prefetch = slots: the broker never hands this executor a task it has no free
             # slot for, so a waiting task goes to an idle executor instead (fair dispatch).
             await channel.set_qos(prefetch_count=self._concurrency)
-            queue = (await declare_topology(channel, self._amqp.topology)).task_queue
+            queue = (await declare_topology(channel, self._topology)).task_queue
             tag = await queue.consume(self._on_message, consumer_tag=f"wq.executor.{self._name}")
             log.info(
                 "executor_started",
@@ -83,26 +96,34 @@ class Executor:
                 concurrency=self._concurrency,
                 task_types=self._registry.names(),
             )
+            _warn_about_consumer_timeout(self._registry, self._amqp.consumer_timeout)
             self.ready.set()
             await stop.wait()
+            self.ready.clear()
             await queue.cancel(tag)
             await self._drain()
         finally:
             await connection.close()
-            self._pool.shutdown(wait=False, cancel_futures=True)
             log.info("executor_stopped", executor=self._name)
 
     async def _drain(self) -> None:
-        if self._inflight:
-            log.info("executor_draining", in_flight=self._inflight, grace_s=self._grace)
+        if self._in_flight:
+            log.info("executor_draining", in_flight=len(self._in_flight), grace_s=self._grace)
         try:
             await asyncio.wait_for(self._idle.wait(), timeout=self._grace)
         except TimeoutError:
-            # Closing the connection returns the unfinished deliveries to the queue.
-            log.warning("executor_grace_expired", in_flight=self._inflight)
+            log.warning("executor_grace_expired", in_flight=len(self._in_flight))
+            for task, message in list(self._in_flight.items()):
+                # Back to the queue for another executor; a result this run may still
+                # produce is a duplicate the dispatcher ignores.
+                with contextlib.suppress(Exception):
+                    await message.nack(requeue=True)
+                task.cancel()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        self._inflight += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight[task] = message
         self._idle.clear()
         try:
             with structlog.contextvars.bound_contextvars(delivery_tag=message.delivery_tag):
@@ -113,11 +134,11 @@ class Executor:
         except Exception:
             # A bug, not bad input: keep the message (dead-lettered) rather than loop on it.
             log.exception("delivery_handling_failed")
-            with contextlib.suppress(BrokerError):
-                await _settle(message, Settlement.REJECT)
+            with contextlib.suppress(Exception):
+                await message.reject(requeue=False)
         finally:
-            self._inflight -= 1
-            if not self._inflight:
+            del self._in_flight[task]
+            if not self._in_flight:
                 self._idle.set()
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
@@ -130,68 +151,158 @@ class Executor:
         )
         prepared = prepare(delivery, self._registry, max_body_bytes=self._amqp.max_body_bytes)
         if isinstance(prepared, Rejection):
-            await self._reject(message, prepared)
+            with structlog.contextvars.bound_contextvars(
+                task_id=str(prepared.task_id) if prepared.task_id else None,
+                task_type=prepared.task_type,
+            ):
+                log.error(
+                    "task_rejected",
+                    error_kind=prepared.error.kind.value,
+                    error=prepared.error.message,
+                    dead_letter_queue=self._topology.task_dead_queue,
+                )
+                decision = decide_rejection(
+                    prepared, executor=self._name, redelivered=delivery.redelivered
+                )
+                await self._carry_out(message, decision, error=prepared.error)
             return
         with structlog.contextvars.bound_contextvars(
             task_id=str(prepared.task.task_id),
             task_type=prepared.task.task_type,
             attempt=prepared.task.attempt,
         ):
-            await self._run(message, prepared)
+            if message.redelivered:
+                await self._count_redelivery(message, prepared)
+            else:
+                await self._run(message, prepared)
+
+    async def _count_redelivery(self, message: AbstractIncomingMessage, job: Job) -> None:
+        run = run_number(message.headers, redelivered=True)
+        if run > self._amqp.delivery_limit:
+            error = TaskErrorInfo(
+                kind=ErrorKind.DELIVERY_LIMIT,
+                type="DeliveryLimitExceeded",
+                message=f"delivered {run - 1} times without being settled (the executor died "
+                f"or lost its connection each time); limit {self._amqp.delivery_limit}",
+            )
+            log.error("task_delivery_limit_reached", runs=run - 1)
+            rejection = Rejection(job.task.task_id, job.task.task_type, job.task.attempt, error)
+            decision = decide_rejection(
+                rejection,
+                executor=self._name,
+                redelivered=True,
+                reason=DeadReason.DELIVERY_LIMIT,
+            )
+            await self._carry_out(message, decision, error=error)
+            return
+        log.warning("task_redelivered", run=run)
+        copy = copy_message(message, headers={DELIVERIES_HEADER: run - 1})
+        await self._publish(self._topology.task_exchange, TASK_ROUTING_KEY, copy)
+        await message.ack()
 
     async def _run(self, message: AbstractIncomingMessage, job: Job) -> None:
         began = time.perf_counter()
-        result = await execute(
-            job,
-            executor=self._name,
-            redelivered=bool(message.redelivered),
-            run_in_thread=self._run_in_thread,
-        )
+        attempt = await execute(job, run_in_thread=run_in_thread)
+        # A task that runs again after a crash arrives as a counted copy, not as a redelivery.
+        rerun = run_number(message.headers, redelivered=False) > 1
+        decision = decide(job, attempt, executor=self._name, redelivered=rerun)
         duration_ms = round((time.perf_counter() - began) * 1000, 3)
-        if result.error is None:
-            log.info("task_succeeded", duration_ms=duration_ms, redelivered=result.redelivered)
+        if attempt.error is None:
+            log.info("task_succeeded", duration_ms=duration_ms)
         else:
             log.warning(
                 "task_failed",
                 duration_ms=duration_ms,
-                error_kind=result.error.kind.value,
-                error=result.error.message,
-                error_type=result.error.type,
+                error_kind=attempt.error.kind.value,
+                error=attempt.error.message,
+                error_type=attempt.error.type,
+                then=decision.action.value,
+                retry_in_s=decision.retry_in_s,
             )
-        if message.reply_to and not await self._reply(message, result):
-            return
-        await _settle(message, settlement_after_run(result))
+        await self._carry_out(message, decision, error=attempt.error, job=job)
 
-    async def _reject(self, message: AbstractIncomingMessage, rejection: Rejection) -> None:
-        with structlog.contextvars.bound_contextvars(
-            task_id=str(rejection.task_id) if rejection.task_id else None,
-            task_type=rejection.task_type,
-        ):
-            log.error(
-                "task_rejected",
-                error_kind=rejection.error.kind.value,
-                error=rejection.error.message,
-                dead_letter_queue=self._amqp.topology.task_dead_queue,
-            )
-            result = rejection_result(
-                rejection, executor=self._name, redelivered=bool(message.redelivered)
-            )
-            if result is not None and message.reply_to:
-                await self._reply(message, result)
-            await _settle(message, Settlement.REJECT)
+    async def _carry_out(
+        self,
+        message: AbstractIncomingMessage,
+        decision: Decision,
+        *,
+        error: TaskErrorInfo | None,
+        job: Job | None = None,
+    ) -> None:
+        """Park the copy a decision needs, report the result, then ack: in that order."""
+        try:
+            if decision.action is Action.RETRY and job and decision.retry_in_s is not None:
+                await self._park_retry(message, job, decision.retry_in_s)
+            elif decision.action is Action.DEAD and error is not None:
+                await self._dead_letter(message, decision, error)
+        except PublishRejected as exc:
+            log.error("task_copy_not_published", action=decision.action.value, error=str(exc))
+            await message.reject(requeue=False)  # the queue's own dead-lettering keeps it
+            return
+        result = decision.result
+        if result is not None and message.reply_to and not await self._reply(message, result):
+            return
+        await _settle(message)
+
+    async def _park_retry(self, message: AbstractIncomingMessage, job: Job, delay: float) -> None:
+        retry = next_attempt(job.task)
+        queue = self._topology.retry_queue(delay_bucket(delay))
+        await self._ensure_retry_queue(queue)
+        copy = copy_message(
+            message,
+            body=encode(retry),
+            headers={ATTEMPT_HEADER: retry.attempt, DELIVERIES_HEADER: 0},
+            expiration_s=delay,
+        )
+        await self._publish("", queue, copy)
+        log.info("task_retry_scheduled", retry_in_s=round(delay, 3), queue=queue)
+
+    async def _dead_letter(
+        self,
+        message: AbstractIncomingMessage,
+        decision: Decision,
+        error: TaskErrorInfo,
+    ) -> None:
+        assert decision.dead_reason is not None
+        attempts = decision.result.attempt if decision.result else 1
+        headers = dead_letter_headers(
+            reason=decision.dead_reason.value,
+            error=error,
+            attempts=attempts,
+            queue=self._topology.task_queue,
+            executor=self._name,
+        )
+        await self._publish(
+            "", self._topology.task_dead_queue, copy_message(message, headers=headers)
+        )
+        log.warning("task_dead_lettered", reason=headers["x-wq-dead-reason"])
+
+    async def _ensure_retry_queue(self, queue: str) -> None:
+        if queue in self._retry_queues:
+            return
+        assert self._publish_channel is not None
+        await self._publish_channel.declare_queue(
+            queue, durable=True, arguments=dict(self._topology.retry_queue_arguments())
+        )
+        self._retry_queues.add(queue)
+
+    async def _publish(
+        self, exchange_name: str, routing_key: str, message: aio_pika.Message
+    ) -> None:
+        assert self._publish_channel is not None
+        exchange: AbstractExchange = (
+            self._publish_channel.default_exchange
+            if exchange_name == ""
+            else await self._publish_channel.get_exchange(exchange_name, ensure=False)
+        )
+        await publish_confirmed(exchange, routing_key, message, timeout=self._amqp.confirm_timeout)
 
     async def _reply(self, message: AbstractIncomingMessage, result: ResultMessage) -> bool:
         """Publish the result and wait for its confirm; False if the delivery was settled."""
-        assert self._reply_exchange is not None
         assert message.reply_to is not None
         properties = result_properties(result, app_id="wq-executor")
         try:
-            await publish_confirmed(
-                self._reply_exchange,
-                message.reply_to,
-                to_message(encode(result), properties),
-                timeout=self._amqp.confirm_timeout,
-            )
+            await self._publish("", message.reply_to, to_message(encode(result), properties))
         except PublishRejected as exc:
             if exc.reason == "timeout":
                 # The result may still land; running again is safe because the dispatcher
@@ -201,23 +312,36 @@ class Executor:
             else:
                 # Nowhere to report to: keep the task message in the dead-letter queue.
                 log.error("result_undeliverable", reply_to=message.reply_to, reason=exc.reason)
-                await _settle(message, Settlement.REJECT)
+                await message.reject(requeue=False)
             return False
         return True
 
-    async def _run_in_thread(self, fn: Callable[[], Any]) -> Any:
-        # Task code never runs on the event loop: heartbeats keep flowing during long or
-        # CPU-bound handlers. Context is copied so log lines keep the task id.
-        context = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(self._pool, context.run, fn)
+
+def _warn_about_consumer_timeout(registry: TaskRegistry, consumer_timeout: float) -> None:
+    # RabbitMQ closes a channel whose delivery stays unacked past consumer_timeout and
+    # redelivers every task on it; per-queue x-consumer-timeout only exists from 3.12 on.
+    # https://www.rabbitmq.com/docs/consumers#acknowledgement-timeout
+    limits = {name: registry.get(name).options.time_limit for name in registry.names()}
+    too_long = [name for name, limit in limits.items() if limit and limit >= consumer_timeout]
+    unlimited = [name for name, limit in limits.items() if limit is None]
+    hint = (
+        "give these task types a time_limit below the broker's consumer_timeout, or raise "
+        "consumer_timeout in rabbitmq.conf and WQ_AMQP_CONSUMER_TIMEOUT to match"
+    )
+    if too_long:
+        log.warning(
+            "consumer_timeout_risk",
+            task_types=too_long,
+            consumer_timeout_s=consumer_timeout,
+            hint=hint,
+        )
+    if unlimited:
+        log.info("no_time_limit", task_types=unlimited, consumer_timeout_s=consumer_timeout)
 
 
-async def _settle(message: AbstractIncomingMessage, settlement: Settlement) -> None:
+async def _settle(message: AbstractIncomingMessage) -> None:
     try:
-        if settlement is Settlement.ACK:
-            await message.ack()
-        else:
-            await message.reject(requeue=False)
+        await message.ack()
     except Exception as exc:
-        # Settling fails only when the channel is gone: the broker has requeued the delivery.
-        raise BrokerError(f"could not {settlement.value} the delivery: {exc}") from exc
+        # Acking fails only when the channel is gone: the broker has requeued the delivery.
+        raise BrokerError(f"could not ack the delivery: {exc}") from exc

@@ -1,4 +1,4 @@
-"""What to do with one delivery: validate it, run its handler, build the result, decide the ack.
+"""What to do with one delivery: validate it, run its handler, decide how to settle it.
 
 No AMQP here: ``consumer.py`` feeds deliveries in and carries the decisions out, so every
 decision is tested without a broker.
@@ -6,12 +6,14 @@ decision is tested without a broker.
 
 from __future__ import annotations
 
+import asyncio
+import random
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
@@ -23,26 +25,47 @@ from common import (
     JsonValue,
     Outcome,
     ResultMessage,
+    RetryableTaskError,
+    SoftTimeLimitExceeded,
     TaskDefinition,
     TaskErrorInfo,
     TaskMessage,
     TaskRegistry,
+    TimeLimitExceeded,
     UnknownTaskType,
     UnsupportedVersion,
     decode_task,
     task_id_from_properties,
 )
+from common.retry import backoff_delay
 
-RunInThread = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+class RunInThread(Protocol):
+    """Runs a sync handler off the event loop, enforcing its time limits."""
+
+    def __call__(
+        self,
+        fn: Callable[[], Any],
+        *,
+        soft_time_limit: float | None,
+        time_limit: float | None,
+    ) -> Awaitable[Any]: ...
 
 
-class Settlement(Enum):
-    """How the task message is settled once its result (if any) is safe with the broker."""
+class Action(Enum):
+    """How the task message is settled once everything it needs is safe with the broker."""
 
-    ACK = "ack"
-    # Rejected without requeue: the queue dead-letters it to wq.tasks.dead, so nothing is lost
-    # and nothing loops.
-    REJECT = "reject"
+    ACK = "ack"  # done: the result says how it went
+    RETRY = "retry"  # a copy with the next attempt number is parked in a retry queue first
+    DEAD = "dead"  # a copy with the reasons in its headers goes to the dead-letter queue first
+
+
+class DeadReason(Enum):
+    """Why a message was dead-lettered (header ``x-wq-dead-reason``)."""
+
+    REJECTED = "rejected"  # it can never run: bad body, unknown type, invalid params, too big
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    DELIVERY_LIMIT = "delivery_limit"  # delivered too often without being settled
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,125 +98,169 @@ class Rejection:
     error: TaskErrorInfo
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What happened when the handler ran."""
+
+    started_at: datetime
+    finished_at: datetime
+    value: JsonValue = None
+    error: TaskErrorInfo | None = None
+    exception: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The settlement of a delivery and the result to report before it (if any)."""
+
+    action: Action
+    result: ResultMessage | None
+    dead_reason: DeadReason | None = None
+    retry_in_s: float | None = None
+
+
 def prepare(delivery: Delivery, registry: TaskRegistry, *, max_body_bytes: int) -> Job | Rejection:
     """Decode and validate a delivery against the registry."""
     fallback_id = task_id_from_properties(delivery.message_id, delivery.correlation_id)
     fallback_type = delivery.task_type_property or "unknown"
     if len(delivery.body) > max_body_bytes:
-        return Rejection(
-            fallback_id,
-            fallback_type,
-            1,
-            _error(
-                ErrorKind.MESSAGE_TOO_LARGE,
-                "MessageTooLarge",
-                f"body of {len(delivery.body)} bytes exceeds the limit of {max_body_bytes}",
-            ),
-        )
+        message = f"body of {len(delivery.body)} bytes exceeds the limit of {max_body_bytes}"
+        error = _error(ErrorKind.MESSAGE_TOO_LARGE, "MessageTooLarge", message)
+        return Rejection(fallback_id, fallback_type, 1, error)
     try:
         task = decode_task(delivery.body)
     except UnsupportedVersion as exc:
-        return Rejection(
-            fallback_id, fallback_type, 1, _error(ErrorKind.UNSUPPORTED_VERSION, exc, str(exc))
-        )
+        error = _error(ErrorKind.UNSUPPORTED_VERSION, exc, str(exc))
+        return Rejection(fallback_id, fallback_type, 1, error)
     except DecodeError as exc:
         details: JsonValue = {"excerpt": delivery.body[:200].decode("utf-8", "replace")}
-        return Rejection(
-            fallback_id,
-            fallback_type,
-            1,
-            _error(ErrorKind.DECODE_ERROR, exc, exc.reason, details=details),
-        )
+        error = _error(ErrorKind.DECODE_ERROR, exc, exc.reason, details=details)
+        return Rejection(fallback_id, fallback_type, 1, error)
     try:
         definition = registry.get(task.task_type)
         kwargs = definition.validate(task.params)
     except UnknownTaskType as exc:
-        return Rejection(
-            task.task_id,
-            task.task_type,
-            task.attempt,
-            _error(ErrorKind.UNKNOWN_TASK_TYPE, exc, str(exc), details=_json(registry.names())),
-        )
+        known = _json(registry.names())
+        error = _error(ErrorKind.UNKNOWN_TASK_TYPE, exc, str(exc), details=known)
+        return Rejection(task.task_id, task.task_type, task.attempt, error)
     except InvalidParams as exc:
-        return Rejection(
-            task.task_id,
-            task.task_type,
-            task.attempt,
-            _error(ErrorKind.INVALID_PARAMS, exc, str(exc), details=_json(exc.errors)),
-        )
+        error = _error(ErrorKind.INVALID_PARAMS, exc, str(exc), details=_json(exc.errors))
+        return Rejection(task.task_id, task.task_type, task.attempt, error)
     return Job(task, definition, kwargs)
 
 
-async def execute(
-    job: Job, *, executor: str, redelivered: bool, run_in_thread: RunInThread
-) -> ResultMessage:
-    """Run the handler and describe the outcome; handler exceptions become a failed result."""
+async def execute(job: Job, *, run_in_thread: RunInThread) -> Attempt:
+    """Run the handler; whatever it raises becomes the attempt's error."""
     started = _now()
-    handler = job.definition.handler
+    handler, options = job.definition.handler, job.definition.options
     try:
         if job.definition.is_async:
-            value = await handler(**job.kwargs)
+            # An async handler is cancelled at its first limit; it may clean up in finally.
+            first_limit = options.soft_time_limit or options.time_limit
+            try:
+                async with asyncio.timeout(first_limit) as limit:
+                    value = await handler(**job.kwargs)
+            except TimeoutError:
+                if not limit.expired():
+                    raise  # the handler's own timeout: an ordinary, retryable error
+                raise TimeLimitExceeded(first_limit or 0) from None
         else:
-            value = await run_in_thread(lambda: handler(**job.kwargs))
+            value = await run_in_thread(
+                lambda: handler(**job.kwargs),
+                soft_time_limit=options.soft_time_limit,
+                time_limit=options.time_limit,
+            )
+    except (SoftTimeLimitExceeded, TimeLimitExceeded) as exc:
+        message = str(exc) or f"ran past its soft time limit of {options.soft_time_limit:g}s"
+        error = _error(ErrorKind.TIME_LIMIT, exc, message, tb=traceback.format_exc())
+        return Attempt(started, _now(), error=error, exception=exc)
     except Exception as exc:
         # The process edge for task code: whatever a handler raises is the task's outcome.
         error = _error(ErrorKind.HANDLER_ERROR, exc, str(exc), tb=traceback.format_exc())
-        return _result(job.task, Outcome.FAILED, None, error, executor, redelivered, started)
+        return Attempt(started, _now(), error=error, exception=exc)
     try:
-        result: JsonValue = to_jsonable_python(value)
+        jsonable: JsonValue = to_jsonable_python(value)
     except PydanticSerializationError as exc:
-        error = _error(ErrorKind.RESULT_NOT_JSON, exc, f"handler returned {type(value).__name__}")
-        return _result(job.task, Outcome.FAILED, None, error, executor, redelivered, started)
-    return _result(job.task, Outcome.SUCCEEDED, result, None, executor, redelivered, started)
+        message = f"handler returned {type(value).__name__}, which is not JSON"
+        error = _error(ErrorKind.RESULT_NOT_JSON, exc, message)
+        # No exception: the handler did its work; running it again would repeat its effects.
+        return Attempt(started, _now(), error=error)
+    return Attempt(started, _now(), value=jsonable)
 
 
-def rejection_result(
-    rejection: Rejection, *, executor: str, redelivered: bool
-) -> ResultMessage | None:
-    """The error result to report for a rejected delivery, when its task id is known."""
-    if rejection.task_id is None:
-        return None
-    now = _now()
-    return ResultMessage(
-        task_id=rejection.task_id,
-        task_type=rejection.task_type,
-        outcome=Outcome.FAILED,
-        error=rejection.error,
-        attempt=rejection.attempt,
-        executor=executor,
-        redelivered=redelivered,
-        started_at=now,
-        finished_at=now,
-    )
-
-
-def settlement_after_run(result: ResultMessage) -> Settlement:
-    """A task that ran is settled by its result, whether it succeeded or failed."""
-    # Retries and dead-lettering of exhausted tasks come with the reliability work (issue 3).
-    return Settlement.ACK
-
-
-def _result(
-    task: TaskMessage,
-    outcome: Outcome,
-    result: JsonValue,
-    error: TaskErrorInfo | None,
+def decide(
+    job: Job,
+    attempt: Attempt,
+    *,
     executor: str,
     redelivered: bool,
-    started: datetime,
-) -> ResultMessage:
-    return ResultMessage(
-        task_id=task.task_id,
-        task_type=task.task_type,
-        outcome=outcome,
-        result=result,
-        error=error,
-        attempt=task.attempt,
-        executor=executor,
-        redelivered=redelivered,
-        started_at=started,
-        finished_at=_now(),
-    )
+    rng: random.Random | None = None,
+) -> Decision:
+    """Succeeded, failed for good, retried later, or dead-lettered after the last retry."""
+    task, options = job.task, job.definition.options
+
+    def result(outcome: Outcome, retry_in_s: float | None = None) -> ResultMessage:
+        return ResultMessage(
+            task_id=task.task_id,
+            task_type=task.task_type,
+            outcome=outcome,
+            result=attempt.value,
+            error=attempt.error,
+            attempt=task.attempt,
+            executor=executor,
+            redelivered=redelivered,
+            started_at=attempt.started_at,
+            finished_at=attempt.finished_at,
+            retry_in_s=retry_in_s,
+        )
+
+    if attempt.error is None:
+        return Decision(Action.ACK, result(Outcome.SUCCEEDED))
+    exception = attempt.exception
+    if exception is None or not options.is_retryable(exception):
+        return Decision(Action.ACK, result(Outcome.FAILED))
+    if options.max_retries == 0:
+        return Decision(Action.ACK, result(Outcome.FAILED))
+    if task.attempt > options.max_retries:
+        dead = result(Outcome.DEAD)
+        return Decision(Action.DEAD, dead, dead_reason=DeadReason.RETRIES_EXHAUSTED)
+    asked = exception.delay if isinstance(exception, RetryableTaskError) else None
+    if asked is not None:
+        delay = max(0.0, asked)
+    else:
+        base, cap = options.retry_backoff, options.retry_backoff_max
+        delay = backoff_delay(task.attempt, base=base, cap=cap, rng=rng)
+    return Decision(Action.RETRY, result(Outcome.RETRYING, delay), retry_in_s=delay)
+
+
+def decide_rejection(
+    rejection: Rejection,
+    *,
+    executor: str,
+    redelivered: bool,
+    reason: DeadReason = DeadReason.REJECTED,
+) -> Decision:
+    """A message that will not run is dead-lettered, with an error result when possible."""
+    result = None
+    if rejection.task_id is not None:
+        now = _now()
+        result = ResultMessage(
+            task_id=rejection.task_id,
+            task_type=rejection.task_type,
+            outcome=Outcome.DEAD,
+            error=rejection.error,
+            attempt=rejection.attempt,
+            executor=executor,
+            redelivered=redelivered,
+            started_at=now,
+            finished_at=now,
+        )
+    return Decision(Action.DEAD, result, dead_reason=reason)
+
+
+def next_attempt(task: TaskMessage) -> TaskMessage:
+    """The same task, one attempt later (for a retry or a replay)."""
+    return task.model_copy(update={"attempt": task.attempt + 1})
 
 
 def _error(

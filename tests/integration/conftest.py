@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pika
@@ -73,6 +73,17 @@ async def wait_until_async(
     """``wait_until`` for async tests: the event loop keeps running while it polls."""
     deadline = time.monotonic() + timeout
     while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def wait_for_async(
+    predicate: Callable[[], Awaitable[bool]], *, timeout: float, what: str, interval: float = 0.05
+) -> None:
+    """``wait_until_async`` for a predicate that must itself await (a store read)."""
+    deadline = time.monotonic() + timeout
+    while not await predicate():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(interval)

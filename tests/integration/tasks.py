@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from common import TaskRegistry
+from common import PermanentTaskError, SoftTimeLimitExceeded, TaskRegistry
 
 registry = TaskRegistry()
 
@@ -37,7 +37,60 @@ def spin_ms(ms: int) -> int:
     return spins
 
 
-@registry.task()
+@registry.task(max_retries=0)
 def fail(message: str = "boom") -> None:
-    """Always raise."""
+    """Always raise (never retried)."""
     raise RuntimeError(message)
+
+
+def _count_call(counter: str) -> int:
+    with Path(counter).open("a+") as out:
+        out.write(f"{os.getpid()}\n")
+        out.seek(0)
+        return len(out.read().split())
+
+
+@registry.task(max_retries=3, retry_backoff=0.2)
+def flaky(counter: str, failures: int) -> int:
+    """Fail the first ``failures`` calls (counted in the file ``counter``), then succeed."""
+    calls = _count_call(counter)
+    if calls <= failures:
+        raise ConnectionError(f"flaky call {calls} of {failures} failing")
+    return calls
+
+
+@registry.task(max_retries=3, retry_backoff=2.0)
+def flaky_slow_backoff(counter: str, failures: int) -> int:
+    """``flaky`` with retries 1 to 2 seconds apart."""
+    return flaky(counter, failures)
+
+
+@registry.task()
+def refuse(reason: str = "bad input") -> None:
+    """Raise a permanent error: never retried."""
+    raise PermanentTaskError(reason)
+
+
+@registry.task()
+def crash(counter: str) -> None:
+    """Kill the executor process mid-task, as a segfault or the OOM killer would."""
+    _count_call(counter)
+    os._exit(3)
+
+
+@registry.task(soft_time_limit=0.5, time_limit=5)
+def cooperative_overrun(seconds: float) -> str:
+    """Busy-work past the soft limit, catch it, and return what was done so far."""
+    deadline = time.perf_counter() + seconds
+    try:
+        while time.perf_counter() < deadline:
+            pass
+    except SoftTimeLimitExceeded:
+        return "cleaned up"
+    return "finished"
+
+
+@registry.task(time_limit=1)
+def hang(seconds: float) -> None:
+    """Block in C (no bytecode runs) far past the hard limit."""
+    time.sleep(seconds)

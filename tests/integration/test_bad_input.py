@@ -84,17 +84,15 @@ async def test_bad_message_gets_an_error_result_and_is_dead_lettered(
     async with open_dispatcher(amqp_settings, dispatcher_settings) as dispatcher:
         wait_for_consumers(broker, topology.task_queue, 1)
         bad_id = str(uuid.uuid4())
+        sent = CASES[case](bad_id)
         broker.publish(
-            topology.task_exchange,
-            "task",
-            CASES[case](bad_id),
-            _properties(bad_id, topology.results_queue),
+            topology.task_exchange, "task", sent, _properties(bad_id, topology.results_queue)
         )
         record = await dispatcher.wait(uuid.UUID(bad_id), timeout=20)
         # The executor survived and still serves: a good task after the bad one succeeds.
         good = await dispatcher.wait(await dispatcher.submit("echo", {"value": 2}), timeout=20)
 
-    assert record.state is TaskState.FAILED
+    assert record.state is TaskState.DEAD
     assert record.error is not None
     assert record.error.kind is EXPECTED_KIND[case]
     assert record.error.message
@@ -107,6 +105,15 @@ async def test_bad_message_gets_an_error_result_and_is_dead_lettered(
     )
     assert broker.counts(topology.task_queue).messages == 0
     assert '"task_rejected"' in processes.log("exec-bad")
+    dead = broker.get(topology.task_dead_queue)
+    assert dead is not None
+    properties, body = dead
+    assert body == sent, "the dead-lettered message must be the original, byte for byte"
+    assert properties.message_id == bad_id
+    assert properties.headers["x-wq-dead-reason"] == "rejected"
+    assert properties.headers["x-wq-error-kind"] == EXPECTED_KIND[case].value
+    assert properties.headers["x-wq-original-queue"] == topology.task_queue
+    assert properties.headers["x-wq-executor"] == "exec-bad"
 
 
 def test_message_without_any_task_id_or_reply_to_is_dead_lettered_once(

@@ -7,7 +7,18 @@ from typing import Annotated, Any
 import pytest
 from pydantic import Field
 
-from common import ConfigError, InvalidParams, TaskRegistry, UnknownTaskType, load_registry
+from common import (
+    ConfigError,
+    InvalidParams,
+    PermanentTaskError,
+    RetryableTaskError,
+    SoftTimeLimitExceeded,
+    TaskOptions,
+    TaskRegistry,
+    TimeLimitExceeded,
+    UnknownTaskType,
+    load_registry,
+)
 
 
 @pytest.fixture
@@ -231,6 +242,138 @@ def test_params_schema_is_a_json_schema(registry: TaskRegistry) -> None:
         "type": "integer",
     }
     assert schema["additionalProperties"] is False
+
+
+def test_task_options_defaults() -> None:
+    options = TaskOptions()
+
+    assert options.max_retries == 3
+    assert options.retry_backoff == 1.0
+    assert options.retry_backoff_max == 600.0
+    assert options.permanent == ()
+    assert options.soft_time_limit is None
+    assert options.time_limit is None
+
+
+def test_task_without_options_gets_the_defaults(registry: TaskRegistry) -> None:
+    @registry.task()
+    def plain() -> None: ...
+
+    @registry.task
+    def bare() -> None: ...
+
+    assert registry.get("plain").options == TaskOptions()
+    assert registry.get("bare").options == TaskOptions()
+
+
+def test_options_reach_the_task_definition(registry: TaskRegistry) -> None:
+    @registry.task(
+        "resize",
+        max_retries=5,
+        retry_backoff=2.0,
+        retry_backoff_max=60.0,
+        permanent=(LookupError,),
+        soft_time_limit=10.0,
+        time_limit=12.0,
+    )
+    def resize(width: int) -> int:
+        return width
+
+    assert registry.get("resize").options == TaskOptions(
+        max_retries=5,
+        retry_backoff=2.0,
+        retry_backoff_max=60.0,
+        permanent=(LookupError,),
+        soft_time_limit=10.0,
+        time_limit=12.0,
+    )
+
+
+def test_options_without_a_name_register_under_the_function_name(registry: TaskRegistry) -> None:
+    @registry.task(max_retries=0)
+    def once() -> None: ...
+
+    assert registry.get("once").options.max_retries == 0
+
+
+def test_zero_retries_is_allowed() -> None:
+    assert TaskOptions(max_retries=0).max_retries == 0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_retries": -1},
+        {"retry_backoff": 0},
+        {"retry_backoff": -1.0},
+        {"retry_backoff_max": 0},
+        {"soft_time_limit": 0},
+        {"time_limit": -5.0},
+    ],
+)
+def test_invalid_options_are_config_errors(registry: TaskRegistry, options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        TaskOptions(**options)
+    with pytest.raises(ConfigError):
+        registry.task("checked", **options)
+    assert "checked" not in registry
+
+
+def test_unknown_option_is_a_config_error(registry: TaskRegistry) -> None:
+    with pytest.raises(ConfigError, match=r"unknown task option.*max_retry"):
+        registry.task("typo", max_retry=5)
+
+
+@pytest.mark.parametrize("permanent", [[LookupError], (LookupError, "ValueError")])
+def test_permanent_must_be_a_tuple_of_exception_types(
+    registry: TaskRegistry, permanent: object
+) -> None:
+    with pytest.raises(ConfigError):
+        registry.task("strict", permanent=permanent)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ValueError("x"),
+        ConnectionError("reset"),
+        TimeoutError(),
+        RetryableTaskError("later", delay=3),
+        KeyError("k"),
+    ],
+)
+def test_ordinary_errors_are_retryable(error: Exception) -> None:
+    assert TaskOptions().is_retryable(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        PermanentTaskError("bad"),
+        InvalidParams("t", [{"loc": ["x"], "msg": "no"}]),
+        UnknownTaskType("t"),
+        SoftTimeLimitExceeded(),
+        TimeLimitExceeded(3.0),
+    ],
+)
+def test_permanent_task_errors_are_never_retryable(error: Exception) -> None:
+    # Whatever the options say: even an empty permanent list and many retries.
+    assert not TaskOptions(max_retries=10, permanent=()).is_retryable(error)
+
+
+def test_options_can_make_more_errors_permanent() -> None:
+    options = TaskOptions(permanent=(LookupError, ZeroDivisionError))
+
+    assert not options.is_retryable(KeyError("k"))  # a LookupError subclass
+    assert not options.is_retryable(ZeroDivisionError())
+    assert options.is_retryable(ValueError("v"))
+
+
+def test_task_options_are_immutable() -> None:
+    options = TaskOptions()
+
+    with pytest.raises(AttributeError):
+        options.max_retries = 9  # type: ignore[misc]
 
 
 def test_load_registry_finds_the_modules_registry() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common import Topology
-from common.topology import DEFAULT_PREFIX, dead_letter_queue
+from common.topology import DEFAULT_PREFIX, TASK_ROUTING_KEY, dead_letter_queue
 
 
 def test_default_names_use_the_wq_prefix() -> None:
@@ -70,3 +70,33 @@ def test_queue_arguments_are_fresh_copies() -> None:
 def test_topologies_with_the_same_prefix_are_equal() -> None:
     assert Topology(prefix="a") == Topology(prefix="a")
     assert Topology(prefix="a") != Topology(prefix="b")
+
+
+@pytest.mark.parametrize(("bucket", "name"), [(1, "wq.tasks.retry.1s"), (64, "wq.tasks.retry.64s")])
+def test_retry_queues_are_named_after_their_bucket(bucket: int, name: str) -> None:
+    assert Topology().retry_queue(bucket) == name
+
+
+def test_retry_queue_names_derive_from_the_prefix() -> None:
+    assert Topology(prefix="test.abc").retry_queue(8) == "test.abc.tasks.retry.8s"
+
+
+def test_expired_retries_dead_letter_back_into_the_task_queue() -> None:
+    topology = Topology(prefix="p")
+
+    arguments = topology.retry_queue_arguments()
+
+    assert arguments == {
+        "x-queue-type": "classic",
+        "x-dead-letter-exchange": "p.tasks",
+        "x-dead-letter-routing-key": TASK_ROUTING_KEY,
+    }
+    assert arguments["x-dead-letter-exchange"] == topology.task_exchange
+    assert TASK_ROUTING_KEY == "task"
+
+
+def test_retry_queue_arguments_are_fresh_copies() -> None:
+    topology = Topology()
+    topology.retry_queue_arguments()["x-dead-letter-exchange"] = "elsewhere"
+
+    assert topology.retry_queue_arguments()["x-dead-letter-exchange"] == "wq.tasks"

@@ -262,6 +262,9 @@ class ObservedStore:
     async def record_result(self, result: ResultMessage) -> bool:
         return await self.inner.record_result(result)
 
+    async def record_replay(self, task: TaskMessage, at: datetime) -> None:
+        await self.inner.record_replay(task, at)
+
     async def get(self, task_id: UUID) -> TaskRecord:
         return await self.inner.get(task_id)
 

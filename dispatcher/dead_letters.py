@@ -1,0 +1,163 @@
+"""The dead-letter queue as operators use it: list, replay and purge (aio-pika).
+
+Listing takes messages without acking them and returns them all at the end, so nothing
+leaves the queue; a replay publishes the next attempt of the same task id and only then
+acks the dead copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+
+from common import (
+    MessageError,
+    TaskMessage,
+    Topology,
+    decode_task,
+    encode,
+    task_id_from_properties,
+)
+from common.amqp import publish_confirmed, to_message
+from common.codec import task_properties
+from common.topology import TASK_ROUTING_KEY
+from dispatcher.store import TaskStore
+
+_HEADER_PREFIX = "x-wq-"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One message in the dead-letter queue, as an operator reads it."""
+
+    task_id: UUID | None
+    task_type: str | None
+    reason: str
+    error_kind: str | None
+    error: str | None
+    attempts: int | None
+    dead_at: str | None
+
+
+def describe(message: AbstractIncomingMessage) -> DeadLetter:
+    """What a dead message says about itself (our headers, else RabbitMQ's x-death)."""
+    headers = message.headers or {}
+
+    def text(name: str) -> str | None:
+        value = headers.get(_HEADER_PREFIX + name)
+        return str(value) if value is not None else None
+
+    attempts = headers.get("x-wq-attempts")
+    return DeadLetter(
+        task_id=task_id_from_properties(message.message_id, message.correlation_id),
+        task_type=message.type,
+        reason=text("dead-reason") or "rejected by the broker (see x-death)",
+        error_kind=text("error-kind"),
+        error=text("error"),
+        attempts=attempts if isinstance(attempts, int) else None,
+        dead_at=text("dead-at"),
+    )
+
+
+async def list_dead(
+    channel: AbstractChannel, topology: Topology, *, limit: int
+) -> list[DeadLetter]:
+    """Up to ``limit`` dead messages, oldest first; the queue is left as it was."""
+    queue = await channel.get_queue(topology.task_dead_queue, ensure=False)
+    held: list[AbstractIncomingMessage] = []
+    try:
+        while len(held) < limit:
+            message = await queue.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            held.append(message)
+        return [describe(message) for message in held]
+    finally:
+        # Requeued messages go back to their original positions in the queue.
+        for message in reversed(held):
+            await message.nack(requeue=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    """What a replay did."""
+
+    replayed: list[UUID]
+    skipped: list[str]
+
+
+async def replay(
+    channel: AbstractChannel,
+    exchange: AbstractExchange,
+    topology: Topology,
+    store: TaskStore,
+    *,
+    task_ids: Sequence[UUID] | None,
+    reply_to: str,
+    app_id: str,
+    confirm_timeout: float,
+    progress: Callable[[int], object] | None = None,
+) -> ReplayReport:
+    """Publish the next attempt of dead tasks (all, or those in ``task_ids``), then ack them.
+
+    A message whose body is not a valid task cannot be replayed and stays in the queue.
+    """
+    queue = await channel.get_queue(topology.task_dead_queue, ensure=False)
+    wanted = set(task_ids) if task_ids is not None else None
+    # Visit each message at most once: the ones kept are unacked and do not come back.
+    declared = await channel.declare_queue(topology.task_dead_queue, passive=True)
+    remaining = declared.declaration_result.message_count or 0
+    kept: list[AbstractIncomingMessage] = []
+    report = ReplayReport(replayed=[], skipped=[])
+    try:
+        for _ in range(remaining):
+            message = await queue.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            task = _replayable(message, wanted, report)
+            if task is None:
+                kept.append(message)
+                continue
+            retry = task.model_copy(update={"attempt": task.attempt + 1})
+            properties = task_properties(
+                retry, reply_to=message.reply_to or reply_to, app_id=app_id
+            )
+            await publish_confirmed(
+                exchange,
+                TASK_ROUTING_KEY,
+                to_message(encode(retry), properties),
+                timeout=confirm_timeout,
+            )
+            await store.record_replay(retry, datetime.now(UTC))
+            await message.ack()
+            report.replayed.append(retry.task_id)
+            if progress is not None:
+                progress(1)
+    finally:
+        for message in reversed(kept):
+            await message.nack(requeue=True)
+    return report
+
+
+def _replayable(
+    message: AbstractIncomingMessage, wanted: set[UUID] | None, report: ReplayReport
+) -> TaskMessage | None:
+    task_id = task_id_from_properties(message.message_id, message.correlation_id)
+    if wanted is not None and task_id not in wanted:
+        return None
+    try:
+        return decode_task(message.body)
+    except MessageError as exc:
+        report.skipped.append(f"{task_id or message.message_id}: not a valid task ({exc})")
+        return None
+
+
+async def purge(channel: AbstractChannel, topology: Topology) -> int:
+    """Delete every dead message; returns how many there were."""
+    queue = await channel.get_queue(topology.task_dead_queue, ensure=False)
+    result = await queue.purge()
+    return int(result.message_count or 0)

@@ -21,15 +21,18 @@ from aio_pika.abc import (
 
 from common.codec import MessageProperties
 from common.errors import BrokerError, BrokerUnavailable, PublishRejected
+from common.logging import get_logger
 from common.settings import AmqpSettings
 from common.topology import TASK_ROUTING_KEY, Topology
+
+log = get_logger(__name__)
 
 
 async def connect(settings: AmqpSettings, *, name: str) -> AbstractRobustConnection:
     """Open a robust connection named ``name`` (the name shows in the management UI)."""
     url = settings.url.get_secret_value()
     try:
-        return await aio_pika.connect_robust(
+        connection = await aio_pika.connect_robust(
             url,
             timeout=settings.connect_timeout,
             client_properties={"connection_name": name},
@@ -40,6 +43,20 @@ async def connect(settings: AmqpSettings, *, name: str) -> AbstractRobustConnect
         raise BrokerUnavailable(
             f"cannot connect to RabbitMQ at {settings.redacted_url()}: {detail}"
         ) from exc
+
+    def lost(_: object, exc: BaseException | None = None) -> None:
+        if exc is not None:  # None: closed on purpose
+            detail = _scrub(str(exc) or type(exc).__name__, settings)
+            log.warning("broker_connection_lost", connection=name, error=detail)
+
+    def restored(_: object) -> None:
+        log.info("broker_reconnected", connection=name)
+
+    # The robust connection reconnects, re-declares and re-consumes by itself; these lines
+    # are how operators see it happen.
+    connection.close_callbacks.add(lost)
+    connection.reconnect_callbacks.add(restored)
+    return connection
 
 
 @dataclass(frozen=True, slots=True)

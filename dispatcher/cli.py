@@ -159,8 +159,10 @@ async def _submit(
     params: dict[str, Any],
 ) -> int:
     try:
+        # With --wait, record results ourselves only if no dispatcher serve already does.
+        consume = None if args.wait else False
         async with open_dispatcher(
-            amqp, settings, registry=registry, consume_results=args.wait
+            amqp, settings, registry=registry, consume_results=consume
         ) as dispatcher:
             task_id = await dispatcher.submit(args.task_type, params)
             if not args.wait:
@@ -181,7 +183,10 @@ async def _submit(
         return codes.BROKER_UNAVAILABLE
     except TimeoutError:
         print(
-            f"dispatcher: no outcome for task {task_id} within {args.timeout:g}s", file=sys.stderr
+            f"dispatcher: no outcome for task {task_id} within {args.timeout:g}s. Is an executor"
+            f" running, and does the dispatcher serve that records results use this store"
+            f" ({settings.store})?",
+            file=sys.stderr,
         )
         return codes.WAIT_TIMEOUT
     print(record.model_dump_json(indent=2))

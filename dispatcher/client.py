@@ -30,9 +30,13 @@ async def open_dispatcher(
     settings: DispatcherSettings,
     *,
     registry: TaskRegistry | None = None,
-    consume_results: bool = True,
+    consume_results: bool | None = True,
 ) -> AsyncIterator[Dispatcher]:
     """A connected ``Dispatcher``; with ``consume_results`` it also records incoming results.
+
+    ``consume_results=None`` consumes only when no other dispatcher does: a short-lived
+    process (``submit --wait``) must not take results that a running ``dispatcher serve``,
+    perhaps with another store, would record.
 
     Publishing and consuming use separate connections: a memory or disk alarm blocks
     publishing connections, and results must keep flowing while it lasts.
@@ -54,6 +58,9 @@ async def open_dispatcher(
             window=settings.publish_window,
         )
         dispatcher = Dispatcher(publisher=publisher, store=store, registry=registry)
+        if consume_results is None:
+            others = declared.results_queue.declaration_result.consumer_count or 0
+            consume_results = others == 0
         if consume_results:
             consuming = await connect(amqp, name=f"wq dispatcher {identity} results")
             stack.push_async_callback(consuming.close)

@@ -123,6 +123,9 @@ async def replay(
                 kept.append(message)
                 continue
             retry = task.model_copy(update={"attempt": task.attempt + 1})
+            # Recorded before it is published, as a submission is: a fast result must find
+            # the task open, not still dead (it would be ignored as a duplicate).
+            await store.record_replay(retry, datetime.now(UTC))
             properties = task_properties(
                 retry, reply_to=message.reply_to or reply_to, app_id=app_id
             )
@@ -132,7 +135,7 @@ async def replay(
                 to_message(encode(retry), properties),
                 timeout=confirm_timeout,
             )
-            await store.record_replay(retry, datetime.now(UTC))
+            await store.mark_queued([retry.task_id], datetime.now(UTC))
             await message.ack()
             report.replayed.append(retry.task_id)
             if progress is not None:

@@ -75,9 +75,9 @@ WHERE tasks.state IN (?, ?, ?)
 
 _RECORD_REPLAY = """
 INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at, queued_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, NULL)
 ON CONFLICT (task_id) DO UPDATE SET
-    state = excluded.state, attempt = excluded.attempt, queued_at = excluded.queued_at,
+    state = excluded.state, attempt = excluded.attempt, queued_at = NULL,
     started_at = NULL, finished_at = NULL, next_attempt_at = NULL, executor = NULL,
     result = NULL, error = NULL, redelivered = 0
 WHERE tasks.state = ?
@@ -198,15 +198,14 @@ class SqliteTaskStore:
         return self._write(write)
 
     def record_replay(self, task: TaskMessage, at: datetime) -> None:
-        """A dead task is queued again as a new attempt (recorded even if it was unknown)."""
+        """A dead task is submitted again as a new attempt (recorded even if it was unknown)."""
         row = (
             str(task.task_id),
             task.task_type,
             json.dumps(task.params),
-            TaskState.QUEUED.value,
+            TaskState.SUBMITTED.value,
             task.attempt,
             task.submitted_at.isoformat(),
-            at.isoformat(),
             TaskState.DEAD.value,
         )
         self._write(lambda db: db.execute(_RECORD_REPLAY, row))

@@ -68,7 +68,7 @@ class TaskStore(Protocol):
         """Record an outcome; False when the task already had one (a duplicate changes nothing)."""
 
     async def record_replay(self, task: TaskMessage, at: datetime) -> None:
-        """Record that a dead task was published again as attempt ``task.attempt``."""
+        """Record, before it is published, that a dead task runs again as ``task.attempt``."""
 
     async def get(self, task_id: UUID) -> TaskRecord:
         """The record of ``task_id``, or ``TaskNotFound``."""

@@ -9,6 +9,7 @@ Outcomes are recorded by a running ``dispatcher serve``; ``wait`` reads them fro
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -96,9 +97,7 @@ class SyncDispatcher:
     def close(self) -> None:
         """Close the connection and the store."""
         with self._lock:
-            if self._connection is not None and self._connection.is_open:
-                self._connection.close()
-            self._connection = self._channel = None
+            self._drop_connection()
         self._store.close()
 
     def __enter__(self) -> SyncDispatcher:
@@ -117,29 +116,48 @@ class SyncDispatcher:
         properties = task_properties(
             task, reply_to=topology.results_queue, app_id=self._settings.app_id
         )
-        try:
-            self._ensure_channel().basic_publish(
-                topology.task_exchange,
-                TASK_ROUTING_KEY,
-                encode(task),
-                properties=_pika_properties(properties),
-                mandatory=True,
-            )
-        except pika.exceptions.UnroutableError as exc:
-            raise PublishRejected("unroutable", task_id=task.task_id) from exc
-        except pika.exceptions.NackError as exc:
-            raise PublishRejected("nack", task_id=task.task_id) from exc
-        except pika.exceptions.AMQPError as exc:
-            # Drop the broken connection; the next call opens a fresh one.
-            self._connection = self._channel = None
-            raise BrokerError(f"publishing failed: {type(exc).__name__}: {exc}") from exc
+        body, pika_properties = encode(task), _pika_properties(properties)
+        # A connection that went stale while idle is replaced once; a publish that fails on a
+        # fresh connection is an error. A re-sent task is a duplicate absorbed by task id.
+        for fresh in (False, True):
+            try:
+                self._ensure_channel(fresh=fresh).basic_publish(
+                    topology.task_exchange,
+                    TASK_ROUTING_KEY,
+                    body,
+                    properties=pika_properties,
+                    mandatory=True,
+                )
+                return
+            except pika.exceptions.UnroutableError as exc:
+                raise PublishRejected("unroutable", task_id=task.task_id) from exc
+            except pika.exceptions.NackError as exc:
+                raise PublishRejected("nack", task_id=task.task_id) from exc
+            except pika.exceptions.ConnectionBlockedTimeout as exc:
+                self._drop_connection()
+                raise PublishRejected(
+                    "timeout", task_id=task.task_id, detail="the broker blocks publishers"
+                ) from exc
+            except pika.exceptions.AMQPError as exc:
+                self._drop_connection()
+                if fresh:
+                    raise BrokerError(f"publishing failed: {type(exc).__name__}: {exc}") from exc
 
-    def _ensure_channel(self) -> Any:
-        if self._channel is not None and self._channel.is_open:
-            return self._channel
+    def _ensure_channel(self, *, fresh: bool = False) -> Any:
+        if not fresh and self._channel is not None and self._channel.is_open:
+            # A blocking connection answers heartbeats only when called: catch up now, so a
+            # connection the broker dropped during a long idle spell is noticed here.
+            try:
+                self._connection.process_data_events(0)
+                return self._channel
+            except pika.exceptions.AMQPError:
+                self._drop_connection()
+        self._drop_connection()
         parameters = pika.URLParameters(self._amqp.url.get_secret_value())
         parameters.heartbeat = self._amqp.heartbeat
         parameters.socket_timeout = self._amqp.connect_timeout
+        # Under a memory or disk alarm, fail after the confirm timeout instead of hanging.
+        parameters.blocked_connection_timeout = self._amqp.confirm_timeout
         parameters.client_properties = {"connection_name": "wq dispatcher sync client"}
         try:
             self._connection = pika.BlockingConnection(parameters)
@@ -152,6 +170,12 @@ class SyncDispatcher:
         _declare_topology(channel, self._amqp)
         self._channel = channel
         return channel
+
+    def _drop_connection(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            with contextlib.suppress(Exception):
+                connection.close()
 
 
 def _declare_topology(channel: Any, amqp: AmqpSettings) -> None:

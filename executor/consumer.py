@@ -43,6 +43,7 @@ from executor.runner import (
     decide,
     decide_rejection,
     execute,
+    fit_result,
     next_attempt,
     prepare,
 )
@@ -72,15 +73,22 @@ class Executor:
         self._publish_channel: AbstractChannel | None = None
         self._retry_queues: set[str] = set()
         self._in_flight: dict[asyncio.Task[Any], AbstractIncomingMessage] = {}
+        # Prefetch already limits deliveries to the slots; the semaphore keeps that true
+        # even if the broker ever hands over more (a QoS change, a restored channel).
+        self._slots = asyncio.Semaphore(concurrency)
         self._idle = asyncio.Event()
         self._idle.set()
         self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then let in-flight tasks finish within the grace."""
-        connection = await connect(self._amqp, name=f"wq executor {self._name}")
+        # Two connections: a memory or disk alarm blocks publishing connections entirely,
+        # and the consuming side must keep its heartbeats and acks flowing while it lasts.
+        connection = await connect(self._amqp, name=f"wq executor {self._name} consume")
+        publishing = None
         try:
-            self._publish_channel = await connection.channel(
+            publishing = await connect(self._amqp, name=f"wq executor {self._name} publish")
+            self._publish_channel = await publishing.channel(
                 publisher_confirms=True, on_return_raises=True
             )
             channel = await connection.channel()
@@ -104,6 +112,8 @@ class Executor:
             await self._drain()
         finally:
             await connection.close()
+            if publishing is not None:
+                await publishing.close()
             log.info("executor_stopped", executor=self._name)
 
     async def _drain(self) -> None:
@@ -127,7 +137,8 @@ class Executor:
         self._idle.clear()
         try:
             with structlog.contextvars.bound_contextvars(delivery_tag=message.delivery_tag):
-                await self._handle(message)
+                async with self._slots:
+                    await self._handle(message)
         except BrokerError as exc:
             # The channel is gone; the broker requeues the delivery and another slot runs it.
             log.warning("delivery_unsettled", error=str(exc))
@@ -300,9 +311,12 @@ class Executor:
     async def _reply(self, message: AbstractIncomingMessage, result: ResultMessage) -> bool:
         """Publish the result and wait for its confirm; False if the delivery was settled."""
         assert message.reply_to is not None
+        result, body = fit_result(result, max_body_bytes=self._amqp.max_body_bytes)
+        if result.error is not None and result.error.type == "ResultTooLarge":
+            log.error("result_too_large", error=result.error.message)
         properties = result_properties(result, app_id="wq-executor")
         try:
-            await self._publish("", message.reply_to, to_message(encode(result), properties))
+            await self._publish("", message.reply_to, to_message(body, properties))
         except PublishRejected as exc:
             if exc.reason == "timeout":
                 # The result may still land; running again is safe because the dispatcher

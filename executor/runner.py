@@ -35,6 +35,7 @@ from common import (
     UnknownTaskType,
     UnsupportedVersion,
     decode_task,
+    encode,
     task_id_from_properties,
 )
 from common.retry import backoff_delay
@@ -256,6 +257,26 @@ def decide_rejection(
             finished_at=now,
         )
     return Decision(Action.DEAD, result, dead_reason=reason)
+
+
+def fit_result(result: ResultMessage, *, max_body_bytes: int) -> tuple[ResultMessage, bytes]:
+    """The result and its body, replaced by a ``message_too_large`` failure if too big.
+
+    The dispatcher refuses bodies over the limit (and RabbitMQ 4 closes the channel past
+    16 MiB), so an oversized result would leave its task without any recorded outcome.
+    """
+    body = encode(result)
+    if len(body) <= max_body_bytes:
+        return result, body
+    error = _error(
+        ErrorKind.MESSAGE_TOO_LARGE,
+        "ResultTooLarge",
+        f"the result is {len(body)} bytes, over the limit of {max_body_bytes}",
+    )
+    failed = result.model_copy(
+        update={"outcome": Outcome.FAILED, "result": None, "error": error, "retry_in_s": None}
+    )
+    return failed, encode(failed)
 
 
 def next_attempt(task: TaskMessage) -> TaskMessage:

@@ -94,3 +94,9 @@ def cooperative_overrun(seconds: float) -> str:
 def hang(seconds: float) -> None:
     """Block in C (no bytecode runs) far past the hard limit."""
     time.sleep(seconds)
+
+
+@registry.task()
+def blow_up(size: int) -> str:
+    """Return a result of ``size`` characters."""
+    return "x" * size

@@ -167,3 +167,18 @@ async def test_undecodable_result_is_dead_lettered_by_the_dispatcher(
             what="the bad result in the results dead-letter queue",
         )
     assert broker.counts(topology.results_queue).messages == 0
+
+
+async def test_oversized_result_is_reported_as_a_failure_not_lost(
+    amqp_settings: AmqpSettings,
+    dispatcher_settings: DispatcherSettings,
+    processes: Processes,
+) -> None:
+    processes.executor("exec-big", WQ_AMQP_MAX_BODY_BYTES="4096")
+    async with open_dispatcher(amqp_settings, dispatcher_settings) as dispatcher:
+        task_id = await dispatcher.submit("blow_up", {"size": 10_000})
+        record = await dispatcher.wait(task_id, timeout=20)
+    assert record.state is TaskState.FAILED
+    assert record.error is not None
+    assert record.error.kind is ErrorKind.MESSAGE_TOO_LARGE
+    assert '"result_too_large"' in processes.log("exec-big")

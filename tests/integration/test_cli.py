@@ -126,3 +126,30 @@ def test_executor_stops_cleanly_on_sigterm(
     executor.terminate()
     assert executor.wait(timeout=20) == codes.OK
     assert '"executor_stopped"' in processes.log("exec-term")
+
+
+def test_submit_wait_leaves_results_to_a_running_dispatcher(
+    amqp_settings: AmqpSettings, processes: Processes, broker: Broker, tmp_path: Path
+) -> None:
+    serve_store = tmp_path / "serve.sqlite3"
+    processes.dispatcher("dispatcher", serve_store)
+    processes.executor("exec-cli")
+    wait_for_consumers(broker, amqp_settings.topology.results_queue, 1)
+    wait_for_consumers(broker, amqp_settings.topology.task_queue, 1)
+    # Same store as serve: --wait reads the outcome serve records.
+    shared = run_cli(
+        "dispatcher", "submit", "echo", "--params", '{"value": 7}', "--wait",
+        amqp=amqp_settings, store=serve_store,
+    )  # fmt: skip
+    assert shared.returncode == codes.OK, shared.stderr
+    assert json.loads(shared.stdout)["result"] == 7
+    # Another store: the CLI must not take the result away from serve's store.
+    other = run_cli(
+        "dispatcher", "submit", "echo", "--params", '{"value": 8}', "--wait", "--timeout", "3",
+        amqp=amqp_settings, store=tmp_path / "other.sqlite3",
+    )  # fmt: skip
+    assert other.returncode == codes.WAIT_TIMEOUT
+    assert "use this store" in other.stderr
+    task_id = other.stderr.split("no outcome for task ")[1].split()[0]
+    status = run_cli("dispatcher", "status", task_id, amqp=None, store=serve_store)
+    assert "succeeded" in status.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -134,3 +135,17 @@ def test_sync_client_is_safe_to_share_between_threads(
     assert len(set(ids)) == 80
     assert {r.state for r in records} == {TaskState.QUEUED}
     assert broker.counts(amqp_settings.topology.task_queue).messages == 80
+
+
+def test_sync_client_survives_an_idle_spell_longer_than_its_heartbeat(
+    amqp_settings: AmqpSettings, dispatcher_settings: DispatcherSettings, broker: Broker
+) -> None:
+    settings = amqp_settings.model_copy(update={"heartbeat": 1})
+    with SyncDispatcher(settings, dispatcher_settings) as client:
+        first = client.submit("echo", {"value": 1})
+        # Idle, as a web view is between requests: the scenario itself, not a synchronisation.
+        time.sleep(5)
+        second = client.submit("echo", {"value": 2})
+        records = client.get_many([first, second])
+    assert {r.state for r in records} == {TaskState.QUEUED}
+    assert broker.counts(amqp_settings.topology.task_queue).messages == 2

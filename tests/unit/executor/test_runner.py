@@ -37,6 +37,7 @@ from executor.runner import (
     decide,
     decide_rejection,
     execute,
+    fit_result,
     next_attempt,
     prepare,
 )
@@ -680,3 +681,29 @@ def test_next_attempt_survives_the_wire() -> None:
 
     assert isinstance(prepared, Job)
     assert prepared.task == retry
+
+
+async def test_result_within_the_size_limit_is_kept_as_it_is() -> None:
+    job = _job("shout", {"text": "small"})
+    decision = _decide(job, await _execute(job))
+    assert decision.result is not None
+
+    fitted, body = fit_result(decision.result, max_body_bytes=10_000)
+
+    assert fitted == decision.result
+    assert body == encode(decision.result)
+
+
+async def test_oversized_result_becomes_a_message_too_large_failure() -> None:
+    job = _job("shout", {"text": "x" * 5_000})
+    decision = _decide(job, await _execute(job))
+    assert decision.result is not None
+
+    fitted, body = fit_result(decision.result, max_body_bytes=1_000)
+
+    assert fitted.outcome is Outcome.FAILED
+    assert fitted.result is None
+    assert fitted.error is not None
+    assert fitted.error.kind is ErrorKind.MESSAGE_TOO_LARGE
+    assert fitted.task_id == decision.result.task_id
+    assert len(body) < 1_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import sys
@@ -25,15 +26,18 @@ from common import (
     TaskNotFound,
     TaskRegistry,
     UnknownTaskType,
+    WorkQueueError,
     load_registry,
     load_settings,
 )
 from common import exit_codes as codes
 from common.amqp import connect, declare_topology
 from common.logging import configure, get_logger
+from common.readiness import ReadyFile
 from common.shutdown import install_stop_handlers
 from dispatcher import dead_letters
 from dispatcher.client import open_dispatcher
+from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
 from dispatcher.sqlite_store import SqliteTaskStore, ThreadedTaskStore
 from dispatcher.store import TaskRecord, TaskState
@@ -46,6 +50,8 @@ environment:
   WQ_AMQP_PREFIX          prefix of queue and exchange names (default wq)
   WQ_DISPATCHER_STORE     SQLite task store (default ~/.local/state/wq/tasks.sqlite3)
   WQ_DISPATCHER_TASKS     task module to validate submissions against (optional)
+  WQ_DISPATCHER_OUTBOX_AGE  serve re-publishes tasks unconfirmed this long (60 s)
+  WQ_DISPATCHER_READY_FILE  file present while serve consumes, for health probes
   WQ_LOG_LEVEL, WQ_LOG_FORMAT  logging (info; auto|json|console)
 exit codes: 0 ok, 1 task failed (--wait), 2 bad arguments or configuration,
   65 unknown task type or invalid params, 66 no such task, 69 broker unreachable,
@@ -136,10 +142,15 @@ async def _serve(
 ) -> int:
     stop = asyncio.Event()
     install_stop_handlers(stop)
+    ready_file = ReadyFile(settings.ready_file)
     try:
-        async with open_dispatcher(amqp, settings, registry=registry):
+        async with open_dispatcher(
+            amqp, settings, registry=registry, ready_file=ready_file
+        ) as dispatcher:
             log.info("dispatcher_serving", results_queue=amqp.topology.results_queue)
+            outbox = asyncio.create_task(_sweep_outbox(dispatcher, settings, stop))
             await stop.wait()
+            await outbox
     except BrokerUnavailable as exc:
         print(f"dispatcher: {exc}", file=sys.stderr)
         return codes.BROKER_UNAVAILABLE
@@ -149,6 +160,22 @@ async def _serve(
     except asyncio.CancelledError:
         return codes.INTERRUPTED
     return codes.OK
+
+
+async def _sweep_outbox(
+    dispatcher: Dispatcher, settings: DispatcherSettings, stop: asyncio.Event
+) -> None:
+    """Re-publish tasks whose confirm never came, every ``outbox_interval`` seconds."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.outbox_interval)
+        if stop.is_set():
+            return
+        try:
+            await dispatcher.republish_unconfirmed(older_than_s=settings.outbox_age)
+        except WorkQueueError as exc:
+            # The broker or store is down for now; the next sweep tries again.
+            log.warning("outbox_sweep_failed", error=str(exc))
 
 
 async def _submit(

@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from common import AmqpSettings, TaskRegistry
 from common.amqp import connect, declare_topology
 from common.logging import get_logger
+from common.readiness import ReadyFile
 from dispatcher.publisher import AmqpPublisher
 from dispatcher.results import result_handler
 from dispatcher.service import Dispatcher
@@ -31,6 +32,7 @@ async def open_dispatcher(
     *,
     registry: TaskRegistry | None = None,
     consume_results: bool | None = True,
+    ready_file: ReadyFile | None = None,
 ) -> AsyncIterator[Dispatcher]:
     """A connected ``Dispatcher``; with ``consume_results`` it also records incoming results.
 
@@ -74,6 +76,10 @@ async def open_dispatcher(
             )
             tag = await queue.consume(handler, consumer_tag=f"wq.dispatcher.{identity}")
             stack.push_async_callback(queue.cancel, tag)
+            if ready_file is not None:
+                ready_file.set()
+                ready_file.follow(consuming)
+                stack.callback(ready_file.clear)
         log.info(
             "dispatcher_connected",
             broker=amqp.redacted_url(),

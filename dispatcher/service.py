@@ -9,7 +9,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 from pydantic import ValidationError
@@ -105,6 +105,22 @@ class Dispatcher:
         if failure is not None:
             raise failure
         return [task.task_id for task in tasks]
+
+    async def republish_unconfirmed(self, *, older_than_s: float) -> int:
+        """Publish again the tasks whose confirm never came (the outbox); returns how many.
+
+        Their first publish may still have landed: the copy is a duplicate that the first
+        recorded outcome absorbs, which is the price of never losing a submitted task.
+        """
+        cutoff = self._clock() - timedelta(seconds=older_than_s)
+        tasks = await self._store.unconfirmed(cutoff, _BATCH)
+        if not tasks:
+            return 0
+        outcomes = await self._publisher.publish(tasks)
+        confirmed = [t.task_id for t, error in zip(tasks, outcomes, strict=True) if not error]
+        await self._store.mark_queued(confirmed, self._clock())
+        log.warning("tasks_republished", count=len(confirmed), failed=len(tasks) - len(confirmed))
+        return len(confirmed)
 
     async def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome (the first per task id wins) and wake anyone waiting for it."""

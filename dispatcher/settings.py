@@ -31,6 +31,19 @@ class DispatcherSettings(BaseSettings):
     publish_window: int = Field(
         default=256, ge=1, le=10_000, description="Unconfirmed publishes in flight at once."
     )
+    outbox_age: float = Field(
+        default=60.0,
+        gt=0,
+        description="dispatcher serve re-publishes tasks still unconfirmed after this many "
+        "seconds (their publisher crashed or never got a confirm).",
+    )
+    outbox_interval: float = Field(
+        default=15.0, gt=0, description="Seconds between two outbox sweeps."
+    )
+    ready_file: Path | None = Field(
+        default=None,
+        description="File present while dispatcher serve consumes results (health probes).",
+    )
     result_prefetch: int = Field(
         default=64, ge=1, le=10_000, description="Unacked results the dispatcher holds at once."
     )

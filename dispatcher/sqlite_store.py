@@ -162,6 +162,24 @@ class SqliteTaskStore:
             )
         )
 
+    def unconfirmed(self, submitted_before: datetime, limit: int) -> list[TaskMessage]:
+        """Tasks still ``submitted`` since before ``submitted_before``, oldest first."""
+        rows = self._read(
+            "SELECT task_id, task_type, params, attempt, submitted_at FROM tasks"
+            " WHERE state = ? AND submitted_at < ? ORDER BY submitted_at LIMIT ?",
+            (TaskState.SUBMITTED.value, submitted_before.isoformat(), limit),
+        )
+        return [
+            TaskMessage(
+                task_id=UUID(row["task_id"]),
+                task_type=row["task_type"],
+                params=json.loads(row["params"]),
+                attempt=row["attempt"],
+                submitted_at=datetime.fromisoformat(row["submitted_at"]),
+            )
+            for row in rows
+        ]
+
     def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome unless the task already has one; returns whether it was recorded."""
         state = _STATE_OF_OUTCOME[result.outcome]
@@ -272,6 +290,9 @@ class ThreadedTaskStore:
 
     async def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> None:
         await self._call(self.sync.mark_queued, task_ids, at)
+
+    async def unconfirmed(self, submitted_before: datetime, limit: int) -> list[TaskMessage]:
+        return await self._call(self.sync.unconfirmed, submitted_before, limit)
 
     async def record_result(self, result: ResultMessage) -> bool:
         return await self._call(self.sync.record_result, result)

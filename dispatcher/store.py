@@ -64,6 +64,9 @@ class TaskStore(Protocol):
     async def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> None:
         """Record that the broker confirmed these tasks; never moves a task backwards."""
 
+    async def unconfirmed(self, submitted_before: datetime, limit: int) -> list[TaskMessage]:
+        """Tasks recorded as submitted before ``submitted_before`` and never confirmed."""
+
     async def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome; False when the task already had one (a duplicate changes nothing)."""
 

@@ -22,6 +22,7 @@ from common import (
 )
 from common import exit_codes as codes
 from common.logging import configure, get_logger
+from common.readiness import ReadyFile
 from common.shutdown import install_stop_handlers
 from executor.consumer import Executor
 from executor.settings import ExecutorSettings
@@ -35,6 +36,7 @@ environment:
   WQ_EXECUTOR_TASKS          task module, same as --tasks
   WQ_EXECUTOR_CONCURRENCY    execution slots, same as --concurrency
   WQ_EXECUTOR_SHUTDOWN_GRACE seconds in-flight tasks get on SIGTERM (default 30)
+  WQ_EXECUTOR_READY_FILE     file present while consuming, for health probes
   WQ_LOG_LEVEL, WQ_LOG_FORMAT  logging (info; auto|json|console)
 exit codes: 0 stopped cleanly, 2 bad arguments or configuration,
   69 broker unreachable, 70 internal error, 130 forced stop
@@ -95,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         name=settings.name or f"{socket.gethostname()}.{os.getpid()}",
         concurrency=settings.concurrency,
         shutdown_grace=settings.shutdown_grace,
+        ready_file=ReadyFile(settings.ready_file),
     )
     return asyncio.run(_serve(executor))
 

@@ -24,6 +24,7 @@ from common import (
 )
 from common.amqp import connect, declare_topology, publish_confirmed, to_message
 from common.logging import get_logger
+from common.readiness import ReadyFile
 from common.retry import delay_bucket
 from common.topology import TASK_ROUTING_KEY
 from executor.deliveries import (
@@ -63,6 +64,7 @@ class Executor:
         name: str,
         concurrency: int = 1,
         shutdown_grace: float = 30.0,
+        ready_file: ReadyFile | None = None,
     ) -> None:
         self._amqp = amqp
         self._topology = amqp.topology
@@ -70,6 +72,7 @@ class Executor:
         self._name = name
         self._concurrency = concurrency
         self._grace = shutdown_grace
+        self._ready_file = ready_file or ReadyFile(None)
         self._publish_channel: AbstractChannel | None = None
         self._retry_queues: set[str] = set()
         self._in_flight: dict[asyncio.Task[Any], AbstractIncomingMessage] = {}
@@ -106,11 +109,15 @@ class Executor:
             )
             _warn_about_consumer_timeout(self._registry, self._amqp.consumer_timeout)
             self.ready.set()
+            self._ready_file.set()
+            self._ready_file.follow(connection)
             await stop.wait()
             self.ready.clear()
+            self._ready_file.clear()
             await queue.cancel(tag)
             await self._drain()
         finally:
+            self._ready_file.clear()
             await connection.close()
             if publishing is not None:
                 await publishing.close()

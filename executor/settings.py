@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -19,6 +21,10 @@ class ExecutorSettings(BaseSettings):
     )
     name: str | None = Field(
         default=None, description="Executor name in results and logs (default: host.pid)."
+    )
+    ready_file: Path | None = Field(
+        default=None,
+        description="File present while the executor consumes (for `test -f` health probes).",
     )
     shutdown_grace: float = Field(
         default=30.0, ge=0, description="Seconds in-flight tasks get to finish on SIGTERM."

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from uuid import UUID
 
 from common import AmqpSettings
 from dispatcher.client import open_dispatcher
 from dispatcher.service import TaskRequest
 from dispatcher.settings import DispatcherSettings
 from dispatcher.sqlite_store import SqliteTaskStore
-from dispatcher.store import TaskRecord, TaskState
+from dispatcher.store import TaskState
+from tests.checker import assert_exactly_one_outcome_each
 from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, wait_for_consumers, wait_until_async
-
-
-def assert_exactly_one_outcome_each(ids: list[UUID], records: list[TaskRecord]) -> None:
-    """The checker: every submitted id has one final record, and nothing else appeared."""
-    by_id = {record.task_id: record for record in records}
-    assert set(by_id) == set(ids), "records and submitted ids differ"
-    unfinished = [r.task_id for r in records if not r.state.is_final]
-    assert not unfinished, f"{len(unfinished)} task(s) without an outcome: {unfinished[:5]}"
 
 
 async def test_executor_killed_mid_task_leads_to_redelivery_and_one_result(
@@ -44,7 +36,7 @@ async def test_executor_killed_mid_task_leads_to_redelivery_and_one_result(
         processes.executor("exec-survivor")
         records = [await dispatcher.wait(task_id, timeout=30) for task_id in ids]
 
-    assert_exactly_one_outcome_each(ids, records)
+    assert_exactly_one_outcome_each("executor kill -9 mid-task", ids, records)
     assert {r.state for r in records} == {TaskState.SUCCEEDED}
     killed_mid_task = [
         record
@@ -93,6 +85,6 @@ async def test_dispatcher_killed_and_restarted_loses_no_result(
     records = store.get_many(ids)
     store.close()
     assert recorded_before_restart < len(ids)
-    assert_exactly_one_outcome_each(ids, records)
+    assert_exactly_one_outcome_each("dispatcher kill -9 and restart", ids, records)
     assert {r.state for r in records} == {TaskState.SUCCEEDED}
     assert broker.counts(topology.results_queue).messages == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 from uuid import UUID, uuid4
@@ -265,6 +265,9 @@ class ObservedStore:
     async def record_replay(self, task: TaskMessage, at: datetime) -> None:
         await self.inner.record_replay(task, at)
 
+    async def unconfirmed(self, submitted_before: datetime, limit: int) -> list[TaskMessage]:
+        return await self.inner.unconfirmed(submitted_before, limit)
+
     async def get(self, task_id: UUID) -> TaskRecord:
         return await self.inner.get(task_id)
 
@@ -356,3 +359,40 @@ async def test_get_many_returns_existing_records(dispatcher: Dispatcher) -> None
     records = await dispatcher.get_many([*ids, uuid4()])
 
     assert {r.task_id for r in records} == set(ids)
+
+
+async def test_outbox_republishes_tasks_whose_confirm_never_came(
+    publisher: FakePublisher, store: ThreadedTaskStore
+) -> None:
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    dispatcher = Dispatcher(publisher=publisher, store=store, clock=lambda: now[0])
+    publisher.refuse = lambda task: True
+    with pytest.raises(PublishRejected):
+        await dispatcher.submit_many([TaskRequest("word_count", {"text": "a"})] * 3)
+    publisher.refuse = lambda task: False
+
+    # Too young: a publish may still be waiting for its confirm.
+    assert await dispatcher.republish_unconfirmed(older_than_s=60) == 0
+    now[0] += timedelta(seconds=61)
+    assert await dispatcher.republish_unconfirmed(older_than_s=60) == 3
+
+    ids = [task.task_id for task in publisher.published]
+    assert len(set(ids)) == 3
+    assert {r.state for r in await store.get_many(ids)} == {TaskState.QUEUED}
+    # Nothing is left for the next sweep.
+    assert await dispatcher.republish_unconfirmed(older_than_s=0) == 0
+
+
+async def test_outbox_leaves_tasks_that_already_have_an_outcome(
+    dispatcher: Dispatcher, publisher: FakePublisher, store: ThreadedTaskStore
+) -> None:
+    publisher.refuse = lambda task: True
+    with pytest.raises(PublishRejected) as caught:
+        await dispatcher.submit("word_count", {"text": "a"})
+    task_id = caught.value.task_id
+    assert task_id is not None
+    # The unconfirmed publish landed after all, and its result came back.
+    await dispatcher.record_result(_result(task_id))
+    publisher.refuse = lambda task: False
+
+    assert await dispatcher.republish_unconfirmed(older_than_s=0) == 0

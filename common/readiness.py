@@ -1,0 +1,48 @@
+"""Readiness as a file: present while the process consumes, absent otherwise.
+
+Neither service listens on a port, so orchestrators probe with ``test -f PATH`` (a compose
+healthcheck, a Kubernetes exec probe). The file disappears when the connection is lost and
+comes back when the robust connection has restored the consumer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from aio_pika.abc import AbstractRobustConnection
+
+from common.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class ReadyFile:
+    """A readiness file at ``path``; every method is a no-op when ``path`` is None."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def set(self) -> None:
+        """Mark the process ready."""
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("ready\n")
+
+    def clear(self) -> None:
+        """Mark the process not ready."""
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+    def follow(self, connection: AbstractRobustConnection) -> None:
+        """Clear on connection loss, set again once the robust connection is restored."""
+
+        def lost(_: object, exc: BaseException | None = None) -> None:
+            self.clear()
+
+        def restored(_: object) -> None:
+            self.set()
+
+        connection.close_callbacks.add(lost)
+        connection.reconnect_callbacks.add(restored)

@@ -1,0 +1,1 @@
+"""Fault tests: a private RabbitMQ node and a TCP proxy, never the shared broker."""

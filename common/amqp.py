@@ -20,7 +20,7 @@ from aio_pika.abc import (
 )
 
 from common.codec import MessageProperties
-from common.errors import BrokerError, BrokerUnavailable, PublishRejected
+from common.errors import BrokerError, BrokerUnavailable, ConfigError, PublishRejected
 from common.logging import get_logger
 from common.settings import AmqpSettings
 from common.topology import TASK_ROUTING_KEY, Topology
@@ -79,7 +79,9 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> Decl
             topology.task_exchange, aio_pika.ExchangeType.DIRECT, durable=True
         )
         for dead in (topology.task_dead_queue, topology.results_dead_queue):
-            await channel.declare_queue(dead, durable=True, arguments={"x-queue-type": "classic"})
+            await channel.declare_queue(
+                dead, durable=True, arguments=dict(topology.dead_queue_arguments())
+            )
         results = await channel.declare_queue(
             topology.results_queue, durable=True, arguments=dict(topology.results_queue_arguments())
         )
@@ -88,11 +90,20 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> Decl
         )
         await tasks.bind(exchange, TASK_ROUTING_KEY)
     except aiormq.exceptions.ChannelPreconditionFailed as exc:
-        raise BrokerError(
-            f"an existing queue or exchange was declared with other arguments: {exc}."
-            " See docs/operations.md, 'Queue arguments changed'."
-        ) from exc
+        raise ConfigError(topology_mismatch(str(exc), topology)) from exc
     return DeclaredTopology(exchange, tasks, results)
+
+
+def topology_mismatch(broker_says: str, topology: Topology) -> str:
+    """What to tell an operator whose broker holds queues declared with other arguments."""
+    return (
+        f"the broker already has a queue or exchange with other arguments than this "
+        f"configuration (queue type {topology.queue_type!r}, prefix {topology.prefix!r}): "
+        f"{broker_says}. Arguments cannot change in place. To migrate: stop the producers, "
+        f"let the executors drain the queue, delete it (rabbitmqctl delete_queue NAME) and "
+        f"restart; or start the new configuration under a new WQ_AMQP_PREFIX next to the old "
+        f"one until the old queues are empty. See docs/operations.md, 'Queue arguments changed'."
+    )
 
 
 def to_message(body: bytes, properties: MessageProperties) -> aio_pika.Message:

@@ -12,7 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.errors import ConfigError
-from common.topology import DEFAULT_PREFIX, Topology
+from common.topology import DEFAULT_PREFIX, QueueType, Topology
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 
@@ -32,6 +32,11 @@ class AmqpSettings(BaseSettings):
         default=DEFAULT_PREFIX,
         pattern=r"^[a-z0-9][a-z0-9_.-]*$",
         description="Prefix of every exchange and queue name (wq.tasks, wq.results, ...).",
+    )
+    queue_type: QueueType = Field(
+        default="classic",
+        description="classic, or quorum for replicated queues (needs a RabbitMQ cluster to "
+        "replicate; works on one node). Changing it needs a queue migration.",
     )
     heartbeat: int = Field(default=30, ge=0, description="AMQP heartbeat in seconds.")
     connect_timeout: float = Field(default=10.0, gt=0)
@@ -65,7 +70,9 @@ class AmqpSettings(BaseSettings):
     @property
     def topology(self) -> Topology:
         """The broker names this deployment uses."""
-        return Topology(prefix=self.prefix)
+        return Topology(
+            prefix=self.prefix, queue_type=self.queue_type, delivery_limit=self.delivery_limit
+        )
 
     def redacted_url(self) -> str:
         """The URL with its password replaced, safe for logs and error messages."""

@@ -7,10 +7,11 @@ default, so that one broker can host several isolated deployments (and tests).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 DEFAULT_PREFIX: Final = "wq"
 TASK_ROUTING_KEY: Final = "task"
+QueueType = Literal["classic", "quorum"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +19,8 @@ class Topology:
     """Names and arguments of the exchange and queues of one deployment."""
 
     prefix: str = DEFAULT_PREFIX
+    queue_type: QueueType = "classic"
+    delivery_limit: int = 5
 
     @property
     def task_exchange(self) -> str:
@@ -56,13 +59,31 @@ class Topology:
             "x-dead-letter-routing-key": TASK_ROUTING_KEY,
         }
 
-    def task_queue_arguments(self) -> dict[str, str]:
+    def task_queue_arguments(self) -> dict[str, str | int]:
         """Arguments of the task queue; changing them needs a queue migration."""
-        return _dead_lettering_to(self.task_dead_queue)
+        return self._durable_arguments() | _dead_lettering_to(self.task_dead_queue)
 
-    def results_queue_arguments(self) -> dict[str, str]:
+    def results_queue_arguments(self) -> dict[str, str | int]:
         """Arguments of the results queue; changing them needs a queue migration."""
-        return _dead_lettering_to(self.results_dead_queue)
+        return self._durable_arguments() | _dead_lettering_to(self.results_dead_queue)
+
+    def dead_queue_arguments(self) -> dict[str, str | int]:
+        """Arguments of the dead-letter queues."""
+        return {"x-queue-type": self.queue_type}
+
+    def _durable_arguments(self) -> dict[str, str | int]:
+        if self.queue_type == "classic":
+            return {"x-queue-type": "classic"}
+        # Quorum queues count deliveries themselves. The broker's limit is one above ours, a
+        # safety net: executors dead-letter at the limit with reasons and an error result.
+        # At-least-once dead-lettering needs reject-publish overflow.
+        # https://www.rabbitmq.com/docs/quorum-queues#poison-message-handling
+        return {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": self.delivery_limit + 1,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
 
 
 def dead_letter_queue(queue: str) -> str:
@@ -70,12 +91,8 @@ def dead_letter_queue(queue: str) -> str:
     return f"{queue}.dead"
 
 
-def _dead_lettering_to(dead_queue: str) -> dict[str, str]:
+def _dead_lettering_to(dead_queue: str) -> dict[str, str | int]:
     # Dead-letter through the default exchange straight to the named queue: a rejected
     # message is kept, and the queue's arguments in the management UI say where it went.
     # https://www.rabbitmq.com/docs/dlx
-    return {
-        "x-queue-type": "classic",
-        "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": dead_queue,
-    }
+    return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead_queue}

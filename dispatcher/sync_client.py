@@ -25,6 +25,7 @@ from common import (
     AmqpSettings,
     BrokerError,
     BrokerUnavailable,
+    ConfigError,
     JsonValue,
     MessageProperties,
     PublishRejected,
@@ -33,6 +34,7 @@ from common import (
     encode,
     task_properties,
 )
+from common.amqp import topology_mismatch
 from common.topology import TASK_ROUTING_KEY
 from dispatcher.service import TaskRequest, build_task
 from dispatcher.settings import DispatcherSettings
@@ -167,7 +169,13 @@ class SyncDispatcher:
             ) from exc
         channel = self._connection.channel()
         channel.confirm_delivery()
-        _declare_topology(channel, self._amqp)
+        try:
+            _declare_topology(channel, self._amqp)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            self._drop_connection()
+            if exc.reply_code == 406:  # PRECONDITION_FAILED: declared with other arguments
+                raise ConfigError(topology_mismatch(exc.reply_text, self._amqp.topology)) from exc
+            raise BrokerError(f"declaring the topology failed: {exc.reply_text}") from exc
         self._channel = channel
         return channel
 
@@ -183,7 +191,7 @@ def _declare_topology(channel: Any, amqp: AmqpSettings) -> None:
     topology = amqp.topology
     channel.exchange_declare(topology.task_exchange, exchange_type="direct", durable=True)
     for dead in (topology.task_dead_queue, topology.results_dead_queue):
-        channel.queue_declare(dead, durable=True, arguments={"x-queue-type": "classic"})
+        channel.queue_declare(dead, durable=True, arguments=topology.dead_queue_arguments())
     channel.queue_declare(
         topology.results_queue, durable=True, arguments=topology.results_queue_arguments()
     )

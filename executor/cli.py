@@ -107,6 +107,9 @@ async def _serve(executor: Executor) -> int:
     install_stop_handlers(stop)
     try:
         await executor.run(stop)
+    except ConfigError as exc:
+        log.error("configuration_error", error=str(exc))
+        return codes.USAGE
     except BrokerUnavailable as exc:
         log.error("broker_unavailable", error=str(exc))
         return codes.BROKER_UNAVAILABLE

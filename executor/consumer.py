@@ -32,6 +32,7 @@ from executor.deliveries import (
     DELIVERIES_HEADER,
     copy_message,
     dead_letter_headers,
+    quorum_run_number,
     run_number,
 )
 from executor.runner import (
@@ -189,40 +190,56 @@ class Executor:
             task_type=prepared.task.task_type,
             attempt=prepared.task.attempt,
         ):
-            if message.redelivered:
+            if self._topology.queue_type == "quorum":
+                await self._run_counted_by_broker(message, prepared)
+            elif message.redelivered:
                 await self._count_redelivery(message, prepared)
             else:
                 await self._run(message, prepared)
 
+    async def _run_counted_by_broker(self, message: AbstractIncomingMessage, job: Job) -> None:
+        run = quorum_run_number(message.headers)
+        if run > self._amqp.delivery_limit:
+            await self._dead_letter_over_limit(message, job, run)
+        else:
+            await self._run(message, job, rerun=run > 1)
+
     async def _count_redelivery(self, message: AbstractIncomingMessage, job: Job) -> None:
         run = run_number(message.headers, redelivered=True)
         if run > self._amqp.delivery_limit:
-            error = TaskErrorInfo(
-                kind=ErrorKind.DELIVERY_LIMIT,
-                type="DeliveryLimitExceeded",
-                message=f"delivered {run - 1} times without being settled (the executor died "
-                f"or lost its connection each time); limit {self._amqp.delivery_limit}",
-            )
-            log.error("task_delivery_limit_reached", runs=run - 1)
-            rejection = Rejection(job.task.task_id, job.task.task_type, job.task.attempt, error)
-            decision = decide_rejection(
-                rejection,
-                executor=self._name,
-                redelivered=True,
-                reason=DeadReason.DELIVERY_LIMIT,
-            )
-            await self._carry_out(message, decision, error=error)
+            await self._dead_letter_over_limit(message, job, run)
             return
         log.warning("task_redelivered", run=run)
         copy = copy_message(message, headers={DELIVERIES_HEADER: run - 1})
         await self._publish(self._topology.task_exchange, TASK_ROUTING_KEY, copy)
         await message.ack()
 
-    async def _run(self, message: AbstractIncomingMessage, job: Job) -> None:
+    async def _dead_letter_over_limit(
+        self, message: AbstractIncomingMessage, job: Job, run: int
+    ) -> None:
+        error = TaskErrorInfo(
+            kind=ErrorKind.DELIVERY_LIMIT,
+            type="DeliveryLimitExceeded",
+            message=f"delivered {run - 1} times without being settled (the executor died "
+            f"or lost its connection each time); limit {self._amqp.delivery_limit}",
+        )
+        log.error("task_delivery_limit_reached", runs=run - 1)
+        rejection = Rejection(job.task.task_id, job.task.task_type, job.task.attempt, error)
+        decision = decide_rejection(
+            rejection,
+            executor=self._name,
+            redelivered=True,
+            reason=DeadReason.DELIVERY_LIMIT,
+        )
+        await self._carry_out(message, decision, error=error)
+
+    async def _run(
+        self, message: AbstractIncomingMessage, job: Job, *, rerun: bool = False
+    ) -> None:
         began = time.perf_counter()
         attempt = await execute(job, run_in_thread=run_in_thread)
-        # A task that runs again after a crash arrives as a counted copy, not as a redelivery.
-        rerun = run_number(message.headers, redelivered=False) > 1
+        # On a classic queue a task that runs again after a crash arrives as a counted copy.
+        rerun = rerun or run_number(message.headers, redelivered=False) > 1
         decision = decide(job, attempt, executor=self._name, redelivered=rerun)
         duration_ms = round((time.perf_counter() - began) * 1000, 3)
         if attempt.error is None:

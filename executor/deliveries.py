@@ -36,6 +36,12 @@ def run_number(headers: dict[str, Any] | None, *, redelivered: bool) -> int:
     return earlier + 1 + (1 if redelivered else 0)
 
 
+def quorum_run_number(headers: dict[str, Any] | None) -> int:
+    """Which run this delivery is on a quorum queue, which counts returns itself."""
+    returned = (headers or {}).get("x-delivery-count")
+    return (returned if type(returned) is int and returned >= 0 else 0) + 1
+
+
 def copy_message(
     message: AbstractIncomingMessage,
     *,

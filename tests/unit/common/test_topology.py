@@ -100,3 +100,27 @@ def test_retry_queue_arguments_are_fresh_copies() -> None:
     topology.retry_queue_arguments()["x-dead-letter-exchange"] = "elsewhere"
 
     assert topology.retry_queue_arguments()["x-dead-letter-exchange"] == "wq.tasks"
+
+
+def test_quorum_queues_carry_a_delivery_limit_one_above_ours_and_safe_dead_lettering() -> None:
+    topology = Topology(prefix="wq", queue_type="quorum", delivery_limit=4)
+
+    arguments = topology.task_queue_arguments()
+
+    assert arguments["x-queue-type"] == "quorum"
+    assert arguments["x-delivery-limit"] == 5
+    assert arguments["x-dead-letter-strategy"] == "at-least-once"
+    assert arguments["x-overflow"] == "reject-publish"
+    assert arguments["x-dead-letter-routing-key"] == "wq.tasks.dead"
+    assert topology.results_queue_arguments()["x-queue-type"] == "quorum"
+    assert topology.dead_queue_arguments() == {"x-queue-type": "quorum"}
+    # Retry queues rely on per-message TTL and stay classic.
+    assert topology.retry_queue_arguments()["x-queue-type"] == "classic"
+
+
+def test_classic_queues_have_no_quorum_arguments() -> None:
+    arguments = Topology(prefix="wq").task_queue_arguments()
+
+    assert arguments["x-queue-type"] == "classic"
+    assert "x-delivery-limit" not in arguments
+    assert "x-overflow" not in arguments

@@ -15,6 +15,7 @@ from executor.deliveries import (
     DELIVERIES_HEADER,
     copy_message,
     dead_letter_headers,
+    quorum_run_number,
     run_number,
 )
 
@@ -209,3 +210,14 @@ def test_dead_letter_headers_are_amqp_table_values() -> None:
     )
 
     assert all(isinstance(v, str | int) for v in headers.values())
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [(None, 1), ({}, 1), ({"x-delivery-count": 0}, 1), ({"x-delivery-count": 2}, 3),
+     ({"x-delivery-count": "2"}, 1), ({"x-delivery-count": True}, 1)],
+)  # fmt: skip
+def test_quorum_run_number_follows_the_brokers_delivery_count(
+    headers: dict[str, object] | None, expected: int
+) -> None:
+    assert quorum_run_number(headers) == expected

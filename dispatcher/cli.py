@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--params", default="{}", metavar="JSON", help="params as a JSON object (default {})"
     )
+    submit.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="submit at most once per KEY: a repeat prints the first task's id",
+    )
     submit.add_argument("--wait", action="store_true", help="wait for the outcome and print it")
     submit.add_argument(
         "--timeout", type=float, default=60.0, help="seconds --wait waits (default 60)"
@@ -191,7 +196,9 @@ async def _submit(
         async with open_dispatcher(
             amqp, settings, registry=registry, consume_results=consume
         ) as dispatcher:
-            task_id = await dispatcher.submit(args.task_type, params)
+            task_id = await dispatcher.submit(
+                args.task_type, params, idempotency_key=args.idempotency_key
+            )
             if not args.wait:
                 print(task_id)
                 return codes.OK

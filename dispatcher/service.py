@@ -44,6 +44,8 @@ class TaskRequest:
 
     task_type: str
     params: Mapping[str, JsonValue] = field(default_factory=dict)
+    # Submitting again with a key already used returns the first task instead of a new one.
+    idempotency_key: str | None = None
 
 
 def _utcnow() -> datetime:
@@ -69,14 +71,21 @@ class Dispatcher:
         self._outcomes: dict[UUID, asyncio.Event] = {}
         self._waiters: Counter[UUID] = Counter()
 
-    async def submit(self, task_type: str, params: Mapping[str, JsonValue] | None = None) -> UUID:
+    async def submit(
+        self,
+        task_type: str,
+        params: Mapping[str, JsonValue] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> UUID:
         """Record and publish one task; returns its id once the broker has confirmed it.
 
         Raises:
             UnknownTaskType, InvalidParams: when a task module is loaded and refuses the task.
             PublishRejected, BrokerError: the task is recorded as submitted but not queued.
         """
-        (task_id,) = await self.submit_many([TaskRequest(task_type, params or {})])
+        request = TaskRequest(task_type, params or {}, idempotency_key)
+        (task_id,) = await self.submit_many([request])
         return task_id
 
     async def submit_many(
@@ -87,11 +96,19 @@ class Dispatcher:
         Every task is validated before any is recorded. When some publishes fail, the others
         are still queued and the first failure is raised after the whole batch.
         """
+        requests = list(requests)
         tasks = [build_task(request, self._registry, self._clock) for request in requests]
+        keys = [request.idempotency_key for request in requests]
+        ids: list[UUID] = []
         failure: WorkQueueError | None = None
         for start in range(0, len(tasks), _BATCH):
-            batch = tasks[start : start + _BATCH]
-            await self._store.add_submitted(batch)
+            recorded = await self._store.add_submitted(
+                tasks[start : start + _BATCH], keys[start : start + _BATCH]
+            )
+            ids.extend(recorded)
+            batch = [t for t, i in zip(tasks[start:], recorded, strict=False) if t.task_id == i]
+            if len(batch) < len(recorded):
+                log.info("tasks_deduplicated", count=len(recorded) - len(batch))
             outcomes = await self._publisher.publish(batch)
             confirmed = [t.task_id for t, error in zip(batch, outcomes, strict=True) if not error]
             await self._store.mark_queued(confirmed, self._clock())
@@ -100,11 +117,11 @@ class Dispatcher:
                     log.error("task_not_published", task_id=str(task.task_id), error=str(error))
                     failure = failure or error
             if progress is not None:
-                progress(len(batch))
+                progress(len(recorded))
         log.info("tasks_published", count=len(tasks), failed=failure is not None)
         if failure is not None:
             raise failure
-        return [task.task_id for task in tasks]
+        return ids
 
     async def republish_unconfirmed(self, *, older_than_s: float) -> int:
         """Publish again the tasks whose confirm never came (the outbox); returns how many.

@@ -23,10 +23,11 @@ from dispatcher.store import TaskRecord, TaskState
 
 _T = TypeVar("_T")
 
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 # Each step is idempotent, so a store left half-migrated by older code still opens.
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: lambda db: _add_column(db, "tasks", "next_attempt_at", "TEXT"),
+    3: lambda db: _add_idempotency_key(db),
 }
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -84,6 +85,24 @@ WHERE tasks.state = ?
 """
 
 
+_ADD_SUBMITTED = """
+INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at, idempotency_key)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def _submitted_row(task: TaskMessage, key: str | None) -> tuple[object, ...]:
+    return (
+        str(task.task_id),
+        task.task_type,
+        json.dumps(task.params),
+        TaskState.SUBMITTED.value,
+        task.attempt,
+        task.submitted_at.isoformat(),
+        key,
+    )
+
+
 class SqliteTaskStore:
     """Synchronous SQLite task store; thread-safe through one lock."""
 
@@ -129,26 +148,34 @@ class SqliteTaskStore:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
         return int(version)
 
-    def add_submitted(self, tasks: Sequence[TaskMessage]) -> None:
-        """Record new tasks as submitted."""
-        rows = [
-            (
-                str(t.task_id),
-                t.task_type,
-                json.dumps(t.params),
-                TaskState.SUBMITTED.value,
-                t.attempt,
-                t.submitted_at.isoformat(),
-            )
-            for t in tasks
-        ]
-        self._write(
-            lambda db: db.executemany(
-                "INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-        )
+    def add_submitted(
+        self,
+        tasks: Sequence[TaskMessage],
+        idempotency_keys: Sequence[str | None] | None = None,
+    ) -> list[UUID]:
+        """Record new tasks as submitted; returns the id recorded for each.
+
+        A task whose idempotency key is already recorded is not added: its entry in the
+        returned list is the id of the task that holds the key.
+        """
+        keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(tasks)
+
+        def write(db: sqlite3.Connection) -> list[UUID]:
+            # One transaction (BEGIN IMMEDIATE): concurrent submitters of one key serialise.
+            recorded = []
+            for task, key in zip(tasks, keys, strict=True):
+                if key is not None:
+                    found = db.execute(
+                        "SELECT task_id FROM tasks WHERE idempotency_key = ?", (key,)
+                    ).fetchone()
+                    if found is not None:
+                        recorded.append(UUID(found[0]))
+                        continue
+                db.execute(_ADD_SUBMITTED, _submitted_row(task, key))
+                recorded.append(task.task_id)
+            return recorded
+
+        return self._write(write)
 
     def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> None:
         """Move submitted tasks to queued; a task that already has an outcome keeps it."""
@@ -285,8 +312,12 @@ class ThreadedTaskStore:
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
-    async def add_submitted(self, tasks: Sequence[TaskMessage]) -> None:
-        await self._call(self.sync.add_submitted, tasks)
+    async def add_submitted(
+        self,
+        tasks: Sequence[TaskMessage],
+        idempotency_keys: Sequence[str | None] | None = None,
+    ) -> list[UUID]:
+        return await self._call(self.sync.add_submitted, tasks, idempotency_keys)
 
     async def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> None:
         await self._call(self.sync.mark_queued, task_ids, at)
@@ -317,6 +348,14 @@ def _add_column(db: sqlite3.Connection, table: str, column: str, declaration: st
         db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
+def _add_idempotency_key(db: sqlite3.Connection) -> None:
+    _add_column(db, "tasks", "idempotency_key", "TEXT")
+    db.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS tasks_by_idempotency_key ON tasks (idempotency_key)"
+        " WHERE idempotency_key IS NOT NULL"
+    )
+
+
 def _record(row: sqlite3.Row) -> TaskRecord:
     def when(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value) if value else None
@@ -337,4 +376,5 @@ def _record(row: sqlite3.Row) -> TaskRecord:
         error=TaskErrorInfo.model_validate_json(row["error"]) if row["error"] else None,
         redelivered=bool(row["redelivered"]),
         duplicate_results=row["duplicate_results"],
+        idempotency_key=row["idempotency_key"],
     )

@@ -53,13 +53,22 @@ class TaskRecord(BaseModel):
     error: TaskErrorInfo | None = None
     redelivered: bool = False
     duplicate_results: int = 0
+    idempotency_key: str | None = None
 
 
 class TaskStore(Protocol):
     """Durable task records, keyed by task id."""
 
-    async def add_submitted(self, tasks: Sequence[TaskMessage]) -> None:
-        """Record new tasks as submitted (before they are published)."""
+    async def add_submitted(
+        self,
+        tasks: Sequence[TaskMessage],
+        idempotency_keys: Sequence[str | None] | None = None,
+    ) -> list[UUID]:
+        """Record new tasks as submitted, before they are published; returns each one's id.
+
+        A task whose idempotency key is already recorded is not added: its id in the result
+        is the existing task's.
+        """
 
     async def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> None:
         """Record that the broker confirmed these tasks; never moves a task backwards."""

@@ -62,20 +62,32 @@ class SyncDispatcher:
         self._connection: Any = None
         self._channel: Any = None
 
-    def submit(self, task_type: str, params: Mapping[str, JsonValue] | None = None) -> UUID:
-        """Record and publish one task; returns once the broker has confirmed it."""
-        (task_id,) = self.submit_many([TaskRequest(task_type, params or {})])
+    def submit(
+        self,
+        task_type: str,
+        params: Mapping[str, JsonValue] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> UUID:
+        """Record and publish one task; returns once the broker has confirmed it.
+
+        With an ``idempotency_key`` already used, returns that task's id and publishes nothing.
+        """
+        (task_id,) = self.submit_many([TaskRequest(task_type, params or {}, idempotency_key)])
         return task_id
 
     def submit_many(self, requests: Iterable[TaskRequest]) -> list[UUID]:
         """Record and publish tasks one confirm at a time (use the asyncio API for bulk)."""
+        requests = list(requests)
         tasks = [build_task(request, self._registry) for request in requests]
-        self._store.add_submitted(tasks)
+        recorded = self._store.add_submitted(tasks, [r.idempotency_key for r in requests])
         with self._lock:
-            for task in tasks:
+            for task, task_id in zip(tasks, recorded, strict=True):
+                if task.task_id != task_id:
+                    continue  # an earlier task holds this idempotency key
                 self._publish(task)
                 self._store.mark_queued([task.task_id], datetime.now(UTC))
-        return [task.task_id for task in tasks]
+        return recorded
 
     def get(self, task_id: UUID) -> TaskRecord:
         """The task's record, or ``TaskNotFound``."""

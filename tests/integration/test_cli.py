@@ -153,3 +153,15 @@ def test_submit_wait_leaves_results_to_a_running_dispatcher(
     task_id = other.stderr.split("no outcome for task ")[1].split()[0]
     status = run_cli("dispatcher", "status", task_id, amqp=None, store=serve_store)
     assert "succeeded" in status.stdout
+
+
+def test_submit_with_the_same_idempotency_key_twice_makes_one_task(
+    amqp_settings: AmqpSettings, broker: Broker, tmp_path: Path
+) -> None:
+    store = tmp_path / "tasks.sqlite3"
+    argv = ("dispatcher", "submit", "echo", "--idempotency-key", "invoice-2026-0042")
+    first = run_cli(*argv, amqp=amqp_settings, store=store)
+    second = run_cli(*argv, amqp=amqp_settings, store=store)
+    assert first.returncode == second.returncode == codes.OK
+    assert first.stdout.strip() == second.stdout.strip()
+    assert broker.counts(amqp_settings.topology.task_queue).messages == 1

@@ -253,8 +253,10 @@ class ObservedStore:
         self.after_read: Callable[[], Awaitable[object]] | None = None
         self.read = asyncio.Event()
 
-    async def add_submitted(self, tasks: Sequence[TaskMessage]) -> None:
-        await self.inner.add_submitted(tasks)
+    async def add_submitted(
+        self, tasks: Sequence[TaskMessage], idempotency_keys: Sequence[str | None] | None = None
+    ) -> list[UUID]:
+        return await self.inner.add_submitted(tasks, idempotency_keys)
 
     async def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> None:
         await self.inner.mark_queued(task_ids, at)
@@ -396,3 +398,33 @@ async def test_outbox_leaves_tasks_that_already_have_an_outcome(
     publisher.refuse = lambda task: False
 
     assert await dispatcher.republish_unconfirmed(older_than_s=0) == 0
+
+
+async def test_idempotency_key_returns_the_existing_task_and_publishes_nothing(
+    dispatcher: Dispatcher, publisher: FakePublisher, store: ThreadedTaskStore
+) -> None:
+    first = await dispatcher.submit("word_count", {"text": "a"}, idempotency_key="order-42")
+    again = await dispatcher.submit("word_count", {"text": "b"}, idempotency_key="order-42")
+    other = await dispatcher.submit("word_count", {"text": "c"}, idempotency_key="order-43")
+
+    assert again == first
+    assert other != first
+    assert [task.task_id for task in publisher.published] == [first, other]
+    assert (await store.get(first)).idempotency_key == "order-42"
+    assert (await store.get(first)).params == {"text": "a"}
+
+
+async def test_one_key_twice_in_a_batch_makes_one_task(
+    dispatcher: Dispatcher, publisher: FakePublisher
+) -> None:
+    ids = await dispatcher.submit_many(
+        [
+            TaskRequest("word_count", {"text": "a"}, idempotency_key="k"),
+            TaskRequest("word_count", {"text": "b"}),
+            TaskRequest("word_count", {"text": "c"}, idempotency_key="k"),
+        ]
+    )
+
+    assert ids[0] == ids[2]
+    assert len(set(ids)) == 2
+    assert len(publisher.published) == 2

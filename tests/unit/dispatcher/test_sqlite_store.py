@@ -19,7 +19,7 @@ from common import (
     TaskMessage,
     TaskNotFound,
 )
-from dispatcher.sqlite_store import SqliteTaskStore, ThreadedTaskStore
+from dispatcher.sqlite_store import _SCHEMA_VERSION, SqliteTaskStore, ThreadedTaskStore
 from dispatcher.store import TaskState
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
@@ -579,8 +579,10 @@ def test_first_final_outcome_wins_even_from_an_earlier_attempt(store: SqliteTask
 # Schema versions
 
 
-def test_new_store_is_at_schema_version_two(store: SqliteTaskStore, store_path: Path) -> None:
-    assert _user_version(store_path) == 2
+def test_new_store_is_at_the_current_schema_version(
+    store: SqliteTaskStore, store_path: Path
+) -> None:
+    assert _user_version(store_path) == _SCHEMA_VERSION
     assert "next_attempt_at" in _columns(store_path)
 
 
@@ -601,7 +603,7 @@ def test_version_one_store_is_migrated_and_keeps_its_rows(
 
     store = open_store()
 
-    assert _user_version(store_path) == 2
+    assert _user_version(store_path) == _SCHEMA_VERSION
     assert "next_attempt_at" in _columns(store_path)
     finished = store.get(done)
     assert finished.state is TaskState.SUCCEEDED
@@ -634,7 +636,7 @@ def test_migrated_store_opens_again_without_migrating_twice(
 def test_store_from_newer_code_is_refused(store_path: Path) -> None:
     store_path.parent.mkdir(parents=True)
     db = sqlite3.connect(store_path)
-    db.execute("PRAGMA user_version = 3")
+    db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION + 1}")
     db.close()
 
     with pytest.raises(StoreError, match="newer"):
@@ -651,5 +653,33 @@ def test_half_applied_migration_does_not_brick_the_store(
 
     store = open_store()
 
-    assert _user_version(store_path) == 2
+    assert _user_version(store_path) == _SCHEMA_VERSION
     assert store.get_many([uuid4()]) == []
+
+
+def test_idempotency_key_is_recorded_once_across_two_stores_on_one_file(
+    store_path: Path,
+) -> None:
+    first, second = SqliteTaskStore(store_path), SqliteTaskStore(store_path)
+    a = TaskMessage(task_id=uuid4(), task_type="x", submitted_at=datetime.now(UTC))
+    b = TaskMessage(task_id=uuid4(), task_type="x", submitted_at=datetime.now(UTC))
+
+    assert first.add_submitted([a], ["key-1"]) == [a.task_id]
+    assert second.add_submitted([b], ["key-1"]) == [a.task_id]
+
+    assert second.get_many([b.task_id]) == []
+    first.close()
+    second.close()
+
+
+def test_version_two_store_gains_idempotency_keys(store_path: Path) -> None:
+    _v1_database(store_path, [])
+    with sqlite3.connect(store_path) as db:
+        db.execute("ALTER TABLE tasks ADD COLUMN next_attempt_at TEXT")
+        db.execute("PRAGMA user_version = 2")
+    store = SqliteTaskStore(store_path)
+    task = TaskMessage(task_id=uuid4(), task_type="x", submitted_at=datetime.now(UTC))
+
+    assert store.add_submitted([task], ["k"]) == [task.task_id]
+    assert store.get(task.task_id).idempotency_key == "k"
+    store.close()

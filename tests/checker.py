@@ -26,7 +26,7 @@ class Tally:
 
 
 def tally(scenario: str, ids: list[UUID], records: list[TaskRecord], *, faults: int) -> Tally:
-    """Count outcomes; ``WQ_FAULT_REPORT`` (a file) collects each run for docs/reliability.md."""
+    """Count outcomes; ``WQ_TEST_FAULT_REPORT`` (a file) collects runs for docs/reliability.md."""
     by_id = {record.task_id: record for record in records}
     result = Tally(
         scenario=scenario,
@@ -38,7 +38,7 @@ def tally(scenario: str, ids: list[UUID], records: list[TaskRecord], *, faults: 
         duplicate_results=sum(record.duplicate_results for record in records),
         reruns=sum(1 for record in records if record.redelivered),
     )
-    report = os.environ.get("WQ_FAULT_REPORT")
+    report = os.environ.get("WQ_TEST_FAULT_REPORT")
     if report:
         with Path(report).open("a") as out:
             out.write(json.dumps(asdict(result)) + "\n")

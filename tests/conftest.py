@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings in tests come from init kwargs only, never from the developer's shell."""
     for name in list(os.environ):
-        if name.startswith("WQ_") and name != "WQ_TEST_AMQP_URL":
+        if name.startswith("WQ_") and not name.startswith("WQ_TEST_"):
             monkeypatch.delenv(name)
 
 

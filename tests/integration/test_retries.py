@@ -9,6 +9,7 @@ from common import AmqpSettings, ErrorKind
 from dispatcher.client import open_dispatcher
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import TaskState
+from tests.checker import assert_exactly_one_outcome_each
 from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, wait_for_async
 
@@ -142,6 +143,7 @@ async def test_handler_that_kills_its_executor_is_dead_lettered_after_the_delive
                 break
         record = await dispatcher.wait(task_id, timeout=20)
 
+    assert_exactly_one_outcome_each("handler exits its process (os._exit)", [task_id], [record])
     assert record.state is TaskState.DEAD
     assert record.error is not None
     assert record.error.kind is ErrorKind.DELIVERY_LIMIT

@@ -9,6 +9,7 @@ from common import exit_codes as codes
 from dispatcher.client import open_dispatcher
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import TaskState
+from tests.checker import assert_exactly_one_outcome_each
 from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, wait_for_consumers, wait_until_async
 
@@ -28,6 +29,7 @@ async def test_sigterm_lets_the_running_task_finish_report_and_ack(
         executor.terminate()
         record = await dispatcher.wait(task_id, timeout=20)
     assert executor.wait(timeout=20) == codes.OK
+    assert_exactly_one_outcome_each("executor SIGTERM mid-task", [task_id], [record])
     assert record.state is TaskState.SUCCEEDED
     assert record.executor == "exec-term"
     assert broker.counts(amqp_settings.topology.task_queue).messages == 0
@@ -54,6 +56,7 @@ async def test_task_unfinished_after_the_grace_goes_back_to_the_queue(
         assert '"executor_grace_expired"' in processes.log("exec-short-grace")
         processes.executor("exec-next")
         record = await dispatcher.wait(task_id, timeout=30)
+    assert_exactly_one_outcome_each("executor SIGTERM past its grace", [task_id], [record])
     assert record.state is TaskState.SUCCEEDED
     assert record.executor == "exec-next"
     assert record.duplicate_results == 0

@@ -6,6 +6,7 @@ from common import AmqpSettings, ErrorKind
 from dispatcher.client import open_dispatcher
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import TaskState
+from tests.checker import assert_exactly_one_outcome_each
 from tests.integration.conftest import Processes
 
 
@@ -34,6 +35,7 @@ async def test_task_past_its_hard_time_limit_is_recorded_and_the_slot_freed(
         # The only slot is free again although the hung thread still sleeps.
         after = await dispatcher.wait(await dispatcher.submit("echo", {"value": 1}), timeout=20)
 
+    assert_exactly_one_outcome_each("handler hangs past its hard limit", [hung], [record])
     assert record.state is TaskState.FAILED
     assert record.error is not None
     assert record.error.kind is ErrorKind.TIME_LIMIT

@@ -7,48 +7,37 @@ import contextlib
 import time
 from typing import Any
 
-import aio_pika
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import AbstractIncomingMessage
 
 from common import (
     AmqpSettings,
     BrokerError,
     ErrorKind,
-    PublishRejected,
-    ResultMessage,
     TaskErrorInfo,
     TaskRegistry,
-    encode,
-    result_properties,
 )
-from common.amqp import connect, declare_topology, publish_confirmed, to_message
+from common.amqp import connect, declare_topology
 from common.logging import get_logger
 from common.readiness import ReadyFile
-from common.retry import delay_bucket
 from common.topology import TASK_ROUTING_KEY
 from executor.deliveries import (
-    ATTEMPT_HEADER,
     DELIVERIES_HEADER,
     copy_message,
-    dead_letter_headers,
     quorum_run_number,
     run_number,
 )
 from executor.runner import (
-    Action,
     DeadReason,
-    Decision,
     Delivery,
     Job,
     Rejection,
     decide,
     decide_rejection,
     execute,
-    fit_result,
-    next_attempt,
     prepare,
 )
+from executor.settling import Settler
 from executor.threads import run_in_thread
 
 log = get_logger(__name__)
@@ -74,8 +63,7 @@ class Executor:
         self._concurrency = concurrency
         self._grace = shutdown_grace
         self._ready_file = ready_file or ReadyFile(None)
-        self._publish_channel: AbstractChannel | None = None
-        self._retry_queues: set[str] = set()
+        self._settler_or_none: Settler | None = None
         self._in_flight: dict[asyncio.Task[Any], AbstractIncomingMessage] = {}
         # Prefetch already limits deliveries to the slots; the semaphore keeps that true
         # even if the broker ever hands over more (a QoS change, a restored channel).
@@ -83,6 +71,11 @@ class Executor:
         self._idle = asyncio.Event()
         self._idle.set()
         self.ready = asyncio.Event()
+
+    @property
+    def _settler(self) -> Settler:
+        assert self._settler_or_none is not None, "run() sets it up before consuming"
+        return self._settler_or_none
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then let in-flight tasks finish within the grace."""
@@ -92,9 +85,10 @@ class Executor:
         publishing = None
         try:
             publishing = await connect(self._amqp, name=f"wq executor {self._name} publish")
-            self._publish_channel = await publishing.channel(
+            publish_channel = await publishing.channel(
                 publisher_confirms=True, on_return_raises=True
             )
+            self._settler_or_none = Settler(publish_channel, amqp=self._amqp, executor=self._name)
             channel = await connection.channel()
             # Prefetch = slots: the broker never hands this executor a task it has no free
             # slot for, so a waiting task goes to an idle executor instead (fair dispatch).
@@ -183,7 +177,7 @@ class Executor:
                 decision = decide_rejection(
                     prepared, executor=self._name, redelivered=delivery.redelivered
                 )
-                await self._carry_out(message, decision, error=prepared.error)
+                await self._settler.carry_out(message, decision, error=prepared.error)
             return
         with structlog.contextvars.bound_contextvars(
             task_id=str(prepared.task.task_id),
@@ -211,7 +205,7 @@ class Executor:
             return
         log.warning("task_redelivered", run=run)
         copy = copy_message(message, headers={DELIVERIES_HEADER: run - 1})
-        await self._publish(self._topology.task_exchange, TASK_ROUTING_KEY, copy)
+        await self._settler.publish(self._topology.task_exchange, TASK_ROUTING_KEY, copy)
         await message.ack()
 
     async def _dead_letter_over_limit(
@@ -231,7 +225,7 @@ class Executor:
             redelivered=True,
             reason=DeadReason.DELIVERY_LIMIT,
         )
-        await self._carry_out(message, decision, error=error)
+        await self._settler.carry_out(message, decision, error=error)
 
     async def _run(
         self, message: AbstractIncomingMessage, job: Job, *, rerun: bool = False
@@ -254,105 +248,7 @@ class Executor:
                 then=decision.action.value,
                 retry_in_s=decision.retry_in_s,
             )
-        await self._carry_out(message, decision, error=attempt.error, job=job)
-
-    async def _carry_out(
-        self,
-        message: AbstractIncomingMessage,
-        decision: Decision,
-        *,
-        error: TaskErrorInfo | None,
-        job: Job | None = None,
-    ) -> None:
-        """Park the copy a decision needs, report the result, then ack: in that order."""
-        try:
-            if decision.action is Action.RETRY and job and decision.retry_in_s is not None:
-                await self._park_retry(message, job, decision.retry_in_s)
-            elif decision.action is Action.DEAD and error is not None:
-                await self._dead_letter(message, decision, error)
-        except PublishRejected as exc:
-            log.error("task_copy_not_published", action=decision.action.value, error=str(exc))
-            await message.reject(requeue=False)  # the queue's own dead-lettering keeps it
-            return
-        result = decision.result
-        if result is not None and message.reply_to and not await self._reply(message, result):
-            return
-        await _settle(message)
-
-    async def _park_retry(self, message: AbstractIncomingMessage, job: Job, delay: float) -> None:
-        retry = next_attempt(job.task)
-        queue = self._topology.retry_queue(delay_bucket(delay))
-        await self._ensure_retry_queue(queue)
-        copy = copy_message(
-            message,
-            body=encode(retry),
-            headers={ATTEMPT_HEADER: retry.attempt, DELIVERIES_HEADER: 0},
-            expiration_s=delay,
-        )
-        await self._publish("", queue, copy)
-        log.info("task_retry_scheduled", retry_in_s=round(delay, 3), queue=queue)
-
-    async def _dead_letter(
-        self,
-        message: AbstractIncomingMessage,
-        decision: Decision,
-        error: TaskErrorInfo,
-    ) -> None:
-        assert decision.dead_reason is not None
-        attempts = decision.result.attempt if decision.result else 1
-        headers = dead_letter_headers(
-            reason=decision.dead_reason.value,
-            error=error,
-            attempts=attempts,
-            queue=self._topology.task_queue,
-            executor=self._name,
-        )
-        await self._publish(
-            "", self._topology.task_dead_queue, copy_message(message, headers=headers)
-        )
-        log.warning("task_dead_lettered", reason=headers["x-wq-dead-reason"])
-
-    async def _ensure_retry_queue(self, queue: str) -> None:
-        if queue in self._retry_queues:
-            return
-        assert self._publish_channel is not None
-        await self._publish_channel.declare_queue(
-            queue, durable=True, arguments=dict(self._topology.retry_queue_arguments())
-        )
-        self._retry_queues.add(queue)
-
-    async def _publish(
-        self, exchange_name: str, routing_key: str, message: aio_pika.Message
-    ) -> None:
-        assert self._publish_channel is not None
-        exchange: AbstractExchange = (
-            self._publish_channel.default_exchange
-            if exchange_name == ""
-            else await self._publish_channel.get_exchange(exchange_name, ensure=False)
-        )
-        await publish_confirmed(exchange, routing_key, message, timeout=self._amqp.confirm_timeout)
-
-    async def _reply(self, message: AbstractIncomingMessage, result: ResultMessage) -> bool:
-        """Publish the result and wait for its confirm; False if the delivery was settled."""
-        assert message.reply_to is not None
-        result, body = fit_result(result, max_body_bytes=self._amqp.max_body_bytes)
-        if result.error is not None and result.error.type == "ResultTooLarge":
-            log.error("result_too_large", error=result.error.message)
-        properties = result_properties(result, app_id="wq-executor")
-        try:
-            await self._publish("", message.reply_to, to_message(body, properties))
-        except PublishRejected as exc:
-            if exc.reason == "timeout":
-                # The result may still land; running again is safe because the dispatcher
-                # keeps the first outcome per task id.
-                log.warning("result_unconfirmed", reply_to=message.reply_to)
-                await message.nack(requeue=True)
-            else:
-                # Nowhere to report to: keep the task message in the dead-letter queue.
-                log.error("result_undeliverable", reply_to=message.reply_to, reason=exc.reason)
-                await message.reject(requeue=False)
-            return False
-        return True
+        await self._settler.carry_out(message, decision, error=attempt.error, job=job)
 
 
 def _warn_about_consumer_timeout(registry: TaskRegistry, consumer_timeout: float) -> None:
@@ -375,11 +271,3 @@ def _warn_about_consumer_timeout(registry: TaskRegistry, consumer_timeout: float
         )
     if unlimited:
         log.info("no_time_limit", task_types=unlimited, consumer_timeout_s=consumer_timeout)
-
-
-async def _settle(message: AbstractIncomingMessage) -> None:
-    try:
-        await message.ack()
-    except Exception as exc:
-        # Acking fails only when the channel is gone: the broker has requeued the delivery.
-        raise BrokerError(f"could not ack the delivery: {exc}") from exc

@@ -1,0 +1,139 @@
+"""Settling a delivery: park what must outlive it, report the result, then ack (aio-pika)."""
+
+from __future__ import annotations
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+
+from common import (
+    AmqpSettings,
+    BrokerError,
+    PublishRejected,
+    ResultMessage,
+    TaskErrorInfo,
+    encode,
+    result_properties,
+)
+from common.amqp import publish_confirmed, to_message
+from common.logging import get_logger
+from common.retry import delay_bucket
+from executor.deliveries import (
+    ATTEMPT_HEADER,
+    DELIVERIES_HEADER,
+    copy_message,
+    dead_letter_headers,
+)
+from executor.runner import Action, Decision, Job, fit_result, next_attempt
+
+log = get_logger(__name__)
+
+
+class Settler:
+    """Publishes retry copies, dead-letter copies and results with confirms, then acks."""
+
+    def __init__(self, channel: AbstractChannel, *, amqp: AmqpSettings, executor: str) -> None:
+        self._channel = channel
+        self._amqp = amqp
+        self._topology = amqp.topology
+        self._executor = executor
+        self._retry_queues: set[str] = set()
+
+    async def carry_out(
+        self,
+        message: AbstractIncomingMessage,
+        decision: Decision,
+        *,
+        error: TaskErrorInfo | None,
+        job: Job | None = None,
+    ) -> None:
+        """Park the copy a decision needs, report the result, then ack: in that order.
+
+        A crash between any two steps means redelivery, never a lost task or result.
+        """
+        try:
+            if decision.action is Action.RETRY and job and decision.retry_in_s is not None:
+                await self._park_retry(message, job, decision.retry_in_s)
+            elif decision.action is Action.DEAD and error is not None:
+                await self._dead_letter(message, decision, error)
+        except PublishRejected as exc:
+            log.error("task_copy_not_published", action=decision.action.value, error=str(exc))
+            await message.reject(requeue=False)  # the queue's own dead-lettering keeps it
+            return
+        result = decision.result
+        if result is not None and message.reply_to and not await self._reply(message, result):
+            return
+        await ack(message)
+
+    async def publish(
+        self, exchange_name: str, routing_key: str, message: aio_pika.Message
+    ) -> None:
+        """Publish with ``mandatory`` and wait for the confirm."""
+        exchange: AbstractExchange = (
+            self._channel.default_exchange
+            if exchange_name == ""
+            else await self._channel.get_exchange(exchange_name, ensure=False)
+        )
+        await publish_confirmed(exchange, routing_key, message, timeout=self._amqp.confirm_timeout)
+
+    async def _park_retry(self, message: AbstractIncomingMessage, job: Job, delay: float) -> None:
+        retry = next_attempt(job.task)
+        queue = self._topology.retry_queue(delay_bucket(delay))
+        if queue not in self._retry_queues:
+            # Declared on first use: the management UI shows only the buckets in use.
+            await self._channel.declare_queue(
+                queue, durable=True, arguments=dict(self._topology.retry_queue_arguments())
+            )
+            self._retry_queues.add(queue)
+        copy = copy_message(
+            message,
+            body=encode(retry),
+            headers={ATTEMPT_HEADER: retry.attempt, DELIVERIES_HEADER: 0},
+            expiration_s=delay,
+        )
+        await self.publish("", queue, copy)
+        log.info("task_retry_scheduled", retry_in_s=round(delay, 3), queue=queue)
+
+    async def _dead_letter(
+        self, message: AbstractIncomingMessage, decision: Decision, error: TaskErrorInfo
+    ) -> None:
+        assert decision.dead_reason is not None
+        headers = dead_letter_headers(
+            reason=decision.dead_reason.value,
+            error=error,
+            attempts=decision.result.attempt if decision.result else 1,
+            queue=self._topology.task_queue,
+            executor=self._executor,
+        )
+        dead_queue = self._topology.task_dead_queue
+        await self.publish("", dead_queue, copy_message(message, headers=headers))
+        log.warning("task_dead_lettered", reason=headers["x-wq-dead-reason"])
+
+    async def _reply(self, message: AbstractIncomingMessage, result: ResultMessage) -> bool:
+        """Publish the result and wait for its confirm; False if the delivery was settled."""
+        assert message.reply_to is not None
+        result, body = fit_result(result, max_body_bytes=self._amqp.max_body_bytes)
+        if result.error is not None and result.error.type == "ResultTooLarge":
+            log.error("result_too_large", error=result.error.message)
+        properties = result_properties(result, app_id="wq-executor")
+        try:
+            await self.publish("", message.reply_to, to_message(body, properties))
+        except PublishRejected as exc:
+            if exc.reason == "timeout":
+                # The result may still land; running again is safe because the dispatcher
+                # keeps the first outcome per task id.
+                log.warning("result_unconfirmed", reply_to=message.reply_to)
+                await message.nack(requeue=True)
+            else:
+                # Nowhere to report to: keep the task message in the dead-letter queue.
+                log.error("result_undeliverable", reply_to=message.reply_to, reason=exc.reason)
+                await message.reject(requeue=False)
+            return False
+        return True
+
+
+async def ack(message: AbstractIncomingMessage) -> None:
+    """Ack, turning a lost channel into ``BrokerError`` (the broker has requeued it)."""
+    try:
+        await message.ack()
+    except Exception as exc:
+        raise BrokerError(f"could not ack the delivery: {exc}") from exc

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from common import (
     AmqpSettings,
@@ -21,6 +21,7 @@ from common.amqp import connect, declare_topology
 from common.logging import get_logger
 from common.readiness import ReadyFile
 from common.topology import TASK_ROUTING_KEY
+from executor import timeouts
 from executor.deliveries import (
     DELIVERIES_HEADER,
     copy_message,
@@ -94,15 +95,22 @@ class Executor:
             # slot for, so a waiting task goes to an idle executor instead (fair dispatch).
             await channel.set_qos(prefetch_count=self._concurrency)
             queue = (await declare_topology(channel, self._topology)).task_queue
-            tag = await queue.consume(self._on_message, consumer_tag=f"wq.executor.{self._name}")
+            version = _broker_version(connection)
+            arguments = timeouts.consumer_arguments(self._registry, version)
+            tag = await queue.consume(
+                self._on_message,
+                consumer_tag=f"wq.executor.{self._name}",
+                arguments=dict(arguments),
+            )
             log.info(
                 "executor_started",
                 executor=self._name,
                 queue=queue.name,
                 concurrency=self._concurrency,
                 task_types=self._registry.names(),
+                broker_version=version,
             )
-            _warn_about_consumer_timeout(self._registry, self._amqp.consumer_timeout)
+            timeouts.report(self._registry, arguments, self._amqp.consumer_timeout)
             self.ready.set()
             self._ready_file.set()
             self._ready_file.follow(connection)
@@ -251,23 +259,8 @@ class Executor:
         await self._settler.carry_out(message, decision, error=attempt.error, job=job)
 
 
-def _warn_about_consumer_timeout(registry: TaskRegistry, consumer_timeout: float) -> None:
-    # RabbitMQ closes a channel whose delivery stays unacked past consumer_timeout and
-    # redelivers every task on it; per-queue x-consumer-timeout only exists from 3.12 on.
-    # https://www.rabbitmq.com/docs/consumers#acknowledgement-timeout
-    limits = {name: registry.get(name).options.time_limit for name in registry.names()}
-    too_long = [name for name, limit in limits.items() if limit and limit >= consumer_timeout]
-    unlimited = [name for name, limit in limits.items() if limit is None]
-    hint = (
-        "give these task types a time_limit below the broker's consumer_timeout, or raise "
-        "consumer_timeout in rabbitmq.conf and WQ_AMQP_CONSUMER_TIMEOUT to match"
-    )
-    if too_long:
-        log.warning(
-            "consumer_timeout_risk",
-            task_types=too_long,
-            consumer_timeout_s=consumer_timeout,
-            hint=hint,
-        )
-    if unlimited:
-        log.info("no_time_limit", task_types=unlimited, consumer_timeout_s=consumer_timeout)
+def _broker_version(connection: AbstractRobustConnection) -> str:
+    transport = connection.transport
+    if transport is None:
+        return ""
+    return str(transport.connection.server_properties.get("version", ""))

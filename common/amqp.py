@@ -27,6 +27,18 @@ from common.topology import TASK_ROUTING_KEY, Topology
 
 log = get_logger(__name__)
 
+# What aio-pika and aiormq raise when a connection or channel is down. A closed channel is a
+# ChannelInvalidStateError, which is a RuntimeError, not an AMQPError.
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+)
+_PUBLISH_INTERRUPTIONS: tuple[type[BaseException], ...] = (
+    *CONNECTION_ERRORS,
+    asyncio.CancelledError,
+)
+
 
 async def connect(settings: AmqpSettings, *, name: str) -> AbstractRobustConnection:
     """Open a robust connection named ``name`` (the name shows in the management UI)."""
@@ -144,7 +156,7 @@ async def publish_confirmed(
         raise PublishRejected("nack", detail="the broker refused the message") from exc
     except TimeoutError as exc:
         raise PublishRejected("timeout", detail=f"no confirm within {timeout:g}s") from exc
-    except (aiormq.exceptions.AMQPError, ConnectionError, asyncio.CancelledError) as exc:
+    except _PUBLISH_INTERRUPTIONS as exc:
         if isinstance(exc, asyncio.CancelledError) and _current_task_cancelling():
             raise
         raise BrokerError(f"connection lost while publishing: {type(exc).__name__}") from exc

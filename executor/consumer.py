@@ -150,8 +150,8 @@ class Executor:
                 async with self._slots:
                     await self._handle(message)
         except BrokerError as exc:
-            # The channel is gone; the broker requeues the delivery and another slot runs it.
             log.warning("delivery_unsettled", error=str(exc))
+            await _return_to_queue(message)
         except Exception:
             # A bug, not bad input: keep the message (dead-lettered) rather than loop on it.
             log.exception("delivery_handling_failed")
@@ -264,3 +264,21 @@ def _broker_version(connection: AbstractRobustConnection) -> str:
     if transport is None:
         return ""
     return str(transport.connection.server_properties.get("version", ""))
+
+
+# Pause before requeueing after a failed publish: the publishing connection is reconnecting
+# (every 5 s), and an immediate requeue would redeliver the task into the same failure.
+_REQUEUE_PAUSE_S = 1.0
+
+
+async def _return_to_queue(message: AbstractIncomingMessage) -> None:
+    """Requeue a delivery whose settling failed half-way.
+
+    Publishing and consuming use separate connections, so the publisher can be down while
+    this delivery's channel is alive: left unacked, it would hold its slot (and its prefetch
+    credit) until that channel closed. If the channel is gone too, the broker has already
+    requeued the delivery and the nack simply fails.
+    """
+    await asyncio.sleep(_REQUEUE_PAUSE_S)
+    with contextlib.suppress(Exception):
+        await message.nack(requeue=True)

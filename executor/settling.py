@@ -14,7 +14,7 @@ from common import (
     encode,
     result_properties,
 )
-from common.amqp import publish_confirmed, to_message
+from common.amqp import CONNECTION_ERRORS, publish_confirmed, to_message
 from common.logging import get_logger
 from common.retry import delay_bucket
 from executor.deliveries import (
@@ -80,9 +80,12 @@ class Settler:
         queue = self._topology.retry_queue(delay_bucket(delay))
         if queue not in self._retry_queues:
             # Declared on first use: the management UI shows only the buckets in use.
-            await self._channel.declare_queue(
-                queue, durable=True, arguments=dict(self._topology.retry_queue_arguments())
-            )
+            try:
+                await self._channel.declare_queue(
+                    queue, durable=True, arguments=dict(self._topology.retry_queue_arguments())
+                )
+            except CONNECTION_ERRORS as exc:
+                raise BrokerError(f"declaring {queue} failed: {type(exc).__name__}") from exc
             self._retry_queues.add(queue)
         copy = copy_message(
             message,

@@ -6,6 +6,7 @@ with the one checker: exactly one recorded outcome each, nothing lost, nothing u
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -213,3 +214,41 @@ async def test_retry_waiting_in_the_broker_survives_a_broker_restart(
     assert_exactly_one_outcome_each("broker restart with a retry waiting", ids, [record])
     assert record.state is TaskState.SUCCEEDED
     assert record.attempt == 2
+
+
+def _close_connections_named(broker: PrivateBroker, pattern: str) -> int:
+    """Close the connections whose client-provided name matches ``pattern``."""
+    listed = broker.rabbitmqctl(
+        "list_connections", "-q", "--no-table-headers", "pid", "client_properties"
+    ).stdout
+    closed = 0
+    for line in listed.splitlines():
+        pid, _, properties = line.partition("\t")
+        if re.search(pattern, properties):
+            broker.rabbitmqctl("close_connection", pid.strip(), "fault test: publisher only")
+            closed += 1
+    return closed
+
+
+async def test_losing_only_the_publishing_connection_stalls_no_slot(
+    private_broker: PrivateBroker,
+    fault_amqp_settings: AmqpSettings,
+    fault_processes: Processes,
+    tmp_path: Path,
+) -> None:
+    # Executors publish on their own connection. While it reconnects, deliveries whose result
+    # cannot be published must go back to the queue, not sit unacked on the live consuming
+    # channel holding every slot (which stalled all executors for good).
+    closed: list[int] = []
+
+    def close_publishers() -> None:
+        closed.append(_close_connections_named(private_broker, r"wq executor \S+ publish"))
+
+    await _batch_through_fault(
+        "publishing connection lost, consuming one kept",
+        fault_amqp_settings,
+        fault_processes,
+        tmp_path,
+        close_publishers,
+    )
+    assert closed == [2]  # one per executor

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -39,8 +40,8 @@ from dispatcher import dead_letters
 from dispatcher.client import open_dispatcher
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
-from dispatcher.sqlite_store import SqliteTaskStore, ThreadedTaskStore
 from dispatcher.store import TaskRecord, TaskState
+from dispatcher.stores import ThreadedTaskStore, open_store
 
 log = get_logger(__name__)
 
@@ -48,7 +49,8 @@ _EPILOG = """\
 environment:
   WQ_AMQP_URL             broker URL (default amqp://guest:guest@localhost:5672/)
   WQ_AMQP_PREFIX          prefix of queue and exchange names (default wq)
-  WQ_DISPATCHER_STORE     SQLite task store (default ~/.local/state/wq/tasks.sqlite3)
+  WQ_DISPATCHER_STORE     SQLite task store file (default ~/.local/state/wq/tasks.sqlite3),
+                          or postgresql://user@host/db for dispatcher replicas
   WQ_DISPATCHER_TASKS     task module to validate submissions against (optional)
   WQ_DISPATCHER_OUTBOX_AGE  serve re-publishes tasks unconfirmed this long (60 s)
   WQ_DISPATCHER_READY_FILE  file present while serve consumes, for health probes
@@ -219,7 +221,7 @@ async def _submit(
         print(
             f"dispatcher: no outcome for task {task_id} within {args.timeout:g}s. Is an executor"
             f" running, and does the dispatcher serve that records results use this store"
-            f" ({settings.store})?",
+            f" ({settings.redacted_store()})?",
             file=sys.stderr,
         )
         return codes.WAIT_TIMEOUT
@@ -247,7 +249,7 @@ async def _dead(amqp: AmqpSettings, settings: DispatcherSettings, args: argparse
         if args.dead_command == "purge":
             print(f"purged {await dead_letters.purge(channel, topology)} dead message(s)")
             return codes.OK
-        store = ThreadedTaskStore(SqliteTaskStore(settings.store))
+        store = ThreadedTaskStore(open_store(settings.store))
         try:
             with tqdm(desc="replayed", unit="task", disable=not args.all) as bar:
                 report = await dead_letters.replay(
@@ -295,9 +297,9 @@ def _exit_code_for(record: TaskRecord) -> int:
 
 
 def _status(settings: DispatcherSettings, task_id: UUID, *, as_json: bool) -> int:
-    if not settings.store.exists():
-        raise TaskNotFound(task_id)
-    store = SqliteTaskStore(settings.store)
+    if isinstance(settings.store, Path) and not settings.store.exists():
+        raise TaskNotFound(task_id)  # without creating an empty SQLite file on the way
+    store = open_store(settings.store)
     try:
         record = store.get(task_id)
     finally:

@@ -20,7 +20,7 @@ from dispatcher.publisher import AmqpPublisher
 from dispatcher.results import result_handler
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
-from dispatcher.sqlite_store import SqliteTaskStore, ThreadedTaskStore
+from dispatcher.stores import ThreadedTaskStore, open_store
 
 log = get_logger(__name__)
 
@@ -46,7 +46,7 @@ async def open_dispatcher(
     topology = amqp.topology
     identity = f"{socket.gethostname()}.{os.getpid()}"
     async with AsyncExitStack() as stack:
-        store = ThreadedTaskStore(SqliteTaskStore(settings.store))
+        store = ThreadedTaskStore(open_store(settings.store))
         stack.push_async_callback(store.close)
         publishing = await connect(amqp, name=f"wq dispatcher {identity} publish")
         stack.push_async_callback(publishing.close)
@@ -83,7 +83,7 @@ async def open_dispatcher(
         log.info(
             "dispatcher_connected",
             broker=amqp.redacted_url(),
-            store=str(settings.store),
+            store=settings.redacted_store(),
             consuming_results=consume_results,
         )
         yield dispatcher

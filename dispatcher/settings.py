@@ -5,8 +5,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.settings import redact_url
+
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def is_postgres_url(location: str) -> bool:
+    """Whether a store location names a PostgreSQL database rather than an SQLite file."""
+    scheme, separator, _ = location.partition("://")
+    return bool(separator) and scheme in _POSTGRES_SCHEMES  # libpq: lower case only
 
 
 def _default_store() -> Path:
@@ -20,8 +30,10 @@ class DispatcherSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="WQ_DISPATCHER_", extra="ignore")
 
-    store: Path = Field(
-        default_factory=_default_store, description="SQLite task store file (WAL mode)."
+    store: Path | SecretStr = Field(
+        default_factory=_default_store,
+        description="SQLite task store file (WAL mode), or a PostgreSQL URL such as "
+        "postgresql://wq@db.example/wq for more than one dispatcher replica.",
     )
     tasks: str | None = Field(
         default=None,
@@ -47,3 +59,23 @@ class DispatcherSettings(BaseSettings):
     result_prefetch: int = Field(
         default=64, ge=1, le=10_000, description="Unacked results the dispatcher holds at once."
     )
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _path_or_url(cls, value: object) -> object:
+        # A URL can carry a password, so it is kept as a SecretStr, as WQ_AMQP_URL is.
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not isinstance(text, str):
+            return value
+        if is_postgres_url(text):
+            redact_url(text)  # raises ValueError for what urllib cannot parse, e.g. "[::1"
+            return SecretStr(text)
+        if "://" in text:
+            raise ValueError("must be an SQLite file path or a postgresql:// URL")
+        return Path(text)
+
+    def redacted_store(self) -> str:
+        """Where the store is, safe for logs and messages: a URL's password is masked."""
+        if isinstance(self.store, SecretStr):
+            return redact_url(self.store.get_secret_value())
+        return str(self.store)

@@ -1,18 +1,15 @@
-"""The embedded task store: SQLite in WAL mode, one file, safe across processes.
+"""The embedded task store: SQLite in WAL mode, one file, safe across processes on one host.
 
-``SqliteTaskStore`` is synchronous (the sync client uses it as is); ``ThreadedTaskStore``
-gives it the async ``TaskStore`` interface by running every call on one dedicated thread, so
-the event loop never waits on the disk.
+``SqliteTaskStore`` is a synchronous ``SyncTaskStore``; ``dispatcher.stores.ThreadedTaskStore``
+gives it the async interface.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -300,46 +297,6 @@ class SqliteTaskStore:
                 return cursor.fetchall()
             except sqlite3.Error as exc:
                 raise StoreError(f"task store read failed: {exc}") from exc
-
-
-class ThreadedTaskStore:
-    """The async ``TaskStore`` over a ``SqliteTaskStore``, on one dedicated thread."""
-
-    def __init__(self, store: SqliteTaskStore) -> None:
-        self.sync = store
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wq-store")
-
-    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
-
-    async def add_submitted(
-        self,
-        tasks: Sequence[TaskMessage],
-        idempotency_keys: Sequence[str | None] | None = None,
-    ) -> list[UUID]:
-        return await self._call(self.sync.add_submitted, tasks, idempotency_keys)
-
-    async def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> None:
-        await self._call(self.sync.mark_queued, task_ids, at)
-
-    async def unconfirmed(self, submitted_before: datetime, limit: int) -> list[TaskMessage]:
-        return await self._call(self.sync.unconfirmed, submitted_before, limit)
-
-    async def record_result(self, result: ResultMessage) -> bool:
-        return await self._call(self.sync.record_result, result)
-
-    async def record_replay(self, task: TaskMessage, at: datetime) -> None:
-        await self._call(self.sync.record_replay, task, at)
-
-    async def get(self, task_id: UUID) -> TaskRecord:
-        return await self._call(self.sync.get, task_id)
-
-    async def get_many(self, task_ids: Sequence[UUID]) -> list[TaskRecord]:
-        return await self._call(self.sync.get_many, task_ids)
-
-    async def close(self) -> None:
-        await self._call(self.sync.close)
-        self._thread.shutdown(wait=True)
 
 
 def _add_column(db: sqlite3.Connection, table: str, column: str, declaration: str) -> None:

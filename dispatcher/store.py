@@ -1,7 +1,8 @@
-"""The task store's interface and records: one row of lifecycle per task id.
+"""The task store's interfaces and records: one row of lifecycle per task id.
 
-``TaskStore`` is the seam: the service depends on it, SQLite implements it now, and a
-PostgreSQL store can implement it later without touching the service.
+``TaskStore`` is the seam: the service depends on it. Each backend implements the synchronous
+``SyncTaskStore`` (SQLite for one dispatcher, PostgreSQL for replicas), and
+``dispatcher.stores.ThreadedTaskStore`` turns either into a ``TaskStore``.
 """
 
 from __future__ import annotations
@@ -90,3 +91,31 @@ class TaskStore(Protocol):
 
     async def close(self) -> None:
         """Release the store's resources."""
+
+
+class SyncTaskStore(Protocol):
+    """``TaskStore`` with blocking calls: what a backend implements, and the sync client uses.
+
+    Implementations are thread-safe, and every method means what its ``TaskStore`` namesake
+    documents.
+    """
+
+    def add_submitted(
+        self,
+        tasks: Sequence[TaskMessage],
+        idempotency_keys: Sequence[str | None] | None = None,
+    ) -> list[UUID]: ...
+
+    def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> None: ...
+
+    def unconfirmed(self, submitted_before: datetime, limit: int) -> list[TaskMessage]: ...
+
+    def record_result(self, result: ResultMessage) -> bool: ...
+
+    def record_replay(self, task: TaskMessage, at: datetime) -> None: ...
+
+    def get(self, task_id: UUID) -> TaskRecord: ...
+
+    def get_many(self, task_ids: Sequence[UUID]) -> list[TaskRecord]: ...
+
+    def close(self) -> None: ...

@@ -38,8 +38,8 @@ from common.amqp import topology_mismatch
 from common.topology import TASK_ROUTING_KEY
 from dispatcher.service import TaskRequest, build_task
 from dispatcher.settings import DispatcherSettings
-from dispatcher.sqlite_store import SqliteTaskStore
 from dispatcher.store import TaskRecord
+from dispatcher.stores import open_store
 
 _WAIT_POLL_S = 0.1
 
@@ -57,7 +57,7 @@ class SyncDispatcher:
         self._amqp = amqp
         self._settings = settings
         self._registry = registry
-        self._store = SqliteTaskStore(settings.store)
+        self._store = open_store(settings.store)
         self._lock = threading.Lock()
         self._connection: Any = None
         self._channel: Any = None

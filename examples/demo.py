@@ -19,7 +19,7 @@ from uuid import UUID
 
 from tqdm import tqdm
 
-from common import AmqpSettings, BrokerError, LogSettings, load_settings
+from common import AmqpSettings, BrokerError, LogSettings, StoreError, load_settings
 from common.logging import configure
 from dispatcher.client import open_dispatcher
 from dispatcher.service import TaskRequest
@@ -94,14 +94,17 @@ def stop_executors(processes: Sequence[subprocess.Popen[bytes]], timeout: float 
     return [process.wait(timeout=timeout) for process in processes]
 
 
-async def run_demo(count: int, executors: int, timeout: float) -> int:
-    """Start executors, submit ``count`` tasks, wait for outcomes, stop, summarise."""
+async def run_demo(count: int, executors: int, timeout: float, store: str | None = None) -> int:
+    """Start executors, submit ``count`` tasks, wait for outcomes, stop, summarise.
+
+    ``store`` is an SQLite file or a PostgreSQL URL; by default a file under .wq-demo/.
+    """
     amqp = load_settings(AmqpSettings, prefix=os.environ.get("WQ_AMQP_PREFIX", DEMO_PREFIX))
-    settings = load_settings(DispatcherSettings, store=DEMO_DIR / "tasks.sqlite3")
+    settings = load_settings(DispatcherSettings, store=store or DEMO_DIR / "tasks.sqlite3")
     env = {**os.environ, "WQ_AMQP_PREFIX": amqp.prefix, "WQ_LOG_FORMAT": "json"}
     topology = amqp.topology
     print(f"broker {amqp.redacted_url()}  queues {topology.task_queue}, {topology.results_queue}")
-    print(f"store  {settings.store}  executor logs {DEMO_DIR}/executor-N.log")
+    print(f"store  {settings.redacted_store()}  executor logs {DEMO_DIR}/executor-N.log")
     processes = start_executors(executors, env)
     began = time.perf_counter()
     try:
@@ -116,7 +119,7 @@ async def run_demo(count: int, executors: int, timeout: float) -> int:
     finally:
         codes = stop_executors(processes)
     elapsed = time.perf_counter() - began
-    return _summarise(ids, records, codes, elapsed)
+    return _summarise(ids, records, codes, elapsed, settings.redacted_store())
 
 
 async def _await_outcomes(
@@ -134,7 +137,11 @@ async def _await_outcomes(
 
 
 def _summarise(
-    ids: list[UUID], records: list[TaskRecord], exit_codes: list[int], elapsed: float
+    ids: list[UUID],
+    records: list[TaskRecord],
+    exit_codes: list[int],
+    elapsed: float,
+    store: str,
 ) -> int:
     states = Counter(record.state.value for record in records)
     errors = Counter(record.error.kind.value for record in records if record.error)
@@ -151,8 +158,7 @@ def _summarise(
         print(f"NOT accounted for: {unaccounted} task(s) without an outcome")
         return 1
     print(f"every task accounted for: {len(ids)}/{len(ids)} have exactly one recorded outcome")
-    store = f"WQ_DISPATCHER_STORE={DEMO_DIR}/tasks.sqlite3"
-    print(f"look one up: {store} .venv/bin/dispatcher status {ids[0]}")
+    print(f"look one up: WQ_DISPATCHER_STORE={store} .venv/bin/dispatcher status {ids[0]}")
     return 0 if not any(exit_codes) else 1
 
 
@@ -162,14 +168,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=100, help="how many tasks (default 100)")
     parser.add_argument("--executors", type=int, default=2, help="executor processes (default 2)")
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for outcomes")
+    parser.add_argument(
+        "--store",
+        metavar="FILE_OR_URL",
+        help=f"SQLite file or postgresql:// URL (default {DEMO_DIR}/tasks.sqlite3)",
+    )
     args = parser.parse_args(argv)
     DEMO_DIR.mkdir(exist_ok=True)
     configure(LogSettings(level="warning"))
     try:
-        return asyncio.run(run_demo(args.tasks, args.executors, args.timeout))
+        return asyncio.run(run_demo(args.tasks, args.executors, args.timeout, args.store))
     except BrokerError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 69
+    except StoreError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

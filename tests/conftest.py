@@ -52,9 +52,15 @@ def amqp_settings(amqp_url: str) -> AmqpSettings:
 
 
 @pytest.fixture
-def dispatcher_settings(tmp_path: Path) -> DispatcherSettings:
-    """Dispatcher settings with a store under the test's own directory."""
-    return DispatcherSettings(store=tmp_path / "tasks.sqlite3")
+def store_path(tmp_path: Path) -> Path:
+    """The test's own SQLite store file."""
+    return tmp_path / "tasks.sqlite3"
+
+
+@pytest.fixture
+def dispatcher_settings(store_path: Path) -> DispatcherSettings:
+    """Dispatcher settings with the SQLite store at ``store_path``."""
+    return DispatcherSettings(store=store_path)
 
 
 @pytest.fixture

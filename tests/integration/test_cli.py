@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from common import AmqpSettings
@@ -15,9 +16,10 @@ from tests.integration.conftest import Processes, wait_for_consumers
 
 
 def run_cli(
-    *argv: str, amqp: AmqpSettings | None, store: Path, url: str | None = None
+    *argv: str, amqp: AmqpSettings | None, store: Path | str, url: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "WQ_DISPATCHER_STORE": str(store), "HOME": str(store.parent)}
+    home = store.parent if isinstance(store, Path) else Path(tempfile.gettempdir())
+    env = {"PATH": "/usr/bin:/bin", "WQ_DISPATCHER_STORE": str(store), "HOME": str(home)}
     if amqp is not None:
         env |= {"WQ_AMQP_URL": amqp.url.get_secret_value(), "WQ_AMQP_PREFIX": amqp.prefix}
     if url is not None:

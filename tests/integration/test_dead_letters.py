@@ -37,10 +37,11 @@ async def test_dead_list_shows_reasons_and_keeps_the_messages(
     processes: Processes,
     broker: Broker,
     tmp_path: Path,
+    store_path: Path,
 ) -> None:
     processes.executor("exec-dl")
     ids, _ = await _two_dead_tasks(amqp_settings, dispatcher_settings, tmp_path)
-    store = dispatcher_settings.store
+    store = store_path
     listed = run_cli("dispatcher", "dead", "list", "--json", amqp=amqp_settings, store=store)
     assert listed.returncode == codes.OK, listed.stderr
     letters = [json.loads(line) for line in listed.stdout.splitlines()]
@@ -60,11 +61,11 @@ async def test_dead_replay_runs_the_task_again_as_its_next_attempt(
     processes: Processes,
     broker: Broker,
     tmp_path: Path,
+    store_path: Path,
 ) -> None:
-    processes.dispatcher("dispatcher", dispatcher_settings.store)
+    processes.dispatcher("dispatcher", store_path)
     processes.executor("exec-replay")
     ids, counters = await _two_dead_tasks(amqp_settings, dispatcher_settings, tmp_path)
-    store_path = dispatcher_settings.store
     replayed = run_cli(
         "dispatcher", "dead", "replay", str(ids[0]), amqp=amqp_settings, store=store_path
     )
@@ -94,10 +95,11 @@ async def test_dead_purge_needs_yes_and_empties_the_queue(
     processes: Processes,
     broker: Broker,
     tmp_path: Path,
+    store_path: Path,
 ) -> None:
     processes.executor("exec-purge")
     await _two_dead_tasks(amqp_settings, dispatcher_settings, tmp_path)
-    store = dispatcher_settings.store
+    store = store_path
     refused = run_cli("dispatcher", "dead", "purge", amqp=amqp_settings, store=store)
     assert refused.returncode == codes.USAGE
     assert broker.counts(amqp_settings.topology.task_dead_queue).messages == 2

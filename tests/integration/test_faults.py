@@ -51,11 +51,11 @@ async def test_executor_killed_mid_task_leads_to_redelivery_and_one_result(
 async def test_dispatcher_killed_and_restarted_loses_no_result(
     amqp_settings: AmqpSettings,
     dispatcher_settings: DispatcherSettings,
+    store_path: Path,
     processes: Processes,
     broker: Broker,
 ) -> None:
     topology = amqp_settings.topology
-    store_path = dispatcher_settings.store
     first = processes.dispatcher("dispatcher-1", store_path)
     processes.executor("exec-1", concurrency=2)
     wait_for_consumers(broker, topology.results_queue, 1)

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -103,10 +104,11 @@ async def test_unroutable_publish_is_an_error_not_silence(
 def test_sync_client_submits_and_reads_the_outcome(
     amqp_settings: AmqpSettings,
     dispatcher_settings: DispatcherSettings,
+    store_path: Path,
     processes: Processes,
     broker: Broker,
 ) -> None:
-    processes.dispatcher("dispatcher", dispatcher_settings.store)
+    processes.dispatcher("dispatcher", store_path)
     processes.executor("exec-sync")
     wait_for_consumers(broker, amqp_settings.topology.results_queue, 1)
     with SyncDispatcher(amqp_settings, dispatcher_settings) as client:

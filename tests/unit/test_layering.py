@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # package -> top-level modules it must never import
 FORBIDDEN = {
-    "common": {"dispatcher", "executor", "fastapi", "sqlite3"},
+    "common": {"dispatcher", "executor", "fastapi", "sqlite3", "psycopg"},
     "dispatcher": {"executor"},
     "executor": {"dispatcher"},
 }

@@ -24,8 +24,9 @@ from common import (
 )
 from dispatcher import service
 from dispatcher.service import Dispatcher, TaskRequest
-from dispatcher.sqlite_store import SqliteTaskStore, ThreadedTaskStore
+from dispatcher.sqlite_store import SqliteTaskStore
 from dispatcher.store import TaskRecord, TaskState
+from dispatcher.stores import ThreadedTaskStore
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 

@@ -19,8 +19,9 @@ from common import (
     TaskMessage,
     TaskNotFound,
 )
-from dispatcher.sqlite_store import _SCHEMA_VERSION, SqliteTaskStore, ThreadedTaskStore
+from dispatcher.sqlite_store import _SCHEMA_VERSION, SqliteTaskStore
 from dispatcher.store import TaskState
+from dispatcher.stores import ThreadedTaskStore
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 T1 = T0 + timedelta(seconds=1)

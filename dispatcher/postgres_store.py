@@ -1,0 +1,348 @@
+"""The shared task store: PostgreSQL, so that more than one dispatcher replica can record tasks.
+
+``PostgresTaskStore`` has the methods and semantics of ``SqliteTaskStore``. SQLite serialises
+writers with ``BEGIN IMMEDIATE``; here concurrent replicas agree through row locks instead:
+``INSERT ... ON CONFLICT`` waits for a competing transaction on the same row and re-checks its
+condition against the committed row (READ COMMITTED), so the first final outcome and the first
+holder of an idempotency key win however many replicas race.
+https://www.postgresql.org/docs/current/sql-insert.html#SQL-ON-CONFLICT
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+from uuid import UUID
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import Jsonb
+
+from common import (
+    JsonValue,
+    Outcome,
+    ResultMessage,
+    StoreError,
+    TaskErrorInfo,
+    TaskMessage,
+    TaskNotFound,
+)
+from common.logging import get_logger
+from common.settings import redact_url
+from dispatcher.postgres_schema import SCHEMA_VERSION, migrate
+from dispatcher.store import TaskRecord, TaskState
+
+log = get_logger(__name__)
+
+_T = TypeVar("_T")
+_Connection = psycopg.Connection[DictRow]
+
+# Unless the URL says otherwise: fail fast on an unreachable server, and name the client in
+# pg_stat_activity.
+_CONNECT_DEFAULTS = {"connect_timeout": "10", "application_name": "wq-dispatcher"}
+
+_OPEN_STATES = [TaskState.SUBMITTED.value, TaskState.QUEUED.value, TaskState.RETRYING.value]
+_STATE_OF_OUTCOME = {
+    Outcome.SUCCEEDED: TaskState.SUCCEEDED,
+    Outcome.FAILED: TaskState.FAILED,
+    Outcome.RETRYING: TaskState.RETRYING,
+    Outcome.DEAD: TaskState.DEAD,
+}
+
+_ADD_SUBMITTED = """
+INSERT INTO wq_tasks (task_id, task_type, params, state, attempt, submitted_at, idempotency_key)
+VALUES (%s, %s, %s, 'submitted', %s, %s, %s)
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING task_id
+"""
+
+# Rows are locked in task id order: two replicas marking overlapping batches (both re-publish
+# an old unconfirmed task) wait for each other instead of deadlocking. FOR UPDATE re-checks
+# the state of a row another transaction just changed, so an outcome is never overwritten.
+_MARK_QUEUED = """
+WITH locked AS (
+    SELECT task_id FROM wq_tasks WHERE task_id = ANY(%(ids)s) AND state = 'submitted'
+    ORDER BY task_id FOR UPDATE
+)
+UPDATE wq_tasks SET state = 'queued', queued_at = %(at)s
+FROM locked WHERE wq_tasks.task_id = locked.task_id AND wq_tasks.state = 'submitted'
+"""
+
+# As in SqliteTaskStore: the first final outcome wins, whichever attempt it comes from, and a
+# late "retrying" report of an earlier attempt never moves a later attempt back. ON CONFLICT
+# locks the row even when the WHERE is false, so the duplicate count below is exact too.
+_RECORD_RESULT = """
+INSERT INTO wq_tasks (task_id, task_type, params, state, attempt, submitted_at, started_at,
+                      finished_at, next_attempt_at, executor, result, error, redelivered)
+VALUES (%(task_id)s, %(task_type)s, '{}', %(state)s, %(attempt)s, %(started_at)s,
+        %(started_at)s, %(finished_at)s, %(next_attempt_at)s, %(executor)s, %(result)s,
+        %(error)s, %(redelivered)s)
+ON CONFLICT (task_id) DO UPDATE SET
+    state = excluded.state, attempt = excluded.attempt, started_at = excluded.started_at,
+    finished_at = excluded.finished_at, next_attempt_at = excluded.next_attempt_at,
+    executor = excluded.executor, result = excluded.result, error = excluded.error,
+    redelivered = excluded.redelivered
+WHERE wq_tasks.state = ANY(%(open_states)s)
+    AND (excluded.state <> 'retrying' OR excluded.attempt >= wq_tasks.attempt)
+"""
+
+_RECORD_REPLAY = """
+INSERT INTO wq_tasks (task_id, task_type, params, state, attempt, submitted_at)
+VALUES (%s, %s, %s, 'submitted', %s, %s)
+ON CONFLICT (task_id) DO UPDATE SET
+    state = excluded.state, attempt = excluded.attempt, queued_at = NULL,
+    started_at = NULL, finished_at = NULL, next_attempt_at = NULL, executor = NULL,
+    result = NULL, error = NULL, redelivered = false
+WHERE wq_tasks.state = 'dead'
+"""
+
+
+class PostgresTaskStore:
+    """Synchronous PostgreSQL task store; thread-safe through one lock, on one connection.
+
+    The tables live in the first schema of the connection's ``search_path``; pick another
+    with ``?options=-csearch_path%3Dname`` in the URL.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = _redacted(url)  # safe to show: the password is masked
+        self._conninfo = url
+        self._lock = threading.Lock()
+        self._closed = False
+        self._db = self._connect()
+        try:
+            self._migrate()
+        except psycopg.Error as exc:
+            self._db.close()
+            raise StoreError(f"cannot migrate the task store at {self.url}: {exc}") from exc
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _connect(self) -> _Connection:
+        try:
+            given = conninfo_to_dict(self._conninfo)
+            defaults = {k: v for k, v in _CONNECT_DEFAULTS.items() if k not in given}
+            conninfo = make_conninfo(self._conninfo, **defaults)
+            db = psycopg.connect(conninfo, autocommit=True, row_factory=dict_row)
+        except psycopg.Error as exc:
+            # "from None": libpq quotes a malformed URL, password included, in its message.
+            raise StoreError(
+                f"cannot open the task store at {self.url}: {_mask(str(exc), self._conninfo)}"
+            ) from None
+        try:
+            # The row-lock reasoning above needs READ COMMITTED whatever the server default;
+            # UTC keeps the timestamps read back independent of the server's TimeZone.
+            db.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+            db.execute("SET TIME ZONE 'UTC'")
+        except psycopg.Error as exc:
+            db.close()
+            raise StoreError(f"cannot open the task store at {self.url}: {exc}") from exc
+        return db
+
+    def _migrate(self) -> None:
+        migrated_from = migrate(self._db)
+        if migrated_from is not None:
+            log.info("task_store_migrated", from_version=migrated_from, to_version=SCHEMA_VERSION)
+
+    def add_submitted(
+        self,
+        tasks: Sequence[TaskMessage],
+        idempotency_keys: Sequence[str | None] | None = None,
+    ) -> list[UUID]:
+        """Record new tasks as submitted; returns the id recorded for each.
+
+        A task whose idempotency key is already recorded is not added: its entry in the
+        returned list is the id of the task that holds the key.
+        """
+        keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(tasks)
+        rows = [
+            (t.task_id, t.task_type, Jsonb(t.params), t.attempt, t.submitted_at, key)
+            for t, key in zip(tasks, keys, strict=True)
+        ]
+        # Inserted in key order: two replicas submitting overlapping keys wait for each
+        # other's uncommitted rows in one order, so they cannot deadlock. The stable sort
+        # keeps the first of two equal keys in one batch first, as SQLite does.
+        order = sorted(range(len(rows)), key=lambda i: (keys[i] is None, keys[i] or ""))
+
+        def write(db: _Connection) -> list[UUID]:
+            inserted: dict[int, UUID] = {}
+            with db.cursor() as cursor:
+                cursor.executemany(_ADD_SUBMITTED, [rows[i] for i in order], returning=True)
+                for i in order:
+                    row = cursor.fetchone()
+                    if row is not None:
+                        inserted[i] = row["task_id"]
+                    cursor.nextset()
+            held = [k for i, k in enumerate(keys) if i not in inserted]
+            if not held:
+                return [inserted[i] for i in range(len(keys))]
+            # A statement sees rows committed before it began (READ COMMITTED), so the
+            # holder of a key that made our insert do nothing is visible here.
+            holders = {
+                row["idempotency_key"]: row["task_id"]
+                for row in db.execute(
+                    "SELECT idempotency_key, task_id FROM wq_tasks WHERE idempotency_key = ANY(%s)",
+                    (held,),
+                )
+            }
+            return [inserted[i] if i in inserted else holders[k] for i, k in enumerate(keys)]
+
+        return self._run("write", write, write=True) if rows else []
+
+    def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> None:
+        """Move submitted tasks to queued; a task that already has an outcome keeps it."""
+        params = {"ids": list(task_ids), "at": at}
+        self._run("write", lambda db: db.execute(_MARK_QUEUED, params), write=True)
+
+    def unconfirmed(self, submitted_before: datetime, limit: int) -> list[TaskMessage]:
+        """Tasks still ``submitted`` since before ``submitted_before``, oldest first."""
+        rows = self._read(
+            "SELECT task_id, task_type, params, attempt, submitted_at FROM wq_tasks"
+            " WHERE state = 'submitted' AND submitted_at < %s ORDER BY submitted_at LIMIT %s",
+            (submitted_before, limit),
+        )
+        return [
+            TaskMessage(
+                task_id=row["task_id"],
+                task_type=row["task_type"],
+                params=row["params"],
+                attempt=row["attempt"],
+                submitted_at=row["submitted_at"],
+            )
+            for row in rows
+        ]
+
+    def record_result(self, result: ResultMessage) -> bool:
+        """Record an outcome unless the task already has one; returns whether it was recorded."""
+        # PostgreSQL text and jsonb cannot hold NUL: a result is stored with U+FFFD in its
+        # place rather than refused, since a refused result would be requeued forever.
+        error = result.error.model_dump(mode="json") if result.error else None
+        params = {
+            "task_id": result.task_id,
+            "task_type": _without_nul(result.task_type),
+            "state": _STATE_OF_OUTCOME[result.outcome].value,
+            "attempt": result.attempt,
+            "started_at": result.started_at,
+            "finished_at": result.finished_at,
+            "next_attempt_at": (
+                result.finished_at + timedelta(seconds=result.retry_in_s)
+                if result.retry_in_s is not None
+                else None
+            ),
+            "executor": _without_nul(result.executor),
+            "result": Jsonb(_without_nul(result.result)),
+            "error": Jsonb(_without_nul(error)) if error is not None else None,
+            "redelivered": result.redelivered,
+            "open_states": _OPEN_STATES,
+        }
+
+        def write(db: _Connection) -> bool:
+            if db.execute(_RECORD_RESULT, params).rowcount:
+                return True
+            db.execute(
+                "UPDATE wq_tasks SET duplicate_results = duplicate_results + 1 WHERE task_id = %s",
+                (result.task_id,),
+            )
+            return False
+
+        return self._run("write", write, write=True)
+
+    def record_replay(self, task: TaskMessage, at: datetime) -> None:
+        """A dead task is submitted again as a new attempt (recorded even if it was unknown)."""
+        row = (task.task_id, task.task_type, Jsonb(task.params), task.attempt, task.submitted_at)
+        self._run("write", lambda db: db.execute(_RECORD_REPLAY, row), write=True)
+
+    def get(self, task_id: UUID) -> TaskRecord:
+        """The record of ``task_id``, or ``TaskNotFound``."""
+        records = self.get_many([task_id])
+        if not records:
+            raise TaskNotFound(task_id)
+        return records[0]
+
+    def get_many(self, task_ids: Sequence[UUID]) -> list[TaskRecord]:
+        """The records of those ids that exist."""
+        # One array parameter, however many ids: PostgreSQL has no bound-parameter limit here.
+        rows = self._read("SELECT * FROM wq_tasks WHERE task_id = ANY(%s)", (list(task_ids),))
+        return [_record(row) for row in rows]
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._closed = True
+            self._db.close()
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[DictRow]:
+        return self._run("read", lambda db: db.execute(sql, params).fetchall(), write=False)
+
+    def _run(self, what: str, work: Callable[[_Connection], _T], *, write: bool) -> _T:
+        with self._lock:
+            if self._db.closed:
+                if self._closed:
+                    raise StoreError("the task store is closed")
+                # The server restarted or the network dropped: the call that noticed failed
+                # (its caller retries, e.g. a result is requeued); this one reconnects.
+                self._db = self._connect()
+            try:
+                if not write:
+                    return work(self._db)
+                with self._db.transaction():
+                    return work(self._db)
+            except psycopg.Error as exc:
+                raise StoreError(f"task store {what} failed: {exc}") from exc
+
+
+def _without_nul(value: JsonValue) -> JsonValue:
+    """``value`` with every NUL character in its strings (keys too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {key.replace("\x00", "\ufffd"): _without_nul(item) for key, item in value.items()}
+    return value
+
+
+def _redacted(url: str) -> str:
+    try:
+        return redact_url(url)
+    except ValueError:  # urllib cannot parse it (a bad IPv6 host): show none of it
+        return "<unparsable PostgreSQL URL>"
+
+
+def _mask(text: str, url: str) -> str:
+    """``text`` without the URL, nor its password raw or percent-decoded."""
+    text = text.replace(url, _redacted(url))
+    try:
+        password = urlsplit(url).password or ""
+    except ValueError:
+        password = ""
+    for secret in {password, unquote(password)} - {""}:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _record(row: DictRow) -> TaskRecord:
+    error = row["error"]
+    return TaskRecord(
+        task_id=row["task_id"],
+        task_type=row["task_type"],
+        params=row["params"],
+        state=TaskState(row["state"]),
+        attempt=row["attempt"],
+        submitted_at=row["submitted_at"],
+        queued_at=row["queued_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        next_attempt_at=row["next_attempt_at"],
+        executor=row["executor"],
+        result=row["result"],
+        error=TaskErrorInfo.model_validate(error) if error is not None else None,
+        redelivered=row["redelivered"],
+        duplicate_results=row["duplicate_results"],
+        idempotency_key=row["idempotency_key"],
+    )

@@ -1,0 +1,77 @@
+"""Opening a task store: SQLite or PostgreSQL by its location, and the async adapter over it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID
+
+from pydantic import SecretStr
+
+from common import ResultMessage, TaskMessage
+from dispatcher.postgres_store import PostgresTaskStore
+from dispatcher.settings import is_postgres_url
+from dispatcher.sqlite_store import SqliteTaskStore
+from dispatcher.store import SyncTaskStore, TaskRecord
+
+_T = TypeVar("_T")
+
+
+def open_store(spec: str | Path | SecretStr) -> SyncTaskStore:
+    """The store at ``spec``: PostgreSQL for a ``postgresql://`` URL, else an SQLite file.
+
+    Raises:
+        StoreError: the store cannot be opened or migrated.
+    """
+    location = spec.get_secret_value() if isinstance(spec, SecretStr) else spec
+    if isinstance(location, str) and is_postgres_url(location):
+        return PostgresTaskStore(location)
+    return SqliteTaskStore(location)
+
+
+class ThreadedTaskStore:
+    """The async ``TaskStore`` over a ``SyncTaskStore``, on one dedicated thread.
+
+    One thread: the event loop never waits on the disk or the database, and calls reach the
+    store in the order they were made.
+    """
+
+    def __init__(self, store: SyncTaskStore) -> None:
+        self.sync = store
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wq-store")
+
+    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def add_submitted(
+        self,
+        tasks: Sequence[TaskMessage],
+        idempotency_keys: Sequence[str | None] | None = None,
+    ) -> list[UUID]:
+        return await self._call(self.sync.add_submitted, tasks, idempotency_keys)
+
+    async def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> None:
+        await self._call(self.sync.mark_queued, task_ids, at)
+
+    async def unconfirmed(self, submitted_before: datetime, limit: int) -> list[TaskMessage]:
+        return await self._call(self.sync.unconfirmed, submitted_before, limit)
+
+    async def record_result(self, result: ResultMessage) -> bool:
+        return await self._call(self.sync.record_result, result)
+
+    async def record_replay(self, task: TaskMessage, at: datetime) -> None:
+        await self._call(self.sync.record_replay, task, at)
+
+    async def get(self, task_id: UUID) -> TaskRecord:
+        return await self._call(self.sync.get, task_id)
+
+    async def get_many(self, task_ids: Sequence[UUID]) -> list[TaskRecord]:
+        return await self._call(self.sync.get_many, task_ids)
+
+    async def close(self) -> None:
+        await self._call(self.sync.close)
+        self._thread.shutdown(wait=True)

@@ -1,0 +1,682 @@
+"""Every task store keeps the same promises: each test runs on SQLite and on the real PostgreSQL.
+
+The PostgreSQL variant gets a schema of its own, dropped afterwards; tests that race use two
+store instances on one database, as two dispatcher replicas would.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+import pytest
+
+from common import (
+    ErrorKind,
+    Outcome,
+    ResultMessage,
+    StoreError,
+    TaskErrorInfo,
+    TaskMessage,
+    TaskNotFound,
+)
+from dispatcher import postgres_schema, sqlite_store
+from dispatcher.store import SyncTaskStore, TaskState
+from dispatcher.stores import ThreadedTaskStore, open_store
+from tests.integration.postgres import IsolatedSchema
+
+_T = TypeVar("_T")
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+T1, T2, T3, T4, T5 = (T0 + timedelta(seconds=n) for n in range(1, 6))
+_ERROR = TaskErrorInfo(kind=ErrorKind.HANDLER_ERROR, type="ConnectionError", message="reset")
+
+
+@dataclass
+class Backend:
+    """One kind of store under test, plus a way into its database behind the store's back."""
+
+    location: str | Path
+    schema_version: Callable[[], int]
+    set_schema_version: Callable[[int], None]
+    current_version: int
+    opened: list[SyncTaskStore] = field(default_factory=list)
+
+    def open(self) -> SyncTaskStore:
+        """A new store instance on the test's database, closed at teardown."""
+        store = open_store(self.location)
+        self.opened.append(store)
+        return store
+
+    def close_all(self) -> None:
+        for store in reversed(self.opened):
+            store.close()
+
+
+def _sqlite_backend(path: Path) -> Backend:
+    def version() -> int:
+        db = sqlite3.connect(path)
+        try:
+            return int(db.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            db.close()
+
+    def set_version(value: int) -> None:
+        db = sqlite3.connect(path)
+        try:
+            db.execute(f"PRAGMA user_version = {value}")
+        finally:
+            db.close()
+
+    return Backend(
+        location=path,
+        schema_version=version,
+        set_schema_version=set_version,
+        current_version=sqlite_store._SCHEMA_VERSION,
+    )
+
+
+def _postgres_backend(schema: IsolatedSchema) -> Backend:
+    def version() -> int:
+        with schema.connect() as db:
+            row = db.execute("SELECT max(version) FROM wq_schema_version").fetchone()
+            return int(row[0]) if row and row[0] is not None else 0
+
+    def set_version(value: int) -> None:
+        with schema.connect() as db:
+            db.execute("INSERT INTO wq_schema_version (version) VALUES (%s)", (value,))
+
+    return Backend(
+        location=schema.url,
+        schema_version=version,
+        set_schema_version=set_version,
+        current_version=postgres_schema.SCHEMA_VERSION,
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """The store kind of this run; PostgreSQL only is asked for (and must be up) when used."""
+    if request.param == "sqlite":
+        chosen = _sqlite_backend(tmp_path / "tasks.sqlite3")
+    else:
+        chosen = _postgres_backend(request.getfixturevalue("postgres_schema"))
+    yield chosen
+    chosen.close_all()  # before postgres_schema's teardown drops the schema
+
+
+@pytest.fixture
+def store(backend: Backend) -> SyncTaskStore:
+    return backend.open()
+
+
+def _task(*, submitted_at: datetime = T0, params: dict[str, Any] | None = None) -> TaskMessage:
+    return TaskMessage(
+        task_id=uuid4(),
+        task_type="word_count",
+        params={"text": "a b", "top": 2} if params is None else params,
+        submitted_at=submitted_at,
+    )
+
+
+def _outcome(
+    task_id: UUID,
+    outcome: Outcome = Outcome.SUCCEEDED,
+    *,
+    attempt: int = 1,
+    retry_in_s: float | None = None,
+    finished_at: datetime = T3,
+    executor: str = "e1",
+    result: Any = None,
+    redelivered: bool = False,
+) -> ResultMessage:
+    succeeded = outcome is Outcome.SUCCEEDED
+    return ResultMessage(
+        task_id=task_id,
+        task_type="word_count",
+        outcome=outcome,
+        result=(result if result is not None else {"words": 2}) if succeeded else None,
+        error=None if succeeded else _ERROR,
+        attempt=attempt,
+        executor=executor,
+        redelivered=redelivered,
+        started_at=finished_at - timedelta(seconds=1),
+        finished_at=finished_at,
+        retry_in_s=retry_in_s,
+    )
+
+
+def _retrying(
+    task_id: UUID, *, attempt: int, retry_in_s: float = 4.0, at: datetime = T3
+) -> ResultMessage:
+    return _outcome(
+        task_id, Outcome.RETRYING, attempt=attempt, retry_in_s=retry_in_s, finished_at=at
+    )
+
+
+def _queued(store: SyncTaskStore) -> TaskMessage:
+    task = _task()
+    store.add_submitted([task])
+    store.mark_queued([task.task_id], T1)
+    return task
+
+
+def _race(*calls: Callable[[], _T]) -> list[_T]:
+    """Run ``calls`` on their own threads, released together by a barrier; their results."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[n] = calls[n]()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    if errors:
+        raise errors[0]
+    return results
+
+
+# Submitting and queueing
+
+
+def test_submitted_task_is_recorded_with_its_params(store: SyncTaskStore) -> None:
+    task = _task()
+
+    assert store.add_submitted([task]) == [task.task_id]
+
+    record = store.get(task.task_id)
+    assert record.state is TaskState.SUBMITTED
+    assert record.task_type == "word_count"
+    assert record.params == {"text": "a b", "top": 2}
+    assert record.attempt == 1
+    assert record.submitted_at == T0
+    assert (record.queued_at, record.finished_at, record.result, record.error) == (None,) * 4
+    assert record.idempotency_key is None
+    assert record.duplicate_results == 0
+
+
+def test_adding_no_tasks_records_nothing(store: SyncTaskStore) -> None:
+    assert store.add_submitted([]) == []
+    assert store.add_submitted([], []) == []
+
+
+def test_mark_queued_moves_submitted_tasks_to_queued(store: SyncTaskStore) -> None:
+    tasks = [_task() for _ in range(3)]
+    store.add_submitted(tasks)
+
+    store.mark_queued([t.task_id for t in tasks[:2]] + [uuid4()], T1)
+
+    states = {r.task_id: (r.state, r.queued_at) for r in store.get_many([t.task_id for t in tasks])}
+    assert states[tasks[0].task_id] == (TaskState.QUEUED, T1)
+    assert states[tasks[1].task_id] == (TaskState.QUEUED, T1)
+    assert states[tasks[2].task_id] == (TaskState.SUBMITTED, None)
+    store.mark_queued([], T2)  # nothing to do, and no error
+
+
+@pytest.mark.parametrize("outcome", [Outcome.SUCCEEDED, Outcome.RETRYING])
+def test_mark_queued_never_moves_a_task_back(store: SyncTaskStore, outcome: Outcome) -> None:
+    # The result can overtake the publisher confirm.
+    task = _task()
+    store.add_submitted([task])
+    retry_in_s = 1.0 if outcome is Outcome.RETRYING else None
+    store.record_result(_outcome(task.task_id, outcome, retry_in_s=retry_in_s))
+
+    store.mark_queued([task.task_id], T4)
+
+    record = store.get(task.task_id)
+    assert record.state.value == outcome.value
+    assert record.queued_at is None
+
+
+def test_a_failed_batch_is_rolled_back_whole(store: SyncTaskStore) -> None:
+    existing, new = _task(), _task()
+    store.add_submitted([existing])
+
+    with pytest.raises(StoreError):
+        store.add_submitted([new, existing])  # the same task id twice
+
+    assert store.get_many([new.task_id]) == []
+    assert store.get(existing.task_id).state is TaskState.SUBMITTED
+
+
+# Unconfirmed tasks (the outbox)
+
+
+def test_unconfirmed_lists_old_submitted_tasks_oldest_first(store: SyncTaskStore) -> None:
+    old, older, new, queued = (_task(submitted_at=T0 + timedelta(minutes=m)) for m in (2, 1, 9, 0))
+    store.add_submitted([old, older, new, queued])
+    store.mark_queued([queued.task_id], T5)
+    cutoff = T0 + timedelta(minutes=9)  # exclusive: the task submitted at the cutoff is not old
+
+    unconfirmed = store.unconfirmed(cutoff, limit=10)
+
+    assert unconfirmed == [older, old]
+    assert store.unconfirmed(cutoff, limit=1) == [older]
+    assert store.unconfirmed(T0, limit=10) == []
+
+
+def test_unconfirmed_carries_what_a_republish_needs(store: SyncTaskStore) -> None:
+    task = _task(params={"nested": {"list": [1, 2.5, None, True]}, "text": "é"})
+    replayed = task.model_copy(update={"attempt": 3})
+    store.add_submitted([task])
+    store.record_result(_outcome(task.task_id, Outcome.DEAD))
+    store.record_replay(replayed, T5)
+
+    assert store.unconfirmed(T5, limit=10) == [replayed]
+
+
+# Results
+
+
+def test_first_result_is_recorded_with_everything_it_carries(store: SyncTaskStore) -> None:
+    task = _queued(store)
+
+    result = _outcome(task.task_id, executor="exec-a", redelivered=True)
+    assert store.record_result(result) is True
+
+    record = store.get(task.task_id)
+    assert record.state is TaskState.SUCCEEDED
+    assert record.result == {"words": 2}
+    assert record.executor == "exec-a"
+    assert record.redelivered is True
+    assert (record.started_at, record.finished_at) == (T2, T3)
+    assert record.queued_at == T1
+    assert record.submitted_at == T0
+    assert record.next_attempt_at is None
+    assert record.duplicate_results == 0
+
+
+def test_duplicate_results_change_nothing_but_their_count(store: SyncTaskStore) -> None:
+    task = _queued(store)
+    store.record_result(_outcome(task.task_id, executor="first"))
+    before = store.get(task.task_id)
+
+    assert store.record_result(_outcome(task.task_id, Outcome.FAILED, executor="2nd")) is False
+    assert store.record_result(_outcome(task.task_id, executor="third", attempt=2)) is False
+
+    after = store.get(task.task_id)
+    assert after.duplicate_results == 2
+    assert after.model_copy(update={"duplicate_results": 0}) == before
+
+
+@pytest.mark.parametrize("outcome", list(Outcome))
+def test_result_for_an_unknown_task_inserts_a_record(
+    store: SyncTaskStore, outcome: Outcome
+) -> None:
+    task_id = uuid4()
+
+    assert store.record_result(_outcome(task_id, outcome, attempt=3, retry_in_s=2.0)) is True
+
+    record = store.get(task_id)
+    assert record.state.value == outcome.value
+    assert record.task_type == "word_count"
+    assert record.params == {}
+    assert record.attempt == 3
+    assert record.submitted_at == T2  # unknown: the attempt's start stands in
+
+
+def test_retrying_records_the_attempt_and_when_the_next_is_due(store: SyncTaskStore) -> None:
+    task = _queued(store)
+
+    assert store.record_result(_retrying(task.task_id, attempt=1, retry_in_s=4.5)) is True
+
+    record = store.get(task.task_id)
+    assert record.state is TaskState.RETRYING
+    assert record.attempt == 1
+    assert record.error == _ERROR
+    assert record.next_attempt_at == T3 + timedelta(seconds=4.5)
+    assert record.queued_at == T1
+
+
+def test_each_later_retry_moves_the_task_on(store: SyncTaskStore) -> None:
+    task = _queued(store)
+    store.record_result(_retrying(task.task_id, attempt=1, retry_in_s=1.0, at=T2))
+
+    assert store.record_result(_retrying(task.task_id, attempt=2, retry_in_s=8.0, at=T4))
+    assert store.record_result(_retrying(task.task_id, attempt=2, retry_in_s=9.0, at=T5))
+
+    record = store.get(task.task_id)
+    assert (record.state, record.attempt) == (TaskState.RETRYING, 2)
+    assert record.next_attempt_at == T5 + timedelta(seconds=9)
+
+
+def test_retrying_only_moves_forward(store: SyncTaskStore) -> None:
+    task = _queued(store)
+    store.record_result(_retrying(task.task_id, attempt=2, retry_in_s=8.0, at=T4))
+    before = store.get(task.task_id)
+
+    assert store.record_result(_retrying(task.task_id, attempt=1, at=T2)) is False
+
+    after = store.get(task.task_id)
+    assert after.duplicate_results == 1
+    assert after.model_copy(update={"duplicate_results": 0}) == before
+
+
+@pytest.mark.parametrize("final", [Outcome.SUCCEEDED, Outcome.FAILED, Outcome.DEAD])
+def test_first_final_outcome_wins(store: SyncTaskStore, final: Outcome) -> None:
+    task = _queued(store)
+    assert store.record_result(_outcome(task.task_id, final, attempt=2, finished_at=T4))
+    before = store.get(task.task_id)
+
+    later = [
+        _retrying(task.task_id, attempt=1, at=T2),
+        _retrying(task.task_id, attempt=3, at=T5),
+        *(_outcome(task.task_id, o, attempt=3, finished_at=T5) for o in Outcome if o != final),
+    ]
+    assert [store.record_result(result) for result in later] == [False] * len(later)
+
+    after = store.get(task.task_id)
+    assert after.state.value == final.value
+    assert after.duplicate_results == len(later)
+    assert after.model_copy(update={"duplicate_results": 0}) == before
+
+
+def test_first_final_outcome_wins_even_from_an_earlier_attempt(store: SyncTaskStore) -> None:
+    task = _queued(store)
+    store.record_result(_retrying(task.task_id, attempt=2, at=T4))
+
+    assert store.record_result(_outcome(task.task_id, attempt=1, finished_at=T5))
+
+    record = store.get(task.task_id)
+    assert (record.state, record.attempt) == (TaskState.SUCCEEDED, 1)
+    assert record.next_attempt_at is None
+    assert record.error is None
+
+
+def test_results_recorded_by_two_stores_at_once_count_once(backend: Backend) -> None:
+    first, second = backend.open(), backend.open()
+    tasks = [_task() for _ in range(20)]
+    first.add_submitted(tasks)
+
+    for task in tasks:
+        recorded = _race(
+            partial(first.record_result, _outcome(task.task_id, executor="first")),
+            partial(second.record_result, _outcome(task.task_id, executor="second")),
+        )
+        assert sorted(recorded) == [False, True]
+        record = second.get(task.task_id)
+        assert record.executor == ("first" if recorded[0] else "second")
+        assert record.duplicate_results == 1
+
+
+# Replays
+
+
+def test_replay_moves_a_dead_task_back_to_submitted(store: SyncTaskStore) -> None:
+    task = _queued(store)
+    store.record_result(_outcome(task.task_id, Outcome.DEAD, attempt=4, redelivered=True))
+
+    store.record_replay(task.model_copy(update={"attempt": 5}), T5)
+
+    record = store.get(task.task_id)
+    assert (record.state, record.attempt) == (TaskState.SUBMITTED, 5)
+    assert (record.queued_at, record.started_at, record.finished_at) == (None,) * 3
+    assert (record.executor, record.result, record.error, record.next_attempt_at) == (None,) * 4
+    assert record.redelivered is False
+    assert record.submitted_at == T0
+    assert store.record_result(_outcome(task.task_id, attempt=5)) is True
+
+
+@pytest.mark.parametrize("outcome", [Outcome.SUCCEEDED, Outcome.FAILED, Outcome.RETRYING])
+def test_replay_changes_nothing_unless_the_task_is_dead(
+    store: SyncTaskStore, outcome: Outcome
+) -> None:
+    task = _queued(store)
+    store.record_result(_outcome(task.task_id, outcome, retry_in_s=1.0))
+    before = store.get(task.task_id)
+
+    store.record_replay(task.model_copy(update={"attempt": 5}), T5)
+
+    assert store.get(task.task_id) == before
+
+
+def test_replay_of_an_unknown_task_records_it(store: SyncTaskStore) -> None:
+    task = _task().model_copy(update={"attempt": 2})
+
+    store.record_replay(task, T5)
+
+    record = store.get(task.task_id)
+    assert (record.state, record.attempt, record.params) == (TaskState.SUBMITTED, 2, task.params)
+
+
+# Idempotency keys
+
+
+def test_a_recorded_idempotency_key_returns_the_first_task(store: SyncTaskStore) -> None:
+    a, b, c, d = (_task() for _ in range(4))
+
+    assert store.add_submitted([a, b], ["k1", None]) == [a.task_id, b.task_id]
+    assert store.add_submitted([c, d], ["k1", "k2"]) == [a.task_id, d.task_id]
+
+    assert store.get_many([c.task_id]) == []
+    assert store.get(a.task_id).idempotency_key == "k1"
+    assert store.get(d.task_id).idempotency_key == "k2"
+
+
+def test_one_key_twice_in_one_batch_records_the_first(store: SyncTaskStore) -> None:
+    a, b, c = (_task() for _ in range(3))
+
+    assert store.add_submitted([a, b, c], ["z", None, "z"]) == [a.task_id, b.task_id, a.task_id]
+
+    assert store.get_many([c.task_id]) == []
+
+
+def test_two_stores_racing_for_one_key_record_one_task(backend: Backend) -> None:
+    first, second = backend.open(), backend.open()
+
+    for n in range(20):
+        key, mine, theirs = f"key-{n}", _task(), _task()
+        # Overlapping keys in opposite orders as well: neither store may deadlock.
+        recorded = _race(
+            partial(first.add_submitted, [mine, _task()], [key, f"a-{n}"]),
+            partial(second.add_submitted, [_task(), theirs], [f"a-{n}", key]),
+        )
+        assert recorded[0][0] == recorded[1][1]
+        assert recorded[0][1] == recorded[1][0]
+        holders = first.get_many([mine.task_id, theirs.task_id])
+        assert len(holders) == 1
+        assert holders[0].task_id == recorded[0][0]
+        assert holders[0].idempotency_key == key
+
+
+# Reading
+
+
+def test_get_of_a_missing_id_raises_task_not_found(store: SyncTaskStore) -> None:
+    task_id = uuid4()
+
+    with pytest.raises(TaskNotFound) as caught:
+        store.get(task_id)
+
+    assert caught.value.task_id == task_id
+
+
+def test_get_many_returns_only_the_records_that_exist(store: SyncTaskStore) -> None:
+    tasks = [_task() for _ in range(1234)]
+    store.add_submitted(tasks)
+    asked = [t.task_id for t in tasks] + [uuid4() for _ in range(10)]
+
+    records = store.get_many(asked)
+
+    assert {r.task_id for r in records} == {t.task_id for t in tasks}
+    assert store.get_many([]) == []
+
+
+def test_error_info_round_trips(store: SyncTaskStore) -> None:
+    task = _queued(store)
+    error = TaskErrorInfo(
+        kind=ErrorKind.INVALID_PARAMS,
+        type="InvalidParams",
+        message="top: too big — ünïcode",
+        traceback="Traceback (most recent call last):\n  ...\nValueError: x",
+        details=[{"loc": ["top"], "msg": "too big", "type": "less_than_equal", "ctx": None}],
+    )
+    result = _outcome(task.task_id, Outcome.FAILED).model_copy(update={"error": error})
+
+    store.record_result(result)
+
+    record = store.get(task.task_id)
+    assert record.error == error
+    assert record.result is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"words": 2, "nested": {"list": [1, -2, 3.25, 1e-7, None, True, False], "s": "日本"}},
+        [1, "two", {"three": 3}],
+        'plain string with "quotes" and \\ backslash',
+        0,
+        12345678901234567,
+        2.5,
+        False,
+        "",
+        [],
+        {},
+    ],
+    ids=repr,
+)
+def test_json_results_round_trip(store: SyncTaskStore, value: Any) -> None:
+    task = _queued(store)
+
+    store.record_result(_outcome(task.task_id, result=value))
+
+    assert store.get(task.task_id).result == value
+
+
+def test_a_null_result_reads_back_as_none(store: SyncTaskStore) -> None:
+    task = _queued(store)
+    store.record_result(_outcome(task.task_id).model_copy(update={"result": None}))
+
+    assert store.get(task.task_id).result is None
+
+
+def test_timestamps_keep_their_instant_and_a_time_zone(store: SyncTaskStore) -> None:
+    india = timezone(timedelta(hours=5, minutes=30))
+    submitted = datetime(2026, 7, 1, 23, 59, 59, 999999, tzinfo=india)
+    task = _task(submitted_at=submitted)
+    store.add_submitted([task])
+    store.mark_queued([task.task_id], submitted.astimezone(UTC) + timedelta(microseconds=1))
+
+    record = store.get(task.task_id)
+
+    assert record.submitted_at == submitted
+    assert record.submitted_at.tzinfo is not None
+    assert record.queued_at == submitted + timedelta(microseconds=1)
+    assert record.queued_at is not None
+    assert record.queued_at.tzinfo is not None
+
+
+# Sharing, closing and async use
+
+
+def test_two_stores_on_one_database_see_each_others_writes(backend: Backend) -> None:
+    writer, reader = backend.open(), backend.open()
+    task = _task()
+
+    writer.add_submitted([task])
+    assert reader.get(task.task_id).state is TaskState.SUBMITTED
+    assert reader.record_result(_outcome(task.task_id)) is True
+    assert writer.record_result(_outcome(task.task_id)) is False
+
+    assert writer.get(task.task_id).duplicate_results == 1
+
+
+def test_data_survives_closing_and_reopening(backend: Backend) -> None:
+    task = _task()
+    first = backend.open()
+    first.add_submitted([task], ["kept"])
+    first.mark_queued([task.task_id], T1)
+    first.close()
+
+    record = backend.open().get(task.task_id)
+
+    assert (record.state, record.queued_at, record.idempotency_key) == (
+        TaskState.QUEUED,
+        T1,
+        "kept",
+    )
+
+
+def test_a_closed_store_raises_store_errors(backend: Backend) -> None:
+    store = open_store(backend.location)
+    store.close()
+
+    with pytest.raises(StoreError):
+        store.get_many([uuid4()])
+    with pytest.raises(StoreError):
+        store.add_submitted([_task()])
+
+
+async def test_threaded_store_gives_the_async_interface(backend: Backend) -> None:
+    store = ThreadedTaskStore(open_store(backend.location))
+    task = _task()
+    try:
+        assert await store.add_submitted([task], ["k"]) == [task.task_id]
+        await store.mark_queued([task.task_id], T1)
+        assert await store.unconfirmed(T5, 10) == []
+        assert await store.record_result(_outcome(task.task_id)) is True
+        assert await store.record_result(_outcome(task.task_id)) is False
+        (record,) = await store.get_many([task.task_id])
+        with pytest.raises(TaskNotFound):
+            await store.get(uuid4())
+        await store.record_replay(task, T5)
+        assert (await store.get(task.task_id)).state is TaskState.SUCCEEDED
+    finally:
+        await store.close()
+
+    assert (record.state, record.duplicate_results) == (TaskState.SUCCEEDED, 1)
+
+
+# Schema versions
+
+
+def test_a_new_store_is_at_the_current_schema_version(backend: Backend) -> None:
+    backend.open()
+
+    assert backend.schema_version() == backend.current_version
+
+
+def test_opening_again_migrates_nothing_and_keeps_the_data(backend: Backend) -> None:
+    task = _task()
+    backend.open().add_submitted([task])
+
+    again = backend.open()
+    backend.open()
+
+    assert backend.schema_version() == backend.current_version
+    assert again.get(task.task_id).state is TaskState.SUBMITTED
+
+
+def test_stores_opening_a_new_database_at_once_migrate_it_once(backend: Backend) -> None:
+    opened = _race(*[lambda: open_store(backend.location) for _ in range(4)])
+    backend.opened.extend(opened)
+    task = _task()
+
+    opened[0].add_submitted([task])
+
+    assert backend.schema_version() == backend.current_version
+    assert all(store.get(task.task_id).task_id == task.task_id for store in opened)
+
+
+def test_a_store_from_newer_code_is_refused(backend: Backend) -> None:
+    backend.open().close()
+    backend.set_schema_version(backend.current_version + 1)
+
+    with pytest.raises(StoreError, match="newer"):
+        open_store(backend.location)

@@ -146,6 +146,32 @@ async def test_silent_network_is_detected_by_heartbeats_and_survived(
     assert {r.state for r in records} == {TaskState.SUCCEEDED}
 
 
+async def test_network_cut_mid_run_loses_nothing(
+    proxied_amqp_settings: AmqpSettings,
+    tcp_proxy: TcpProxy,
+    tmp_path: Path,
+) -> None:
+    # Every process reaches the broker through the proxy; cut() resets every socket at once,
+    # as a failing switch or a NAT timeout would.
+    through_proxy = Processes(proxied_amqp_settings, tmp_path)
+    try:
+        await _batch_through_fault(
+            "network cut (connections reset)",
+            proxied_amqp_settings,
+            through_proxy,
+            tmp_path,
+            tcp_proxy.cut,
+        )
+        for name in ("exec-a", "exec-b", "dispatcher"):
+            wait_until(
+                lambda name=name: '"broker_reconnected"' in through_proxy.log(name),  # type: ignore[misc]
+                timeout=30,
+                what=f"{name} to reconnect",
+            )
+    finally:
+        through_proxy.kill_all()
+
+
 async def test_memory_alarm_blocks_publishing_clearly_and_loses_nothing(
     private_broker: PrivateBroker,
     fault_amqp_settings: AmqpSettings,

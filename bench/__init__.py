@@ -1,0 +1,1 @@
+"""Benchmarks of the work-queue pair against raw AMQP clients, Celery and Dramatiq."""

@@ -1,0 +1,236 @@
+"""This project: the dispatcher's Python API in this process, executors as real processes.
+
+Tasks go through ``dispatcher.client.open_dispatcher`` and ``submit_many`` (recorded in the
+SQLite store, published with pipelined confirms); ``python -m executor run --tasks
+bench.tasks --concurrency 1`` runs them; a task counts once its result is recorded in the
+store. ``--system ours-pika`` swaps the executors for ``bench.pika_executor`` (the same
+per-task work on pika), to price the client alone.
+
+    python -m bench.ours roundtrip --amqp-url URL --n 10000 --k 2
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import SecretStr
+
+from bench.broker import Probe
+from bench.measure import (
+    Meter,
+    build_parser,
+    emit,
+    new_prefix,
+    own_peak_rss_mib,
+    percentile,
+    stop_on_sigterm,
+)
+from bench.processes import Services, peak_rss_mib, service_env
+from bench.workload import backlog_span, fairness_durations, ideal_makespan_s
+from common import AmqpSettings, LogSettings, Topology
+from common.logging import configure
+from dispatcher.client import open_dispatcher
+from dispatcher.service import Dispatcher, TaskRequest
+from dispatcher.settings import DispatcherSettings
+
+SYSTEMS = ("ours", "ours-pika")
+_POLL_S = 0.02
+
+Measure = Callable[["Run"], Awaitable[dict[str, float]]]
+
+
+class Run:
+    """One run's dispatcher, store, executors and settings."""
+
+    def __init__(
+        self, args: Any, prefix: str, dispatcher: Dispatcher, store: Path, services: Services
+    ) -> None:
+        self.args = args
+        self.prefix = prefix
+        self.dispatcher = dispatcher
+        self.store = store
+        self.services = services
+        self._db = sqlite3.connect(f"file:{store}?mode=ro", uri=True, check_same_thread=False)
+
+    def recorded(self) -> int:
+        """Tasks whose result the dispatcher has recorded (read from the store file)."""
+        # The store's schema is the dispatcher's business; the smoke test notices a change.
+        row = self._db.execute("SELECT count(*) FROM tasks WHERE state = 'succeeded'").fetchone()
+        return int(row[0])
+
+    async def wait_recorded(self, count: int) -> None:
+        """Poll the store until ``count`` results are recorded."""
+        # Another process's thread writes the store: there is no event to wait on here.
+        while self.recorded() < count:  # noqa: ASYNC110
+            await asyncio.sleep(_POLL_S)
+
+    def close(self) -> None:
+        """Close the read-only store connection."""
+        self._db.close()
+
+
+def _executor(services: Services, system: str, name: str, env: dict[str, str]) -> None:
+    if system == "ours":
+        argv = ["run", "--tasks", "bench.tasks", "--concurrency", "1", "--name", name]
+        services.python(name, "executor", argv, env)
+    else:
+        services.python(name, "bench.pika_executor", ["--name", name], env)
+
+
+async def _with_dispatcher(
+    args: Any, workers: int, measure: Measure, *, consume_results: bool = True
+) -> dict[str, float]:
+    prefix = new_prefix(args.system)
+    amqp = AmqpSettings(url=SecretStr(args.amqp_url), prefix=prefix, confirm_timeout=60)
+    topology = amqp.topology
+    probe = Probe(args.amqp_url)
+    try:
+        with tempfile.TemporaryDirectory() as tmp, Services(Path(tmp)) as services:
+            store = Path(tmp) / "tasks.sqlite3"
+            with (Path(tmp) / "dispatcher.log").open("w") as log:
+                _configure_logging(log)
+                settings = DispatcherSettings(store=store)
+                async with open_dispatcher(
+                    amqp, settings, consume_results=consume_results
+                ) as dispatcher:
+                    env = service_env(args.amqp_url, prefix)
+                    for i in range(workers):
+                        _executor(services, args.system, f"executor{i}", env)
+                    if workers:
+                        await asyncio.to_thread(
+                            probe.wait_for_consumers, topology.task_queue, workers
+                        )
+                    run = Run(args, prefix, dispatcher, store, services)
+                    try:
+                        values = await asyncio.wait_for(measure(run), args.timeout)
+                    finally:
+                        run.close()
+                    services.check_alive()
+                    return values
+    finally:
+        probe.delete(queues=_queues(topology), exchanges=[topology.task_exchange])
+
+
+def _configure_logging(stream: TextIO) -> None:
+    # As the service runs: info level, JSON lines (to a file rather than a pipe).
+    configure(LogSettings(level="info", format="json"), stream=stream)
+
+
+def _queues(topology: Topology) -> list[str]:
+    names = (topology.task_queue, topology.task_dead_queue)
+    return [*names, topology.results_queue, topology.results_dead_queue]
+
+
+async def _roundtrip(run: Run) -> dict[str, float]:
+    n = run.args.n
+    meter = Meter(run.services.pids, run.args.broker_pid)
+    meter.start()
+    await run.dispatcher.submit_many(TaskRequest("noop") for _ in range(n))
+    submitted = time.perf_counter()
+    await run.wait_recorded(n)
+    values = meter.stop(n)
+    values["submit_s"] = submitted - meter.started_at
+    values["worker_rss_mib"] = run.services.peak_rss_mib()
+    values["driver_rss_mib"] = own_peak_rss_mib()
+    return values
+
+
+async def _submit(run: Run) -> dict[str, float]:
+    meter = Meter([], run.args.broker_pid)
+    meter.start()
+    await run.dispatcher.submit_many(TaskRequest("noop") for _ in range(run.args.n))
+    return meter.stop(run.args.n)
+
+
+async def _latency(run: Run) -> dict[str, float]:
+    latencies: list[float] = []
+
+    async def one() -> None:
+        began = time.perf_counter()
+        task_id = await run.dispatcher.submit("noop")
+        await run.dispatcher.wait(task_id, timeout=60)
+        latencies.append(time.perf_counter() - began)
+
+    meter = Meter(run.services.pids, run.args.broker_pid)
+    meter.start()
+    pending = []
+    for i in range(run.args.n):
+        await asyncio.sleep(max(0.0, meter.started_at + i / run.args.rate - time.perf_counter()))
+        pending.append(asyncio.create_task(one()))
+    await asyncio.gather(*pending)
+    ms = [s * 1000 for s in latencies]
+    values = meter.stop(run.args.n)
+    return {**values, "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99)}
+
+
+async def _fairness(run: Run) -> dict[str, float]:
+    durations = fairness_durations(run.args.n)
+    began = time.perf_counter()
+    await run.dispatcher.submit_many(TaskRequest("noop", {"ms": d}) for d in durations)
+    await run.wait_recorded(run.args.n)
+    makespan = time.perf_counter() - began
+    ideal = ideal_makespan_s(durations, run.args.k)
+    return {"makespan_s": makespan, "ideal_s": ideal, "vs_ideal": makespan / ideal}
+
+
+async def _backlog(run: Run) -> dict[str, float]:
+    """Queue the backlog with no executor running, then time part of the drain."""
+    backlog = run.args.backlog
+    await run.dispatcher.submit_many(TaskRequest("noop") for _ in range(backlog))
+    env = service_env(run.args.amqp_url, run.prefix)
+    for i in range(run.args.k):
+        _executor(run.services, run.args.system, f"executor{i}", env)
+    first, window = backlog_span(backlog)
+    await run.wait_recorded(first)
+    began = time.perf_counter()
+    await run.wait_recorded(first + window)
+    seconds = time.perf_counter() - began
+    return {"rate": window / seconds, "window": window, "backlog": backlog}
+
+
+async def _idle(run: Run) -> dict[str, float]:
+    await asyncio.sleep(1.0)
+    serve_store = str(run.store.parent / "serve.sqlite3")
+    env = service_env(run.args.amqp_url, run.prefix, WQ_DISPATCHER_STORE=serve_store)
+    run.services.python("dispatcher", "dispatcher", ["serve"], env)
+    # Idle means started and consuming: this process's own result consumer makes one.
+    probe, results_queue = Probe(run.args.amqp_url), AmqpSettings(prefix=run.prefix).topology
+    await asyncio.to_thread(probe.wait_for_consumers, results_queue.results_queue, 2)
+    await asyncio.sleep(0.5)
+    executor_pid, dispatcher_pid = run.services.pids
+    return {
+        "idle_rss_mib": peak_rss_mib(executor_pid),
+        "dispatcher_idle_rss_mib": peak_rss_mib(dispatcher_pid),
+    }
+
+
+async def run_figure(args: Any) -> dict[str, float]:
+    """Measure ``args.figure`` with this project."""
+    figures: dict[str, tuple[Measure, int, bool]] = {
+        "roundtrip": (_roundtrip, args.k, True),
+        "submit": (_submit, 0, False),
+        "latency": (_latency, args.k, True),
+        "fairness": (_fairness, args.k, True),
+        "backlog": (_backlog, 0, True),
+        "idle": (_idle, 1, True),
+    }
+    measure, workers, consume = figures[args.figure]
+    return await _with_dispatcher(args, workers, measure, consume_results=consume)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run one figure and print its result line."""
+    args = build_parser("bench.ours", SYSTEMS).parse_args(argv)
+    stop_on_sigterm()
+    emit(args.system, args.figure, asyncio.run(run_figure(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

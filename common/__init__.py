@@ -38,7 +38,13 @@ from common.messages import (
     TaskErrorInfo,
     TaskMessage,
 )
-from common.registry import TaskDefinition, TaskOptions, TaskRegistry, load_registry
+from common.registry import (
+    TaskDefinition,
+    TaskOptions,
+    TaskRegistry,
+    invalid_params,
+    load_registry,
+)
 from common.settings import AmqpSettings, LogSettings, load_settings, redact_url
 from common.topology import Topology
 
@@ -77,6 +83,7 @@ __all__ = [
     "decode_result",
     "decode_task",
     "encode",
+    "invalid_params",
     "load_registry",
     "load_settings",
     "redact_url",

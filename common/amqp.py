@@ -90,20 +90,29 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> Decl
         exchange = await channel.declare_exchange(
             topology.task_exchange, aio_pika.ExchangeType.DIRECT, durable=True
         )
-        for dead in (topology.task_dead_queue, topology.results_dead_queue):
-            await channel.declare_queue(
-                dead, durable=True, arguments=dict(topology.dead_queue_arguments())
-            )
-        results = await channel.declare_queue(
-            topology.results_queue, durable=True, arguments=dict(topology.results_queue_arguments())
-        )
-        tasks = await channel.declare_queue(
-            topology.task_queue, durable=True, arguments=dict(topology.task_queue_arguments())
-        )
+        queues = {
+            name: await channel.declare_queue(name, durable=True, arguments=dict(arguments))
+            for name, arguments in topology.queue_declarations()
+        }
+        tasks = queues[topology.task_queue]
         await tasks.bind(exchange, TASK_ROUTING_KEY)
     except aiormq.exceptions.ChannelPreconditionFailed as exc:
         raise ConfigError(topology_mismatch(str(exc), topology)) from exc
-    return DeclaredTopology(exchange, tasks, results)
+    return DeclaredTopology(exchange, tasks, queues[topology.results_queue])
+
+
+async def declare_results_queue(channel: AbstractChannel, topology: Topology) -> AbstractQueue:
+    """Declare only the results queue, for a channel that consumes it.
+
+    The robust channel re-declares it on reconnect before restoring the consumer; the rest of
+    the topology is declared once, on the publishing channel.
+    """
+    try:
+        return await channel.declare_queue(
+            topology.results_queue, durable=True, arguments=dict(topology.results_queue_arguments())
+        )
+    except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        raise ConfigError(topology_mismatch(str(exc), topology)) from exc
 
 
 def topology_mismatch(broker_says: str, topology: Topology) -> str:

@@ -81,11 +81,7 @@ class TaskDefinition:
         try:
             model = self.params_model.model_validate(params)
         except ValidationError as exc:
-            errors: list[dict[str, object]] = [
-                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-                for e in exc.errors(include_url=False, include_input=False)
-            ]
-            raise InvalidParams(self.name, errors) from exc
+            raise invalid_params(self.name, exc) from exc
         # Fields are aliased (see _params_model): hand the handler its own parameter names.
         return {
             field.alias or name: getattr(model, name)
@@ -100,6 +96,15 @@ class TaskDefinition:
     def params_schema(self) -> dict[str, Any]:
         """The params' JSON Schema, for documentation and non-Python producers."""
         return self.params_model.model_json_schema()
+
+
+def invalid_params(task_type: str, exc: ValidationError) -> InvalidParams:
+    """``InvalidParams`` carrying pydantic's errors, JSON-ready and without the input values."""
+    errors: list[dict[str, object]] = [
+        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+    return InvalidParams(task_type, errors)
 
 
 class TaskRegistry:

@@ -59,6 +59,19 @@ class Topology:
             "x-dead-letter-routing-key": TASK_ROUTING_KEY,
         }
 
+    def queue_declarations(self) -> list[tuple[str, dict[str, str | int]]]:
+        """Every durable queue declared at start-up, with its arguments, in declaration order.
+
+        One list for every client adapter (aio-pika and pika), so that they cannot drift.
+        Retry queues are not in it: they are declared on first use.
+        """
+        return [
+            (self.task_dead_queue, self.dead_queue_arguments()),
+            (self.results_dead_queue, self.dead_queue_arguments()),
+            (self.results_queue, self.results_queue_arguments()),
+            (self.task_queue, self.task_queue_arguments()),
+        ]
+
     def task_queue_arguments(self) -> dict[str, str | int]:
         """Arguments of the task queue; changing them needs a queue migration."""
         return self._durable_arguments() | _dead_lettering_to(self.task_dead_queue)

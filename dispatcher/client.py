@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from common import AmqpSettings, TaskRegistry
-from common.amqp import connect, declare_topology
+from common.amqp import connect, declare_results_queue, declare_topology
 from common.logging import get_logger
 from common.readiness import ReadyFile
 from dispatcher.publisher import AmqpPublisher
@@ -68,7 +68,7 @@ async def open_dispatcher(
             stack.push_async_callback(consuming.close)
             results_channel = await consuming.channel()
             await results_channel.set_qos(prefetch_count=settings.result_prefetch)
-            queue = (await declare_topology(results_channel, topology)).results_queue
+            queue = await declare_results_queue(results_channel, topology)
             handler = result_handler(
                 dispatcher.record_result,
                 max_body_bytes=amqp.max_body_bytes,

@@ -15,13 +15,13 @@ from uuid import UUID, uuid4
 from pydantic import ValidationError
 
 from common import (
-    InvalidParams,
     JsonValue,
     ResultMessage,
     TaskMessage,
     TaskRegistry,
     UnknownTaskType,
     WorkQueueError,
+    invalid_params,
 )
 from common.logging import get_logger
 from dispatcher.publisher import Publisher
@@ -196,10 +196,6 @@ def build_task(
             task_id=uuid4(), task_type=request.task_type, params=params, submitted_at=clock()
         )
     except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        if any(error["loc"][:1] == ("task_type",) for error in errors):
+        if any(error["loc"][:1] == ("task_type",) for error in exc.errors(include_url=False)):
             raise UnknownTaskType(request.task_type) from exc
-        details: list[dict[str, object]] = [
-            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors
-        ]
-        raise InvalidParams(request.task_type, details) from exc
+        raise invalid_params(request.task_type, exc) from exc

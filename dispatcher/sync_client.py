@@ -202,14 +202,8 @@ def _declare_topology(channel: Any, amqp: AmqpSettings) -> None:
     # Same objects and arguments as common.amqp.declare_topology, through pika.
     topology = amqp.topology
     channel.exchange_declare(topology.task_exchange, exchange_type="direct", durable=True)
-    for dead in (topology.task_dead_queue, topology.results_dead_queue):
-        channel.queue_declare(dead, durable=True, arguments=topology.dead_queue_arguments())
-    channel.queue_declare(
-        topology.results_queue, durable=True, arguments=topology.results_queue_arguments()
-    )
-    channel.queue_declare(
-        topology.task_queue, durable=True, arguments=topology.task_queue_arguments()
-    )
+    for name, arguments in topology.queue_declarations():
+        channel.queue_declare(name, durable=True, arguments=arguments)
     channel.queue_bind(topology.task_queue, topology.task_exchange, TASK_ROUTING_KEY)
 
 

@@ -71,7 +71,6 @@ class Executor:
         self._slots = asyncio.Semaphore(concurrency)
         self._idle = asyncio.Event()
         self._idle.set()
-        self.ready = asyncio.Event()
 
     @property
     def _settler(self) -> Settler:
@@ -111,11 +110,9 @@ class Executor:
                 broker_version=version,
             )
             timeouts.report(self._registry, arguments, self._amqp.consumer_timeout)
-            self.ready.set()
             self._ready_file.set()
             self._ready_file.follow(connection)
             await stop.wait()
-            self.ready.clear()
             self._ready_file.clear()
             await queue.cancel(tag)
             await self._drain()

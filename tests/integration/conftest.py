@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from uuid import UUID
 
 import pika
 import pika.exceptions
@@ -18,6 +19,7 @@ import pytest
 from pydantic import SecretStr
 
 from common import AmqpSettings, redact_url
+from dispatcher.service import Dispatcher
 from tests.conftest import REPO, unique_prefix
 from tests.integration.broker import Broker
 from tests.integration.postgres import DEFAULT_TEST_POSTGRES_URL, START_HINT, IsolatedSchema
@@ -189,6 +191,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, f"rep_{report.when}", report)
+
+
+async def supervise_until_settled(
+    processes: Processes, dispatcher: Dispatcher, task_id: UUID, *, restarts: int, **env: str
+) -> None:
+    """Restart an executor each time it dies, as a supervisor would, until the task settles.
+
+    Bounded: at most ``restarts`` executors are started.
+    """
+    for restart in range(restarts):
+        executor = processes.executor(f"exec-{restart}", concurrency=1, tasks=TEST_TASKS, **env)
+
+        async def died_or_done() -> bool:
+            done = (await dispatcher.get(task_id)).state.is_final
+            return done or executor.poll() is not None  # noqa: B023
+
+        await wait_for_async(died_or_done, timeout=20, what="the executor to die or finish")
+        if executor.poll() is None:
+            return
 
 
 def wait_for_consumers(broker: Broker, queue: str, count: int, timeout: float = 20) -> None:

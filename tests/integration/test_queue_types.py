@@ -13,7 +13,7 @@ from dispatcher.client import open_dispatcher
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import TaskState
 from tests.integration.broker import Broker
-from tests.integration.conftest import Processes, wait_for_async, wait_for_consumers
+from tests.integration.conftest import Processes, supervise_until_settled, wait_for_consumers
 
 
 def _queue_types(prefix: str) -> dict[str, str]:
@@ -66,18 +66,14 @@ async def test_poison_task_on_a_quorum_queue_is_dead_lettered_with_reasons(
     counter = tmp_path / "calls"
     async with open_dispatcher(quorum, dispatcher_settings) as dispatcher:
         task_id = await dispatcher.submit("crash", {"counter": str(counter)})
-        for restart in range(6):
-            executor = processes.executor(
-                f"exec-{restart}", WQ_AMQP_QUEUE_TYPE="quorum", WQ_AMQP_DELIVERY_LIMIT="3"
-            )
-
-            async def died_or_done() -> bool:
-                done = (await dispatcher.get(task_id)).state.is_final
-                return done or executor.poll() is not None  # noqa: B023
-
-            await wait_for_async(died_or_done, timeout=20, what="the executor to die or finish")
-            if executor.poll() is None:
-                break
+        await supervise_until_settled(
+            processes,
+            dispatcher,
+            task_id,
+            restarts=6,
+            WQ_AMQP_QUEUE_TYPE="quorum",
+            WQ_AMQP_DELIVERY_LIMIT="3",
+        )
         record = await dispatcher.wait(task_id, timeout=20)
     assert record.state is TaskState.DEAD
     assert record.error is not None

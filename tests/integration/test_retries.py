@@ -11,7 +11,7 @@ from dispatcher.settings import DispatcherSettings
 from dispatcher.store import TaskState
 from tests.checker import assert_exactly_one_outcome_each
 from tests.integration.broker import Broker
-from tests.integration.conftest import Processes, wait_for_async
+from tests.integration.conftest import Processes, supervise_until_settled, wait_for_async
 
 
 def _calls(counter: Path) -> int:
@@ -130,17 +130,9 @@ async def test_handler_that_kills_its_executor_is_dead_lettered_after_the_delive
     counter = tmp_path / "calls"
     async with open_dispatcher(amqp_settings, dispatcher_settings) as dispatcher:
         task_id = await dispatcher.submit("crash", {"counter": str(counter)})
-        # A supervisor restarts the executor each time the task kills it; the loop is bounded.
-        for restart in range(6):
-            executor = processes.executor(f"exec-{restart}", WQ_AMQP_DELIVERY_LIMIT="3")
-
-            async def died_or_done() -> bool:
-                done = (await dispatcher.get(task_id)).state.is_final
-                return done or executor.poll() is not None  # noqa: B023
-
-            await wait_for_async(died_or_done, timeout=20, what="the executor to die or finish")
-            if executor.poll() is None:
-                break
+        await supervise_until_settled(
+            processes, dispatcher, task_id, restarts=6, WQ_AMQP_DELIVERY_LIMIT="3"
+        )
         record = await dispatcher.wait(task_id, timeout=20)
 
     assert_exactly_one_outcome_each("handler exits its process (os._exit)", [task_id], [record])

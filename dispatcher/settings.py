@@ -60,6 +60,32 @@ class DispatcherSettings(BaseSettings):
         default=64, ge=1, le=10_000, description="Unacked results the dispatcher holds at once."
     )
 
+    http_host: str = Field(
+        default="127.0.0.1",
+        description="Address the HTTP API binds to; anything but a loopback address requires "
+        "WQ_DISPATCHER_HTTP_TOKEN.",
+    )
+    http_port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        description="Port of the HTTP API served by dispatcher serve (0: any free port).",
+    )
+    http_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token the HTTP API requires (always, once set); never logged.",
+    )
+    scheduler_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds between two scans for due delayed tasks and cron schedules.",
+    )
+    executor_lost_after: float = Field(
+        default=60.0,
+        gt=0,
+        description="An executor silent for this many seconds is listed as lost.",
+    )
+
     @field_validator("store", mode="before")
     @classmethod
     def _path_or_url(cls, value: object) -> object:

@@ -29,3 +29,17 @@ class ExecutorSettings(BaseSettings):
     shutdown_grace: float = Field(
         default=30.0, ge=0, description="Seconds in-flight tasks get to finish on SIGTERM."
     )
+    heartbeat_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between two heartbeats the executor sends to the dispatcher.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address the Prometheus metrics endpoint binds to."
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of the executor's Prometheus /metrics endpoint (unset: none).",
+    )

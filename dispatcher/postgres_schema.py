@@ -39,6 +39,66 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE UNIQUE INDEX wq_tasks_by_idempotency_key ON wq_tasks (idempotency_key)"
         " WHERE idempotency_key IS NOT NULL",
     ),
+    # v4, the scheduling centre: priority, eta, cancel and progress; schedules, executors and
+    # the task types executors publish.
+    (
+        "ALTER TABLE wq_tasks DROP CONSTRAINT wq_tasks_state_check",
+        """ALTER TABLE wq_tasks ADD CONSTRAINT wq_tasks_state_check CHECK (state IN
+            ('scheduled', 'submitted', 'queued', 'retrying', 'succeeded', 'failed', 'dead',
+             'cancelled'))""",
+        """ALTER TABLE wq_tasks
+            ADD COLUMN priority smallint NOT NULL DEFAULT 0,
+            ADD COLUMN eta timestamptz,
+            ADD COLUMN schedule_id uuid,
+            ADD COLUMN cancel_requested_at timestamptz,
+            ADD COLUMN progress real,
+            ADD COLUMN progress_note text,
+            ADD COLUMN progress_at timestamptz""",
+        "CREATE INDEX wq_tasks_due ON wq_tasks (eta) WHERE state = 'scheduled'",
+        "CREATE INDEX wq_tasks_by_submitted ON wq_tasks (submitted_at, task_id)",
+        "CREATE INDEX wq_tasks_by_state ON wq_tasks (state, submitted_at)",
+        "CREATE INDEX wq_tasks_by_type ON wq_tasks (task_type, submitted_at)",
+        """CREATE TABLE wq_schedules (
+            schedule_id uuid PRIMARY KEY,
+            name text NOT NULL UNIQUE,
+            cron text NOT NULL,
+            timezone text NOT NULL,
+            task_type text NOT NULL,
+            params jsonb NOT NULL,
+            priority smallint NOT NULL DEFAULT 0,
+            paused boolean NOT NULL DEFAULT false,
+            next_fire_at timestamptz NOT NULL,
+            last_fire_at timestamptz,
+            last_task_id uuid,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL
+        )""",
+        "CREATE INDEX wq_schedules_due ON wq_schedules (next_fire_at) WHERE NOT paused",
+        """CREATE TABLE wq_executors (
+            executor_id text PRIMARY KEY,
+            host text NOT NULL,
+            pid integer NOT NULL,
+            slots integer NOT NULL,
+            task_types jsonb NOT NULL,
+            started_at timestamptz NOT NULL,
+            last_seen_at timestamptz NOT NULL,
+            stopped_at timestamptz,
+            current_tasks jsonb NOT NULL,
+            processed bigint NOT NULL DEFAULT 0,
+            failed bigint NOT NULL DEFAULT 0,
+            cpu_percent real,
+            rss_bytes bigint,
+            info jsonb NOT NULL
+        )""",
+        """CREATE TABLE wq_task_types (
+            task_type text PRIMARY KEY,
+            params_schema jsonb NOT NULL,
+            description text,
+            options jsonb NOT NULL,
+            published_by text NOT NULL,
+            updated_at timestamptz NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -345,4 +345,11 @@ def _record(row: DictRow) -> TaskRecord:
         redelivered=row["redelivered"],
         duplicate_results=row["duplicate_results"],
         idempotency_key=row["idempotency_key"],
+        priority=row["priority"],
+        eta=row["eta"],
+        schedule_id=row["schedule_id"],
+        cancel_requested_at=row["cancel_requested_at"],
+        progress=row["progress"],
+        progress_note=row["progress_note"],
+        progress_at=row["progress_at"],
     )

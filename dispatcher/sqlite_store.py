@@ -20,11 +20,12 @@ from dispatcher.store import TaskRecord, TaskState
 
 _T = TypeVar("_T")
 
-_SCHEMA_VERSION = 3
+_SCHEMA_VERSION = 4
 # Each step is idempotent, so a store left half-migrated by older code still opens.
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: lambda db: _add_column(db, "tasks", "next_attempt_at", "TEXT"),
     3: lambda db: _add_idempotency_key(db),
+    4: lambda db: _add_scheduling_centre(db),
 }
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -313,6 +314,70 @@ def _add_idempotency_key(db: sqlite3.Connection) -> None:
     )
 
 
+_V4_TASK_COLUMNS = (
+    ("priority", "INTEGER NOT NULL DEFAULT 0"),
+    ("eta", "TEXT"),
+    ("schedule_id", "TEXT"),
+    ("cancel_requested_at", "TEXT"),
+    ("progress", "REAL"),
+    ("progress_note", "TEXT"),
+    ("progress_at", "TEXT"),
+)
+_V4_SCHEMA = """
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks (eta) WHERE state = 'scheduled';
+CREATE INDEX IF NOT EXISTS tasks_by_submitted ON tasks (submitted_at, task_id);
+CREATE INDEX IF NOT EXISTS tasks_by_type ON tasks (task_type, submitted_at);
+CREATE TABLE IF NOT EXISTS schedules (
+    schedule_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    cron TEXT NOT NULL,
+    timezone TEXT NOT NULL,
+    task_type TEXT NOT NULL,
+    params TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    paused INTEGER NOT NULL DEFAULT 0,
+    next_fire_at TEXT NOT NULL,
+    last_fire_at TEXT,
+    last_task_id TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_fire_at) WHERE paused = 0;
+CREATE TABLE IF NOT EXISTS executors (
+    executor_id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    slots INTEGER NOT NULL,
+    task_types TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    last_seen_at TEXT NOT NULL,
+    stopped_at TEXT,
+    current_tasks TEXT NOT NULL,
+    processed INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    cpu_percent REAL,
+    rss_bytes INTEGER,
+    info TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS task_types (
+    task_type TEXT PRIMARY KEY,
+    params_schema TEXT NOT NULL,
+    description TEXT,
+    options TEXT NOT NULL,
+    published_by TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+)
+"""
+
+
+def _add_scheduling_centre(db: sqlite3.Connection) -> None:
+    """Schema v4: priority, eta, cancel and progress columns; schedules, executors, types."""
+    for column, declaration in _V4_TASK_COLUMNS:
+        _add_column(db, "tasks", column, declaration)
+    for statement in filter(str.strip, _V4_SCHEMA.split(";")):
+        db.execute(statement)
+
+
 def _record(row: sqlite3.Row) -> TaskRecord:
     def when(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value) if value else None
@@ -334,4 +399,11 @@ def _record(row: sqlite3.Row) -> TaskRecord:
         redelivered=bool(row["redelivered"]),
         duplicate_results=row["duplicate_results"],
         idempotency_key=row["idempotency_key"],
+        priority=row["priority"],
+        eta=when(row["eta"]),
+        schedule_id=UUID(row["schedule_id"]) if row["schedule_id"] else None,
+        cancel_requested_at=when(row["cancel_requested_at"]),
+        progress=row["progress"],
+        progress_note=row["progress_note"],
+        progress_at=when(row["progress_at"]),
     )

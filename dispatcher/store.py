@@ -21,17 +21,24 @@ from common import JsonValue, ResultMessage, TaskErrorInfo, TaskMessage
 class TaskState(StrEnum):
     """Where a task is in its life."""
 
+    SCHEDULED = "scheduled"  # recorded with an eta; published when it is due
     SUBMITTED = "submitted"  # recorded, publish not yet confirmed
     QUEUED = "queued"  # the broker confirmed the task message
     RETRYING = "retrying"  # an attempt failed; the next one waits in a retry queue
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     DEAD = "dead"  # in the dead-letter queue: poison, retries exhausted or delivery limit
+    CANCELLED = "cancelled"  # cancelled before it ran, or stopped cooperatively while running
 
     @property
     def is_final(self) -> bool:
         """Whether the task has an outcome; only a replay moves a dead task on."""
-        return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.DEAD)
+        return self in _FINAL_STATES
+
+
+_FINAL_STATES = frozenset(
+    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED}
+)
 
 
 class TaskRecord(BaseModel):
@@ -55,6 +62,18 @@ class TaskRecord(BaseModel):
     redelivered: bool = False
     duplicate_results: int = 0
     idempotency_key: str | None = None
+    # Broker priority of the task message (0 = lowest, the default).
+    priority: int = 0
+    # Not published before this time (a delayed task, or a cron schedule's fire time).
+    eta: datetime | None = None
+    # The cron schedule that created this task, if any.
+    schedule_id: UUID | None = None
+    # Set once by a cancel request; an executor checks the flag before it starts the task.
+    cancel_requested_at: datetime | None = None
+    # Last progress the handler reported: percent (0-100) and a short note.
+    progress: float | None = None
+    progress_note: str | None = None
+    progress_at: datetime | None = None
 
 
 class TaskStore(Protocol):

@@ -26,6 +26,7 @@ from common import (
 )
 from common import exit_codes as codes
 from dispatcher.client import open_dispatcher
+from dispatcher.postgres_schema import MIGRATIONS, SCHEMA_VERSION
 from dispatcher.postgres_store import PostgresTaskStore
 from dispatcher.service import TaskRequest
 from dispatcher.settings import DispatcherSettings
@@ -180,8 +181,47 @@ def test_each_migration_is_recorded_once(postgres_schema: IsolatedSchema) -> Non
             (postgres_schema.name,),
         ).fetchall()
 
-    assert [version for (version,) in rows] == [1]
-    assert {name for (name,) in tables} == {"wq_tasks", "wq_schema_version"}
+    assert [version for (version,) in rows] == list(range(1, SCHEMA_VERSION + 1))
+    assert {name for (name,) in tables} == {
+        "wq_tasks",
+        "wq_schema_version",
+        "wq_schedules",
+        "wq_executors",
+        "wq_task_types",
+    }
+
+
+def test_a_version_one_schema_is_migrated_and_keeps_its_rows(
+    postgres_schema: IsolatedSchema,
+) -> None:
+    task_id = uuid4()
+    with postgres_schema.connect() as db:
+        for statement in MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute(
+            "CREATE TABLE wq_schema_version (version integer PRIMARY KEY, applied_at"
+            " timestamptz NOT NULL DEFAULT now())"
+        )
+        db.execute("INSERT INTO wq_schema_version (version) VALUES (1)")
+        db.execute(
+            "INSERT INTO wq_tasks (task_id, task_type, params, state, submitted_at)"
+            " VALUES (%s, 'echo', '{}', 'queued', %s)",
+            (task_id, T0),
+        )
+
+    store = open_store(postgres_schema.url)
+    try:
+        record = store.get(task_id)
+    finally:
+        store.close()
+
+    assert record.state is TaskState.QUEUED
+    assert (record.priority, record.eta, record.cancel_requested_at, record.progress) == (
+        0,
+        None,
+        None,
+        None,
+    )
 
 
 def test_a_result_with_nul_characters_is_recorded_with_replacements(

@@ -612,6 +612,7 @@ def test_version_one_store_is_migrated_and_keeps_its_rows(
     assert finished.result == {"words": 2}
     assert finished.finished_at == T3
     assert finished.next_attempt_at is None
+    assert (finished.priority, finished.eta, finished.cancel_requested_at) == (0, None, None)
     assert store.get(waiting).state is TaskState.QUEUED
     assert store.record_result(_retrying(waiting, attempt=1, retry_in_s=3.0)) is True
     assert store.get(waiting).next_attempt_at == T3 + timedelta(seconds=3)

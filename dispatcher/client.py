@@ -17,7 +17,7 @@ from common.amqp import connect, declare_results_queue, declare_topology
 from common.logging import get_logger
 from common.readiness import ReadyFile
 from dispatcher.publisher import AmqpPublisher
-from dispatcher.results import result_handler
+from dispatcher.results import ResultRecorder
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
 from dispatcher.stores import ThreadedTaskStore, open_store
@@ -69,10 +69,11 @@ async def open_dispatcher(
             results_channel = await consuming.channel()
             await results_channel.set_qos(prefetch_count=settings.result_prefetch)
             queue = await declare_results_queue(results_channel, topology)
-            handler = result_handler(
-                dispatcher.record_result,
+            handler = ResultRecorder(
+                dispatcher.record_results,
                 max_body_bytes=amqp.max_body_bytes,
                 dead_queue=topology.results_dead_queue,
+                max_batch=settings.result_prefetch,
             )
             tag = await queue.consume(handler, consumer_tag=f"wq.dispatcher.{identity}")
             stack.push_async_callback(queue.cancel, tag)

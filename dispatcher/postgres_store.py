@@ -219,36 +219,26 @@ class PostgresTaskStore:
 
     def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome unless the task already has one; returns whether it was recorded."""
-        # PostgreSQL text and jsonb cannot hold NUL: a result is stored with U+FFFD in its
-        # place rather than refused, since a refused result would be requeued forever.
-        error = result.error.model_dump(mode="json") if result.error else None
-        params = {
-            "task_id": result.task_id,
-            "task_type": _without_nul(result.task_type),
-            "state": _STATE_OF_OUTCOME[result.outcome].value,
-            "attempt": result.attempt,
-            "started_at": result.started_at,
-            "finished_at": result.finished_at,
-            "next_attempt_at": (
-                result.finished_at + timedelta(seconds=result.retry_in_s)
-                if result.retry_in_s is not None
-                else None
-            ),
-            "executor": _without_nul(result.executor),
-            "result": Jsonb(_without_nul(result.result)),
-            "error": Jsonb(_without_nul(error)) if error is not None else None,
-            "redelivered": result.redelivered,
-            "open_states": _OPEN_STATES,
-        }
+        (recorded,) = self.record_results([result])
+        return recorded
 
-        def write(db: _Connection) -> bool:
-            if db.execute(_RECORD_RESULT, params).rowcount:
-                return True
-            db.execute(
-                "UPDATE wq_tasks SET duplicate_results = duplicate_results + 1 WHERE task_id = %s",
-                (result.task_id,),
-            )
-            return False
+    def record_results(self, results: Sequence[ResultMessage]) -> list[bool]:
+        """``record_result`` for each, in order, in one transaction (one commit for all)."""
+        rows = [_result_params(result) for result in results]
+
+        def write(db: _Connection) -> list[bool]:
+            recorded = []
+            for params in rows:
+                if db.execute(_RECORD_RESULT, params).rowcount:
+                    recorded.append(True)
+                    continue
+                db.execute(
+                    "UPDATE wq_tasks SET duplicate_results = duplicate_results + 1"
+                    " WHERE task_id = %s",
+                    (params["task_id"],),
+                )
+                recorded.append(False)
+            return recorded
 
         return self._run("write", write, write=True)
 
@@ -294,6 +284,30 @@ class PostgresTaskStore:
                     return work(self._db)
             except psycopg.Error as exc:
                 raise StoreError(f"task store {what} failed: {exc}") from exc
+
+
+def _result_params(result: ResultMessage) -> dict[str, Any]:
+    # PostgreSQL text and jsonb cannot hold NUL: a result is stored with U+FFFD in its place
+    # rather than refused, since a refused result would be requeued forever.
+    error = result.error.model_dump(mode="json") if result.error else None
+    return {
+        "task_id": result.task_id,
+        "task_type": _without_nul(result.task_type),
+        "state": _STATE_OF_OUTCOME[result.outcome].value,
+        "attempt": result.attempt,
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+        "next_attempt_at": (
+            result.finished_at + timedelta(seconds=result.retry_in_s)
+            if result.retry_in_s is not None
+            else None
+        ),
+        "executor": _without_nul(result.executor),
+        "result": Jsonb(_without_nul(result.result)),
+        "error": Jsonb(_without_nul(error)) if error is not None else None,
+        "redelivered": result.redelivered,
+        "open_states": _OPEN_STATES,
+    }
 
 
 def _without_nul(value: JsonValue) -> JsonValue:

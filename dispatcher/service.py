@@ -141,10 +141,16 @@ class Dispatcher:
 
     async def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome (the first per task id wins) and wake anyone waiting for it."""
-        recorded = await self._store.record_result(result)
-        event = self._outcomes.get(result.task_id)
-        if event is not None:
-            event.set()
+        (recorded,) = await self.record_results([result])
+        return recorded
+
+    async def record_results(self, results: Sequence[ResultMessage]) -> list[bool]:
+        """``record_result`` for each, in one store transaction; returns each one's flag."""
+        recorded = await self._store.record_results(results)
+        for result in results:
+            event = self._outcomes.get(result.task_id)
+            if event is not None:
+                event.set()
         return recorded
 
     async def get(self, task_id: UUID) -> TaskRecord:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -101,6 +102,52 @@ def _submitted_row(task: TaskMessage, key: str | None) -> tuple[object, ...]:
     )
 
 
+def _result_row(result: ResultMessage) -> tuple[object, ...]:
+    state = _STATE_OF_OUTCOME[result.outcome]
+    next_attempt_at = (
+        result.finished_at + timedelta(seconds=result.retry_in_s)
+        if result.retry_in_s is not None
+        else None
+    )
+    return (
+        str(result.task_id),
+        result.task_type,
+        state.value,
+        result.attempt,
+        result.started_at.isoformat(),
+        result.started_at.isoformat(),
+        result.finished_at.isoformat(),
+        next_attempt_at.isoformat() if next_attempt_at else None,
+        result.executor,
+        json.dumps(result.result),
+        result.error.model_dump_json() if result.error else None,
+        int(result.redelivered),
+        *_OPEN_STATES,
+    )
+
+
+_BUSY_TIMEOUT_MS = 10_000
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode; persistent, so usually already done.
+
+    The switch needs an exclusive lock, and SQLite returns "database is locked" at once,
+    without waiting out busy_timeout, when another process holds the file meanwhile (several
+    dispatchers opening a new store together). Wait for it here instead, as long as
+    busy_timeout would.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SqliteTaskStore:
     """Synchronous SQLite task store; thread-safe through one lock."""
 
@@ -111,8 +158,8 @@ class SqliteTaskStore:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA busy_timeout = 10000")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            _use_wal(self._db)
             # FULL: a result is acked to the broker right after its commit, so the commit must
             # survive a power loss too; in WAL mode that costs one fsync per commit.
             # https://www.sqlite.org/pragma.html#pragma_synchronous
@@ -207,36 +254,25 @@ class SqliteTaskStore:
 
     def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome unless the task already has one; returns whether it was recorded."""
-        state = _STATE_OF_OUTCOME[result.outcome]
-        next_attempt_at = (
-            result.finished_at + timedelta(seconds=result.retry_in_s)
-            if result.retry_in_s is not None
-            else None
-        )
-        row = (
-            str(result.task_id),
-            result.task_type,
-            state.value,
-            result.attempt,
-            result.started_at.isoformat(),
-            result.started_at.isoformat(),
-            result.finished_at.isoformat(),
-            next_attempt_at.isoformat() if next_attempt_at else None,
-            result.executor,
-            json.dumps(result.result),
-            result.error.model_dump_json() if result.error else None,
-            int(result.redelivered),
-            *_OPEN_STATES,
-        )
+        (recorded,) = self.record_results([result])
+        return recorded
 
-        def write(db: sqlite3.Connection) -> bool:
-            if db.execute(_RECORD_RESULT, row).rowcount:
-                return True
-            db.execute(
-                "UPDATE tasks SET duplicate_results = duplicate_results + 1 WHERE task_id = ?",
-                (str(result.task_id),),
-            )
-            return False
+    def record_results(self, results: Sequence[ResultMessage]) -> list[bool]:
+        """``record_result`` for each, in order, in one transaction (one fsync for all)."""
+        rows = [_result_row(result) for result in results]
+
+        def write(db: sqlite3.Connection) -> list[bool]:
+            recorded = []
+            for row in rows:
+                if db.execute(_RECORD_RESULT, row).rowcount:
+                    recorded.append(True)
+                    continue
+                db.execute(
+                    "UPDATE tasks SET duplicate_results = duplicate_results + 1 WHERE task_id = ?",
+                    (row[0],),
+                )
+                recorded.append(False)
+            return recorded
 
         return self._write(write)
 

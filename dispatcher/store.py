@@ -111,6 +111,9 @@ class TaskStore(Protocol):
     async def close(self) -> None:
         """Release the store's resources."""
 
+    async def record_results(self, results: Sequence[ResultMessage]) -> list[bool]:
+        """``record_result`` for each, in order, in one transaction."""
+
 
 class SyncTaskStore(Protocol):
     """``TaskStore`` with blocking calls: what a backend implements, and the sync client uses.
@@ -138,3 +141,5 @@ class SyncTaskStore(Protocol):
     def get_many(self, task_ids: Sequence[UUID]) -> list[TaskRecord]: ...
 
     def close(self) -> None: ...
+
+    def record_results(self, results: Sequence[ResultMessage]) -> list[bool]: ...

@@ -75,3 +75,6 @@ class ThreadedTaskStore:
     async def close(self) -> None:
         await self._call(self.sync.close)
         self._thread.shutdown(wait=True)
+
+    async def record_results(self, results: Sequence[ResultMessage]) -> list[bool]:
+        return await self._call(self.sync.record_results, results)

@@ -314,6 +314,22 @@ def test_duplicate_results_change_nothing_but_their_count(store: SyncTaskStore) 
     assert after.model_copy(update={"duplicate_results": 0}) == before
 
 
+def test_a_batch_of_results_is_recorded_in_order_with_a_flag_each(store: SyncTaskStore) -> None:
+    first, second = _queued(store), _queued(store)
+    batch = [
+        _outcome(first.task_id, executor="a"),
+        _outcome(second.task_id, Outcome.FAILED, executor="b"),
+        _outcome(first.task_id, Outcome.FAILED, executor="late duplicate"),
+    ]
+
+    assert store.record_results(batch) == [True, True, False]
+    assert store.get(first.task_id).state is TaskState.SUCCEEDED
+    assert store.get(first.task_id).executor == "a"
+    assert store.get(first.task_id).duplicate_results == 1
+    assert store.get(second.task_id).state is TaskState.FAILED
+    assert store.record_results([]) == []
+
+
 @pytest.mark.parametrize("outcome", list(Outcome))
 def test_result_for_an_unknown_task_inserts_a_record(
     store: SyncTaskStore, outcome: Outcome

@@ -13,19 +13,21 @@ import pytest
 from pydantic import Field
 
 from common import (
+    Heartbeat,
     InvalidParams,
     Outcome,
     PublishRejected,
     ResultMessage,
     TaskMessage,
     TaskRegistry,
+    TaskTypeInfo,
     UnknownTaskType,
     WorkQueueError,
 )
 from dispatcher import service
 from dispatcher.service import Dispatcher, TaskRequest
 from dispatcher.sqlite_store import SqliteTaskStore
-from dispatcher.store import TaskRecord, TaskState
+from dispatcher.store import ExecutorRecord, TaskRecord, TaskState, TaskTypeRecord
 from dispatcher.stores import ThreadedTaskStore
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -284,6 +286,20 @@ class ObservedStore:
 
     async def close(self) -> None:
         await self.inner.close()
+
+    async def record_heartbeat(self, heartbeat: Heartbeat) -> None:
+        await self.inner.record_heartbeat(heartbeat)
+
+    async def list_executors(self) -> list[ExecutorRecord]:
+        return await self.inner.list_executors()
+
+    async def publish_task_types(
+        self, task_types: Sequence[TaskTypeInfo], *, published_by: str, at: datetime
+    ) -> None:
+        await self.inner.publish_task_types(task_types, published_by=published_by, at=at)
+
+    async def list_task_types(self) -> list[TaskTypeRecord]:
+        return await self.inner.list_task_types()
 
 
 @pytest.mark.usefixtures("no_polling")

@@ -17,6 +17,7 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from common.errors import ConfigError, InvalidParams, PermanentTaskError, UnknownTaskType
+from common.heartbeat import TaskTypeInfo
 from common.messages import TASK_TYPE_PATTERN
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -96,6 +97,23 @@ class TaskDefinition:
     def params_schema(self) -> dict[str, Any]:
         """The params' JSON Schema, for documentation and non-Python producers."""
         return self.params_model.model_json_schema()
+
+    def describe(self) -> TaskTypeInfo:
+        """What executors publish about this task type: schema, description and options."""
+        options = self.options
+        return TaskTypeInfo(
+            name=self.name,
+            params_schema=self.params_schema(),
+            description=(inspect.getdoc(self.handler) or "").strip().split("\n\n")[0] or None,
+            options={
+                "max_retries": options.max_retries,
+                "retry_backoff": options.retry_backoff,
+                "retry_backoff_max": options.retry_backoff_max,
+                "permanent": [kind.__name__ for kind in options.permanent],
+                "soft_time_limit": options.soft_time_limit,
+                "time_limit": options.time_limit,
+            },
+        )
 
 
 def invalid_params(task_type: str, exc: ValidationError) -> InvalidParams:

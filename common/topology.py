@@ -11,6 +11,11 @@ from typing import Final, Literal
 
 DEFAULT_PREFIX: Final = "wq"
 TASK_ROUTING_KEY: Final = "task"
+# Heartbeats are advisory and repeated: a stale one is worthless, so the queue keeps each for
+# a minute at most and only the newest few thousand while no dispatcher consumes it.
+# https://www.rabbitmq.com/docs/ttl#per-queue-message-ttl, https://www.rabbitmq.com/docs/maxlength
+HEARTBEAT_TTL_MS: Final = 60_000
+HEARTBEAT_MAX_LENGTH: Final = 5_000
 QueueType = Literal["classic", "quorum"]
 
 
@@ -47,6 +52,22 @@ class Topology:
         """Where undecodable result messages go instead of vanishing."""
         return dead_letter_queue(self.results_queue)
 
+    @property
+    def executors_queue(self) -> str:
+        """Queue of executor heartbeats (announcements, heartbeats, clean stops)."""
+        return f"{self.prefix}.executors"
+
+    def executors_queue_arguments(self) -> dict[str, str | int]:
+        """Always classic whatever the task queues are: heartbeats need no replication.
+
+        Drop-head overflow (the default) drops the oldest heartbeat when the queue is full.
+        """
+        return {
+            "x-queue-type": "classic",
+            "x-message-ttl": HEARTBEAT_TTL_MS,
+            "x-max-length": HEARTBEAT_MAX_LENGTH,
+        }
+
     def retry_queue(self, bucket_s: int) -> str:
         """Delay queue for retries waiting between ``bucket_s`` and twice that."""
         return f"{self.task_queue}.retry.{bucket_s}s"
@@ -70,6 +91,7 @@ class Topology:
             (self.results_dead_queue, self.dead_queue_arguments()),
             (self.results_queue, self.results_queue_arguments()),
             (self.task_queue, self.task_queue_arguments()),
+            (self.executors_queue, self.executors_queue_arguments()),
         ]
 
     def task_queue_arguments(self) -> dict[str, str | int]:

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -40,7 +41,7 @@ from dispatcher import dead_letters
 from dispatcher.client import open_dispatcher
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
-from dispatcher.store import TaskRecord, TaskState
+from dispatcher.store import ExecutorRecord, TaskRecord, TaskState
 from dispatcher.stores import ThreadedTaskStore, open_store
 
 log = get_logger(__name__)
@@ -54,6 +55,8 @@ environment:
   WQ_DISPATCHER_TASKS     task module to validate submissions against (optional)
   WQ_DISPATCHER_OUTBOX_AGE  serve re-publishes tasks unconfirmed this long (60 s)
   WQ_DISPATCHER_READY_FILE  file present while serve consumes, for health probes
+  WQ_DISPATCHER_EXECUTOR_LOST_AFTER  seconds without a heartbeat before an executor
+                          is listed as lost (60)
   WQ_LOG_LEVEL, WQ_LOG_FORMAT  logging (info; auto|json|console)
 exit codes: 0 ok, 1 task failed (--wait), 2 bad arguments or configuration,
   65 unknown task type or invalid params, 66 no such task, 69 broker unreachable,
@@ -99,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="replay every replayable task")
     dead_purge = dead_commands.add_parser("purge", help="delete every dead message")
     dead_purge.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    executors = commands.add_parser(
+        "executors", help="list executors: state, last heartbeat, running tasks, load"
+    )
+    executors.add_argument("--json", action="store_true", help="print a JSON array")
+    task_types = commands.add_parser(
+        "task-types", help="list the task types executors published, with params schemas"
+    )
+    task_types.add_argument("--json", action="store_true", help="print a JSON array")
     status = commands.add_parser("status", help="show a task's state, result or error")
     status.add_argument("task_id", metavar="TASK_ID", type=UUID, help="the id submit printed")
     status.add_argument("--json", action="store_true", help="print the full record as JSON")
@@ -118,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(DispatcherSettings, **overrides)
         if args.command == "status":
             return _status(settings, args.task_id, as_json=args.json)
+        if args.command in ("executors", "task-types"):
+            return _fleet(settings, args.command, as_json=args.json)
         amqp = load_settings(AmqpSettings)
         registry = load_registry(settings.tasks) if settings.tasks else None
         if args.command == "serve":
@@ -152,7 +165,7 @@ async def _serve(
     ready_file = ReadyFile(settings.ready_file)
     try:
         async with open_dispatcher(
-            amqp, settings, registry=registry, ready_file=ready_file
+            amqp, settings, registry=registry, ready_file=ready_file, monitor_executors=True
         ) as dispatcher:
             log.info("dispatcher_serving", results_queue=amqp.topology.results_queue)
             outbox = asyncio.create_task(_sweep_outbox(dispatcher, settings, stop))
@@ -326,6 +339,43 @@ def _describe(record: TaskRecord) -> str:
     if record.error is not None:
         lines.append(f"error     {record.error.kind.value}: {record.error.message}")
     return "\n".join(lines)
+
+
+def _fleet(settings: DispatcherSettings, command: str, *, as_json: bool) -> int:
+    if isinstance(settings.store, Path) and not settings.store.exists():
+        print("[]" if as_json else "none recorded yet")
+        return codes.OK
+    store = open_store(settings.store)
+    try:
+        if command == "executors":
+            now = datetime.now(UTC)
+            lost_after = settings.executor_lost_after
+            rows: list[Any] = [
+                e.with_state(now, lost_after=lost_after) for e in store.list_executors()
+            ]
+            lines = [_describe_executor(e, now) for e in rows]
+        else:
+            rows = store.list_task_types()
+            lines = [f"{t.name}  {t.description or ''}  (from {t.published_by})" for t in rows]
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps([row.model_dump(mode="json") for row in rows], indent=2))
+    else:
+        print("\n".join(lines) or "none recorded yet")
+    return codes.OK
+
+
+def _describe_executor(executor: ExecutorRecord, now: datetime) -> str:
+    seen = (now - executor.last_seen_at).total_seconds()
+    cpu = f"{executor.cpu_percent:.0f}%" if executor.cpu_percent is not None else "?"
+    rss = f"{executor.rss_bytes / 2**20:.0f}MiB" if executor.rss_bytes is not None else "?"
+    return (
+        f"{executor.executor_id}  {executor.state.value}  {executor.host}:{executor.pid}"
+        f"  running={len(executor.current_tasks)}/{executor.slots}"
+        f"  processed={executor.processed} failed={executor.failed}"
+        f"  cpu={cpu} rss={rss}  seen {seen:.0f}s ago"
+    )
 
 
 def run() -> None:

@@ -7,16 +7,23 @@ async with open_dispatcher(AmqpSettings(), DispatcherSettings()) as dispatcher:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from common import AmqpSettings, TaskRegistry
+from aio_pika.abc import AbstractRobustConnection
+
+from common import AmqpSettings, TaskRegistry, WorkQueueError
 from common.amqp import connect, declare_results_queue, declare_topology
 from common.logging import get_logger
 from common.readiness import ReadyFile
+from dispatcher.heartbeats import consume_heartbeats
+from dispatcher.metrics import DispatcherMetrics
 from dispatcher.publisher import AmqpPublisher
+from dispatcher.queue_depths import read_queue_depths
 from dispatcher.results import ResultRecorder
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
@@ -33,6 +40,8 @@ async def open_dispatcher(
     registry: TaskRegistry | None = None,
     consume_results: bool | None = True,
     ready_file: ReadyFile | None = None,
+    monitor_executors: bool = False,
+    metrics: DispatcherMetrics | None = None,
 ) -> AsyncIterator[Dispatcher]:
     """A connected ``Dispatcher``; with ``consume_results`` it also records incoming results.
 
@@ -42,6 +51,9 @@ async def open_dispatcher(
 
     Publishing and consuming use separate connections: a memory or disk alarm blocks
     publishing connections, and results must keep flowing while it lasts.
+
+    ``monitor_executors`` (``dispatcher serve``) also records executor heartbeats and keeps
+    the queue-depth and executor gauges of ``metrics`` current.
     """
     topology = amqp.topology
     identity = f"{socket.gethostname()}.{os.getpid()}"
@@ -59,7 +71,13 @@ async def open_dispatcher(
             confirm_timeout=amqp.confirm_timeout,
             window=settings.publish_window,
         )
-        dispatcher = Dispatcher(publisher=publisher, store=store, registry=registry)
+        dispatcher = Dispatcher(
+            publisher=publisher,
+            store=store,
+            registry=registry,
+            metrics=metrics,
+            executor_lost_after=settings.executor_lost_after,
+        )
         if consume_results is None:
             others = declared.results_queue.declaration_result.consumer_count or 0
             consume_results = others == 0
@@ -77,6 +95,16 @@ async def open_dispatcher(
             )
             tag = await queue.consume(handler, consumer_tag=f"wq.dispatcher.{identity}")
             stack.push_async_callback(queue.cancel, tag)
+            if monitor_executors:
+                stop = await consume_heartbeats(
+                    consuming,
+                    topology,
+                    dispatcher.fleet.record_heartbeat,
+                    consumer_tag=f"wq.dispatcher.{identity}.executors",
+                )
+                stack.push_async_callback(stop)
+                gauges = asyncio.create_task(_update_gauges(dispatcher, consuming, amqp))
+                stack.push_async_callback(_cancel, gauges)
             if ready_file is not None:
                 ready_file.set()
                 ready_file.follow(consuming)
@@ -88,3 +116,28 @@ async def open_dispatcher(
             consuming_results=consume_results,
         )
         yield dispatcher
+
+
+# How often dispatcher serve reads queue depths and executor states into its gauges.
+GAUGE_INTERVAL_S = 5.0
+
+
+async def _update_gauges(
+    dispatcher: Dispatcher, connection: AbstractRobustConnection, amqp: AmqpSettings
+) -> None:
+    metrics = dispatcher.metrics
+    while True:
+        try:
+            for depth in await read_queue_depths(connection, amqp.topology):
+                metrics.queue_messages.labels(queue=depth.queue).set(depth.messages)
+                metrics.queue_consumers.labels(queue=depth.queue).set(depth.consumers)
+            await dispatcher.fleet.update_gauges()
+        except WorkQueueError as exc:
+            log.warning("gauges_not_updated", error=str(exc))
+        await asyncio.sleep(GAUGE_INTERVAL_S)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -23,6 +23,8 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
 from common import (
+    ExecutorEvent,
+    Heartbeat,
     JsonValue,
     Outcome,
     ResultMessage,
@@ -30,11 +32,12 @@ from common import (
     TaskErrorInfo,
     TaskMessage,
     TaskNotFound,
+    TaskTypeInfo,
 )
 from common.logging import get_logger
 from common.settings import redact_url
 from dispatcher.postgres_schema import SCHEMA_VERSION, migrate
-from dispatcher.store import TaskRecord, TaskState
+from dispatcher.store import ExecutorRecord, TaskRecord, TaskState, TaskTypeRecord
 
 log = get_logger(__name__)
 
@@ -98,6 +101,34 @@ ON CONFLICT (task_id) DO UPDATE SET
     started_at = NULL, finished_at = NULL, next_attempt_at = NULL, executor = NULL,
     result = NULL, error = NULL, redelivered = false
 WHERE wq_tasks.state = 'dead'
+"""
+
+# As in SqliteTaskStore: the newest heartbeat per executor wins, whatever the arrival order.
+_RECORD_HEARTBEAT = """
+INSERT INTO wq_executors (executor_id, host, pid, slots, task_types, started_at, last_seen_at,
+                          stopped_at, current_tasks, processed, failed, cpu_percent, rss_bytes,
+                          info)
+VALUES (%(executor_id)s, %(host)s, %(pid)s, %(slots)s, %(task_types)s, %(started_at)s,
+        %(last_seen_at)s, %(stopped_at)s, %(current_tasks)s, %(processed)s, %(failed)s,
+        %(cpu_percent)s, %(rss_bytes)s, %(info)s)
+ON CONFLICT (executor_id) DO UPDATE SET
+    host = excluded.host, pid = excluded.pid, slots = excluded.slots,
+    task_types = excluded.task_types, started_at = excluded.started_at,
+    last_seen_at = excluded.last_seen_at, stopped_at = excluded.stopped_at,
+    current_tasks = excluded.current_tasks, processed = excluded.processed,
+    failed = excluded.failed, cpu_percent = excluded.cpu_percent,
+    rss_bytes = excluded.rss_bytes, info = excluded.info
+WHERE excluded.last_seen_at >= wq_executors.last_seen_at
+"""
+
+_PUBLISH_TASK_TYPE = """
+INSERT INTO wq_task_types (task_type, params_schema, description, options, published_by,
+                           updated_at)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (task_type) DO UPDATE SET
+    params_schema = excluded.params_schema, description = excluded.description,
+    options = excluded.options, published_by = excluded.published_by,
+    updated_at = excluded.updated_at
 """
 
 
@@ -265,6 +296,88 @@ class PostgresTaskStore:
         with self._lock:
             self._closed = True
             self._db.close()
+
+    def record_heartbeat(self, heartbeat: Heartbeat) -> None:
+        """Upsert the executor's row unless a newer heartbeat is already recorded."""
+        params = {
+            "executor_id": _without_nul(heartbeat.executor),
+            "host": _without_nul(heartbeat.host),
+            "pid": heartbeat.pid,
+            "slots": heartbeat.slots,
+            "task_types": Jsonb([_without_nul(t.name) for t in heartbeat.task_types]),
+            "started_at": heartbeat.started_at,
+            "last_seen_at": heartbeat.sent_at,
+            "stopped_at": heartbeat.sent_at if heartbeat.event is ExecutorEvent.STOPPED else None,
+            "current_tasks": Jsonb(
+                _without_nul([t.model_dump(mode="json") for t in heartbeat.current_tasks])
+            ),
+            "processed": heartbeat.processed,
+            "failed": heartbeat.failed,
+            "cpu_percent": heartbeat.cpu_percent,
+            "rss_bytes": heartbeat.rss_bytes,
+            "info": Jsonb({"version": heartbeat.version, "event": heartbeat.event.value}),
+        }
+        self._run("write", lambda db: db.execute(_RECORD_HEARTBEAT, params), write=True)
+
+    def list_executors(self) -> list[ExecutorRecord]:
+        """Every executor recorded, by id."""
+        rows = self._read("SELECT * FROM wq_executors ORDER BY executor_id", ())
+        return [
+            ExecutorRecord(
+                executor_id=row["executor_id"],
+                host=row["host"],
+                pid=row["pid"],
+                slots=row["slots"],
+                task_types=row["task_types"],
+                started_at=row["started_at"],
+                last_seen_at=row["last_seen_at"],
+                stopped_at=row["stopped_at"],
+                current_tasks=row["current_tasks"],
+                processed=row["processed"],
+                failed=row["failed"],
+                cpu_percent=row["cpu_percent"],
+                rss_bytes=row["rss_bytes"],
+            )
+            for row in rows
+        ]
+
+    def publish_task_types(
+        self, task_types: Sequence[TaskTypeInfo], *, published_by: str, at: datetime
+    ) -> None:
+        """Upsert the task types an executor published; the last publisher wins."""
+        rows = [
+            (
+                _without_nul(t.name),
+                Jsonb(_without_nul(t.params_schema)),
+                _without_nul(t.description) if t.description is not None else None,
+                Jsonb(_without_nul(t.options)),
+                _without_nul(published_by),
+                at,
+            )
+            for t in sorted(task_types, key=lambda t: t.name)  # one lock order across replicas
+        ]
+
+        def write(db: _Connection) -> None:
+            with db.cursor() as cursor:
+                cursor.executemany(_PUBLISH_TASK_TYPE, rows)
+
+        if rows:
+            self._run("write", write, write=True)
+
+    def list_task_types(self) -> list[TaskTypeRecord]:
+        """Every published task type, by name."""
+        rows = self._read("SELECT * FROM wq_task_types ORDER BY task_type", ())
+        return [
+            TaskTypeRecord(
+                name=row["task_type"],
+                params_schema=row["params_schema"],
+                description=row["description"],
+                options=row["options"],
+                published_by=row["published_by"],
+                updated_at=row["updated_at"],
+            )
+            for row in rows
+        ]
 
     def _read(self, sql: str, params: Sequence[Any]) -> list[DictRow]:
         return self._run("read", lambda db: db.execute(sql, params).fetchall(), write=False)

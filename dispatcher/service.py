@@ -24,6 +24,8 @@ from common import (
     invalid_params,
 )
 from common.logging import get_logger
+from dispatcher.fleet import Fleet
+from dispatcher.metrics import DispatcherMetrics
 from dispatcher.publisher import Publisher
 from dispatcher.store import TaskRecord, TaskStore
 
@@ -62,11 +64,16 @@ class Dispatcher:
         store: TaskStore,
         registry: TaskRegistry | None = None,
         clock: Clock = _utcnow,
+        metrics: DispatcherMetrics | None = None,
+        executor_lost_after: float = 60.0,
     ) -> None:
         self._publisher = publisher
         self._store = store
         self._registry = registry
         self._clock = clock
+        self.metrics = metrics or DispatcherMetrics()
+        # Executors, their heartbeats and the task types they publish.
+        self.fleet = Fleet(store, metrics=self.metrics, clock=clock, lost_after=executor_lost_after)
         # One event per awaited task id, shared by its waiters, removed with the last of them.
         self._outcomes: dict[UUID, asyncio.Event] = {}
         self._waiters: Counter[UUID] = Counter()
@@ -97,6 +104,8 @@ class Dispatcher:
         are still queued and the first failure is raised after the whole batch.
         """
         requests = list(requests)
+        if self._registry is None:  # no task module: the executors' published schemas
+            await self.fleet.validate((r.task_type, r.params) for r in requests)
         tasks = [build_task(request, self._registry, self._clock) for request in requests]
         keys = [request.idempotency_key for request in requests]
         ids: list[UUID] = []
@@ -113,7 +122,9 @@ class Dispatcher:
             confirmed = [t.task_id for t, error in zip(batch, outcomes, strict=True) if not error]
             await self._store.mark_queued(confirmed, self._clock())
             for task, error in zip(batch, outcomes, strict=True):
-                if error is not None:
+                if error is None:
+                    self.metrics.submitted.labels(task_type=task.task_type).inc()
+                else:
                     log.error("task_not_published", task_id=str(task.task_id), error=str(error))
                     failure = failure or error
             if progress is not None:
@@ -147,7 +158,12 @@ class Dispatcher:
     async def record_results(self, results: Sequence[ResultMessage]) -> list[bool]:
         """``record_result`` for each, in one store transaction; returns each one's flag."""
         recorded = await self._store.record_results(results)
-        for result in results:
+        for result, was_recorded in zip(results, recorded, strict=True):
+            if was_recorded:
+                labels = {"task_type": result.task_type, "outcome": result.outcome.value}
+                self.metrics.outcomes.labels(**labels).inc()
+            else:
+                self.metrics.duplicates.inc()
             event = self._outcomes.get(result.task_id)
             if event is not None:
                 event.set()

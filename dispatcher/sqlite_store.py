@@ -11,13 +11,24 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
-from common import Outcome, ResultMessage, StoreError, TaskErrorInfo, TaskMessage, TaskNotFound
-from dispatcher.store import TaskRecord, TaskState
+from common import (
+    ExecutorEvent,
+    Heartbeat,
+    Outcome,
+    ResultMessage,
+    RunningTask,
+    StoreError,
+    TaskErrorInfo,
+    TaskMessage,
+    TaskNotFound,
+    TaskTypeInfo,
+)
+from dispatcher.store import ExecutorRecord, TaskRecord, TaskState, TaskTypeRecord
 
 _T = TypeVar("_T")
 
@@ -88,6 +99,36 @@ _ADD_SUBMITTED = """
 INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at, idempotency_key)
 VALUES (?, ?, ?, ?, ?, ?, ?)
 """
+
+
+# Heartbeats may arrive out of order (several dispatchers, a backlog): the newest one wins.
+# Times are stored in UTC so that the text comparison orders them.
+_RECORD_HEARTBEAT = """
+INSERT INTO executors (executor_id, host, pid, slots, task_types, started_at, last_seen_at,
+                       stopped_at, current_tasks, processed, failed, cpu_percent, rss_bytes, info)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (executor_id) DO UPDATE SET
+    host = excluded.host, pid = excluded.pid, slots = excluded.slots,
+    task_types = excluded.task_types, started_at = excluded.started_at,
+    last_seen_at = excluded.last_seen_at, stopped_at = excluded.stopped_at,
+    current_tasks = excluded.current_tasks, processed = excluded.processed,
+    failed = excluded.failed, cpu_percent = excluded.cpu_percent,
+    rss_bytes = excluded.rss_bytes, info = excluded.info
+WHERE excluded.last_seen_at >= executors.last_seen_at
+"""
+
+_PUBLISH_TASK_TYPE = """
+INSERT INTO task_types (task_type, params_schema, description, options, published_by, updated_at)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (task_type) DO UPDATE SET
+    params_schema = excluded.params_schema, description = excluded.description,
+    options = excluded.options, published_by = excluded.published_by,
+    updated_at = excluded.updated_at
+"""
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
 
 
 def _submitted_row(task: TaskMessage, key: str | None) -> tuple[object, ...]:
@@ -312,6 +353,64 @@ class SqliteTaskStore:
         with self._lock:
             self._db.close()
 
+    def record_heartbeat(self, heartbeat: Heartbeat) -> None:
+        """Upsert the executor's row unless a newer heartbeat is already recorded."""
+        stopped = heartbeat.event is ExecutorEvent.STOPPED
+        row = (
+            heartbeat.executor,
+            heartbeat.host,
+            heartbeat.pid,
+            heartbeat.slots,
+            json.dumps([t.name for t in heartbeat.task_types]),
+            _utc(heartbeat.started_at),
+            _utc(heartbeat.sent_at),
+            _utc(heartbeat.sent_at) if stopped else None,
+            json.dumps([t.model_dump(mode="json") for t in heartbeat.current_tasks]),
+            heartbeat.processed,
+            heartbeat.failed,
+            heartbeat.cpu_percent,
+            heartbeat.rss_bytes,
+            json.dumps({"version": heartbeat.version, "event": heartbeat.event.value}),
+        )
+        self._write(lambda db: db.execute(_RECORD_HEARTBEAT, row))
+
+    def list_executors(self) -> list[ExecutorRecord]:
+        """Every executor recorded, by id."""
+        rows = self._read("SELECT * FROM executors ORDER BY executor_id", ())
+        return [_executor(row) for row in rows]
+
+    def publish_task_types(
+        self, task_types: Sequence[TaskTypeInfo], *, published_by: str, at: datetime
+    ) -> None:
+        """Upsert the task types an executor published; the last publisher wins."""
+        rows = [
+            (
+                t.name,
+                json.dumps(t.params_schema),
+                t.description,
+                json.dumps(t.options),
+                published_by,
+                _utc(at),
+            )
+            for t in task_types
+        ]
+        self._write(lambda db: db.executemany(_PUBLISH_TASK_TYPE, rows))
+
+    def list_task_types(self) -> list[TaskTypeRecord]:
+        """Every published task type, by name."""
+        rows = self._read("SELECT * FROM task_types ORDER BY task_type", ())
+        return [
+            TaskTypeRecord(
+                name=row["task_type"],
+                params_schema=json.loads(row["params_schema"]),
+                description=row["description"],
+                options=json.loads(row["options"]),
+                published_by=row["published_by"],
+                updated_at=datetime.fromisoformat(row["updated_at"]),
+            )
+            for row in rows
+        ]
+
     def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         with self._lock:
             try:
@@ -442,4 +541,22 @@ def _record(row: sqlite3.Row) -> TaskRecord:
         progress=row["progress"],
         progress_note=row["progress_note"],
         progress_at=when(row["progress_at"]),
+    )
+
+
+def _executor(row: sqlite3.Row) -> ExecutorRecord:
+    return ExecutorRecord(
+        executor_id=row["executor_id"],
+        host=row["host"],
+        pid=row["pid"],
+        slots=row["slots"],
+        task_types=json.loads(row["task_types"]),
+        started_at=datetime.fromisoformat(row["started_at"]),
+        last_seen_at=datetime.fromisoformat(row["last_seen_at"]),
+        stopped_at=datetime.fromisoformat(row["stopped_at"]) if row["stopped_at"] else None,
+        current_tasks=[RunningTask.model_validate(t) for t in json.loads(row["current_tasks"])],
+        processed=row["processed"],
+        failed=row["failed"],
+        cpu_percent=row["cpu_percent"],
+        rss_bytes=row["rss_bytes"],
     )

@@ -15,7 +15,15 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from common import JsonValue, ResultMessage, TaskErrorInfo, TaskMessage
+from common import (
+    Heartbeat,
+    JsonValue,
+    ResultMessage,
+    RunningTask,
+    TaskErrorInfo,
+    TaskMessage,
+    TaskTypeInfo,
+)
 
 
 class TaskState(StrEnum):
@@ -76,6 +84,59 @@ class TaskRecord(BaseModel):
     progress_at: datetime | None = None
 
 
+class ExecutorState(StrEnum):
+    """Whether an executor is alive, as far as its heartbeats tell."""
+
+    RUNNING = "running"
+    LOST = "lost"  # silent for longer than WQ_DISPATCHER_EXECUTOR_LOST_AFTER
+    STOPPED = "stopped"  # said goodbye after a clean stop
+
+
+class ExecutorRecord(BaseModel):
+    """The last heartbeat recorded from one executor."""
+
+    model_config = ConfigDict(frozen=True)
+
+    executor_id: str
+    host: str
+    pid: int
+    slots: int
+    task_types: list[str]
+    started_at: datetime
+    last_seen_at: datetime
+    stopped_at: datetime | None = None
+    current_tasks: list[RunningTask] = []
+    processed: int = 0
+    failed: int = 0
+    cpu_percent: float | None = None
+    rss_bytes: int | None = None
+    # Filled in by ``with_state``: the store does not know the time or the timeout.
+    state: ExecutorState = ExecutorState.RUNNING
+
+    def with_state(self, now: datetime, *, lost_after: float) -> ExecutorRecord:
+        """This record with ``state`` as of ``now``."""
+        if self.stopped_at is not None:
+            state = ExecutorState.STOPPED
+        elif (now - self.last_seen_at).total_seconds() > lost_after:
+            state = ExecutorState.LOST
+        else:
+            state = ExecutorState.RUNNING
+        return self.model_copy(update={"state": state})
+
+
+class TaskTypeRecord(BaseModel):
+    """A task type as the last executor that published it described it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    params_schema: dict[str, JsonValue]
+    description: str | None = None
+    options: dict[str, JsonValue] = {}
+    published_by: str
+    updated_at: datetime
+
+
 class TaskStore(Protocol):
     """Durable task records, keyed by task id."""
 
@@ -114,6 +175,20 @@ class TaskStore(Protocol):
     async def record_results(self, results: Sequence[ResultMessage]) -> list[bool]:
         """``record_result`` for each, in order, in one transaction."""
 
+    async def record_heartbeat(self, heartbeat: Heartbeat) -> None:
+        """Upsert the executor's row; an older heartbeat than the recorded one changes nothing."""
+
+    async def list_executors(self) -> list[ExecutorRecord]:
+        """Every executor ever recorded, by id (state left to the caller)."""
+
+    async def publish_task_types(
+        self, task_types: Sequence[TaskTypeInfo], *, published_by: str, at: datetime
+    ) -> None:
+        """Upsert task types as an executor published them; the last publisher wins."""
+
+    async def list_task_types(self) -> list[TaskTypeRecord]:
+        """Every published task type, by name."""
+
 
 class SyncTaskStore(Protocol):
     """``TaskStore`` with blocking calls: what a backend implements, and the sync client uses.
@@ -143,3 +218,13 @@ class SyncTaskStore(Protocol):
     def close(self) -> None: ...
 
     def record_results(self, results: Sequence[ResultMessage]) -> list[bool]: ...
+
+    def record_heartbeat(self, heartbeat: Heartbeat) -> None: ...
+
+    def list_executors(self) -> list[ExecutorRecord]: ...
+
+    def publish_task_types(
+        self, task_types: Sequence[TaskTypeInfo], *, published_by: str, at: datetime
+    ) -> None: ...
+
+    def list_task_types(self) -> list[TaskTypeRecord]: ...

@@ -12,11 +12,11 @@ from uuid import UUID
 
 from pydantic import SecretStr
 
-from common import ResultMessage, TaskMessage
+from common import Heartbeat, ResultMessage, TaskMessage, TaskTypeInfo
 from dispatcher.postgres_store import PostgresTaskStore
 from dispatcher.settings import is_postgres_url
 from dispatcher.sqlite_store import SqliteTaskStore
-from dispatcher.store import SyncTaskStore, TaskRecord
+from dispatcher.store import ExecutorRecord, SyncTaskStore, TaskRecord, TaskTypeRecord
 
 _T = TypeVar("_T")
 
@@ -78,3 +78,19 @@ class ThreadedTaskStore:
 
     async def record_results(self, results: Sequence[ResultMessage]) -> list[bool]:
         return await self._call(self.sync.record_results, results)
+
+    async def record_heartbeat(self, heartbeat: Heartbeat) -> None:
+        await self._call(self.sync.record_heartbeat, heartbeat)
+
+    async def list_executors(self) -> list[ExecutorRecord]:
+        return await self._call(self.sync.list_executors)
+
+    async def publish_task_types(
+        self, task_types: Sequence[TaskTypeInfo], *, published_by: str, at: datetime
+    ) -> None:
+        await self._call(
+            lambda: self.sync.publish_task_types(task_types, published_by=published_by, at=at)
+        )
+
+    async def list_task_types(self) -> list[TaskTypeRecord]:
+        return await self._call(self.sync.list_task_types)

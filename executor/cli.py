@@ -25,6 +25,8 @@ from common.logging import configure, get_logger
 from common.readiness import ReadyFile
 from common.shutdown import install_stop_handlers
 from executor.consumer import Executor
+from executor.metrics import ExecutorMetrics, serve_metrics
+from executor.monitor import Monitor
 from executor.settings import ExecutorSettings
 
 log = get_logger(__name__)
@@ -37,6 +39,9 @@ environment:
   WQ_EXECUTOR_CONCURRENCY    execution slots, same as --concurrency
   WQ_EXECUTOR_SHUTDOWN_GRACE seconds in-flight tasks get on SIGTERM (default 30)
   WQ_EXECUTOR_READY_FILE     file present while consuming, for health probes
+  WQ_EXECUTOR_HEARTBEAT_INTERVAL  seconds between heartbeats to the dispatcher (10)
+  WQ_EXECUTOR_METRICS_PORT   serve Prometheus /metrics on this port (default: none)
+  WQ_EXECUTOR_METRICS_HOST   address /metrics binds to (default 127.0.0.1)
   WQ_LOG_LEVEL, WQ_LOG_FORMAT  logging (info; auto|json|console)
 exit codes: 0 stopped cleanly, 2 bad arguments or configuration,
   69 broker unreachable, 70 internal error, 130 forced stop
@@ -91,15 +96,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"executor: {exc}", file=sys.stderr)
         return codes.USAGE
+    name = settings.name or f"{socket.gethostname()}.{os.getpid()}"
+    metrics = ExecutorMetrics()
+    monitor = Monitor(name=name, slots=settings.concurrency, registry=registry, metrics=metrics)
     executor = Executor(
         amqp=amqp,
         registry=registry,
-        name=settings.name or f"{socket.gethostname()}.{os.getpid()}",
+        name=name,
         concurrency=settings.concurrency,
         shutdown_grace=settings.shutdown_grace,
         ready_file=ReadyFile(settings.ready_file),
+        monitor=monitor,
+        heartbeat_interval=settings.heartbeat_interval,
     )
-    return asyncio.run(_serve(executor))
+    server = None
+    if settings.metrics_port is not None:
+        try:
+            server = serve_metrics(metrics, host=settings.metrics_host, port=settings.metrics_port)
+        except OSError as exc:
+            print(f"executor: cannot serve metrics: {exc}", file=sys.stderr)
+            return codes.USAGE
+    try:
+        return asyncio.run(_serve(executor))
+    finally:
+        if server is not None:
+            server.shutdown()
 
 
 async def _serve(executor: Executor) -> int:

@@ -14,6 +14,8 @@ from common import (
     AmqpSettings,
     BrokerError,
     ErrorKind,
+    ExecutorEvent,
+    Outcome,
     TaskErrorInfo,
     TaskRegistry,
 )
@@ -28,6 +30,8 @@ from executor.deliveries import (
     quorum_run_number,
     run_number,
 )
+from executor.heartbeats import HeartbeatSender
+from executor.monitor import Monitor
 from executor.runner import (
     DeadReason,
     Delivery,
@@ -56,6 +60,8 @@ class Executor:
         concurrency: int = 1,
         shutdown_grace: float = 30.0,
         ready_file: ReadyFile | None = None,
+        monitor: Monitor | None = None,
+        heartbeat_interval: float = 10.0,
     ) -> None:
         self._amqp = amqp
         self._topology = amqp.topology
@@ -71,6 +77,8 @@ class Executor:
         self._slots = asyncio.Semaphore(concurrency)
         self._idle = asyncio.Event()
         self._idle.set()
+        self._monitor = monitor or Monitor(name=name, slots=concurrency, registry=registry)
+        self._heartbeat_interval = heartbeat_interval
 
     @property
     def _settler(self) -> Settler:
@@ -83,12 +91,19 @@ class Executor:
         # and the consuming side must keep its heartbeats and acks flowing while it lasts.
         connection = await connect(self._amqp, name=f"wq executor {self._name} consume")
         publishing = None
+        beating: asyncio.Task[None] | None = None
         try:
             publishing = await connect(self._amqp, name=f"wq executor {self._name} publish")
             publish_channel = await publishing.channel(
                 publisher_confirms=True, on_return_raises=True
             )
             self._settler_or_none = Settler(publish_channel, amqp=self._amqp, executor=self._name)
+            heartbeats = HeartbeatSender(
+                publish_channel,
+                self._monitor,
+                queue=self._topology.executors_queue,
+                timeout=self._amqp.confirm_timeout,
+            )
             channel = await connection.channel()
             # Prefetch = slots: the broker never hands this executor a task it has no free
             # slot for, so a waiting task goes to an idle executor instead (fair dispatch).
@@ -110,13 +125,18 @@ class Executor:
                 broker_version=version,
             )
             timeouts.report(self._registry, arguments, self._amqp.consumer_timeout)
+            await heartbeats.send(ExecutorEvent.STARTED)
+            beating = asyncio.create_task(heartbeats.run(self._heartbeat_interval))
             self._ready_file.set()
             self._ready_file.follow(connection)
             await stop.wait()
             self._ready_file.clear()
             await queue.cancel(tag)
             await self._drain()
+            await heartbeats.stop(beating)
         finally:
+            if beating is not None:
+                beating.cancel()
             self._ready_file.clear()
             await connection.close()
             if publishing is not None:
@@ -183,6 +203,7 @@ class Executor:
                     prepared, executor=self._name, redelivered=delivery.redelivered
                 )
                 await self._settler.carry_out(message, decision, error=prepared.error)
+                self._monitor.settled(prepared.task_type, Outcome.DEAD, duration_s=None)
             return
         with structlog.contextvars.bound_contextvars(
             task_id=str(prepared.task.task_id),
@@ -236,7 +257,8 @@ class Executor:
         self, message: AbstractIncomingMessage, job: Job, *, rerun: bool = False
     ) -> None:
         began = time.perf_counter()
-        attempt = await execute(job, run_in_thread=run_in_thread)
+        with self._monitor.running(job.task):
+            attempt = await execute(job, run_in_thread=run_in_thread)
         # On a classic queue a task that runs again after a crash arrives as a counted copy.
         rerun = rerun or run_number(message.headers, redelivered=False) > 1
         decision = decide(job, attempt, executor=self._name, redelivered=rerun)
@@ -254,6 +276,9 @@ class Executor:
                 retry_in_s=decision.retry_in_s,
             )
         await self._settler.carry_out(message, decision, error=attempt.error, job=job)
+        if decision.result is not None:
+            outcome, duration_s = decision.result.outcome, duration_ms / 1000
+            self._monitor.settled(job.task.task_type, outcome, duration_s=duration_s)
 
 
 def _broker_version(connection: AbstractRobustConnection) -> str:

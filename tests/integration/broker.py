@@ -67,6 +67,7 @@ class Broker:
             topology.results_queue,
             topology.task_dead_queue,
             topology.results_dead_queue,
+            topology.executors_queue,
             *(topology.retry_queue(bucket) for bucket in buckets),
         ):
             channel.queue_delete(queue)

@@ -1,0 +1,100 @@
+"""The executors the dispatcher knows of, and the task types they publish.
+
+``Fleet`` records heartbeats, lists executors with their state (running, lost, stopped), keeps
+the published task types and validates submissions against them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+
+from common import Heartbeat, JsonValue
+from common.logging import get_logger
+from dispatcher.metrics import DispatcherMetrics
+from dispatcher.store import ExecutorRecord, ExecutorState, TaskStore, TaskTypeRecord
+from dispatcher.task_types import TaskTypeCatalog
+
+log = get_logger(__name__)
+
+
+class Fleet:
+    """Executors and task types, as their heartbeats tell."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        *,
+        metrics: DispatcherMetrics,
+        clock: Callable[[], datetime],
+        lost_after: float = 60.0,
+        catalog: TaskTypeCatalog | None = None,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+        self._lost_after = lost_after
+        self._catalog = catalog or TaskTypeCatalog()
+        # Digest of the task types each executor published last: the store is written only
+        # when they change (an executor's first heartbeat, a deploy), not every heartbeat.
+        self._published: dict[str, str] = {}
+
+    async def record_heartbeat(self, heartbeat: Heartbeat) -> None:
+        """Record an executor's heartbeat, and its task types when they changed."""
+        await self._store.record_heartbeat(heartbeat)
+        digest = _digest(heartbeat)
+        if self._published.get(heartbeat.executor) != digest:
+            await self._store.publish_task_types(
+                heartbeat.task_types, published_by=heartbeat.executor, at=heartbeat.sent_at
+            )
+            self._published[heartbeat.executor] = digest
+            self._catalog.load(await self._store.list_task_types())
+            log.info(
+                "task_types_published",
+                executor=heartbeat.executor,
+                task_types=[t.name for t in heartbeat.task_types],
+            )
+
+    async def executors(self) -> list[ExecutorRecord]:
+        """Every executor recorded, with its state as of now."""
+        now = self._clock()
+        records = await self._store.list_executors()
+        return [record.with_state(now, lost_after=self._lost_after) for record in records]
+
+    async def task_types(self) -> list[TaskTypeRecord]:
+        """Every published task type, with its params JSON Schema, by name."""
+        return await self._store.list_task_types()
+
+    async def validate(self, requests: Iterable[tuple[str, Mapping[str, JsonValue]]]) -> None:
+        """Refuse unknown task types and invalid params against the published schemas.
+
+        Raises:
+            UnknownTaskType, InvalidParams: as a local task module would.
+        """
+        requests = list(requests)
+        if self._catalog.is_stale() or any(
+            not self._catalog.knows(task_type) for task_type, _ in requests
+        ):
+            await self._refresh()
+        for task_type, params in requests:
+            self._catalog.validate(task_type, params)
+
+    async def update_gauges(self) -> None:
+        """Set the executors-by-state gauge from the store."""
+        counts = Counter(record.state for record in await self.executors())
+        for state in ExecutorState:
+            self._metrics.executors.labels(state=state.value).set(counts[state])
+
+    async def _refresh(self) -> None:
+        # An unknown type reads the store again (a type just deployed), but at most once per
+        # catalog age, so a producer sending garbage cannot turn submits into store reads.
+        if self._catalog.is_stale(max_age=1.0):
+            self._catalog.load(await self._store.list_task_types())
+
+
+def _digest(heartbeat: Heartbeat) -> str:
+    text = json.dumps([t.model_dump(mode="json") for t in heartbeat.task_types], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,71 @@
+"""Sending heartbeats to ``wq.executors``: at start, every interval, and at a clean stop.
+
+Heartbeats are advisory: transient messages, and a failed send is logged and skipped, never
+allowed to disturb the tasks. They are sent from the event loop, which handlers never block
+(sync handlers run in threads), so a busy executor keeps reporting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aio_pika
+from aio_pika.abc import AbstractChannel
+
+from common import ExecutorEvent, WorkQueueError, encode
+from common.amqp import publish_confirmed
+from common.logging import get_logger
+from executor.monitor import Monitor
+
+log = get_logger(__name__)
+
+
+class HeartbeatSender:
+    """Publishes the monitor's heartbeats on a channel with publisher confirms."""
+
+    def __init__(
+        self, channel: AbstractChannel, monitor: Monitor, *, queue: str, timeout: float
+    ) -> None:
+        self._channel = channel
+        self._monitor = monitor
+        self._queue = queue
+        self._timeout = timeout
+
+    async def send(self, event: ExecutorEvent) -> bool:
+        """Send one heartbeat; False (and a warning) if the broker did not take it."""
+        heartbeat = self._monitor.heartbeat(event)
+        message = aio_pika.Message(
+            encode(heartbeat),
+            content_type="application/json",
+            content_encoding="utf-8",
+            delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+            type=event.value,
+            app_id="wq-executor",
+            timestamp=heartbeat.sent_at,
+            headers={"x-wq-executor": heartbeat.executor},
+        )
+        try:
+            await publish_confirmed(
+                self._channel.default_exchange, self._queue, message, timeout=self._timeout
+            )
+        except WorkQueueError as exc:
+            log.warning("heartbeat_not_sent", heartbeat_event=event.value, error=str(exc))
+            return False
+        log.debug(
+            "heartbeat_sent", heartbeat_event=event.value, running=len(heartbeat.current_tasks)
+        )
+        return True
+
+    async def run(self, interval: float) -> None:
+        """Send a heartbeat every ``interval`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            await self.send(ExecutorEvent.HEARTBEAT)
+
+    async def stop(self, task: asyncio.Task[None]) -> None:
+        """Cancel the periodic sender ``task``, then say goodbye."""
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await self.send(ExecutorEvent.STOPPED)

@@ -1,0 +1,201 @@
+"""The executor registry, published task types and the dispatcher's metrics, on SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from common import (
+    ExecutorEvent,
+    Heartbeat,
+    InvalidParams,
+    Outcome,
+    ResultMessage,
+    TaskRegistry,
+    TaskTypeInfo,
+    UnknownTaskType,
+)
+from dispatcher.metrics import DispatcherMetrics, metrics_app, render
+from dispatcher.service import Dispatcher
+from dispatcher.sqlite_store import SqliteTaskStore
+from dispatcher.store import ExecutorState, TaskTypeRecord
+from dispatcher.stores import ThreadedTaskStore
+from dispatcher.task_types import TaskTypeCatalog
+from tests.unit.dispatcher.test_service import FakePublisher
+
+T0 = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+tasks = TaskRegistry()
+
+
+@tasks.task("resize")
+def resize(width: int, height: int = 10, mode: str = "fit") -> None:
+    """Resize an image.
+
+    Longer explanation.
+    """
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[ThreadedTaskStore]:
+    threaded = ThreadedTaskStore(SqliteTaskStore(tmp_path / "tasks.sqlite3"))
+    yield threaded
+    await threaded.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def dispatcher(store: ThreadedTaskStore, clock: Clock) -> Dispatcher:
+    return Dispatcher(publisher=FakePublisher(), store=store, clock=clock, executor_lost_after=30)
+
+
+def _heartbeat(
+    at: datetime, event: ExecutorEvent = ExecutorEvent.HEARTBEAT, **changes: Any
+) -> Heartbeat:
+    return Heartbeat(
+        event=event,
+        executor="e1",
+        host="h",
+        pid=1,
+        slots=2,
+        started_at=T0,
+        sent_at=at,
+        task_types=[tasks.get("resize").describe()],
+        **changes,
+    )
+
+
+def test_a_task_definition_describes_itself_for_other_languages() -> None:
+    info = tasks.get("resize").describe()
+
+    assert info.description == "Resize an image."
+    assert info.params_schema["required"] == ["width"]
+    assert info.params_schema["additionalProperties"] is False
+    assert info.options["max_retries"] == 3
+    assert info.options["time_limit"] is None
+
+
+async def test_executors_are_running_then_lost_or_stopped(
+    dispatcher: Dispatcher, clock: Clock
+) -> None:
+    await dispatcher.fleet.record_heartbeat(_heartbeat(T0, ExecutorEvent.STARTED))
+    ((record),) = await dispatcher.fleet.executors()
+    assert record.state is ExecutorState.RUNNING
+
+    clock.now = T0 + timedelta(seconds=31)
+    assert [e.state for e in await dispatcher.fleet.executors()] == [ExecutorState.LOST]
+
+    await dispatcher.fleet.record_heartbeat(_heartbeat(clock.now, ExecutorEvent.STOPPED))
+    assert [e.state for e in await dispatcher.fleet.executors()] == [ExecutorState.STOPPED]
+    await dispatcher.fleet.update_gauges()
+    text = render(dispatcher.metrics.registry)[0].decode()
+    assert 'wq_executors{state="stopped"} 1.0' in text
+    assert 'wq_executors{state="running"} 0.0' in text
+
+
+async def test_submits_are_checked_against_published_schemas(dispatcher: Dispatcher) -> None:
+    await dispatcher.fleet.record_heartbeat(_heartbeat(T0))
+
+    await dispatcher.submit("resize", {"width": 3})
+    with pytest.raises(UnknownTaskType):
+        await dispatcher.submit("nope", {})
+    with pytest.raises(InvalidParams) as refused:
+        await dispatcher.submit("resize", {"width": "wide", "colour": 1})
+    assert [(e["loc"], e["type"]) for e in refused.value.errors] == [
+        ([], "additionalProperties"),
+        (["width"], "type"),
+    ]
+    assert "'wide' is not of type 'integer'" in str(refused.value)
+
+
+async def test_without_published_types_anything_is_accepted(dispatcher: Dispatcher) -> None:
+    await dispatcher.submit("anything", {"x": 1})
+
+
+async def test_a_type_published_by_another_dispatcher_is_found_in_the_store(
+    store: ThreadedTaskStore, dispatcher: Dispatcher
+) -> None:
+    await dispatcher.submit("anything", {})  # the catalog is loaded, empty
+    info = TaskTypeInfo(name="late", params_schema={"type": "object"})
+    await store.publish_task_types([info], published_by="elsewhere", at=T0)
+
+    await dispatcher.submit("late", {})
+
+
+def test_the_catalog_compiles_a_schema_once_until_it_changes() -> None:
+    catalog = TaskTypeCatalog(clock=lambda: 0.0)
+
+    def record(schema: dict[str, Any]) -> TaskTypeRecord:
+        return TaskTypeRecord(name="t", params_schema=schema, published_by="e", updated_at=T0)
+
+    catalog.load([record({"type": "object"})])
+    compiled = catalog._validators["t"]
+    catalog.load([record({"type": "object"})])
+    assert catalog._validators["t"] is compiled
+    catalog.load([record({"type": "object", "required": ["a"]})])
+    with pytest.raises(InvalidParams):
+        catalog.validate("t", {})
+    catalog.load([record({"type": 5})])  # an invalid schema is ignored, the old one kept
+    assert len(catalog) == 1
+    catalog.load([])
+    assert not catalog.knows("t")
+
+
+async def test_dispatcher_metrics_count_submits_and_outcomes(dispatcher: Dispatcher) -> None:
+    task_id = await dispatcher.submit("resize", {"width": 1})
+    result = ResultMessage(
+        task_id=task_id,
+        task_type="resize",
+        outcome=Outcome.SUCCEEDED,
+        executor="e1",
+        started_at=T0,
+        finished_at=T0,
+    )
+    await dispatcher.record_result(result)
+    await dispatcher.record_result(result)
+
+    body, content_type = render(dispatcher.metrics.registry)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+    assert content_type.startswith("text/plain")
+    assert samples[("wq_tasks_submitted_total", (("task_type", "resize"),))] == 1
+    key = (("outcome", "succeeded"), ("task_type", "resize"))
+    assert samples[("wq_task_outcomes_total", key)] == 1
+    assert samples[("wq_duplicate_results_total", ())] == 1
+
+
+def test_each_dispatcher_has_its_own_registry() -> None:
+    first, second = DispatcherMetrics(), DispatcherMetrics()
+    first.duplicates.inc()
+    assert b"wq_duplicate_results_total 0.0" in render(second.registry)[0]
+
+
+async def test_the_metrics_app_serves_the_registry_over_asgi() -> None:
+    metrics = DispatcherMetrics()
+    metrics.submitted.labels(task_type="echo").inc(3)
+    transport = httpx.ASGITransport(app=metrics_app(metrics.registry))
+    async with httpx.AsyncClient(transport=transport, base_url="http://dispatcher") as client:
+        response = await client.get("/")
+
+    assert response.status_code == 200
+    assert 'wq_tasks_submitted_total{task_type="echo"} 3.0' in response.text

@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
 from common import JsonValue, ResultMessage, TaskErrorInfo, TaskMessage
+
+if TYPE_CHECKING:
+    from dispatcher.task_query import TaskQuery
 
 
 class TaskState(StrEnum):
@@ -92,6 +95,12 @@ class TaskStore(Protocol):
     async def close(self) -> None:
         """Release the store's resources."""
 
+    async def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:
+        """Tasks matching ``query``, newest first by ``(submitted_at, task_id)``."""
+
+    async def ping(self) -> None:
+        """Reach the store (reconnecting if need be); ``StoreError`` when it cannot."""
+
 
 class SyncTaskStore(Protocol):
     """``TaskStore`` with blocking calls: what a backend implements, and the sync client uses.
@@ -119,3 +128,7 @@ class SyncTaskStore(Protocol):
     def get_many(self, task_ids: Sequence[UUID]) -> list[TaskRecord]: ...
 
     def close(self) -> None: ...
+
+    def list_tasks(self, query: TaskQuery) -> list[TaskRecord]: ...
+
+    def ping(self) -> None: ...

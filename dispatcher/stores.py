@@ -17,6 +17,7 @@ from dispatcher.postgres_store import PostgresTaskStore
 from dispatcher.settings import is_postgres_url
 from dispatcher.sqlite_store import SqliteTaskStore
 from dispatcher.store import SyncTaskStore, TaskRecord
+from dispatcher.task_query import TaskQuery
 
 _T = TypeVar("_T")
 
@@ -75,3 +76,9 @@ class ThreadedTaskStore:
     async def close(self) -> None:
         await self._call(self.sync.close)
         self._thread.shutdown(wait=True)
+
+    async def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:
+        return await self._call(self.sync.list_tasks, query)
+
+    async def ping(self) -> None:
+        await self._call(self.sync.ping)

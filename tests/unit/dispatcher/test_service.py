@@ -27,6 +27,7 @@ from dispatcher.service import Dispatcher, TaskRequest
 from dispatcher.sqlite_store import SqliteTaskStore
 from dispatcher.store import TaskRecord, TaskState
 from dispatcher.stores import ThreadedTaskStore
+from dispatcher.task_query import TaskQuery
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 
@@ -284,6 +285,12 @@ class ObservedStore:
 
     async def close(self) -> None:
         await self.inner.close()
+
+    async def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:
+        return await self.inner.list_tasks(query)
+
+    async def ping(self) -> None:
+        await self.inner.ping()
 
 
 @pytest.mark.usefixtures("no_polling")

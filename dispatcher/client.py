@@ -16,6 +16,7 @@ from common import AmqpSettings, TaskRegistry
 from common.amqp import connect, declare_results_queue, declare_topology
 from common.logging import get_logger
 from common.readiness import ReadyFile
+from dispatcher.broker_monitor import AmqpBrokerMonitor
 from dispatcher.publisher import AmqpPublisher
 from dispatcher.results import result_handler
 from dispatcher.service import Dispatcher
@@ -33,6 +34,7 @@ async def open_dispatcher(
     registry: TaskRegistry | None = None,
     consume_results: bool | None = True,
     ready_file: ReadyFile | None = None,
+    monitor: AmqpBrokerMonitor | None = None,
 ) -> AsyncIterator[Dispatcher]:
     """A connected ``Dispatcher``; with ``consume_results`` it also records incoming results.
 
@@ -42,6 +44,7 @@ async def open_dispatcher(
 
     Publishing and consuming use separate connections: a memory or disk alarm blocks
     publishing connections, and results must keep flowing while it lasts.
+    ``monitor``, when given, watches both connections (the HTTP API's readiness and queues).
     """
     topology = amqp.topology
     identity = f"{socket.gethostname()}.{os.getpid()}"
@@ -50,6 +53,8 @@ async def open_dispatcher(
         stack.push_async_callback(store.close)
         publishing = await connect(amqp, name=f"wq dispatcher {identity} publish")
         stack.push_async_callback(publishing.close)
+        if monitor is not None:
+            monitor.watch(publishing)
         channel = await publishing.channel(publisher_confirms=True, on_return_raises=True)
         declared = await declare_topology(channel, topology)
         publisher = AmqpPublisher(
@@ -66,6 +71,8 @@ async def open_dispatcher(
         if consume_results:
             consuming = await connect(amqp, name=f"wq dispatcher {identity} results")
             stack.push_async_callback(consuming.close)
+            if monitor is not None:
+                monitor.watch(consuming)
             results_channel = await consuming.channel()
             await results_channel.set_qos(prefetch_count=settings.result_prefetch)
             queue = await declare_results_queue(results_channel, topology)

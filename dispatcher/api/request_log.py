@@ -36,8 +36,9 @@ class RequestLog:
                 status = message["status"]
             await send(message)
 
+        request = {"method": scope["method"], "path": scope["path"]}
         structlog.contextvars.clear_contextvars()
-        with structlog.contextvars.bound_contextvars(method=scope["method"], path=scope["path"]):
+        with structlog.contextvars.bound_contextvars(**request):
             try:
                 await self.app(scope, receive, send_and_note)
             except Exception:
@@ -48,4 +49,4 @@ class RequestLog:
                     await response(scope, receive, send_and_note)
             finally:
                 duration_ms = round((time.perf_counter() - started) * 1000, 2)
-                log.info("http_request", status=status, duration_ms=duration_ms)
+                log.info("http_request", **request, status=status, duration_ms=duration_ms)

@@ -198,7 +198,7 @@ async def _idle(run: Run) -> dict[str, float]:
     await asyncio.sleep(1.0)
     serve_store = str(run.store.parent / "serve.sqlite3")
     env = service_env(run.args.amqp_url, run.prefix, WQ_DISPATCHER_STORE=serve_store)
-    run.services.python("dispatcher", "dispatcher", ["serve"], env)
+    run.services.python("dispatcher", "dispatcher", ["serve", "--no-http"], env)
     # Idle means started and consuming: this process's own result consumer makes one.
     probe, results_queue = Probe(run.args.amqp_url), AmqpSettings(prefix=run.prefix).topology
     await asyncio.to_thread(probe.wait_for_consumers, results_queue.results_queue, 2)

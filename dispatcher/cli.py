@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import socket
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -38,6 +39,11 @@ from common.logging import configure, get_logger
 from common.readiness import ReadyFile
 from common.shutdown import install_stop_handlers
 from dispatcher import dead_letters
+from dispatcher.api.app import create_app
+from dispatcher.api.auth import check_bind
+from dispatcher.api.context import ApiContext
+from dispatcher.api.server import bind, serve_api
+from dispatcher.broker_monitor import AmqpBrokerMonitor
 from dispatcher.client import open_dispatcher
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
@@ -57,10 +63,35 @@ environment:
   WQ_DISPATCHER_READY_FILE  file present while serve consumes, for health probes
   WQ_DISPATCHER_EXECUTOR_LOST_AFTER  seconds without a heartbeat before an executor
                           is listed as lost (60)
+
+  WQ_DISPATCHER_HTTP_HOST, WQ_DISPATCHER_HTTP_PORT  serve's HTTP API (127.0.0.1, 8080)
+  WQ_DISPATCHER_HTTP_TOKEN  bearer token the API requires; needed beyond loopback
   WQ_LOG_LEVEL, WQ_LOG_FORMAT  logging (info; auto|json|console)
 exit codes: 0 ok, 1 task failed (--wait), 2 bad arguments or configuration,
   65 unknown task type or invalid params, 66 no such task, 69 broker unreachable,
   70 internal error, 75 publish not confirmed, 124 --wait timed out, 130 forced stop
+"""
+
+
+_SERVE_DESCRIPTION = """\
+Record results from the results queue, re-publish unconfirmed tasks (the outbox), and serve
+the HTTP API on WQ_DISPATCHER_HTTP_HOST:WQ_DISPATCHER_HTTP_PORT (default 127.0.0.1:8080;
+port 0 picks a free one, logged as http_api_listening):
+
+  POST /tasks              submit a task {task_type, params, idempotency_key}
+  POST /tasks/batch        submit tasks {tasks: [...]}, all validated before any is recorded
+  GET  /tasks              list: state, task_type, submitted_after/before, limit, cursor
+  GET  /tasks/{id}         a task's state, result or error, attempt, timestamps, executor
+  GET  /tasks/{id}/result  ?wait=SECONDS: 200 with an outcome, 202 without one yet
+  GET  /queues             messages and consumers per queue
+  GET  /task-types         task types and their params' JSON Schema
+  GET  /health/live        liveness (never needs the token)
+  GET  /health/ready       readiness: broker connected and store reachable
+  GET  /docs, /openapi.json  the API's documentation
+
+With WQ_DISPATCHER_HTTP_TOKEN set, every endpoint but /health/live requires the header
+"Authorization: Bearer TOKEN". Binding to an address other than loopback without a token
+is refused (exit code 2).
 """
 
 
@@ -73,7 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("serve", help="record results from the results queue until stopped")
+    serve = commands.add_parser(
+        "serve",
+        help="record results and serve the HTTP API until stopped",
+        description=_SERVE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--no-http", action="store_true", help="do not serve the HTTP API (results only)"
+    )
     submit = commands.add_parser("submit", help="submit one task and print its id")
     submit.add_argument("task_type", metavar="TYPE", help="task type, e.g. word_count")
     submit.add_argument(
@@ -134,7 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         amqp = load_settings(AmqpSettings)
         registry = load_registry(settings.tasks) if settings.tasks else None
         if args.command == "serve":
-            return asyncio.run(_serve(amqp, settings, registry))
+            if not args.no_http:
+                check_bind(settings.http_host, settings.http_token)
+            return _run_serve(amqp, settings, registry, http=not args.no_http)
         if args.command == "dead":
             return asyncio.run(_dead(amqp, settings, args))
         params = _parse_params(args.params)
@@ -157,18 +198,44 @@ def _parse_params(text: str) -> dict[str, Any]:
     return params
 
 
+def _run_serve(
+    amqp: AmqpSettings, settings: DispatcherSettings, registry: TaskRegistry | None, *, http: bool
+) -> int:
+    # Bound before connecting: a port in use is a configuration error (exit 2), found first.
+    sock = bind(settings.http_host, settings.http_port) if http else None
+    try:
+        return asyncio.run(_serve(amqp, settings, registry, sock))
+    finally:
+        if sock is not None:
+            sock.close()
+
+
 async def _serve(
-    amqp: AmqpSettings, settings: DispatcherSettings, registry: TaskRegistry | None
+    amqp: AmqpSettings,
+    settings: DispatcherSettings,
+    registry: TaskRegistry | None,
+    sock: socket.socket | None,
 ) -> int:
     stop = asyncio.Event()
     install_stop_handlers(stop)
     ready_file = ReadyFile(settings.ready_file)
+    monitor = AmqpBrokerMonitor(amqp.topology)
     try:
         async with open_dispatcher(
-            amqp, settings, registry=registry, ready_file=ready_file, monitor_executors=True
+            amqp,
+            settings,
+            registry=registry,
+            ready_file=ready_file,
+            monitor=monitor,
+            monitor_executors=True,
         ) as dispatcher:
             log.info("dispatcher_serving", results_queue=amqp.topology.results_queue)
             outbox = asyncio.create_task(_sweep_outbox(dispatcher, settings, stop))
+            if sock is not None:
+                context = ApiContext(dispatcher=dispatcher, broker=monitor, registry=registry)
+                app = create_app(context, token=settings.http_token)
+                # The API stops first, so no submission arrives while the rest shuts down.
+                await serve_api(app, sock, stop)
             await stop.wait()
             await outbox
     except BrokerUnavailable as exc:

@@ -20,6 +20,7 @@ from common import AmqpSettings, TaskRegistry, WorkQueueError
 from common.amqp import connect, declare_results_queue, declare_topology
 from common.logging import get_logger
 from common.readiness import ReadyFile
+from dispatcher.broker_monitor import AmqpBrokerMonitor
 from dispatcher.heartbeats import consume_heartbeats
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.publisher import AmqpPublisher
@@ -42,6 +43,7 @@ async def open_dispatcher(
     ready_file: ReadyFile | None = None,
     monitor_executors: bool = False,
     metrics: DispatcherMetrics | None = None,
+    monitor: AmqpBrokerMonitor | None = None,
 ) -> AsyncIterator[Dispatcher]:
     """A connected ``Dispatcher``; with ``consume_results`` it also records incoming results.
 
@@ -54,6 +56,8 @@ async def open_dispatcher(
 
     ``monitor_executors`` (``dispatcher serve``) also records executor heartbeats and keeps
     the queue-depth and executor gauges of ``metrics`` current.
+
+    ``monitor``, when given, watches both connections (the HTTP API's readiness and queues).
     """
     topology = amqp.topology
     identity = f"{socket.gethostname()}.{os.getpid()}"
@@ -62,6 +66,8 @@ async def open_dispatcher(
         stack.push_async_callback(store.close)
         publishing = await connect(amqp, name=f"wq dispatcher {identity} publish")
         stack.push_async_callback(publishing.close)
+        if monitor is not None:
+            monitor.watch(publishing)
         channel = await publishing.channel(publisher_confirms=True, on_return_raises=True)
         declared = await declare_topology(channel, topology)
         publisher = AmqpPublisher(
@@ -84,6 +90,8 @@ async def open_dispatcher(
         if consume_results:
             consuming = await connect(amqp, name=f"wq dispatcher {identity} results")
             stack.push_async_callback(consuming.close)
+            if monitor is not None:
+                monitor.watch(consuming)
             results_channel = await consuming.channel()
             await results_channel.set_qos(prefetch_count=settings.result_prefetch)
             queue = await declare_results_queue(results_channel, topology)

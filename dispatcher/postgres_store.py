@@ -38,6 +38,7 @@ from common.logging import get_logger
 from common.settings import redact_url
 from dispatcher.postgres_schema import SCHEMA_VERSION, migrate
 from dispatcher.store import ExecutorRecord, TaskRecord, TaskState, TaskTypeRecord
+from dispatcher.task_query import TaskQuery
 
 log = get_logger(__name__)
 
@@ -397,6 +398,38 @@ class PostgresTaskStore:
                     return work(self._db)
             except psycopg.Error as exc:
                 raise StoreError(f"task store {what} failed: {exc}") from exc
+
+    def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:
+        """Tasks matching ``query``, newest first by ``(submitted_at, task_id)``."""
+        where: list[str] = []
+        params: list[object] = []
+        if query.states:
+            where.append("state = ANY(%s)")
+            params.append([state.value for state in query.states])
+        if query.task_type is not None:
+            where.append("task_type = %s")
+            params.append(query.task_type)
+        if query.submitted_after is not None:
+            where.append("submitted_at > %s")
+            params.append(query.submitted_after)
+        if query.submitted_before is not None:
+            where.append("submitted_at < %s")
+            params.append(query.submitted_before)
+        if query.after is not None:
+            # A row comparison: the keyset condition in one term (uuid order is byte order,
+            # the same as SQLite's order of the lower-case text form).
+            where.append("(submitted_at, task_id) < (%s, %s)")
+            params.extend([query.after.submitted_at, query.after.task_id])
+        condition = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._read(
+            f"SELECT * FROM wq_tasks {condition} ORDER BY submitted_at DESC, task_id DESC LIMIT %s",
+            [*params, query.limit],
+        )
+        return [_record(row) for row in rows]
+
+    def ping(self) -> None:
+        """Query the server (reconnecting if the connection dropped); ``StoreError`` if not."""
+        self._read("SELECT 1", ())
 
 
 def _result_params(result: ResultMessage) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from dispatcher.fleet import Fleet
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.publisher import Publisher
 from dispatcher.store import TaskRecord, TaskStore
+from dispatcher.task_query import TaskQuery
 
 log = get_logger(__name__)
 
@@ -48,6 +49,20 @@ class TaskRequest:
     params: Mapping[str, JsonValue] = field(default_factory=dict)
     # Submitting again with a key already used returns the first task instead of a new one.
     idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What a submission recorded: each task's id, whether it is new, and a publish failure.
+
+    A task whose idempotency key was already used is not new: its id is the first task's.
+    After a failure every task is recorded; those not confirmed stay ``submitted`` until
+    the outbox publishes them.
+    """
+
+    task_ids: list[UUID]
+    created: list[bool]
+    failure: WorkQueueError | None = None
 
 
 def _utcnow() -> datetime:
@@ -103,18 +118,33 @@ class Dispatcher:
         Every task is validated before any is recorded. When some publishes fail, the others
         are still queued and the first failure is raised after the whole batch.
         """
+        submission = await self.submit_all(requests, progress=progress)
+        if submission.failure is not None:
+            raise submission.failure
+        return submission.task_ids
+
+    async def submit_all(
+        self, requests: Iterable[TaskRequest], *, progress: Progress | None = None
+    ) -> Submission:
+        """``submit_many`` that reports a publish failure instead of raising it.
+
+        Callers that must name the recorded tasks even when the broker failed (the HTTP API
+        answers 503 with their ids) use this.
+        """
         requests = list(requests)
         if self._registry is None:  # no task module: the executors' published schemas
             await self.fleet.validate((r.task_type, r.params) for r in requests)
         tasks = [build_task(request, self._registry, self._clock) for request in requests]
         keys = [request.idempotency_key for request in requests]
         ids: list[UUID] = []
+        created: list[bool] = []
         failure: WorkQueueError | None = None
         for start in range(0, len(tasks), _BATCH):
             recorded = await self._store.add_submitted(
                 tasks[start : start + _BATCH], keys[start : start + _BATCH]
             )
             ids.extend(recorded)
+            created.extend(t.task_id == i for t, i in zip(tasks[start:], recorded, strict=False))
             batch = [t for t, i in zip(tasks[start:], recorded, strict=False) if t.task_id == i]
             if len(batch) < len(recorded):
                 log.info("tasks_deduplicated", count=len(recorded) - len(batch))
@@ -130,9 +160,7 @@ class Dispatcher:
             if progress is not None:
                 progress(len(recorded))
         log.info("tasks_published", count=len(tasks), failed=failure is not None)
-        if failure is not None:
-            raise failure
-        return ids
+        return Submission(ids, created, failure)
 
     async def republish_unconfirmed(self, *, older_than_s: float) -> int:
         """Publish again the tasks whose confirm never came (the outbox); returns how many.
@@ -204,6 +232,14 @@ class Dispatcher:
             if not self._waiters[task_id]:
                 del self._waiters[task_id]
                 self._outcomes.pop(task_id, None)
+
+    async def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:
+        """Recorded tasks matching ``query``, newest first."""
+        return await self._store.list_tasks(query)
+
+    async def ping_store(self) -> None:
+        """Reach the task store; ``StoreError`` when it cannot be reached."""
+        await self._store.ping()
 
 
 def build_task(

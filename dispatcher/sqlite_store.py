@@ -29,6 +29,7 @@ from common import (
     TaskTypeInfo,
 )
 from dispatcher.store import ExecutorRecord, TaskRecord, TaskState, TaskTypeRecord
+from dispatcher.task_query import TaskQuery
 
 _T = TypeVar("_T")
 
@@ -200,6 +201,9 @@ class SqliteTaskStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            # Timestamps are ISO text with the offset they were given in; listing compares
+            # instants, so it orders by this UTC key (fixed width, so text order is time order).
+            self._db.create_function("wq_utc", 1, _utc_key, deterministic=True)
             _use_wal(self._db)
             # FULL: a result is acked to the broker right after its commit, so the commit must
             # survive a power loss too; in WAL mode that costs one fsync per commit.
@@ -434,6 +438,39 @@ class SqliteTaskStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"task store read failed: {exc}") from exc
 
+    def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:
+        """Tasks matching ``query``, newest first by ``(submitted_at, task_id)``."""
+        where: list[str] = []
+        params: list[object] = []
+        if query.states:
+            where.append(f"state IN ({','.join('?' * len(query.states))})")
+            params.extend(state.value for state in query.states)
+        if query.task_type is not None:
+            where.append("task_type = ?")
+            params.append(query.task_type)
+        if query.submitted_after is not None:
+            where.append("wq_utc(submitted_at) > ?")
+            params.append(_utc_key(query.submitted_after.isoformat()))
+        if query.submitted_before is not None:
+            where.append("wq_utc(submitted_at) < ?")
+            params.append(_utc_key(query.submitted_before.isoformat()))
+        if query.after is not None:
+            where.append("(wq_utc(submitted_at), task_id) < (?, ?)")
+            params.extend(
+                [_utc_key(query.after.submitted_at.isoformat()), str(query.after.task_id)]
+            )
+        condition = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._read(
+            f"SELECT * FROM tasks {condition}"
+            " ORDER BY wq_utc(submitted_at) DESC, task_id DESC LIMIT ?",
+            [*params, query.limit],
+        )
+        return [_record(row) for row in rows]
+
+    def ping(self) -> None:
+        """Read from the database; ``StoreError`` when it cannot."""
+        self._read("SELECT 1", ())
+
 
 def _add_column(db: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
     columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
@@ -511,6 +548,14 @@ def _add_scheduling_centre(db: sqlite3.Connection) -> None:
         _add_column(db, "tasks", column, declaration)
     for statement in filter(str.strip, _V4_SCHEMA.split(";")):
         db.execute(statement)
+
+
+def _utc_key(value: str) -> str:
+    """An ISO timestamp as fixed-width UTC text, so that text order is time order."""
+    instant = datetime.fromisoformat(value)
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
 def _record(row: sqlite3.Row) -> TaskRecord:

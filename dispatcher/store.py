@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
@@ -24,6 +24,9 @@ from common import (
     TaskMessage,
     TaskTypeInfo,
 )
+
+if TYPE_CHECKING:
+    from dispatcher.task_query import TaskQuery
 
 
 class TaskState(StrEnum):
@@ -189,6 +192,12 @@ class TaskStore(Protocol):
     async def list_task_types(self) -> list[TaskTypeRecord]:
         """Every published task type, by name."""
 
+    async def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:
+        """Tasks matching ``query``, newest first by ``(submitted_at, task_id)``."""
+
+    async def ping(self) -> None:
+        """Reach the store (reconnecting if need be); ``StoreError`` when it cannot."""
+
 
 class SyncTaskStore(Protocol):
     """``TaskStore`` with blocking calls: what a backend implements, and the sync client uses.
@@ -228,3 +237,7 @@ class SyncTaskStore(Protocol):
     ) -> None: ...
 
     def list_task_types(self) -> list[TaskTypeRecord]: ...
+
+    def list_tasks(self, query: TaskQuery) -> list[TaskRecord]: ...
+
+    def ping(self) -> None: ...

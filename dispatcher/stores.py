@@ -17,6 +17,7 @@ from dispatcher.postgres_store import PostgresTaskStore
 from dispatcher.settings import is_postgres_url
 from dispatcher.sqlite_store import SqliteTaskStore
 from dispatcher.store import ExecutorRecord, SyncTaskStore, TaskRecord, TaskTypeRecord
+from dispatcher.task_query import TaskQuery
 
 _T = TypeVar("_T")
 
@@ -94,3 +95,9 @@ class ThreadedTaskStore:
 
     async def list_task_types(self) -> list[TaskTypeRecord]:
         return await self._call(self.sync.list_task_types)
+
+    async def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:
+        return await self._call(self.sync.list_tasks, query)
+
+    async def ping(self) -> None:
+        await self._call(self.sync.ping)

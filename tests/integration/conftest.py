@@ -144,9 +144,11 @@ class Processes:
         return self._start(name, argv, self.env(**env))
 
     def dispatcher(self, name: str, store: Path | str, **env: str) -> subprocess.Popen[bytes]:
-        """Start ``dispatcher serve`` as a real process."""
+        """Start ``dispatcher serve`` as a real process; its HTTP API on any free port."""
         argv = [sys.executable, "-m", "dispatcher", "serve"]
-        return self._start(name, argv, self.env(WQ_DISPATCHER_STORE=str(store), **env))
+        # Port 0: several dispatchers (tests, other checkouts) never fight over 8080.
+        env = {"WQ_DISPATCHER_STORE": str(store), "WQ_DISPATCHER_HTTP_PORT": "0", **env}
+        return self._start(name, argv, self.env(**env))
 
     def log(self, name: str) -> str:
         """What the process called ``name`` has written so far."""

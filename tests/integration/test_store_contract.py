@@ -34,6 +34,7 @@ from common import (
 from dispatcher import postgres_schema, sqlite_store
 from dispatcher.store import ExecutorState, SyncTaskStore, TaskState
 from dispatcher.stores import ThreadedTaskStore, open_store
+from dispatcher.task_query import TaskPosition, TaskQuery
 from tests.integration.postgres import IsolatedSchema
 
 _T = TypeVar("_T")
@@ -798,3 +799,113 @@ async def test_threaded_store_records_heartbeats_and_task_types(backend: Backend
         assert [t.name for t in await store.list_task_types()] == ["echo"]
     finally:
         await store.close()
+
+
+# Listing
+
+
+def _submitted_at(
+    store: SyncTaskStore, *times: datetime, task_type: str = "word_count"
+) -> list[UUID]:
+    tasks = [_task(submitted_at=at).model_copy(update={"task_type": task_type}) for at in times]
+    store.add_submitted(tasks)
+    return [t.task_id for t in tasks]
+
+
+def test_listing_is_newest_first_and_ties_break_by_id(store: SyncTaskStore) -> None:
+    older = _submitted_at(store, T1)
+    tied = _submitted_at(store, T2, T2, T2)
+    newer = _submitted_at(store, T3)
+
+    listed = [r.task_id for r in store.list_tasks(TaskQuery())]
+
+    assert listed == newer + sorted(tied, key=str, reverse=True) + older
+
+
+def test_listing_orders_instants_whatever_their_time_zone(store: SyncTaskStore) -> None:
+    # 03:04:06 UTC, then 03:04:07 UTC written as 08:34:07+05:30, then 03:04:08 UTC.
+    india = timezone(timedelta(hours=5, minutes=30))
+    first = _submitted_at(store, T1)
+    second = _submitted_at(store, T2.astimezone(india))
+    third = _submitted_at(store, T3)
+
+    listed = [r.task_id for r in store.list_tasks(TaskQuery())]
+    after = store.list_tasks(TaskQuery(submitted_after=T1.astimezone(india)))
+
+    assert listed == third + second + first
+    assert [r.task_id for r in after] == third + second
+
+
+def test_listing_filters_by_states_type_and_time(store: SyncTaskStore) -> None:
+    queued = _submitted_at(store, T1, T2, T3, T4)
+    store.mark_queued(queued, T5)
+    submitted = _submitted_at(store, T2, T3)
+    other_type = _submitted_at(store, T3, task_type="echo")
+
+    def ids(**filters: Any) -> set[UUID]:
+        return {r.task_id for r in store.list_tasks(TaskQuery(**filters))}
+
+    assert ids(states=(TaskState.QUEUED,)) == set(queued)
+    assert ids(states=(TaskState.QUEUED, TaskState.SUBMITTED)) == {*queued, *submitted, *other_type}
+    assert ids(states=(TaskState.SUCCEEDED,)) == set()
+    assert ids(task_type="echo") == set(other_type)
+    # Both bounds are strict.
+    assert ids(submitted_after=T2, submitted_before=T4) == {queued[2], submitted[1], *other_type}
+    assert ids(task_type="word_count", states=(TaskState.SUBMITTED,), submitted_after=T2) == {
+        submitted[1]
+    }
+
+
+def test_pages_cover_every_task_once_while_new_ones_arrive(store: SyncTaskStore) -> None:
+    existing = set(_submitted_at(store, *(T0 + timedelta(milliseconds=n % 7) for n in range(23))))
+    seen: list[UUID] = []
+    after = None
+    while True:
+        page = store.list_tasks(TaskQuery(after=after, limit=5))
+        assert len(page) <= 5
+        seen.extend(r.task_id for r in page)
+        if len(page) < 5:
+            break
+        after = TaskPosition.of(page[-1])
+        _submitted_at(store, T5)  # newer than every page: never in a later one
+
+    assert len(seen) == len(set(seen))
+    assert set(seen) == existing
+
+
+def test_listing_respects_the_limit(store: SyncTaskStore) -> None:
+    _submitted_at(store, T1, T2, T3)
+
+    assert len(store.list_tasks(TaskQuery(limit=2))) == 2
+    assert store.list_tasks(TaskQuery(task_type="nothing")) == []
+
+
+def test_listed_records_equal_the_records_get_returns(store: SyncTaskStore) -> None:
+    task = _queued(store)
+    store.record_result(_outcome(task.task_id))
+
+    (listed,) = store.list_tasks(TaskQuery())
+
+    assert listed == store.get(task.task_id)
+
+
+def test_ping_answers_while_open_and_raises_once_closed(backend: Backend) -> None:
+    store = open_store(backend.location)
+    store.ping()
+    store.close()
+
+    with pytest.raises(StoreError):
+        store.ping()
+
+
+async def test_threaded_store_lists_and_pings(backend: Backend) -> None:
+    store = ThreadedTaskStore(open_store(backend.location))
+    task = _task()
+    try:
+        await store.add_submitted([task])
+        await store.ping()
+        listed = await store.list_tasks(TaskQuery(states=(TaskState.SUBMITTED,)))
+    finally:
+        await store.close()
+
+    assert [r.task_id for r in listed] == [task.task_id]

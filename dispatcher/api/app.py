@@ -1,0 +1,45 @@
+"""The application factory: routers, error handlers, auth and the request log, wired once."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI, Security
+from fastapi.params import Depends
+from fastapi.security import HTTPBearer
+from pydantic import SecretStr
+
+from dispatcher.api import health, queues, task_types, tasks
+from dispatcher.api.auth import BearerAuth
+from dispatcher.api.context import ApiContext
+from dispatcher.api.errors import install_error_handlers
+from dispatcher.api.request_log import RequestLog
+
+# One line per feature: a router added here is served, documented and, once a token is
+# set, protected by it.
+ROUTERS: tuple[APIRouter, ...] = (
+    tasks.router,
+    queues.router,
+    task_types.router,
+)
+
+_DESCRIPTION = """\
+Submit tasks, follow them to their outcome, and look at the queues.
+
+Once `WQ_DISPATCHER_HTTP_TOKEN` is set, every endpoint except `/health/live` requires
+`Authorization: Bearer <token>`; see docs/operations.md.
+"""
+
+
+def create_app(context: ApiContext, *, token: SecretStr | None = None) -> FastAPI:
+    """The dispatcher's API over ``context``; with ``token``, bearer auth on every route."""
+    app = FastAPI(title="workqueue dispatcher", version="1", description=_DESCRIPTION)
+    app.state.context = context
+    install_error_handlers(app)
+    # Auth itself is the middleware below; this only shows the scheme in the OpenAPI docs.
+    documented: list[Depends] = [Security(HTTPBearer(auto_error=False))] if token else []
+    app.include_router(health.router)
+    for router in ROUTERS:
+        app.include_router(router, dependencies=documented)
+    if token is not None:
+        app.add_middleware(BearerAuth, token=token, open_paths=frozenset({health.LIVENESS_PATH}))
+    app.add_middleware(RequestLog)  # added last: outermost, so it sees refusals too
+    return app

@@ -1,0 +1,80 @@
+"""Who may call the API: a bearer token once one is set, and the bind rule that requires one."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+
+from pydantic import SecretStr
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from common import ConfigError
+
+_CHALLENGE = 'Bearer realm="wq-dispatcher"'
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine.
+
+    Only ``localhost`` and loopback addresses count; any other name may resolve elsewhere.
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: SecretStr | None) -> None:
+    """Refuse to serve beyond loopback without a token; ``ConfigError`` names the variables."""
+    if token is None and not is_loopback(host):
+        raise ConfigError(
+            f"WQ_DISPATCHER_HTTP_HOST={host} accepts connections from other machines: set "
+            "WQ_DISPATCHER_HTTP_TOKEN to the bearer token clients must send, or bind to "
+            "127.0.0.1"
+        )
+
+
+def token_matches(authorization: str | None, token: SecretStr) -> bool:
+    """Whether an ``Authorization`` header carries ``token`` as a bearer credential.
+
+    The comparison takes the same time wherever the first difference is, so response times
+    reveal nothing about the token.
+    """
+    if authorization is None:
+        return False
+    scheme, _, credential = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    expected = token.get_secret_value().encode()
+    return hmac.compare_digest(credential.strip().encode(), expected)
+
+
+class BearerAuth:
+    """ASGI middleware: 401 for every HTTP request without the token, except ``open_paths``."""
+
+    def __init__(self, app: ASGIApp, *, token: SecretStr, open_paths: frozenset[str]) -> None:
+        self.app = app
+        self._token = token
+        self._open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self._open_paths:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        raw = headers.get(b"authorization")
+        authorization = raw.decode("latin-1") if raw is not None else None
+        if token_matches(authorization, self._token):
+            await self.app(scope, receive, send)
+            return
+        # RFC 6750 section 3: no credential gets the bare challenge, a wrong one says so.
+        challenge = _CHALLENGE if raw is None else f'{_CHALLENGE}, error="invalid_token"'
+        response = JSONResponse(
+            {"detail": "missing or wrong bearer token"},
+            status_code=401,
+            headers={"WWW-Authenticate": challenge},
+        )
+        await response(scope, receive, send)

@@ -1,0 +1,35 @@
+"""What the routes work with, built once in ``cli.py`` and handed to every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from common import TaskRegistry
+from dispatcher.broker_monitor import BrokerMonitor
+from dispatcher.service import Dispatcher
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    """The service objects behind the API.
+
+    Attributes:
+        dispatcher: submits, reads and waits for tasks.
+        broker: connection state and queue depths.
+        registry: the dispatcher's task module (``WQ_DISPATCHER_TASKS``), if it has one.
+    """
+
+    dispatcher: Dispatcher
+    broker: BrokerMonitor
+    registry: TaskRegistry | None = None
+
+
+def get_context(request: Request) -> ApiContext:
+    """The ``ApiContext`` that ``create_app`` stored on the application."""
+    return cast(ApiContext, request.app.state.context)
+
+
+Context = Annotated[ApiContext, Depends(get_context)]

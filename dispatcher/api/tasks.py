@@ -1,0 +1,164 @@
+"""``/tasks``: submit one or a batch, read one, list and filter, wait for an outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
+
+from common import InvalidParams, TaskRegistry, UnknownTaskType
+from dispatcher.api.context import ApiContext, Context
+from dispatcher.api.errors import task_refusal
+from dispatcher.api.schemas import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    MAX_WAIT_S,
+    BatchSubmission,
+    ErrorDetail,
+    NotQueued,
+    SubmittedBatch,
+    SubmittedTask,
+    TaskPage,
+    TaskSubmission,
+)
+from dispatcher.service import TaskRequest
+from dispatcher.store import TaskRecord, TaskState
+from dispatcher.task_query import TaskPosition, TaskQuery, decode_cursor, encode_cursor
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+_SUBMIT_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"description": "Every idempotency key was already used: the earlier tasks."},
+    503: {"model": NotQueued, "description": "Recorded, but the broker did not confirm."},
+}
+
+
+@router.post("", status_code=201, responses=_SUBMIT_RESPONSES, response_model=SubmittedTask)
+async def submit_task(body: TaskSubmission, context: Context, response: Response) -> object:
+    """Record and publish one task: 201 when new, 200 with the earlier task for a used key."""
+    _validate(context.registry, [body], at=lambda _: ["body"])
+    (submitted,), failure = await _submit(context, [body])
+    if failure is not None:
+        return _not_queued(failure, [submitted])
+    response.status_code = 201 if submitted.created else 200
+    return submitted
+
+
+@router.post("/batch", status_code=201, responses=_SUBMIT_RESPONSES, response_model=SubmittedBatch)
+async def submit_batch(body: BatchSubmission, context: Context, response: Response) -> object:
+    """Record all tasks, then publish them with pipelined confirms (201 if any is new)."""
+    _validate(context.registry, body.tasks, at=lambda n: ["body", "tasks", n])
+    submitted, failure = await _submit(context, body.tasks)
+    if failure is not None:
+        return _not_queued(failure, submitted)
+    response.status_code = 201 if any(task.created for task in submitted) else 200
+    return SubmittedBatch(tasks=submitted)
+
+
+@router.get("", response_model=TaskPage)
+async def list_tasks(
+    context: Context,
+    state: Annotated[list[TaskState], Query(description="Any of these states.")] = [],  # noqa: B006
+    task_type: str | None = None,
+    submitted_after: Annotated[AwareDatetime | None, Query(description="Strictly after.")] = None,
+    submitted_before: Annotated[AwareDatetime | None, Query(description="Strictly before.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+) -> TaskPage:
+    """Tasks newest first, filtered; pages stay stable while new tasks arrive."""
+    try:
+        after = decode_cursor(cursor) if cursor is not None else None
+    except ValueError as exc:
+        raise RequestValidationError(
+            [{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}]
+        ) from exc
+    query = TaskQuery(
+        states=tuple(state),
+        task_type=task_type,
+        submitted_after=submitted_after,
+        submitted_before=submitted_before,
+        after=after,
+        limit=limit + 1,  # one more than asked: whether another page exists
+    )
+    records = await context.dispatcher.list_tasks(query)
+    page = records[:limit]
+    more = len(records) > limit
+    return TaskPage(
+        tasks=page, next_cursor=encode_cursor(TaskPosition.of(page[-1])) if more else None
+    )
+
+
+@router.get("/{task_id}", responses={404: {"model": ErrorDetail}})
+async def get_task(task_id: UUID, context: Context) -> TaskRecord:
+    """A task's state, attempt, timestamps, executor, and its result or error."""
+    return await context.dispatcher.get(task_id)
+
+
+@router.get(
+    "/{task_id}/result",
+    responses={
+        202: {"model": TaskRecord, "description": "No outcome yet: the task as it stands."},
+        404: {"model": ErrorDetail},
+    },
+)
+async def wait_for_result(
+    task_id: UUID,
+    context: Context,
+    response: Response,
+    wait: Annotated[
+        float, Query(ge=0, le=MAX_WAIT_S, description="Seconds to wait for an outcome.")
+    ] = 0,
+) -> TaskRecord:
+    """200 with the task once it has an outcome; 202 with it as it stands after ``wait`` s."""
+    record = await context.dispatcher.get(task_id)
+    if not record.state.is_final and wait > 0:
+        try:
+            record = await context.dispatcher.wait(task_id, timeout=wait)
+        except TimeoutError:
+            record = await context.dispatcher.get(task_id)
+    response.status_code = 200 if record.state.is_final else 202
+    return record
+
+
+def _validate(
+    registry: TaskRegistry | None,
+    tasks: Sequence[TaskSubmission],
+    *,
+    at: Callable[[int], list[str | int]],
+) -> None:
+    """Refuse unknown types and invalid params (422) before anything is recorded."""
+    if registry is None:
+        return
+    for n, task in enumerate(tasks):
+        try:
+            registry.get(task.task_type).validate(task.params)
+        except (UnknownTaskType, InvalidParams) as exc:
+            raise task_refusal(exc, at(n)) from exc
+
+
+async def _submit(
+    context: ApiContext, tasks: Sequence[TaskSubmission]
+) -> tuple[list[SubmittedTask], Exception | None]:
+    requests = [TaskRequest(t.task_type, t.params, t.idempotency_key) for t in tasks]
+    submission = await context.dispatcher.submit_all(requests)
+    records = await context.dispatcher.get_many(submission.task_ids)
+    states = {record.task_id: record.state for record in records}
+    submitted = [
+        SubmittedTask(task_id=i, state=states.get(i, TaskState.SUBMITTED), created=new)
+        for i, new in zip(submission.task_ids, submission.created, strict=True)
+    ]
+    return submitted, submission.failure
+
+
+def _not_queued(failure: Exception, tasks: list[SubmittedTask]) -> JSONResponse:
+    body = NotQueued(
+        detail=f"recorded, but not confirmed by the broker ({failure}); the tasks still "
+        "submitted are published again by the outbox",
+        tasks=tasks,
+    )
+    return JSONResponse(body.model_dump(mode="json"), status_code=503)

@@ -12,17 +12,22 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from aio_pika.abc import AbstractRobustConnection
+
 from common import AmqpSettings, TaskRegistry
 from common.amqp import connect, declare_results_queue, declare_topology
 from common.logging import get_logger
 from common.readiness import ReadyFile
-from dispatcher.publisher import AmqpPublisher
+from dispatcher.progress import progress_handler
+from dispatcher.publisher import AmqpCancelPublisher, AmqpPublisher
 from dispatcher.results import result_handler
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
 from dispatcher.stores import ThreadedTaskStore, open_store
 
 log = get_logger(__name__)
+
+_PROGRESS_PREFETCH = 50
 
 
 @asynccontextmanager
@@ -59,7 +64,15 @@ async def open_dispatcher(
             confirm_timeout=amqp.confirm_timeout,
             window=settings.publish_window,
         )
-        dispatcher = Dispatcher(publisher=publisher, store=store, registry=registry)
+        cancels = AmqpCancelPublisher(
+            channel.default_exchange,
+            stream=topology.cancel_stream,
+            app_id=settings.app_id,
+            confirm_timeout=amqp.confirm_timeout,
+        )
+        dispatcher = Dispatcher(
+            publisher=publisher, store=store, registry=registry, cancel_publisher=cancels
+        )
         if consume_results is None:
             others = declared.results_queue.declaration_result.consumer_count or 0
             consume_results = others == 0
@@ -76,6 +89,7 @@ async def open_dispatcher(
             )
             tag = await queue.consume(handler, consumer_tag=f"wq.dispatcher.{identity}")
             stack.push_async_callback(queue.cancel, tag)
+            await _consume_progress(consuming, dispatcher, amqp, stack, identity)
             if ready_file is not None:
                 ready_file.set()
                 ready_file.follow(consuming)
@@ -87,3 +101,22 @@ async def open_dispatcher(
             consuming_results=consume_results,
         )
         yield dispatcher
+
+
+async def _consume_progress(
+    connection: AbstractRobustConnection,
+    dispatcher: Dispatcher,
+    amqp: AmqpSettings,
+    stack: AsyncExitStack,
+    identity: str,
+) -> None:
+    """Record progress reports too, on a channel of their own: a flood cannot slow results."""
+    topology = amqp.topology
+    channel = await connection.channel()
+    await channel.set_qos(prefetch_count=_PROGRESS_PREFETCH)
+    queue = await channel.declare_queue(
+        topology.progress_queue, durable=True, arguments=dict(topology.progress_queue_arguments())
+    )
+    handler = progress_handler(dispatcher.record_progress, max_body_bytes=amqp.max_body_bytes)
+    tag = await queue.consume(handler, consumer_tag=f"wq.dispatcher.{identity}.progress")
+    stack.push_async_callback(queue.cancel, tag)

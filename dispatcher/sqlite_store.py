@@ -10,12 +10,20 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
-from common import Outcome, ResultMessage, StoreError, TaskErrorInfo, TaskMessage, TaskNotFound
+from common import (
+    Outcome,
+    ProgressMessage,
+    ResultMessage,
+    StoreError,
+    TaskErrorInfo,
+    TaskMessage,
+    TaskNotFound,
+)
 from dispatcher.store import TaskRecord, TaskState
 
 _T = TypeVar("_T")
@@ -53,6 +61,7 @@ _STATE_OF_OUTCOME = {
     Outcome.FAILED: TaskState.FAILED,
     Outcome.RETRYING: TaskState.RETRYING,
     Outcome.DEAD: TaskState.DEAD,
+    Outcome.CANCELLED: TaskState.CANCELLED,
 }
 
 # The first final outcome wins, whichever attempt it comes from: the WHERE clause makes a
@@ -80,6 +89,27 @@ ON CONFLICT (task_id) DO UPDATE SET
     started_at = NULL, finished_at = NULL, next_attempt_at = NULL, executor = NULL,
     result = NULL, error = NULL, redelivered = 0
 WHERE tasks.state = ?
+"""
+
+
+# Final tasks are left alone: a cancel cannot change an outcome. A scheduled task has never been
+# published, so no executor needs telling: it is cancelled here and now. Every right-hand side
+# reads the row as it was before the update.
+_REQUEST_CANCEL = """
+UPDATE tasks SET
+    cancel_requested_at = COALESCE(cancel_requested_at, :at),
+    finished_at = CASE WHEN state = 'scheduled' THEN :at ELSE finished_at END,
+    state = CASE WHEN state = 'scheduled' THEN 'cancelled' ELSE state END
+WHERE task_id = :task_id AND state NOT IN ('succeeded', 'failed', 'dead', 'cancelled')
+"""
+
+# Progress never moves backwards in time (reports travel unordered across executors and
+# redeliveries), and a report that arrives after the outcome is dropped. Timestamps are
+# stored as UTC with microseconds, so comparing the text compares the instants.
+_RECORD_PROGRESS = """
+UPDATE tasks SET progress = :percent, progress_note = :note, progress_at = :at
+WHERE task_id = :task_id AND state NOT IN ('succeeded', 'failed', 'dead', 'cancelled')
+    AND (progress_at IS NULL OR progress_at < :at)
 """
 
 
@@ -276,6 +306,21 @@ class SqliteTaskStore:
         with self._lock:
             self._db.close()
 
+    def request_cancel(self, task_id: UUID, at: datetime) -> bool:
+        """Flag a task as cancel-requested (a scheduled one is cancelled); False if final."""
+        params = {"task_id": str(task_id), "at": _utc(at)}
+        return self._write(lambda db: db.execute(_REQUEST_CANCEL, params).rowcount > 0)
+
+    def record_progress(self, report: ProgressMessage) -> bool:
+        """Record the latest progress of an open task; False if final or older than the last."""
+        params = {
+            "task_id": str(report.task_id),
+            "percent": report.percent,
+            "note": report.note,
+            "at": _utc(report.reported_at),
+        }
+        return self._write(lambda db: db.execute(_RECORD_PROGRESS, params).rowcount > 0)
+
     def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         with self._lock:
             try:
@@ -376,6 +421,10 @@ def _add_scheduling_centre(db: sqlite3.Connection) -> None:
         _add_column(db, "tasks", column, declaration)
     for statement in filter(str.strip, _V4_SCHEMA.split(";")):
         db.execute(statement)
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _record(row: sqlite3.Row) -> TaskRecord:

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from common import JsonValue, ResultMessage, TaskErrorInfo, TaskMessage
+from common import JsonValue, ProgressMessage, ResultMessage, TaskErrorInfo, TaskMessage
 
 
 class TaskState(StrEnum):
@@ -111,6 +111,16 @@ class TaskStore(Protocol):
     async def close(self) -> None:
         """Release the store's resources."""
 
+    async def request_cancel(self, task_id: UUID, at: datetime) -> bool:
+        """Flag a task as cancel-requested at ``at``; False if it is final (or unknown).
+
+        The first request's time is kept. A ``scheduled`` task, never published, becomes
+        ``cancelled`` at once; any other open task keeps its state until an outcome arrives.
+        """
+
+    async def record_progress(self, report: ProgressMessage) -> bool:
+        """Record a progress report unless the task is final or has a later one; whether it did."""
+
 
 class SyncTaskStore(Protocol):
     """``TaskStore`` with blocking calls: what a backend implements, and the sync client uses.
@@ -138,3 +148,7 @@ class SyncTaskStore(Protocol):
     def get_many(self, task_ids: Sequence[UUID]) -> list[TaskRecord]: ...
 
     def close(self) -> None: ...
+
+    def request_cancel(self, task_id: UUID, at: datetime) -> bool: ...
+
+    def record_progress(self, report: ProgressMessage) -> bool: ...

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from pydantic import SecretStr
 
-from common import ResultMessage, TaskMessage
+from common import ProgressMessage, ResultMessage, TaskMessage
 from dispatcher.postgres_store import PostgresTaskStore
 from dispatcher.settings import is_postgres_url
 from dispatcher.sqlite_store import SqliteTaskStore
@@ -75,3 +75,9 @@ class ThreadedTaskStore:
     async def close(self) -> None:
         await self._call(self.sync.close)
         self._thread.shutdown(wait=True)
+
+    async def request_cancel(self, task_id: UUID, at: datetime) -> bool:
+        return await self._call(self.sync.request_cancel, task_id, at)
+
+    async def record_progress(self, report: ProgressMessage) -> bool:
+        return await self._call(self.sync.record_progress, report)

@@ -67,6 +67,8 @@ class Broker:
             topology.results_queue,
             topology.task_dead_queue,
             topology.results_dead_queue,
+            topology.cancel_stream,
+            topology.progress_queue,
             *(topology.retry_queue(bucket) for bucket in buckets),
         ):
             channel.queue_delete(queue)

@@ -15,6 +15,7 @@ from pydantic import Field
 from common import (
     InvalidParams,
     Outcome,
+    ProgressMessage,
     PublishRejected,
     ResultMessage,
     TaskMessage,
@@ -284,6 +285,12 @@ class ObservedStore:
 
     async def close(self) -> None:
         await self.inner.close()
+
+    async def request_cancel(self, task_id: UUID, at: datetime) -> bool:
+        return await self.inner.request_cancel(task_id, at)
+
+    async def record_progress(self, report: ProgressMessage) -> bool:
+        return await self.inner.record_progress(report)
 
 
 @pytest.mark.usefixtures("no_polling")

@@ -1,16 +1,22 @@
-"""What both services agree on: wire models, codec, topology, task registry, settings, logging."""
+"""What both services agree on: wire models, codec, topology, registry, task context, settings."""
 
 from pydantic import JsonValue
 
 from common.codec import (
     MessageProperties,
+    cancel_properties,
+    decode_cancel,
+    decode_progress,
     decode_result,
     decode_task,
     encode,
+    marker_properties,
+    progress_properties,
     result_properties,
     task_id_from_properties,
     task_properties,
 )
+from common.context import ProgressUpdate, TaskContext, current_task_context, running_in
 from common.errors import (
     BrokerError,
     BrokerUnavailable,
@@ -23,6 +29,7 @@ from common.errors import (
     RetryableTaskError,
     SoftTimeLimitExceeded,
     StoreError,
+    TaskCancelled,
     TaskError,
     TaskNotFound,
     TimeLimitExceeded,
@@ -39,8 +46,10 @@ from common.heartbeat import (
 )
 from common.messages import (
     SCHEMA_VERSION,
+    CancelNotice,
     ErrorKind,
     Outcome,
+    ProgressMessage,
     ResultMessage,
     TaskErrorInfo,
     TaskMessage,
@@ -60,6 +69,7 @@ __all__ = [
     "AmqpSettings",
     "BrokerError",
     "BrokerUnavailable",
+    "CancelNotice",
     "ConfigError",
     "DecodeError",
     "ErrorKind",
@@ -72,12 +82,16 @@ __all__ = [
     "MessageProperties",
     "Outcome",
     "PermanentTaskError",
+    "ProgressMessage",
+    "ProgressUpdate",
     "PublishRejected",
     "ResultMessage",
     "RetryableTaskError",
     "RunningTask",
     "SoftTimeLimitExceeded",
     "StoreError",
+    "TaskCancelled",
+    "TaskContext",
     "TaskDefinition",
     "TaskError",
     "TaskErrorInfo",
@@ -91,15 +105,22 @@ __all__ = [
     "UnknownTaskType",
     "UnsupportedVersion",
     "WorkQueueError",
+    "cancel_properties",
+    "current_task_context",
+    "decode_cancel",
     "decode_heartbeat",
+    "decode_progress",
     "decode_result",
     "decode_task",
     "encode",
     "invalid_params",
     "load_registry",
     "load_settings",
+    "marker_properties",
+    "progress_properties",
     "redact_url",
     "result_properties",
+    "running_in",
     "task_id_from_properties",
     "task_properties",
 ]

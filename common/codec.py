@@ -15,11 +15,21 @@ from uuid import UUID
 from pydantic import BaseModel, ValidationError
 
 from common.errors import DecodeError, UnsupportedVersion
-from common.messages import SCHEMA_VERSION, ResultMessage, TaskMessage
+from common.messages import (
+    SCHEMA_VERSION,
+    CancelNotice,
+    ProgressMessage,
+    ResultMessage,
+    TaskMessage,
+)
 
 CONTENT_TYPE = "application/json"
 CONTENT_ENCODING = "utf-8"
 PERSISTENT = 2
+TRANSIENT = 1
+# The AMQP ``type`` of the messages on the cancellation stream; readers skip other types.
+CANCEL_TYPE = "cancel"
+MARKER_TYPE = "marker"
 _EXCERPT_BYTES = 200
 
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -54,6 +64,16 @@ def decode_task(body: bytes) -> TaskMessage:
 def decode_result(body: bytes) -> ResultMessage:
     """Decode a result body, raising ``DecodeError`` or ``UnsupportedVersion``."""
     return _decode(body, ResultMessage)
+
+
+def decode_cancel(body: bytes) -> CancelNotice:
+    """Decode a cancel notice, raising ``DecodeError`` or ``UnsupportedVersion``."""
+    return _decode(body, CancelNotice)
+
+
+def decode_progress(body: bytes) -> ProgressMessage:
+    """Decode a progress report, raising ``DecodeError`` or ``UnsupportedVersion``."""
+    return _decode(body, ProgressMessage)
 
 
 def _decode(body: bytes, model: type[_Model]) -> _Model:
@@ -103,6 +123,40 @@ def result_properties(result: ResultMessage, *, app_id: str) -> MessagePropertie
         timestamp=result.finished_at,
         app_id=app_id,
         headers={"x-wq-outcome": result.outcome.value, "x-wq-executor": result.executor},
+    )
+
+
+def cancel_properties(notice: CancelNotice, *, app_id: str) -> MessageProperties:
+    """Properties for a cancel notice: persistent, typed ``cancel``, keyed by the task id."""
+    return MessageProperties(
+        message_id=str(notice.task_id),
+        type=CANCEL_TYPE,
+        correlation_id=str(notice.task_id),
+        timestamp=notice.requested_at,
+        app_id=app_id,
+    )
+
+
+def marker_properties(marker_id: str, *, at: datetime, app_id: str) -> MessageProperties:
+    """Properties for a reader's own marker on the cancellation stream (see docs/protocol.md)."""
+    return MessageProperties(
+        message_id=marker_id,
+        type=MARKER_TYPE,
+        correlation_id=marker_id,
+        timestamp=at,
+        app_id=app_id,
+    )
+
+
+def progress_properties(report: ProgressMessage, *, app_id: str) -> MessageProperties:
+    """Properties for a progress report: transient, since a lost report is only advisory."""
+    return MessageProperties(
+        message_id=f"{report.task_id}.{report.attempt}.progress",
+        type=report.task_type,
+        correlation_id=str(report.task_id),
+        timestamp=report.reported_at,
+        app_id=app_id,
+        delivery_mode=TRANSIENT,
     )
 
 

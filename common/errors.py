@@ -8,7 +8,7 @@ WorkQueueError
 ├── StoreError ──── TaskNotFound
 └── TaskError ───── RetryableTaskError (optional delay), PermanentTaskError,
                     UnknownTaskType, InvalidParams, SoftTimeLimitExceeded,
-                    TimeLimitExceeded
+                    TimeLimitExceeded, TaskCancelled
 ```
 
 Adapters wrap third-party errors (pika, aio-pika, sqlite3, pydantic) into this tree with
@@ -143,6 +143,17 @@ class TimeLimitExceeded(PermanentTaskError):
         # A default: PyThreadState_SetAsyncExc raises the class, instantiated without args.
         super().__init__(f"ran longer than its hard time limit of {limit_s:g}s")
         self.limit_s = limit_s
+
+
+class TaskCancelled(PermanentTaskError):
+    """Raised by a handler that stops because its task was cancelled (outcome ``cancelled``).
+
+    ``TaskContext.raise_if_cancelled`` raises it; a handler may raise it itself too.
+    """
+
+    def __init__(self, task_id: UUID | None = None) -> None:
+        super().__init__("the task was cancelled" + (f" ({task_id})" if task_id else ""))
+        self.task_id = task_id
 
 
 def _location(loc: object) -> str:

@@ -1,4 +1,4 @@
-"""Wire models: the task message and the result message (docs/protocol.md, schema version 1)."""
+"""Wire models: task, result, cancel notice and progress messages (docs/protocol.md, version 1)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,8 @@ class Outcome(StrEnum):
     RETRYING = "retrying"
     # Final until replayed: the task message is in the dead-letter queue.
     DEAD = "dead"
+    # Final: skipped because a cancel was requested, or stopped by its handler on request.
+    CANCELLED = "cancelled"
 
 
 class ErrorKind(StrEnum):
@@ -64,6 +66,7 @@ class ErrorKind(StrEnum):
     MESSAGE_TOO_LARGE = "message_too_large"
     DELIVERY_LIMIT = "delivery_limit"
     TIME_LIMIT = "time_limit"
+    CANCELLED = "cancelled"
 
 
 class TaskErrorInfo(_Wire):
@@ -91,3 +94,28 @@ class ResultMessage(_Wire):
     started_at: datetime
     finished_at: datetime
     retry_in_s: float | None = Field(default=None, ge=0)
+
+
+# Longest progress note a handler may report: a status line, not a log.
+MAX_PROGRESS_NOTE = 200
+
+
+class CancelNotice(_Wire):
+    """A request to cancel a task, as published to the cancellation stream."""
+
+    version: Literal[1] = 1
+    task_id: UUID
+    requested_at: AwareDatetime
+
+
+class ProgressMessage(_Wire):
+    """How far a running attempt has got, as published to the progress queue (advisory)."""
+
+    version: Literal[1] = 1
+    task_id: UUID
+    task_type: str
+    attempt: int = Field(default=1, ge=1, le=MAX_ATTEMPT)
+    executor: str
+    percent: float = Field(ge=0, le=100, allow_inf_nan=False)
+    note: str | None = Field(default=None, max_length=MAX_PROGRESS_NOTE)
+    reported_at: AwareDatetime

@@ -17,6 +17,15 @@ TASK_ROUTING_KEY: Final = "task"
 HEARTBEAT_TTL_MS: Final = 60_000
 HEARTBEAT_MAX_LENGTH: Final = 5_000
 QueueType = Literal["classic", "quorum"]
+# Cancel notices are kept a week: a task cancelled while no executor ran is still skipped by
+# an executor that starts within that time. Small segments let retention actually trim the
+# stream (RabbitMQ deletes whole segments only; the default segment is 500 MB).
+# https://www.rabbitmq.com/docs/streams#retention
+CANCEL_RETENTION: Final = "7D"
+_CANCEL_SEGMENT_BYTES: Final = 1_000_000
+_CANCEL_MAX_BYTES: Final = 100_000_000
+# Progress is advisory: a backlog (no dispatcher consuming) keeps only the newest reports.
+PROGRESS_MAX_LENGTH: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +77,16 @@ class Topology:
             "x-max-length": HEARTBEAT_MAX_LENGTH,
         }
 
+    @property
+    def cancel_stream(self) -> str:
+        """Durable stream of cancel notices that every executor reads from its start."""
+        return f"{self.prefix}.cancellations"
+
+    @property
+    def progress_queue(self) -> str:
+        """Bounded queue of progress reports that the dispatcher consumes."""
+        return f"{self.prefix}.progress"
+
     def retry_queue(self, bucket_s: int) -> str:
         """Delay queue for retries waiting between ``bucket_s`` and twice that."""
         return f"{self.task_queue}.retry.{bucket_s}s"
@@ -92,6 +111,8 @@ class Topology:
             (self.results_queue, self.results_queue_arguments()),
             (self.task_queue, self.task_queue_arguments()),
             (self.executors_queue, self.executors_queue_arguments()),
+            (self.cancel_stream, self.cancel_stream_arguments()),
+            (self.progress_queue, self.progress_queue_arguments()),
         ]
 
     def task_queue_arguments(self) -> dict[str, str | int]:
@@ -101,6 +122,19 @@ class Topology:
     def results_queue_arguments(self) -> dict[str, str | int]:
         """Arguments of the results queue; changing them needs a queue migration."""
         return self._durable_arguments() | _dead_lettering_to(self.results_dead_queue)
+
+    def cancel_stream_arguments(self) -> dict[str, str | int]:
+        """A stream: read without being consumed, by each executor, however many there are."""
+        return {
+            "x-queue-type": "stream",
+            "x-max-age": CANCEL_RETENTION,
+            "x-stream-max-segment-size-bytes": _CANCEL_SEGMENT_BYTES,
+            "x-max-length-bytes": _CANCEL_MAX_BYTES,
+        }
+
+    def progress_queue_arguments(self) -> dict[str, str | int]:
+        """Classic whatever ``queue_type`` says: progress is advisory and may be dropped."""
+        return {"x-queue-type": "classic", "x-max-length": PROGRESS_MAX_LENGTH}
 
     def dead_queue_arguments(self) -> dict[str, str | int]:
         """Arguments of the dead-letter queues."""

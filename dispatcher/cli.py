@@ -1,4 +1,4 @@
-"""``dispatcher``: serve (record results), submit tasks, and show a task's status."""
+"""``dispatcher``: serve (record results), submit, cancel, and show a task's status."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ from dispatcher.api.context import ApiContext
 from dispatcher.api.server import bind, serve_api
 from dispatcher.broker_monitor import AmqpBrokerMonitor
 from dispatcher.client import open_dispatcher
-from dispatcher.service import Dispatcher
+from dispatcher.service import CancelOutcome, Dispatcher
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import ExecutorRecord, TaskRecord, TaskState
 from dispatcher.stores import ThreadedTaskStore, open_store
@@ -152,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show a task's state, result or error")
     status.add_argument("task_id", metavar="TASK_ID", type=UUID, help="the id submit printed")
     status.add_argument("--json", action="store_true", help="print the full record as JSON")
+    cancel = commands.add_parser(
+        "cancel", help="cancel a task: skipped if not started, told to stop if running"
+    )
+    cancel.add_argument("task_id", metavar="TASK_ID", type=UUID, help="the id submit printed")
+    cancel.add_argument("--json", action="store_true", help="print the outcome and record as JSON")
     return parser
 
 
@@ -178,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_serve(amqp, settings, registry, http=not args.no_http)
         if args.command == "dead":
             return asyncio.run(_dead(amqp, settings, args))
+        if args.command == "cancel":
+            return asyncio.run(_cancel(amqp, settings, args.task_id, as_json=args.json))
         params = _parse_params(args.params)
         return asyncio.run(_submit(amqp, settings, registry, args, params))
     except ConfigError as exc:
@@ -391,6 +398,36 @@ def _status(settings: DispatcherSettings, task_id: UUID, *, as_json: bool) -> in
     return codes.OK
 
 
+async def _cancel(
+    amqp: AmqpSettings, settings: DispatcherSettings, task_id: UUID, *, as_json: bool
+) -> int:
+    if isinstance(settings.store, Path) and not settings.store.exists():
+        raise TaskNotFound(task_id)  # without creating an empty SQLite file on the way
+    try:
+        async with open_dispatcher(amqp, settings, consume_results=False) as dispatcher:
+            report = await dispatcher.cancel(task_id)
+    except BrokerUnavailable as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return codes.BROKER_UNAVAILABLE
+    except BrokerError as exc:
+        print(
+            f"dispatcher: the cancel of {task_id} is recorded, but executors were not told"
+            f" ({exc}); run the command again",
+            file=sys.stderr,
+        )
+        return codes.NOT_PUBLISHED if isinstance(exc, PublishRejected) else codes.BROKER_UNAVAILABLE
+    if as_json:
+        record = report.record.model_dump(mode="json")
+        print(json.dumps({"outcome": report.outcome.value, "record": record}, indent=2))
+    elif report.outcome is CancelOutcome.ALREADY_FINAL:
+        print(f"{task_id} already {report.record.state.value}: nothing changed")
+    elif report.outcome is CancelOutcome.CANCELLED:
+        print(f"{task_id} cancelled (it had not been published)")
+    else:
+        print(f"{task_id} cancel requested: it will not start, and is told if it is running")
+    return codes.OK
+
+
 def _describe(record: TaskRecord) -> str:
     lines = [
         f"task      {record.task_id}",
@@ -399,6 +436,11 @@ def _describe(record: TaskRecord) -> str:
         f"attempt   {record.attempt}",
         f"submitted {record.submitted_at.isoformat()}",
     ]
+    if record.progress is not None and record.progress_at is not None:
+        note = f"  {record.progress_note}" if record.progress_note else ""
+        lines.append(f"progress  {record.progress:g}%{note} (at {record.progress_at.isoformat()})")
+    if record.cancel_requested_at is not None:
+        lines.append(f"cancel    requested {record.cancel_requested_at.isoformat()}")
     if record.finished_at is not None:
         lines.append(f"finished  {record.finished_at.isoformat()} on {record.executor}")
     if record.state is TaskState.SUCCEEDED:

@@ -23,7 +23,8 @@ from common.readiness import ReadyFile
 from dispatcher.broker_monitor import AmqpBrokerMonitor
 from dispatcher.heartbeats import consume_heartbeats
 from dispatcher.metrics import DispatcherMetrics
-from dispatcher.publisher import AmqpPublisher
+from dispatcher.progress import progress_handler
+from dispatcher.publisher import AmqpCancelPublisher, AmqpPublisher
 from dispatcher.queue_depths import read_queue_depths
 from dispatcher.results import ResultRecorder
 from dispatcher.service import Dispatcher
@@ -31,6 +32,8 @@ from dispatcher.settings import DispatcherSettings
 from dispatcher.stores import ThreadedTaskStore, open_store
 
 log = get_logger(__name__)
+
+_PROGRESS_PREFETCH = 50
 
 
 @asynccontextmanager
@@ -77,12 +80,19 @@ async def open_dispatcher(
             confirm_timeout=amqp.confirm_timeout,
             window=settings.publish_window,
         )
+        cancels = AmqpCancelPublisher(
+            channel.default_exchange,
+            stream=topology.cancel_stream,
+            app_id=settings.app_id,
+            confirm_timeout=amqp.confirm_timeout,
+        )
         dispatcher = Dispatcher(
             publisher=publisher,
             store=store,
             registry=registry,
             metrics=metrics,
             executor_lost_after=settings.executor_lost_after,
+            cancel_publisher=cancels,
         )
         if consume_results is None:
             others = declared.results_queue.declaration_result.consumer_count or 0
@@ -113,6 +123,8 @@ async def open_dispatcher(
                 stack.push_async_callback(stop)
                 gauges = asyncio.create_task(_update_gauges(dispatcher, consuming, amqp))
                 stack.push_async_callback(_cancel, gauges)
+
+            await _consume_progress(consuming, dispatcher, amqp, stack, identity)
             if ready_file is not None:
                 ready_file.set()
                 ready_file.follow(consuming)
@@ -149,3 +161,22 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _consume_progress(
+    connection: AbstractRobustConnection,
+    dispatcher: Dispatcher,
+    amqp: AmqpSettings,
+    stack: AsyncExitStack,
+    identity: str,
+) -> None:
+    """Record progress reports too, on a channel of their own: a flood cannot slow results."""
+    topology = amqp.topology
+    channel = await connection.channel()
+    await channel.set_qos(prefetch_count=_PROGRESS_PREFETCH)
+    queue = await channel.declare_queue(
+        topology.progress_queue, durable=True, arguments=dict(topology.progress_queue_arguments())
+    )
+    handler = progress_handler(dispatcher.record_progress, max_body_bytes=amqp.max_body_bytes)
+    tag = await queue.consume(handler, consumer_tag=f"wq.dispatcher.{identity}.progress")
+    stack.push_async_callback(queue.cancel, tag)

@@ -27,6 +27,7 @@ from common import (
     Heartbeat,
     JsonValue,
     Outcome,
+    ProgressMessage,
     ResultMessage,
     StoreError,
     TaskErrorInfo,
@@ -55,6 +56,7 @@ _STATE_OF_OUTCOME = {
     Outcome.FAILED: TaskState.FAILED,
     Outcome.RETRYING: TaskState.RETRYING,
     Outcome.DEAD: TaskState.DEAD,
+    Outcome.CANCELLED: TaskState.CANCELLED,
 }
 
 _ADD_SUBMITTED = """
@@ -130,6 +132,23 @@ ON CONFLICT (task_type) DO UPDATE SET
     params_schema = excluded.params_schema, description = excluded.description,
     options = excluded.options, published_by = excluded.published_by,
     updated_at = excluded.updated_at
+"""
+
+
+# As in SqliteTaskStore: a final task is left alone, a scheduled one is cancelled at once.
+_REQUEST_CANCEL = """
+UPDATE wq_tasks SET
+    cancel_requested_at = COALESCE(cancel_requested_at, %(at)s),
+    finished_at = CASE WHEN state = 'scheduled' THEN %(at)s ELSE finished_at END,
+    state = CASE WHEN state = 'scheduled' THEN 'cancelled' ELSE state END
+WHERE task_id = %(task_id)s AND state NOT IN ('succeeded', 'failed', 'dead', 'cancelled')
+"""
+
+# As in SqliteTaskStore: never backwards in time, never after the outcome.
+_RECORD_PROGRESS = """
+UPDATE wq_tasks SET progress = %(percent)s, progress_note = %(note)s, progress_at = %(at)s
+WHERE task_id = %(task_id)s AND state NOT IN ('succeeded', 'failed', 'dead', 'cancelled')
+    AND (progress_at IS NULL OR progress_at < %(at)s)
 """
 
 
@@ -379,6 +398,25 @@ class PostgresTaskStore:
             )
             for row in rows
         ]
+
+    def request_cancel(self, task_id: UUID, at: datetime) -> bool:
+        """Flag a task as cancel-requested (a scheduled one is cancelled); False if final."""
+        params = {"task_id": task_id, "at": at}
+        return self._run(
+            "write", lambda db: db.execute(_REQUEST_CANCEL, params).rowcount > 0, write=True
+        )
+
+    def record_progress(self, report: ProgressMessage) -> bool:
+        """Record the latest progress of an open task; False if final or older than the last."""
+        params = {
+            "task_id": report.task_id,
+            "percent": report.percent,
+            "note": _without_nul(report.note),
+            "at": report.reported_at,
+        }
+        return self._run(
+            "write", lambda db: db.execute(_RECORD_PROGRESS, params).rowcount > 0, write=True
+        )
 
     def _read(self, sql: str, params: Sequence[Any]) -> list[DictRow]:
         return self._run("read", lambda db: db.execute(sql, params).fetchall(), write=False)

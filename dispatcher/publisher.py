@@ -1,4 +1,4 @@
-"""Publishing task messages with publisher confirms, pipelined (aio-pika)."""
+"""Publishing task messages (pipelined) and cancel notices with publisher confirms (aio-pika)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ from typing import Protocol
 
 from aio_pika.abc import AbstractExchange
 
-from common import PublishRejected, TaskMessage, WorkQueueError, encode, task_properties
+from common import (
+    CancelNotice,
+    PublishRejected,
+    TaskMessage,
+    WorkQueueError,
+    cancel_properties,
+    encode,
+    task_properties,
+)
 from common.amqp import publish_confirmed, to_message
 from common.topology import TASK_ROUTING_KEY
 
@@ -58,3 +66,30 @@ class AmqpPublisher:
             except WorkQueueError as exc:
                 return exc
         return None
+
+
+class CancelPublisher(Protocol):
+    """Appends cancel notices to the cancellation stream that every executor reads."""
+
+    async def publish_cancel(self, notice: CancelNotice) -> None:
+        """Publish and wait for the confirm; ``PublishRejected`` or ``BrokerError`` if not."""
+
+
+class AmqpCancelPublisher:
+    """Publishes cancel notices, persistent, with confirms and ``mandatory``."""
+
+    def __init__(
+        self, exchange: AbstractExchange, *, stream: str, app_id: str, confirm_timeout: float
+    ) -> None:
+        self._exchange = exchange  # the default exchange: routing key = the stream's name
+        self._stream = stream
+        self._app_id = app_id
+        self._timeout = confirm_timeout
+
+    async def publish_cancel(self, notice: CancelNotice) -> None:
+        message = to_message(encode(notice), cancel_properties(notice, app_id=self._app_id))
+        try:
+            await publish_confirmed(self._exchange, self._stream, message, timeout=self._timeout)
+        except PublishRejected as exc:
+            exc.task_id = notice.task_id
+            raise

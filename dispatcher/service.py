@@ -10,12 +10,17 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from uuid import UUID, uuid4
 
 from pydantic import ValidationError
+from structlog.contextvars import bound_contextvars
 
 from common import (
+    CancelNotice,
+    ConfigError,
     JsonValue,
+    ProgressMessage,
     ResultMessage,
     TaskMessage,
     TaskRegistry,
@@ -26,8 +31,8 @@ from common import (
 from common.logging import get_logger
 from dispatcher.fleet import Fleet
 from dispatcher.metrics import DispatcherMetrics
-from dispatcher.publisher import Publisher
-from dispatcher.store import TaskRecord, TaskStore
+from dispatcher.publisher import CancelPublisher, Publisher
+from dispatcher.store import TaskRecord, TaskState, TaskStore
 from dispatcher.task_query import TaskQuery
 
 log = get_logger(__name__)
@@ -65,6 +70,22 @@ class Submission:
     failure: WorkQueueError | None = None
 
 
+class CancelOutcome(StrEnum):
+    """What a cancel request did."""
+
+    REQUESTED = "requested"  # flagged, and every executor told: skipped or stopped cooperatively
+    CANCELLED = "cancelled"  # it had not been published (scheduled): cancelled outright
+    ALREADY_FINAL = "already_final"  # it had an outcome already: nothing changed
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReport:
+    """The answer to a cancel request: what happened, and the task's record after it."""
+
+    outcome: CancelOutcome
+    record: TaskRecord
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -81,7 +102,9 @@ class Dispatcher:
         clock: Clock = _utcnow,
         metrics: DispatcherMetrics | None = None,
         executor_lost_after: float = 60.0,
+        cancel_publisher: CancelPublisher | None = None,
     ) -> None:
+        self._cancel_publisher = cancel_publisher
         self._publisher = publisher
         self._store = store
         self._registry = registry
@@ -240,6 +263,40 @@ class Dispatcher:
     async def ping_store(self) -> None:
         """Reach the task store; ``StoreError`` when it cannot be reached."""
         await self._store.ping()
+
+    async def cancel(self, task_id: UUID) -> CancelReport:
+        """Cancel a task: it never starts if not started yet, and is told if it is running.
+
+        The flag is recorded first, then a notice goes to the cancellation stream, which
+        executors read from its start, so one offline now still skips the task. Asking again
+        is safe: the first request's time is kept and the notice published again.
+
+        Raises:
+            TaskNotFound: no task has this id.
+            PublishRejected, BrokerError: the flag is recorded, but executors were not told;
+                ask again.
+        """
+        if self._cancel_publisher is None:
+            raise ConfigError("this dispatcher was built without a cancel publisher")
+        requested = await self._store.request_cancel(task_id, self._clock())
+        record = await self._store.get(task_id)
+        with bound_contextvars(task_id=str(task_id)):
+            if not requested:
+                log.info("task_cancel_ignored", state=record.state.value)
+                return CancelReport(CancelOutcome.ALREADY_FINAL, record)
+            # Published for a scheduled task too: whatever claims due tasks may have raced us.
+            at = record.cancel_requested_at or self._clock()
+            await self._cancel_publisher.publish_cancel(
+                CancelNotice(task_id=task_id, requested_at=at)
+            )
+            log.info("task_cancel_requested", state=record.state.value)
+        if record.state is TaskState.CANCELLED:
+            return CancelReport(CancelOutcome.CANCELLED, record)
+        return CancelReport(CancelOutcome.REQUESTED, record)
+
+    async def record_progress(self, report: ProgressMessage) -> bool:
+        """Record a progress report (the latest in time wins; none after the outcome)."""
+        return await self._store.record_progress(report)
 
 
 def build_task(

@@ -20,6 +20,7 @@ from common import (
     ExecutorEvent,
     Heartbeat,
     Outcome,
+    ProgressMessage,
     ResultMessage,
     RunningTask,
     StoreError,
@@ -66,6 +67,7 @@ _STATE_OF_OUTCOME = {
     Outcome.FAILED: TaskState.FAILED,
     Outcome.RETRYING: TaskState.RETRYING,
     Outcome.DEAD: TaskState.DEAD,
+    Outcome.CANCELLED: TaskState.CANCELLED,
 }
 
 # The first final outcome wins, whichever attempt it comes from: the WHERE clause makes a
@@ -93,6 +95,27 @@ ON CONFLICT (task_id) DO UPDATE SET
     started_at = NULL, finished_at = NULL, next_attempt_at = NULL, executor = NULL,
     result = NULL, error = NULL, redelivered = 0
 WHERE tasks.state = ?
+"""
+
+
+# Final tasks are left alone: a cancel cannot change an outcome. A scheduled task has never been
+# published, so no executor needs telling: it is cancelled here and now. Every right-hand side
+# reads the row as it was before the update.
+_REQUEST_CANCEL = """
+UPDATE tasks SET
+    cancel_requested_at = COALESCE(cancel_requested_at, :at),
+    finished_at = CASE WHEN state = 'scheduled' THEN :at ELSE finished_at END,
+    state = CASE WHEN state = 'scheduled' THEN 'cancelled' ELSE state END
+WHERE task_id = :task_id AND state NOT IN ('succeeded', 'failed', 'dead', 'cancelled')
+"""
+
+# Progress never moves backwards in time (reports travel unordered across executors and
+# redeliveries), and a report that arrives after the outcome is dropped. Timestamps are
+# stored as UTC with microseconds, so comparing the text compares the instants.
+_RECORD_PROGRESS = """
+UPDATE tasks SET progress = :percent, progress_note = :note, progress_at = :at
+WHERE task_id = :task_id AND state NOT IN ('succeeded', 'failed', 'dead', 'cancelled')
+    AND (progress_at IS NULL OR progress_at < :at)
 """
 
 
@@ -129,7 +152,8 @@ ON CONFLICT (task_type) DO UPDATE SET
 
 
 def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
+    # Fixed width (microseconds always shown), so that comparing the text compares instants.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _submitted_row(task: TaskMessage, key: str | None) -> tuple[object, ...]:
@@ -414,6 +438,21 @@ class SqliteTaskStore:
             )
             for row in rows
         ]
+
+    def request_cancel(self, task_id: UUID, at: datetime) -> bool:
+        """Flag a task as cancel-requested (a scheduled one is cancelled); False if final."""
+        params = {"task_id": str(task_id), "at": _utc(at)}
+        return self._write(lambda db: db.execute(_REQUEST_CANCEL, params).rowcount > 0)
+
+    def record_progress(self, report: ProgressMessage) -> bool:
+        """Record the latest progress of an open task; False if final or older than the last."""
+        params = {
+            "task_id": str(report.task_id),
+            "percent": report.percent,
+            "note": report.note,
+            "at": _utc(report.reported_at),
+        }
+        return self._write(lambda db: db.execute(_RECORD_PROGRESS, params).rowcount > 0)
 
     def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         with self._lock:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from common import (
     Heartbeat,
     JsonValue,
+    ProgressMessage,
     ResultMessage,
     RunningTask,
     TaskErrorInfo,
@@ -198,6 +199,16 @@ class TaskStore(Protocol):
     async def ping(self) -> None:
         """Reach the store (reconnecting if need be); ``StoreError`` when it cannot."""
 
+    async def request_cancel(self, task_id: UUID, at: datetime) -> bool:
+        """Flag a task as cancel-requested at ``at``; False if it is final (or unknown).
+
+        The first request's time is kept. A ``scheduled`` task, never published, becomes
+        ``cancelled`` at once; any other open task keeps its state until an outcome arrives.
+        """
+
+    async def record_progress(self, report: ProgressMessage) -> bool:
+        """Record a progress report unless the task is final or has a later one; whether it did."""
+
 
 class SyncTaskStore(Protocol):
     """``TaskStore`` with blocking calls: what a backend implements, and the sync client uses.
@@ -241,3 +252,7 @@ class SyncTaskStore(Protocol):
     def list_tasks(self, query: TaskQuery) -> list[TaskRecord]: ...
 
     def ping(self) -> None: ...
+
+    def request_cancel(self, task_id: UUID, at: datetime) -> bool: ...
+
+    def record_progress(self, report: ProgressMessage) -> bool: ...

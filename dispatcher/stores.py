@@ -12,7 +12,7 @@ from uuid import UUID
 
 from pydantic import SecretStr
 
-from common import Heartbeat, ResultMessage, TaskMessage, TaskTypeInfo
+from common import Heartbeat, ProgressMessage, ResultMessage, TaskMessage, TaskTypeInfo
 from dispatcher.postgres_store import PostgresTaskStore
 from dispatcher.settings import is_postgres_url
 from dispatcher.sqlite_store import SqliteTaskStore
@@ -101,3 +101,9 @@ class ThreadedTaskStore:
 
     async def ping(self) -> None:
         await self._call(self.sync.ping)
+
+    async def request_cancel(self, task_id: UUID, at: datetime) -> bool:
+        return await self._call(self.sync.request_cancel, task_id, at)
+
+    async def record_progress(self, report: ProgressMessage) -> bool:
+        return await self._call(self.sync.record_progress, report)

@@ -1,4 +1,4 @@
-"""Example task types: a fast one, a slow one and one that fails for some inputs.
+"""Example task types: a fast one, a slow one (progress, cancel) and one that fails sometimes.
 
 Run them with ``executor run --tasks examples.tasks``.
 """
@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from common import TaskRegistry
+from common import TaskRegistry, current_task_context
 
 registry = TaskRegistry()
 
@@ -33,8 +33,11 @@ def render_report(
     pages: Annotated[int, Field(ge=1, le=50)] = 5,
     ms_per_page: Annotated[int, Field(ge=0, le=5_000)] = 40,
 ) -> dict[str, object]:
-    """Slow: pretend to render a report page by page (blocking, so it runs in a thread)."""
-    for _ in range(pages):
+    """Slow: render a report page by page, reporting progress and stopping if cancelled."""
+    context = current_task_context()
+    for page in range(pages):
+        context.raise_if_cancelled()
+        context.progress(100 * page / pages, f"page {page + 1} of {pages}")
         time.sleep(ms_per_page / 1000)
     return {"title": title, "pages": pages, "bytes": pages * 48_213}
 

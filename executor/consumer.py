@@ -24,6 +24,7 @@ from common.logging import get_logger
 from common.readiness import ReadyFile
 from common.topology import TASK_ROUTING_KEY
 from executor import timeouts
+from executor.cancellations import Cancellations
 from executor.deliveries import (
     DELIVERIES_HEADER,
     copy_message,
@@ -32,12 +33,14 @@ from executor.deliveries import (
 )
 from executor.heartbeats import HeartbeatSender
 from executor.monitor import Monitor
+from executor.progress import ProgressReporter
 from executor.runner import (
     DeadReason,
     Delivery,
     Job,
     Rejection,
     decide,
+    decide_cancelled,
     decide_rejection,
     execute,
     prepare,
@@ -46,6 +49,9 @@ from executor.settling import Settler
 from executor.threads import run_in_thread
 
 log = get_logger(__name__)
+
+# How long start-up may take to read the cancellation stream to its end before giving up.
+CATCH_UP_TIMEOUT_S = 30.0
 
 
 class Executor:
@@ -62,6 +68,7 @@ class Executor:
         ready_file: ReadyFile | None = None,
         monitor: Monitor | None = None,
         heartbeat_interval: float = 10.0,
+        catch_up_timeout: float = CATCH_UP_TIMEOUT_S,
     ) -> None:
         self._amqp = amqp
         self._topology = amqp.topology
@@ -79,6 +86,14 @@ class Executor:
         self._idle.set()
         self._monitor = monitor or Monitor(name=name, slots=concurrency, registry=registry)
         self._heartbeat_interval = heartbeat_interval
+        self._cancellations = Cancellations(executor=name)
+        self._catch_up_timeout = catch_up_timeout
+        self._progress_or_none: ProgressReporter | None = None
+
+    @property
+    def _progress(self) -> ProgressReporter:
+        assert self._progress_or_none is not None, "run() sets it up before consuming"
+        return self._progress_or_none
 
     @property
     def _settler(self) -> Settler:
@@ -104,11 +119,22 @@ class Executor:
                 queue=self._topology.executors_queue,
                 timeout=self._amqp.confirm_timeout,
             )
+            self._progress_or_none = ProgressReporter(
+                self._settler.publish, queue=self._topology.progress_queue, executor=self._name
+            )
             channel = await connection.channel()
             # Prefetch = slots: the broker never hands this executor a task it has no free
             # slot for, so a waiting task goes to an idle executor instead (fair dispatch).
             await channel.set_qos(prefetch_count=self._concurrency)
             queue = (await declare_topology(channel, self._topology)).task_queue
+            # Every cancel published while this executor was offline is known before its
+            # first task, so a cancelled task waiting in the queue is never started.
+            await self._cancellations.follow(
+                connection,
+                self._topology,
+                publish=self._settler.publish,
+                timeout=self._catch_up_timeout,
+            )
             version = _broker_version(connection)
             arguments = timeouts.consumer_arguments(self._registry, version)
             tag = await queue.consume(
@@ -210,7 +236,9 @@ class Executor:
             task_type=prepared.task.task_type,
             attempt=prepared.task.attempt,
         ):
-            if self._topology.queue_type == "quorum":
+            if self._cancellations.is_cancelled(prepared.task.task_id):
+                await self._skip_cancelled(message, prepared)
+            elif self._topology.queue_type == "quorum":
                 await self._run_counted_by_broker(message, prepared)
             elif message.redelivered:
                 await self._count_redelivery(message, prepared)
@@ -253,18 +281,35 @@ class Executor:
         )
         await self._settler.carry_out(message, decision, error=error)
 
+    async def _skip_cancelled(self, message: AbstractIncomingMessage, job: Job) -> None:
+        log.info("task_skipped_cancelled")
+        decision = decide_cancelled(job, executor=self._name, redelivered=bool(message.redelivered))
+        await self._settler.carry_out(message, decision, error=None, job=job)
+
     async def _run(
         self, message: AbstractIncomingMessage, job: Job, *, rerun: bool = False
     ) -> None:
+        if self._cancellations.is_cancelled(job.task.task_id):
+            await self._skip_cancelled(message, job)  # the cancel arrived while we settled
+            return
         began = time.perf_counter()
-        with self._monitor.running(job.task):
-            attempt = await execute(job, run_in_thread=run_in_thread)
+        context = self._progress.context_for(job)
+        try:
+            with (
+                self._monitor.running(job.task),
+                self._cancellations.tracking(job.task.task_id, context),
+            ):
+                attempt = await execute(job, run_in_thread=run_in_thread, context=context)
+        finally:
+            context.close()
         # On a classic queue a task that runs again after a crash arrives as a counted copy.
         rerun = rerun or run_number(message.headers, redelivered=False) > 1
         decision = decide(job, attempt, executor=self._name, redelivered=rerun)
         duration_ms = round((time.perf_counter() - began) * 1000, 3)
         if attempt.error is None:
             log.info("task_succeeded", duration_ms=duration_ms)
+        elif decision.result is not None and decision.result.outcome is Outcome.CANCELLED:
+            log.info("task_cancelled", duration_ms=duration_ms)
         else:
             log.warning(
                 "task_failed",

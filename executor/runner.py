@@ -27,6 +27,8 @@ from common import (
     ResultMessage,
     RetryableTaskError,
     SoftTimeLimitExceeded,
+    TaskCancelled,
+    TaskContext,
     TaskDefinition,
     TaskErrorInfo,
     TaskMessage,
@@ -36,6 +38,7 @@ from common import (
     UnsupportedVersion,
     decode_task,
     encode,
+    running_in,
     task_id_from_properties,
 )
 from common.retry import backoff_delay
@@ -150,8 +153,18 @@ def prepare(delivery: Delivery, registry: TaskRegistry, *, max_body_bytes: int) 
     return Job(task, definition, kwargs)
 
 
-async def execute(job: Job, *, run_in_thread: RunInThread) -> Attempt:
-    """Run the handler; whatever it raises becomes the attempt's error."""
+async def execute(
+    job: Job, *, run_in_thread: RunInThread, context: TaskContext | None = None
+) -> Attempt:
+    """Run the handler; whatever it raises becomes the attempt's error.
+
+    ``context`` is the handler's ``current_task_context()`` (cancel requests, progress).
+    """
+    with running_in(context or TaskContext(job.task.task_id, job.task.attempt)):
+        return await _execute(job, run_in_thread=run_in_thread)
+
+
+async def _execute(job: Job, *, run_in_thread: RunInThread) -> Attempt:
     started = _now()
     handler, options = job.definition.handler, job.definition.options
     try:
@@ -174,6 +187,9 @@ async def execute(job: Job, *, run_in_thread: RunInThread) -> Attempt:
     except (SoftTimeLimitExceeded, TimeLimitExceeded) as exc:
         message = str(exc) or f"ran past its soft time limit of {options.soft_time_limit:g}s"
         error = _error(ErrorKind.TIME_LIMIT, exc, message, tb=traceback.format_exc())
+        return Attempt(started, _now(), error=error, exception=exc)
+    except TaskCancelled as exc:
+        error = _error(ErrorKind.CANCELLED, exc, "the handler stopped: its task was cancelled")
         return Attempt(started, _now(), error=error, exception=exc)
     except Exception as exc:
         # The process edge for task code: whatever a handler raises is the task's outcome.
@@ -218,6 +234,8 @@ def decide(
     if attempt.error is None:
         return Decision(Action.ACK, result(Outcome.SUCCEEDED))
     exception = attempt.exception
+    if isinstance(exception, TaskCancelled):
+        return Decision(Action.ACK, result(Outcome.CANCELLED))
     if exception is None or not options.is_retryable(exception):
         return Decision(Action.ACK, result(Outcome.FAILED))
     if options.max_retries == 0:
@@ -257,6 +275,26 @@ def decide_rejection(
             finished_at=now,
         )
     return Decision(Action.DEAD, result, dead_reason=reason)
+
+
+def decide_cancelled(job: Job, *, executor: str, redelivered: bool) -> Decision:
+    """A task cancelled before it started is not run: a ``cancelled`` result, then the ack."""
+    now = _now()
+    error = _error(
+        ErrorKind.CANCELLED, TaskCancelled(), "cancelled before it started; the handler never ran"
+    )
+    result = ResultMessage(
+        task_id=job.task.task_id,
+        task_type=job.task.task_type,
+        outcome=Outcome.CANCELLED,
+        error=error,
+        attempt=job.task.attempt,
+        executor=executor,
+        redelivered=redelivered,
+        started_at=now,
+        finished_at=now,
+    )
+    return Decision(Action.ACK, result)
 
 
 def fit_result(result: ResultMessage, *, max_body_bytes: int) -> tuple[ResultMessage, bytes]:

@@ -68,6 +68,8 @@ class Broker:
             topology.task_dead_queue,
             topology.results_dead_queue,
             topology.executors_queue,
+            topology.cancel_stream,
+            topology.progress_queue,
             *(topology.retry_queue(bucket) for bucket in buckets),
         ):
             channel.queue_delete(queue)

@@ -6,7 +6,12 @@ import os
 import time
 from pathlib import Path
 
-from common import PermanentTaskError, SoftTimeLimitExceeded, TaskRegistry
+from common import (
+    PermanentTaskError,
+    SoftTimeLimitExceeded,
+    TaskRegistry,
+    current_task_context,
+)
 
 registry = TaskRegistry()
 
@@ -100,3 +105,18 @@ def hang(seconds: float) -> None:
 def blow_up(size: int) -> str:
     """Return a result of ``size`` characters."""
     return "x" * size
+
+
+@registry.task()
+def await_cancel(
+    marker: str, honour: bool = True, percent: float | None = None, timeout: float = 20
+) -> str:
+    """Leave a trace, report ``percent``, wait ``timeout`` s for a cancel; honour it or not."""
+    Path(marker).write_text(f"{os.getpid()}\n")
+    context = current_task_context()
+    if percent is not None:
+        context.progress(percent, "waiting for a cancel")
+    cancelled = context.wait_for_cancel(timeout)
+    if honour:
+        context.raise_if_cancelled()
+    return "cancel ignored" if cancelled else "never cancelled"

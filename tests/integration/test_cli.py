@@ -167,3 +167,34 @@ def test_submit_with_the_same_idempotency_key_twice_makes_one_task(
     assert first.returncode == second.returncode == codes.OK
     assert first.stdout.strip() == second.stdout.strip()
     assert broker.counts(amqp_settings.topology.task_queue).messages == 1
+
+
+def test_cancel_flags_a_queued_task_and_status_shows_it(
+    amqp_settings: AmqpSettings, tmp_path: Path
+) -> None:
+    store = tmp_path / "tasks.sqlite3"
+    submitted = run_cli("dispatcher", "submit", "echo", amqp=amqp_settings, store=store)
+    assert submitted.returncode == codes.OK, submitted.stderr
+    task_id = submitted.stdout.strip()
+
+    cancelled = run_cli("dispatcher", "cancel", task_id, amqp=amqp_settings, store=store)
+    again = run_cli("dispatcher", "cancel", task_id, "--json", amqp=amqp_settings, store=store)
+    status = run_cli("dispatcher", "status", task_id, amqp=None, store=store)
+
+    assert cancelled.returncode == codes.OK, cancelled.stderr
+    assert "cancel requested" in cancelled.stdout
+    assert again.returncode == codes.OK, again.stderr
+    assert json.loads(again.stdout)["outcome"] == "requested"
+    assert "state     queued" in status.stdout
+    assert "cancel    requested" in status.stdout
+
+
+def test_cancel_of_an_unknown_task_exits_66(amqp_settings: AmqpSettings, tmp_path: Path) -> None:
+    missing = "0b5e2a8e-3f7c-4a0e-9a57-1d8c0c1f6a11"
+
+    cancelled = run_cli(
+        "dispatcher", "cancel", missing, amqp=amqp_settings, store=tmp_path / "none.sqlite3"
+    )
+
+    assert cancelled.returncode == codes.NOT_FOUND
+    assert missing in cancelled.stderr

@@ -6,12 +6,14 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pika
 
 from common import AmqpSettings
 from tests.integration.broker import Broker
-from tests.integration.conftest import Processes, wait_for_consumers
+from tests.integration.conftest import Processes, wait_for_consumers, wait_until
 
 
 def test_raw_pika_client_following_the_protocol_document_gets_a_result(
@@ -76,3 +78,101 @@ def test_raw_pika_client_following_the_protocol_document_gets_a_result(
     assert result["executor"] == "exec-raw"
     datetime.fromisoformat(result["started_at"])
     datetime.fromisoformat(result["finished_at"])
+
+
+def _get_one(broker: Broker, channel: Any, queue: str) -> tuple[Any, bytes]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        method, properties, body = channel.basic_get(queue, auto_ack=True)
+        if method is not None:
+            return properties, body
+        broker.sleep(0.05)
+    raise AssertionError(f"nothing arrived on {queue}")
+
+
+def _raw_task(task_type: str, params: dict[str, Any], reply_queue: str) -> tuple[str, bytes, Any]:
+    task_id = str(uuid.uuid4())
+    body = json.dumps(
+        {
+            "version": 1,
+            "task_id": task_id,
+            "task_type": task_type,
+            "params": params,
+            "submitted_at": datetime.now(UTC).isoformat(),
+        }
+    ).encode()
+    properties = pika.BasicProperties(
+        delivery_mode=2,
+        content_type="application/json",
+        message_id=task_id,
+        correlation_id=task_id,
+        type=task_type,
+        reply_to=reply_queue,
+    )
+    return task_id, body, properties
+
+
+def test_raw_cancel_notice_on_the_stream_makes_the_executor_skip_the_task(
+    amqp_settings: AmqpSettings, processes: Processes, broker: Broker, tmp_path: Path
+) -> None:
+    prefix = amqp_settings.prefix
+    processes.executor("exec-raw-cancel")
+    wait_for_consumers(broker, f"{prefix}.tasks", 1)
+    channel = broker.channel()
+    reply_queue = channel.queue_declare("", exclusive=True).method.queue
+    channel.confirm_delivery()
+    trace = tmp_path / "ran"
+    task_id, body, properties = _raw_task("sleep_ms", {"ms": 0, "marker": str(trace)}, reply_queue)
+
+    notice = {"version": 1, "task_id": task_id, "requested_at": datetime.now(UTC).isoformat()}
+    channel.basic_publish(
+        "",
+        f"{prefix}.cancellations",
+        json.dumps(notice).encode(),
+        properties=pika.BasicProperties(
+            delivery_mode=2, content_type="application/json", type="cancel", message_id=task_id
+        ),
+        mandatory=True,
+    )
+    # The executor reads the stream asynchronously: wait until it has logged the notice.
+    wait_until(
+        lambda: '"task_cancel_received"' in processes.log("exec-raw-cancel"),
+        timeout=20,
+        what="the executor to read the cancel notice",
+    )
+    channel.basic_publish(f"{prefix}.tasks", "task", body, properties=properties, mandatory=True)
+
+    result_properties, result_body = _get_one(broker, channel, reply_queue)
+    assert result_properties.headers["x-wq-outcome"] == "cancelled"
+    result = json.loads(result_body)
+    assert result["outcome"] == "cancelled"
+    assert result["error"]["kind"] == "cancelled"
+    assert not trace.exists()
+
+
+def test_progress_reports_arrive_on_the_progress_queue_as_documented(
+    amqp_settings: AmqpSettings, processes: Processes, broker: Broker, tmp_path: Path
+) -> None:
+    prefix = amqp_settings.prefix
+    processes.executor("exec-raw-progress")
+    wait_for_consumers(broker, f"{prefix}.tasks", 1)
+    channel = broker.channel()
+    reply_queue = channel.queue_declare("", exclusive=True).method.queue
+    channel.confirm_delivery()
+    task_id, body, properties = _raw_task(
+        "await_cancel", {"marker": str(tmp_path / "m"), "percent": 42.5, "timeout": 0}, reply_queue
+    )
+    channel.basic_publish(f"{prefix}.tasks", "task", body, properties=properties, mandatory=True)
+
+    progress_properties, progress_body = _get_one(broker, channel, f"{prefix}.progress")
+    assert progress_properties.delivery_mode == 1
+    assert progress_properties.correlation_id == task_id
+    report = json.loads(progress_body)
+    assert report["version"] == 1
+    assert report["task_id"] == task_id
+    assert report["percent"] == 42.5
+    assert report["note"] == "waiting for a cancel"
+    assert report["executor"] == "exec-raw-progress"
+    assert report["attempt"] == 1
+    datetime.fromisoformat(report["reported_at"])
+    assert json.loads(_get_one(broker, channel, reply_queue)[1])["outcome"] == "succeeded"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
+import psycopg
 import pytest
 
 from common import (
@@ -23,6 +24,7 @@ from common import (
     ExecutorEvent,
     Heartbeat,
     Outcome,
+    ProgressMessage,
     ResultMessage,
     RunningTask,
     StoreError,
@@ -909,3 +911,174 @@ async def test_threaded_store_lists_and_pings(backend: Backend) -> None:
         await store.close()
 
     assert [r.task_id for r in listed] == [task.task_id]
+
+
+# Cancel and progress
+
+
+def _make_scheduled(backend: Backend, task_id: UUID) -> None:
+    """Put a task in state ``scheduled`` behind the store's back (the scheduler's job)."""
+    if isinstance(backend.location, Path):
+        db = sqlite3.connect(backend.location)
+        try:
+            db.execute("UPDATE tasks SET state = 'scheduled' WHERE task_id = ?", (str(task_id),))
+            db.commit()
+        finally:
+            db.close()
+    else:
+        with psycopg.connect(backend.location, autocommit=True) as pg:
+            pg.execute("UPDATE wq_tasks SET state = 'scheduled' WHERE task_id = %s", (task_id,))
+
+
+def _progress(task_id: UUID, percent: float, at: datetime, note: str | None = None) -> Any:
+    return ProgressMessage(
+        task_id=task_id,
+        task_type="word_count",
+        executor="e1",
+        percent=percent,
+        note=note,
+        reported_at=at,
+    )
+
+
+def test_a_cancel_request_flags_an_open_task_and_keeps_its_state(store: SyncTaskStore) -> None:
+    task = _queued(store)
+
+    assert store.request_cancel(task.task_id, T2) is True
+
+    record = store.get(task.task_id)
+    assert record.state is TaskState.QUEUED
+    assert record.cancel_requested_at == T2
+    assert record.finished_at is None
+
+
+def test_asking_again_keeps_the_first_cancel_time(store: SyncTaskStore) -> None:
+    task = _queued(store)
+    store.request_cancel(task.task_id, T2)
+
+    assert store.request_cancel(task.task_id, T4) is True
+
+    assert store.get(task.task_id).cancel_requested_at == T2
+
+
+def test_a_scheduled_task_is_cancelled_outright(backend: Backend) -> None:
+    store = backend.open()
+    task = _task()
+    store.add_submitted([task])
+    _make_scheduled(backend, task.task_id)
+
+    assert store.request_cancel(task.task_id, T2) is True
+
+    record = store.get(task.task_id)
+    assert record.state is TaskState.CANCELLED
+    assert record.state.is_final
+    assert record.cancel_requested_at == T2
+    assert record.finished_at == T2
+
+
+@pytest.mark.parametrize("final", [Outcome.SUCCEEDED, Outcome.FAILED, Outcome.DEAD])
+def test_a_cancel_request_leaves_a_final_task_alone(store: SyncTaskStore, final: Outcome) -> None:
+    task = _queued(store)
+    store.record_result(_outcome(task.task_id, final))
+    before = store.get(task.task_id)
+
+    assert store.request_cancel(task.task_id, T4) is False
+
+    assert store.get(task.task_id) == before
+
+
+def test_a_cancel_request_for_an_unknown_task_changes_nothing(store: SyncTaskStore) -> None:
+    unknown = uuid4()
+
+    assert store.request_cancel(unknown, T2) is False
+    assert store.get_many([unknown]) == []
+
+
+def test_a_cancelled_outcome_is_final_and_the_first_final_outcome_wins(
+    store: SyncTaskStore,
+) -> None:
+    task = _queued(store)
+    store.request_cancel(task.task_id, T2)
+
+    assert store.record_result(_outcome(task.task_id, Outcome.CANCELLED)) is True
+    assert store.record_result(_outcome(task.task_id, Outcome.SUCCEEDED, finished_at=T5)) is False
+
+    record = store.get(task.task_id)
+    assert record.state is TaskState.CANCELLED
+    assert record.error == _ERROR
+    assert record.duplicate_results == 1
+
+
+def test_a_task_that_ignored_its_cancel_keeps_its_outcome_and_the_request(
+    store: SyncTaskStore,
+) -> None:
+    task = _queued(store)
+    store.request_cancel(task.task_id, T2)
+
+    store.record_result(_outcome(task.task_id, Outcome.SUCCEEDED))
+
+    record = store.get(task.task_id)
+    assert record.state is TaskState.SUCCEEDED
+    assert record.cancel_requested_at == T2
+
+
+def test_progress_is_recorded_with_its_note_and_time(store: SyncTaskStore) -> None:
+    task = _queued(store)
+
+    assert store.record_progress(_progress(task.task_id, 42.5, T2, "page 3 of 7")) is True
+
+    record = store.get(task.task_id)
+    assert (record.progress, record.progress_note, record.progress_at) == (42.5, "page 3 of 7", T2)
+
+
+def test_progress_never_moves_backwards_in_time(store: SyncTaskStore) -> None:
+    task = _queued(store)
+    store.record_progress(_progress(task.task_id, 60, T3, "later"))
+
+    assert store.record_progress(_progress(task.task_id, 30, T2, "earlier")) is False
+    assert store.record_progress(_progress(task.task_id, 60, T3, "same time")) is False
+    assert store.record_progress(_progress(task.task_id, 80, T4)) is True
+
+    record = store.get(task.task_id)
+    assert (record.progress, record.progress_note, record.progress_at) == (80, None, T4)
+
+
+def test_progress_times_in_other_zones_compare_as_instants(store: SyncTaskStore) -> None:
+    task = _queued(store)
+    plus_two = timezone(timedelta(hours=2))
+    store.record_progress(_progress(task.task_id, 10, T3))
+
+    # T2 written in UTC+2 reads as a larger wall-clock time, but is the earlier instant.
+    assert store.record_progress(_progress(task.task_id, 5, T2.astimezone(plus_two))) is False
+    assert store.record_progress(_progress(task.task_id, 20, T4.astimezone(plus_two))) is True
+
+    assert store.get(task.task_id).progress_at == T4
+
+
+def test_progress_after_the_outcome_is_ignored(store: SyncTaskStore) -> None:
+    task = _queued(store)
+    store.record_progress(_progress(task.task_id, 50, T2))
+    store.record_result(_outcome(task.task_id, Outcome.SUCCEEDED))
+
+    assert store.record_progress(_progress(task.task_id, 90, T5)) is False
+
+    assert store.get(task.task_id).progress == 50
+
+
+def test_progress_of_an_unknown_task_records_nothing(store: SyncTaskStore) -> None:
+    unknown = uuid4()
+
+    assert store.record_progress(_progress(unknown, 50, T2)) is False
+    assert store.get_many([unknown]) == []
+
+
+async def test_threaded_store_cancels_and_records_progress(backend: Backend) -> None:
+    threaded = ThreadedTaskStore(backend.open())
+    task = _task()
+    await threaded.add_submitted([task])
+
+    assert await threaded.request_cancel(task.task_id, T2) is True
+    assert await threaded.record_progress(_progress(task.task_id, 5, T3)) is True
+
+    record = await threaded.get(task.task_id)
+    assert (record.cancel_requested_at, record.progress) == (T2, 5)

@@ -10,17 +10,23 @@ import pytest
 
 from common import (
     SCHEMA_VERSION,
+    CancelNotice,
     DecodeError,
     ErrorKind,
     MessageError,
     Outcome,
+    ProgressMessage,
     ResultMessage,
     TaskErrorInfo,
     TaskMessage,
     UnsupportedVersion,
+    cancel_properties,
+    decode_cancel,
+    decode_progress,
     decode_result,
     decode_task,
     encode,
+    progress_properties,
     result_properties,
     task_id_from_properties,
     task_properties,
@@ -233,3 +239,50 @@ def test_task_id_from_properties_returns_a_uuid() -> None:
     text = "0b5e2a8e-3f7c-4a0e-9a57-1d8c0c1f6a11"
 
     assert task_id_from_properties(text, None) == UUID(text)
+
+
+# Cancel notices and progress reports
+
+
+def test_cancel_notice_round_trips_with_persistent_typed_properties() -> None:
+    notice = CancelNotice(task_id=uuid4(), requested_at=datetime(2026, 1, 2, tzinfo=UTC))
+
+    assert decode_cancel(encode(notice)) == notice
+    properties = cancel_properties(notice, app_id="wq-dispatcher")
+    assert properties.type == "cancel"
+    assert properties.message_id == str(notice.task_id)
+    assert properties.delivery_mode == 2
+
+
+def test_progress_report_round_trips_with_transient_properties() -> None:
+    report = ProgressMessage(
+        task_id=uuid4(),
+        task_type="render",
+        attempt=2,
+        executor="e1",
+        percent=12.5,
+        note="page 1",
+        reported_at=datetime(2026, 1, 2, tzinfo=UTC),
+    )
+
+    assert decode_progress(encode(report)) == report
+    properties = progress_properties(report, app_id="wq-executor")
+    assert properties.delivery_mode == 1
+    assert properties.correlation_id == str(report.task_id)
+
+
+@pytest.mark.parametrize("percent", [-1, 101, "NaN"])
+def test_progress_outside_0_to_100_does_not_decode(percent: object) -> None:
+    body = json.dumps(
+        {
+            "version": 1,
+            "task_id": str(uuid4()),
+            "task_type": "t",
+            "executor": "e",
+            "percent": percent,
+            "reported_at": "2026-01-02T00:00:00Z",
+        }
+    ).encode()
+
+    with pytest.raises(DecodeError):
+        decode_progress(body)

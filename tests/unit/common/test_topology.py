@@ -124,3 +124,24 @@ def test_classic_queues_have_no_quorum_arguments() -> None:
     assert arguments["x-queue-type"] == "classic"
     assert "x-delivery-limit" not in arguments
     assert "x-overflow" not in arguments
+
+
+def test_cancel_notices_live_in_a_bounded_stream_declared_with_the_rest() -> None:
+    topology = Topology(prefix="p", queue_type="quorum")
+
+    arguments = topology.cancel_stream_arguments()
+
+    assert topology.cancel_stream == "p.cancellations"
+    assert arguments["x-queue-type"] == "stream"
+    assert arguments["x-max-age"] == "7D"
+    assert (topology.cancel_stream, arguments) in topology.queue_declarations()
+
+
+def test_progress_goes_to_a_bounded_classic_queue_whatever_the_queue_type() -> None:
+    topology = Topology(prefix="p", queue_type="quorum")
+
+    arguments = topology.progress_queue_arguments()
+
+    assert topology.progress_queue == "p.progress"
+    assert arguments == {"x-queue-type": "classic", "x-max-length": 10_000}
+    assert (topology.progress_queue, arguments) in topology.queue_declarations()

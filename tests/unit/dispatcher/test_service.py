@@ -13,17 +13,21 @@ import pytest
 from pydantic import Field
 
 from common import (
+    CancelNotice,
+    ConfigError,
     InvalidParams,
     Outcome,
+    ProgressMessage,
     PublishRejected,
     ResultMessage,
     TaskMessage,
+    TaskNotFound,
     TaskRegistry,
     UnknownTaskType,
     WorkQueueError,
 )
 from dispatcher import service
-from dispatcher.service import Dispatcher, TaskRequest
+from dispatcher.service import CancelOutcome, Dispatcher, TaskRequest
 from dispatcher.sqlite_store import SqliteTaskStore
 from dispatcher.store import TaskRecord, TaskState
 from dispatcher.stores import ThreadedTaskStore
@@ -406,3 +410,102 @@ async def test_one_key_twice_in_a_batch_makes_one_task(
     assert ids[0] == ids[2]
     assert len(set(ids)) == 2
     assert len(publisher.published) == 2
+
+
+# Cancel and progress
+
+
+class FakeCancelPublisher:
+    """Records cancel notices; raises ``fail`` instead when it is set."""
+
+    def __init__(self) -> None:
+        self.notices: list[CancelNotice] = []
+        self.fail: WorkQueueError | None = None
+
+    async def publish_cancel(self, notice: CancelNotice) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.notices.append(notice)
+
+
+@pytest.fixture
+def cancels() -> FakeCancelPublisher:
+    return FakeCancelPublisher()
+
+
+@pytest.fixture
+def cancelling(
+    publisher: FakePublisher, store: ThreadedTaskStore, cancels: FakeCancelPublisher
+) -> Dispatcher:
+    return Dispatcher(publisher=publisher, store=store, clock=lambda: NOW, cancel_publisher=cancels)
+
+
+async def test_cancel_flags_the_task_and_tells_the_executors(
+    cancelling: Dispatcher, cancels: FakeCancelPublisher
+) -> None:
+    task_id = await cancelling.submit("word_count", {"text": "a"})
+
+    report = await cancelling.cancel(task_id)
+
+    assert report.outcome is CancelOutcome.REQUESTED
+    assert report.record.state is TaskState.QUEUED
+    assert report.record.cancel_requested_at == NOW
+    assert cancels.notices == [CancelNotice(task_id=task_id, requested_at=NOW)]
+
+
+async def test_cancel_of_a_final_task_changes_nothing_and_tells_no_one(
+    cancelling: Dispatcher, cancels: FakeCancelPublisher
+) -> None:
+    task_id = await cancelling.submit("word_count", {"text": "a"})
+    await cancelling.record_result(_result(task_id))
+
+    report = await cancelling.cancel(task_id)
+
+    assert report.outcome is CancelOutcome.ALREADY_FINAL
+    assert report.record.state is TaskState.SUCCEEDED
+    assert report.record.cancel_requested_at is None
+    assert cancels.notices == []
+
+
+async def test_cancel_of_an_unknown_task_raises_task_not_found(cancelling: Dispatcher) -> None:
+    with pytest.raises(TaskNotFound):
+        await cancelling.cancel(uuid4())
+
+
+async def test_a_cancel_not_published_keeps_the_flag_and_can_be_asked_again(
+    cancelling: Dispatcher, cancels: FakeCancelPublisher
+) -> None:
+    task_id = await cancelling.submit("word_count", {"text": "a"})
+    cancels.fail = PublishRejected("nack")
+
+    with pytest.raises(PublishRejected):
+        await cancelling.cancel(task_id)
+    assert (await cancelling.get(task_id)).cancel_requested_at == NOW
+
+    cancels.fail = None
+    assert (await cancelling.cancel(task_id)).outcome is CancelOutcome.REQUESTED
+    assert len(cancels.notices) == 1
+
+
+async def test_cancel_needs_a_cancel_publisher(dispatcher: Dispatcher) -> None:
+    task_id = await dispatcher.submit("word_count", {"text": "a"})
+
+    with pytest.raises(ConfigError):
+        await dispatcher.cancel(task_id)
+
+
+async def test_progress_is_recorded_on_the_task(dispatcher: Dispatcher) -> None:
+    task_id = await dispatcher.submit("word_count", {"text": "a"})
+    report = ProgressMessage(
+        task_id=task_id,
+        task_type="word_count",
+        executor="e1",
+        percent=30,
+        note="a third",
+        reported_at=NOW,
+    )
+
+    assert await dispatcher.record_progress(report) is True
+
+    record = await dispatcher.get(task_id)
+    assert (record.progress, record.progress_note, record.progress_at) == (30, "a third", NOW)

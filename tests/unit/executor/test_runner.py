@@ -20,10 +20,12 @@ from common import (
     PermanentTaskError,
     RetryableTaskError,
     SoftTimeLimitExceeded,
+    TaskContext,
     TaskErrorInfo,
     TaskMessage,
     TaskRegistry,
     TimeLimitExceeded,
+    current_task_context,
     encode,
 )
 from executor.runner import (
@@ -35,12 +37,14 @@ from executor.runner import (
     Job,
     Rejection,
     decide,
+    decide_cancelled,
     decide_rejection,
     execute,
     fit_result,
     next_attempt,
     prepare,
 )
+from executor.threads import run_in_thread
 
 MAX_BODY = 10_000
 SUBMITTED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -707,3 +711,76 @@ async def test_oversized_result_becomes_a_message_too_large_failure() -> None:
     assert fitted.error.kind is ErrorKind.MESSAGE_TOO_LARGE
     assert fitted.task_id == decision.result.task_id
     assert len(body) < 1_000
+
+
+# Cancel and the task context
+
+
+@registry.task("stops_when_cancelled")
+def stops_when_cancelled() -> str:
+    current_task_context().raise_if_cancelled()
+    return "ran to the end"
+
+
+@registry.task("sees_its_context")
+async def sees_its_context() -> list[object]:
+    context = current_task_context()
+    return [str(context.task_id), context.attempt, context.cancelled]
+
+
+async def test_handler_that_raises_task_cancelled_ends_cancelled() -> None:
+    job = _job("stops_when_cancelled")
+    context = TaskContext(job.task.task_id, job.task.attempt)
+    context.cancel()
+
+    attempt = await execute(job, run_in_thread=RecordingThread(), context=context)
+    decision = _decide(job, attempt)
+
+    assert attempt.error is not None
+    assert attempt.error.kind is ErrorKind.CANCELLED
+    assert attempt.error.type == "TaskCancelled"
+    assert decision.action is Action.ACK
+    assert decision.result is not None
+    assert decision.result.outcome is Outcome.CANCELLED
+    assert decision.result.retry_in_s is None
+
+
+async def test_handler_not_cancelled_runs_to_the_end() -> None:
+    attempt = await _execute(_job("stops_when_cancelled"))
+
+    assert attempt.value == "ran to the end"
+
+
+async def test_sync_handler_in_its_thread_sees_the_attempts_context() -> None:
+    job = _job("stops_when_cancelled")
+    context = TaskContext(job.task.task_id, job.task.attempt)
+    context.cancel()
+
+    attempt = await execute(job, run_in_thread=run_in_thread, context=context)
+
+    assert attempt.error is not None
+    assert attempt.error.kind is ErrorKind.CANCELLED
+
+
+async def test_async_handler_sees_a_context_for_its_task_by_default() -> None:
+    job = _job("sees_its_context", attempt=3)
+
+    attempt = await _execute(job)
+
+    assert attempt.value == [str(job.task.task_id), 3, False]
+
+
+def test_a_task_cancelled_before_it_starts_is_acked_with_a_cancelled_result() -> None:
+    job = _job("word_count", {"text": "a"}, attempt=2)
+
+    decision = decide_cancelled(job, executor="e1", redelivered=True)
+
+    assert decision.action is Action.ACK
+    result = decision.result
+    assert result is not None
+    assert result.outcome is Outcome.CANCELLED
+    assert (result.task_id, result.attempt, result.executor) == (job.task.task_id, 2, "e1")
+    assert result.redelivered is True
+    assert result.error is not None
+    assert result.error.kind is ErrorKind.CANCELLED
+    assert result.result is None

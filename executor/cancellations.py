@@ -1,0 +1,140 @@
+"""Which tasks are cancelled: the executor's reading of the cancellation stream (aio-pika).
+
+Every executor reads the whole stream from its first retained notice (a stream is read, not
+consumed, so each executor sees every notice), keeps the cancelled task ids in memory, and
+tells the running attempts of those tasks. Before consuming tasks it catches up: it appends a
+marker of its own and waits until it reads it back, so every notice published before it
+started, while it was offline, is known before its first task.
+https://www.rabbitmq.com/docs/streams#consuming
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+
+from common import (
+    BrokerError,
+    CancelNotice,
+    MessageError,
+    TaskContext,
+    Topology,
+    decode_cancel,
+    marker_properties,
+)
+from common.amqp import CONNECTION_ERRORS, to_message
+from common.codec import CANCEL_TYPE, MARKER_TYPE
+from common.logging import get_logger
+
+log = get_logger(__name__)
+
+Publish = Callable[[str, str, aio_pika.Message], Awaitable[None]]
+
+# Stream consumers must have a prefetch; notices are small, so read them in large windows.
+_PREFETCH = 500
+
+
+class Cancellations:
+    """The set of cancelled task ids, and the contexts of the attempts running now."""
+
+    def __init__(self, *, executor: str) -> None:
+        self._executor = executor
+        self._cancelled: set[UUID] = set()
+        self._running: dict[UUID, list[TaskContext]] = {}
+        self._markers: dict[str, asyncio.Event] = {}
+
+    def is_cancelled(self, task_id: UUID) -> bool:
+        """Whether a cancel of ``task_id`` has been read from the stream."""
+        return task_id in self._cancelled
+
+    @contextmanager
+    def tracking(self, task_id: UUID, context: TaskContext) -> Iterator[TaskContext]:
+        """Tell ``context`` when its task is cancelled while the block runs."""
+        contexts = self._running.setdefault(task_id, [])
+        contexts.append(context)
+        if task_id in self._cancelled:
+            context.cancel()
+        try:
+            yield context
+        finally:
+            contexts.remove(context)
+            if not contexts:
+                del self._running[task_id]
+
+    def note(self, notice: CancelNotice) -> None:
+        """Remember a cancel; a running attempt of that task is told at once."""
+        if notice.task_id in self._cancelled:
+            return
+        self._cancelled.add(notice.task_id)
+        running = self._running.get(notice.task_id, [])
+        for context in running:
+            context.cancel()
+        log.info("task_cancel_received", task_id=str(notice.task_id), running=bool(running))
+
+    async def follow(
+        self,
+        connection: AbstractRobustConnection,
+        topology: Topology,
+        *,
+        publish: Publish,
+        timeout: float,
+    ) -> None:
+        """Read the stream from its start, and return once caught up with its end.
+
+        The robust channel re-consumes from the start after a reconnect: reading a notice
+        twice changes nothing.
+
+        Raises:
+            BrokerError: the stream could not be read up to the marker within ``timeout``.
+        """
+        try:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=_PREFETCH)
+            stream = await channel.declare_queue(
+                topology.cancel_stream,
+                durable=True,
+                arguments=dict(topology.cancel_stream_arguments()),
+            )
+            await stream.consume(
+                self._on_message,
+                consumer_tag=f"wq.executor.{self._executor}.cancellations",
+                arguments={"x-stream-offset": "first"},
+            )
+        except CONNECTION_ERRORS as exc:
+            raise BrokerError(f"cannot read {topology.cancel_stream}: {exc}") from exc
+        await self._catch_up(topology, publish=publish, timeout=timeout)
+
+    async def _catch_up(self, topology: Topology, *, publish: Publish, timeout: float) -> None:
+        marker = f"{self._executor}.{uuid4()}"
+        seen = self._markers[marker] = asyncio.Event()
+        properties = marker_properties(marker, at=datetime.now(UTC), app_id="wq-executor")
+        try:
+            await publish("", topology.cancel_stream, to_message(b"{}", properties))
+            async with asyncio.timeout(timeout):
+                await seen.wait()
+        except (BrokerError, TimeoutError) as exc:
+            log.error("cancellations_unavailable", stream=topology.cancel_stream, error=str(exc))
+            raise BrokerError(
+                f"could not read {topology.cancel_stream} to its end within {timeout:g}s; "
+                "not consuming tasks, since a cancelled one could run"
+            ) from exc
+        finally:
+            del self._markers[marker]
+        log.info("cancellations_caught_up", cancelled=len(self._cancelled))
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if message.type == CANCEL_TYPE:
+            try:
+                self.note(decode_cancel(message.body))
+            except MessageError as exc:
+                log.warning("cancel_notice_rejected", message_id=message.message_id, error=str(exc))
+        elif message.type == MARKER_TYPE and message.message_id in self._markers:
+            self._markers[message.message_id].set()
+        # Acks only return credit to a stream consumer: the notice stays in the stream.
+        await message.ack()

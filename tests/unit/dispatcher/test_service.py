@@ -246,44 +246,21 @@ async def test_wait_returns_as_soon_as_the_result_is_recorded(dispatcher: Dispat
     assert record.result == 2
 
 
-class ObservedStore:
-    """Delegates to a store and lets the test act right after a ``get_many`` read."""
+class ObservedStore(ThreadedTaskStore):
+    """The threaded store over the same backend; lets the test act right after a read."""
 
     def __init__(self, inner: ThreadedTaskStore) -> None:
-        self.inner = inner
+        super().__init__(inner.sync)
         self.after_read: Callable[[], Awaitable[object]] | None = None
         self.read = asyncio.Event()
 
-    async def add_submitted(
-        self, tasks: Sequence[TaskMessage], idempotency_keys: Sequence[str | None] | None = None
-    ) -> list[UUID]:
-        return await self.inner.add_submitted(tasks, idempotency_keys)
-
-    async def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> None:
-        await self.inner.mark_queued(task_ids, at)
-
-    async def record_result(self, result: ResultMessage) -> bool:
-        return await self.inner.record_result(result)
-
-    async def record_replay(self, task: TaskMessage, at: datetime) -> None:
-        await self.inner.record_replay(task, at)
-
-    async def unconfirmed(self, submitted_before: datetime, limit: int) -> list[TaskMessage]:
-        return await self.inner.unconfirmed(submitted_before, limit)
-
-    async def get(self, task_id: UUID) -> TaskRecord:
-        return await self.inner.get(task_id)
-
     async def get_many(self, task_ids: Sequence[UUID]) -> list[TaskRecord]:
-        records = await self.inner.get_many(task_ids)
+        records = await super().get_many(task_ids)
         self.read.set()
         if self.after_read is not None:
             action, self.after_read = self.after_read, None
             await action()
         return records
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 @pytest.mark.usefixtures("no_polling")

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -36,14 +37,17 @@ from common.amqp import connect, declare_topology
 from common.logging import configure, get_logger
 from common.readiness import ReadyFile
 from common.shutdown import install_stop_handlers
-from dispatcher import dead_letters
+from dispatcher import dead_letters, schedule_commands
 from dispatcher.client import open_dispatcher
+from dispatcher.schedules import ScheduleBook, run_due
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import TaskRecord, TaskState
 from dispatcher.stores import ThreadedTaskStore, open_store
 
 log = get_logger(__name__)
+
+_SCHEDULER_BATCH = 500
 
 _EPILOG = """\
 environment:
@@ -53,6 +57,9 @@ environment:
                           or postgresql://user@host/db for dispatcher replicas
   WQ_DISPATCHER_TASKS     task module to validate submissions against (optional)
   WQ_DISPATCHER_OUTBOX_AGE  serve re-publishes tasks unconfirmed this long (60 s)
+  WQ_DISPATCHER_SCHEDULER_INTERVAL  serve publishes due delayed tasks and fires
+                          cron schedules this often (1 s)
+  WQ_AMQP_MAX_PRIORITY    priority levels of the classic task queue (10; 0: none)
   WQ_DISPATCHER_READY_FILE  file present while serve consumes, for health probes
   WQ_LOG_LEVEL, WQ_LOG_FORMAT  logging (info; auto|json|console)
 exit codes: 0 ok, 1 task failed (--wait), 2 bad arguments or configuration,
@@ -81,6 +88,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="submit at most once per KEY: a repeat prints the first task's id",
     )
+    submit.add_argument(
+        "--priority",
+        type=int,
+        default=0,
+        choices=range(256),
+        metavar="N",
+        help="0 (default) to WQ_AMQP_MAX_PRIORITY (10); higher runs first",
+    )
+    later = submit.add_mutually_exclusive_group()
+    later.add_argument(
+        "--eta",
+        type=_aware_datetime,
+        metavar="TIME",
+        help="not before this ISO 8601 time with a zone, e.g. 2026-05-01T09:00:00+02:00",
+    )
+    later.add_argument(
+        "--countdown", type=float, metavar="SECONDS", help="not before this many seconds from now"
+    )
     submit.add_argument("--wait", action="store_true", help="wait for the outcome and print it")
     submit.add_argument(
         "--timeout", type=float, default=60.0, help="seconds --wait waits (default 60)"
@@ -99,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="replay every replayable task")
     dead_purge = dead_commands.add_parser("purge", help="delete every dead message")
     dead_purge.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    schedule_commands.add_parser(commands)
     status = commands.add_parser("status", help="show a task's state, result or error")
     status.add_argument("task_id", metavar="TASK_ID", type=UUID, help="the id submit printed")
     status.add_argument("--json", action="store_true", help="print the full record as JSON")
@@ -118,8 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(DispatcherSettings, **overrides)
         if args.command == "status":
             return _status(settings, args.task_id, as_json=args.json)
-        amqp = load_settings(AmqpSettings)
         registry = load_registry(settings.tasks) if settings.tasks else None
+        if args.command == "schedule":
+            return schedule_commands.run(settings, registry, args)
+        amqp = load_settings(AmqpSettings)
         if args.command == "serve":
             return asyncio.run(_serve(amqp, settings, registry))
         if args.command == "dead":
@@ -156,8 +184,10 @@ async def _serve(
         ) as dispatcher:
             log.info("dispatcher_serving", results_queue=amqp.topology.results_queue)
             outbox = asyncio.create_task(_sweep_outbox(dispatcher, settings, stop))
+            scheduler = asyncio.create_task(_run_scheduler(dispatcher, settings, stop))
             await stop.wait()
             await outbox
+            await scheduler
     except BrokerUnavailable as exc:
         print(f"dispatcher: {exc}", file=sys.stderr)
         return codes.BROKER_UNAVAILABLE
@@ -185,6 +215,33 @@ async def _sweep_outbox(
             log.warning("outbox_sweep_failed", error=str(exc))
 
 
+async def _run_scheduler(
+    dispatcher: Dispatcher, settings: DispatcherSettings, stop: asyncio.Event
+) -> None:
+    """Publish due delayed tasks and fire due schedules every ``scheduler_interval`` s."""
+    book = ScheduleBook.of(dispatcher)
+    while not stop.is_set():
+        try:
+            # A full batch means more may be due: go again at once.
+            while await run_due(dispatcher, book, limit=_SCHEDULER_BATCH) >= _SCHEDULER_BATCH:
+                pass
+        except WorkQueueError as exc:
+            # The broker or store is down for now; the next pass tries again.
+            log.warning("scheduler_pass_failed", error=str(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.scheduler_interval)
+
+
+def _aware_datetime(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
+    if moment.utcoffset() is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add Z or +HH:MM")
+    return moment
+
+
 async def _submit(
     amqp: AmqpSettings,
     settings: DispatcherSettings,
@@ -199,7 +256,12 @@ async def _submit(
             amqp, settings, registry=registry, consume_results=consume
         ) as dispatcher:
             task_id = await dispatcher.submit(
-                args.task_type, params, idempotency_key=args.idempotency_key
+                args.task_type,
+                params,
+                idempotency_key=args.idempotency_key,
+                priority=args.priority,
+                eta=args.eta,
+                countdown=args.countdown,
             )
             if not args.wait:
                 print(task_id)

@@ -49,6 +49,7 @@ class MessageProperties:
     content_type: str = CONTENT_TYPE
     content_encoding: str = CONTENT_ENCODING
     delivery_mode: int = PERSISTENT
+    priority: int | None = None
 
 
 def encode(message: BaseModel) -> bytes:
@@ -111,6 +112,7 @@ def task_properties(task: TaskMessage, *, reply_to: str | None, app_id: str) -> 
         app_id=app_id,
         reply_to=reply_to,
         headers={"x-wq-attempt": task.attempt},
+        priority=task.priority,
     )
 
 

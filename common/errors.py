@@ -5,7 +5,8 @@ WorkQueueError
 ├── ConfigError
 ├── MessageError ── DecodeError (keeps excerpt + cause), UnsupportedVersion
 ├── BrokerError ─── BrokerUnavailable, PublishRejected (nack, unroutable, no confirm)
-├── StoreError ──── TaskNotFound
+├── StoreError ──── TaskNotFound, ScheduleNotFound, ScheduleExists
+├── InvalidSchedule (a cron expression, time zone or name that cannot be used)
 └── TaskError ───── RetryableTaskError (optional delay), PermanentTaskError,
                     UnknownTaskType, InvalidParams, SoftTimeLimitExceeded,
                     TimeLimitExceeded, TaskCancelled
@@ -88,6 +89,30 @@ class TaskNotFound(StoreError):
     def __init__(self, task_id: UUID) -> None:
         super().__init__(f"no task with id {task_id}")
         self.task_id = task_id
+
+
+class ScheduleNotFound(StoreError):
+    """No cron schedule has this name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no schedule named {name!r}")
+        self.name = name
+
+
+class ScheduleExists(StoreError):
+    """A cron schedule with this name already exists; names are unique."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a schedule named {name!r} already exists")
+        self.name = name
+
+
+class InvalidSchedule(WorkQueueError):
+    """A schedule's cron expression, time zone or name cannot be used; says which and why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
 
 
 class TaskError(WorkQueueError):

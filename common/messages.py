@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, fie
 
 SCHEMA_VERSION = 1
 MAX_ATTEMPT = 10_000  # far above any retry policy; keeps the number a 64-bit integer anywhere
+MAX_PRIORITY = 255  # the AMQP priority property is one octet
 
 # Task types appear in routing, the management UI and logs: keep them readable and safe.
 TASK_TYPE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$"
@@ -39,6 +40,9 @@ class TaskMessage(_Wire):
     params: dict[str, JsonValue] = Field(default_factory=dict)
     attempt: int = Field(default=1, ge=1, le=MAX_ATTEMPT)
     submitted_at: AwareDatetime
+    # Also sent as the AMQP ``priority`` property, which is what the broker orders by; kept
+    # in the body so that every republished copy (retry, outbox, replay) carries it on.
+    priority: int = Field(default=0, ge=0, le=MAX_PRIORITY)
 
 
 class Outcome(StrEnum):

@@ -59,6 +59,15 @@ class AmqpSettings(BaseSettings):
         "lost connection) before it is dead-lettered instead of run again.",
     )
 
+    max_priority: int = Field(
+        default=10,
+        ge=0,
+        le=255,
+        description="Priority levels of the classic task queue (x-max-priority); 0 disables "
+        "priorities. RabbitMQ advises at most 10; each level costs memory and CPU. Ignored for "
+        "quorum queues. Changing it needs a queue migration.",
+    )
+
     @field_validator("url")
     @classmethod
     def _must_be_amqp(cls, value: SecretStr) -> SecretStr:
@@ -71,7 +80,10 @@ class AmqpSettings(BaseSettings):
     def topology(self) -> Topology:
         """The broker names this deployment uses."""
         return Topology(
-            prefix=self.prefix, queue_type=self.queue_type, delivery_limit=self.delivery_limit
+            prefix=self.prefix,
+            queue_type=self.queue_type,
+            delivery_limit=self.delivery_limit,
+            max_priority=self.max_priority,
         )
 
     def redacted_url(self) -> str:

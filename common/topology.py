@@ -35,6 +35,8 @@ class Topology:
     prefix: str = DEFAULT_PREFIX
     queue_type: QueueType = "classic"
     delivery_limit: int = 5
+    # Priority levels of a classic task queue (x-max-priority); 0 means none.
+    max_priority: int = 0
 
     @property
     def task_exchange(self) -> str:
@@ -117,7 +119,13 @@ class Topology:
 
     def task_queue_arguments(self) -> dict[str, str | int]:
         """Arguments of the task queue; changing them needs a queue migration."""
-        return self._durable_arguments() | _dead_lettering_to(self.task_dead_queue)
+        arguments = self._durable_arguments() | _dead_lettering_to(self.task_dead_queue)
+        # Quorum queues refuse x-max-priority: RabbitMQ 4 gives them two priority levels with
+        # no argument (priority above 4 is high), 3.x none at all.
+        # https://www.rabbitmq.com/docs/priority
+        if self.queue_type == "classic" and self.max_priority > 0:
+            arguments["x-max-priority"] = self.max_priority
+        return arguments
 
     def results_queue_arguments(self) -> dict[str, str | int]:
         """Arguments of the results queue; changing them needs a queue migration."""

@@ -38,19 +38,22 @@ from common.amqp import connect, declare_topology
 from common.logging import configure, get_logger
 from common.readiness import ReadyFile
 from common.shutdown import install_stop_handlers
-from dispatcher import dead_letters
+from dispatcher import dead_letters, schedule_commands
 from dispatcher.api.app import create_app
 from dispatcher.api.auth import check_bind
 from dispatcher.api.context import ApiContext
 from dispatcher.api.server import bind, serve_api
 from dispatcher.broker_monitor import AmqpBrokerMonitor
 from dispatcher.client import open_dispatcher
+from dispatcher.schedules import ScheduleBook, run_due
 from dispatcher.service import CancelOutcome, Dispatcher
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import ExecutorRecord, TaskRecord, TaskState
 from dispatcher.stores import ThreadedTaskStore, open_store
 
 log = get_logger(__name__)
+
+_SCHEDULER_BATCH = 500
 
 _EPILOG = """\
 environment:
@@ -60,6 +63,9 @@ environment:
                           or postgresql://user@host/db for dispatcher replicas
   WQ_DISPATCHER_TASKS     task module to validate submissions against (optional)
   WQ_DISPATCHER_OUTBOX_AGE  serve re-publishes tasks unconfirmed this long (60 s)
+  WQ_DISPATCHER_SCHEDULER_INTERVAL  serve publishes due delayed tasks and fires
+                          cron schedules this often (1 s)
+  WQ_AMQP_MAX_PRIORITY    priority levels of the classic task queue (10; 0: none)
   WQ_DISPATCHER_READY_FILE  file present while serve consumes, for health probes
   WQ_DISPATCHER_EXECUTOR_LOST_AFTER  seconds without a heartbeat before an executor
                           is listed as lost (60)
@@ -123,6 +129,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="submit at most once per KEY: a repeat prints the first task's id",
     )
+    submit.add_argument(
+        "--priority",
+        type=int,
+        default=0,
+        choices=range(256),
+        metavar="N",
+        help="0 (default) to WQ_AMQP_MAX_PRIORITY (10); higher runs first",
+    )
+    later = submit.add_mutually_exclusive_group()
+    later.add_argument(
+        "--eta",
+        type=_aware_datetime,
+        metavar="TIME",
+        help="not before this ISO 8601 time with a zone, e.g. 2026-05-01T09:00:00+02:00",
+    )
+    later.add_argument(
+        "--countdown", type=float, metavar="SECONDS", help="not before this many seconds from now"
+    )
     submit.add_argument("--wait", action="store_true", help="wait for the outcome and print it")
     submit.add_argument(
         "--timeout", type=float, default=60.0, help="seconds --wait waits (default 60)"
@@ -149,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
         "task-types", help="list the task types executors published, with params schemas"
     )
     task_types.add_argument("--json", action="store_true", help="print a JSON array")
+
+    schedule_commands.add_parser(commands)
     status = commands.add_parser("status", help="show a task's state, result or error")
     status.add_argument("task_id", metavar="TASK_ID", type=UUID, help="the id submit printed")
     status.add_argument("--json", action="store_true", help="print the full record as JSON")
@@ -175,8 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(settings, args.task_id, as_json=args.json)
         if args.command in ("executors", "task-types"):
             return _fleet(settings, args.command, as_json=args.json)
-        amqp = load_settings(AmqpSettings)
         registry = load_registry(settings.tasks) if settings.tasks else None
+        if args.command == "schedule":
+            return schedule_commands.run(settings, registry, args)
+        amqp = load_settings(AmqpSettings)
         if args.command == "serve":
             if not args.no_http:
                 check_bind(settings.http_host, settings.http_token)
@@ -238,6 +266,7 @@ async def _serve(
         ) as dispatcher:
             log.info("dispatcher_serving", results_queue=amqp.topology.results_queue)
             outbox = asyncio.create_task(_sweep_outbox(dispatcher, settings, stop))
+            scheduler = asyncio.create_task(_run_scheduler(dispatcher, settings, stop))
             if sock is not None:
                 context = ApiContext(dispatcher=dispatcher, broker=monitor, registry=registry)
                 app = create_app(context, token=settings.http_token)
@@ -245,6 +274,7 @@ async def _serve(
                 await serve_api(app, sock, stop)
             await stop.wait()
             await outbox
+            await scheduler
     except BrokerUnavailable as exc:
         print(f"dispatcher: {exc}", file=sys.stderr)
         return codes.BROKER_UNAVAILABLE
@@ -272,6 +302,33 @@ async def _sweep_outbox(
             log.warning("outbox_sweep_failed", error=str(exc))
 
 
+async def _run_scheduler(
+    dispatcher: Dispatcher, settings: DispatcherSettings, stop: asyncio.Event
+) -> None:
+    """Publish due delayed tasks and fire due schedules every ``scheduler_interval`` s."""
+    book = ScheduleBook.of(dispatcher)
+    while not stop.is_set():
+        try:
+            # A full batch means more may be due: go again at once.
+            while await run_due(dispatcher, book, limit=_SCHEDULER_BATCH) >= _SCHEDULER_BATCH:
+                pass
+        except WorkQueueError as exc:
+            # The broker or store is down for now; the next pass tries again.
+            log.warning("scheduler_pass_failed", error=str(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.scheduler_interval)
+
+
+def _aware_datetime(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
+    if moment.utcoffset() is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add Z or +HH:MM")
+    return moment
+
+
 async def _submit(
     amqp: AmqpSettings,
     settings: DispatcherSettings,
@@ -286,7 +343,12 @@ async def _submit(
             amqp, settings, registry=registry, consume_results=consume
         ) as dispatcher:
             task_id = await dispatcher.submit(
-                args.task_type, params, idempotency_key=args.idempotency_key
+                args.task_type,
+                params,
+                idempotency_key=args.idempotency_key,
+                priority=args.priority,
+                eta=args.eta,
+                countdown=args.countdown,
             )
             if not args.wait:
                 print(task_id)

@@ -29,6 +29,8 @@ from common import (
     Outcome,
     ProgressMessage,
     ResultMessage,
+    ScheduleExists,
+    ScheduleNotFound,
     StoreError,
     TaskErrorInfo,
     TaskMessage,
@@ -38,7 +40,7 @@ from common import (
 from common.logging import get_logger
 from common.settings import redact_url
 from dispatcher.postgres_schema import SCHEMA_VERSION, migrate
-from dispatcher.store import ExecutorRecord, TaskRecord, TaskState, TaskTypeRecord
+from dispatcher.store import ExecutorRecord, ScheduleRecord, TaskRecord, TaskState, TaskTypeRecord
 from dispatcher.task_query import TaskQuery
 
 log = get_logger(__name__)
@@ -59,11 +61,41 @@ _STATE_OF_OUTCOME = {
     Outcome.CANCELLED: TaskState.CANCELLED,
 }
 
-_ADD_SUBMITTED = """
-INSERT INTO wq_tasks (task_id, task_type, params, state, attempt, submitted_at, idempotency_key)
-VALUES (%s, %s, %s, 'submitted', %s, %s, %s)
+_ADD_TASK = """
+INSERT INTO wq_tasks (task_id, task_type, params, state, attempt, submitted_at, idempotency_key,
+                      priority, eta, schedule_id)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING task_id
+"""
+
+# SKIP LOCKED: replicas claiming at once take disjoint rows instead of queueing on each
+# other; a row another replica claimed and committed meanwhile fails the re-checked WHERE.
+# https://www.postgresql.org/docs/current/sql-select.html#SQL-FOR-UPDATE-SHARE
+_CLAIM_DUE = """
+WITH due AS (
+    SELECT task_id FROM wq_tasks WHERE state = 'scheduled' AND eta <= %(now)s
+    ORDER BY eta LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+)
+UPDATE wq_tasks SET state = 'submitted', eta = %(now)s
+FROM due WHERE wq_tasks.task_id = due.task_id AND wq_tasks.state = 'scheduled'
+RETURNING wq_tasks.task_id, task_type, params, attempt, submitted_at, priority
+"""
+
+# The schedule row's lock serialises replicas firing it: the second waits for the first to
+# commit, re-checks next_fire_at against the committed row (READ COMMITTED) and updates
+# nothing. https://www.postgresql.org/docs/current/transaction-iso.html#XACT-READ-COMMITTED
+_ADVANCE_SCHEDULE = """
+UPDATE wq_schedules SET next_fire_at = %(next)s, last_fire_at = %(fired)s,
+    last_task_id = %(task_id)s, updated_at = %(at)s
+WHERE schedule_id = %(schedule_id)s AND next_fire_at = %(fired)s AND NOT paused
+"""
+
+_ADD_SCHEDULE = """
+INSERT INTO wq_schedules (schedule_id, name, cron, timezone, task_type, params, priority,
+                          paused, next_fire_at, created_at, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (name) DO NOTHING
 """
 
 # Rows are locked in task id order: two replicas marking overlapping batches (both re-publish
@@ -211,10 +243,12 @@ class PostgresTaskStore:
         returned list is the id of the task that holds the key.
         """
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(tasks)
-        rows = [
-            (t.task_id, t.task_type, Jsonb(t.params), t.attempt, t.submitted_at, key)
-            for t, key in zip(tasks, keys, strict=True)
-        ]
+        rows = [_task_row(t, key) for t, key in zip(tasks, keys, strict=True)]
+        return self._insert_once_per_key(rows, keys)
+
+    def _insert_once_per_key(
+        self, rows: list[tuple[object, ...]], keys: Sequence[str | None]
+    ) -> list[UUID]:
         # Inserted in key order: two replicas submitting overlapping keys wait for each
         # other's uncommitted rows in one order, so they cannot deadlock. The stable sort
         # keeps the first of two equal keys in one batch first, as SQLite does.
@@ -223,7 +257,7 @@ class PostgresTaskStore:
         def write(db: _Connection) -> list[UUID]:
             inserted: dict[int, UUID] = {}
             with db.cursor() as cursor:
-                cursor.executemany(_ADD_SUBMITTED, [rows[i] for i in order], returning=True)
+                cursor.executemany(_ADD_TASK, [rows[i] for i in order], returning=True)
                 for i in order:
                     row = cursor.fetchone()
                     if row is not None:
@@ -252,21 +286,14 @@ class PostgresTaskStore:
 
     def unconfirmed(self, submitted_before: datetime, limit: int) -> list[TaskMessage]:
         """Tasks still ``submitted`` since before ``submitted_before``, oldest first."""
+        # A released delayed task or a fired schedule's task waits its age from its eta.
         rows = self._read(
-            "SELECT task_id, task_type, params, attempt, submitted_at FROM wq_tasks"
-            " WHERE state = 'submitted' AND submitted_at < %s ORDER BY submitted_at LIMIT %s",
-            (submitted_before, limit),
+            "SELECT task_id, task_type, params, attempt, submitted_at, priority FROM wq_tasks"
+            " WHERE state = 'submitted' AND submitted_at < %(before)s"
+            " AND (eta IS NULL OR eta < %(before)s) ORDER BY submitted_at LIMIT %(limit)s",
+            {"before": submitted_before, "limit": limit},
         )
-        return [
-            TaskMessage(
-                task_id=row["task_id"],
-                task_type=row["task_type"],
-                params=row["params"],
-                attempt=row["attempt"],
-                submitted_at=row["submitted_at"],
-            )
-            for row in rows
-        ]
+        return [_message(row) for row in rows]
 
     def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome unless the task already has one; returns whether it was recorded."""
@@ -418,7 +445,7 @@ class PostgresTaskStore:
             "write", lambda db: db.execute(_RECORD_PROGRESS, params).rowcount > 0, write=True
         )
 
-    def _read(self, sql: str, params: Sequence[Any]) -> list[DictRow]:
+    def _read(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> list[DictRow]:
         return self._run("read", lambda db: db.execute(sql, params).fetchall(), write=False)
 
     def _run(self, what: str, work: Callable[[_Connection], _T], *, write: bool) -> _T:
@@ -468,6 +495,120 @@ class PostgresTaskStore:
     def ping(self) -> None:
         """Query the server (reconnecting if the connection dropped); ``StoreError`` if not."""
         self._read("SELECT 1", ())
+
+    def add_scheduled(
+        self,
+        tasks: Sequence[TaskMessage],
+        etas: Sequence[datetime],
+        idempotency_keys: Sequence[str | None] | None = None,
+    ) -> list[UUID]:
+        """Record delayed tasks as scheduled with their etas; keys as in ``add_submitted``."""
+        keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(tasks)
+        rows = [
+            _task_row(t, key, TaskState.SCHEDULED, eta)
+            for t, eta, key in zip(tasks, etas, keys, strict=True)
+        ]
+        return self._insert_once_per_key(rows, keys)
+
+    def claim_due(self, now: datetime, limit: int) -> list[TaskMessage]:
+        """Move due scheduled tasks to submitted (eta = ``now``) and return them."""
+        params = {"now": now, "limit": limit}
+        rows = self._run("write", lambda db: db.execute(_CLAIM_DUE, params).fetchall(), write=True)
+        return sorted((_message(row) for row in rows), key=lambda t: t.submitted_at)
+
+    def add_schedule(self, schedule: ScheduleRecord) -> None:
+        """Record a new schedule; ``ScheduleExists`` when the name is taken."""
+        row = (
+            schedule.schedule_id,
+            schedule.name,
+            schedule.cron,
+            schedule.timezone,
+            schedule.task_type,
+            Jsonb(schedule.params),
+            schedule.priority,
+            schedule.paused,
+            schedule.next_fire_at,
+            schedule.created_at,
+            schedule.updated_at,
+        )
+        added = self._run("write", lambda db: db.execute(_ADD_SCHEDULE, row).rowcount, write=True)
+        if not added:
+            raise ScheduleExists(schedule.name)
+
+    def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, by name."""
+        rows = self._read("SELECT * FROM wq_schedules ORDER BY name", ())
+        return [ScheduleRecord.model_validate(row) for row in rows]
+
+    def get_schedule(self, name: str) -> ScheduleRecord:
+        """The schedule called ``name``, or ``ScheduleNotFound``."""
+        rows = self._read("SELECT * FROM wq_schedules WHERE name = %s", (name,))
+        if not rows:
+            raise ScheduleNotFound(name)
+        return ScheduleRecord.model_validate(rows[0])
+
+    def set_schedule_paused(
+        self, name: str, *, paused: bool, next_fire_at: datetime | None, at: datetime
+    ) -> ScheduleRecord:
+        """Pause or resume a schedule, optionally moving its next fire time."""
+        rows = self._run(
+            "write",
+            lambda db: db.execute(
+                "UPDATE wq_schedules SET paused = %s,"
+                " next_fire_at = coalesce(%s, next_fire_at), updated_at = %s"
+                " WHERE name = %s RETURNING *",
+                (paused, next_fire_at, at, name),
+            ).fetchall(),
+            write=True,
+        )
+        if not rows:
+            raise ScheduleNotFound(name)
+        return ScheduleRecord.model_validate(rows[0])
+
+    def delete_schedule(self, name: str) -> None:
+        """Delete a schedule; the tasks it submitted stay."""
+        deleted = self._run(
+            "write",
+            lambda db: db.execute("DELETE FROM wq_schedules WHERE name = %s", (name,)).rowcount,
+            write=True,
+        )
+        if not deleted:
+            raise ScheduleNotFound(name)
+
+    def due_schedules(self, now: datetime, limit: int) -> list[ScheduleRecord]:
+        """Schedules not paused whose next fire time has come, earliest first."""
+        rows = self._read(
+            "SELECT * FROM wq_schedules WHERE NOT paused AND next_fire_at <= %s"
+            " ORDER BY next_fire_at LIMIT %s",
+            (now, limit),
+        )
+        return [ScheduleRecord.model_validate(row) for row in rows]
+
+    def fire_schedule(
+        self,
+        schedule: ScheduleRecord,
+        next_fire_at: datetime,
+        task: TaskMessage,
+        idempotency_key: str,
+    ) -> bool:
+        """Move the schedule on if it still holds the fire time read, and record its task."""
+        advance = {
+            "next": next_fire_at,
+            "fired": schedule.next_fire_at,
+            "task_id": task.task_id,
+            "at": task.submitted_at,
+            "schedule_id": schedule.schedule_id,
+        }
+        row = _task_row(
+            task, idempotency_key, eta=schedule.next_fire_at, schedule_id=schedule.schedule_id
+        )
+
+        def write(db: _Connection) -> bool:
+            if not db.execute(_ADVANCE_SCHEDULE, advance).rowcount:
+                return False
+            return db.execute(_ADD_TASK, row).fetchone() is not None
+
+        return self._run("write", write, write=True)
 
 
 def _result_params(result: ResultMessage) -> dict[str, Any]:
@@ -522,6 +663,38 @@ def _mask(text: str, url: str) -> str:
     for secret in {password, unquote(password)} - {""}:
         text = text.replace(secret, "***")
     return text
+
+
+def _task_row(
+    task: TaskMessage,
+    key: str | None,
+    state: TaskState = TaskState.SUBMITTED,
+    eta: datetime | None = None,
+    schedule_id: UUID | None = None,
+) -> tuple[object, ...]:
+    return (
+        task.task_id,
+        task.task_type,
+        Jsonb(task.params),
+        state.value,
+        task.attempt,
+        task.submitted_at,
+        key,
+        task.priority,
+        eta,
+        schedule_id,
+    )
+
+
+def _message(row: DictRow) -> TaskMessage:
+    return TaskMessage(
+        task_id=row["task_id"],
+        task_type=row["task_type"],
+        params=row["params"],
+        attempt=row["attempt"],
+        submitted_at=row["submitted_at"],
+        priority=row["priority"],
+    )
 
 
 def _record(row: DictRow) -> TaskRecord:

@@ -54,6 +54,24 @@ class TaskRequest:
     params: Mapping[str, JsonValue] = field(default_factory=dict)
     # Submitting again with a key already used returns the first task instead of a new one.
     idempotency_key: str | None = None
+    # Broker priority, 0 (default) to 255; the classic task queue orders by it, up to
+    # WQ_AMQP_MAX_PRIORITY (higher values count as that).
+    priority: int = 0
+    # A delayed task: not published before ``eta`` (an aware datetime), or ``countdown``
+    # seconds after submission. One or neither; a time not in the future publishes at once.
+    eta: datetime | None = None
+    countdown: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.eta is not None and self.countdown is not None:
+            raise ValueError("give eta or countdown, not both")
+        if self.eta is not None and self.eta.utcoffset() is None:
+            raise ValueError("eta must be an aware datetime (with a time zone)")
+
+    def due_at(self, now: datetime) -> datetime | None:
+        """When the task may be published, or None when it may be at once."""
+        due = now + timedelta(seconds=self.countdown) if self.countdown is not None else self.eta
+        return due if due is not None and due > now else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,14 +140,20 @@ class Dispatcher:
         params: Mapping[str, JsonValue] | None = None,
         *,
         idempotency_key: str | None = None,
+        priority: int = 0,
+        eta: datetime | None = None,
+        countdown: float | None = None,
     ) -> UUID:
         """Record and publish one task; returns its id once the broker has confirmed it.
+
+        A task due later (``eta`` or ``countdown``) is recorded as scheduled and returned at
+        once; ``dispatcher serve`` publishes it when it is due.
 
         Raises:
             UnknownTaskType, InvalidParams: when a task module is loaded and refuses the task.
             PublishRejected, BrokerError: the task is recorded as submitted but not queued.
         """
-        request = TaskRequest(task_type, params or {}, idempotency_key)
+        request = TaskRequest(task_type, params or {}, idempotency_key, priority, eta, countdown)
         (task_id,) = await self.submit_many([request])
         return task_id
 
@@ -158,6 +182,35 @@ class Dispatcher:
         if self._registry is None:  # no task module: the executors' published schemas
             await self.fleet.validate((r.task_type, r.params) for r in requests)
         tasks = [build_task(request, self._registry, self._clock) for request in requests]
+        now = self._clock()
+        etas = [request.due_at(now) for request in requests]
+        delayed = {i: eta for i, eta in enumerate(etas) if eta is not None}
+        if delayed:
+            scheduled = await self._store.add_scheduled(
+                [tasks[i] for i in delayed],
+                list(delayed.values()),
+                [requests[i].idempotency_key for i in delayed],
+            )
+            log.info("tasks_scheduled", count=len(scheduled))
+            if progress is not None:
+                progress(len(scheduled))
+            was_created = [
+                tasks[i].task_id == id_ for i, id_ in zip(delayed, scheduled, strict=True)
+            ]
+            if len(delayed) == len(requests):
+                return Submission(scheduled, was_created)
+            ids_of_delayed = dict(
+                zip(delayed, zip(scheduled, was_created, strict=True), strict=True)
+            )
+            due = [i for i in range(len(requests)) if i not in delayed]
+            published = await self.submit_all([requests[i] for i in due], progress=progress)
+            ids_of_due = dict(
+                zip(due, zip(published.task_ids, published.created, strict=True), strict=True)
+            )
+            merged = [ids_of_delayed.get(i) or ids_of_due[i] for i in range(len(requests))]
+            return Submission(
+                [task_id for task_id, _ in merged], [new for _, new in merged], published.failure
+            )
         keys = [request.idempotency_key for request in requests]
         ids: list[UUID] = []
         created: list[bool] = []
@@ -200,6 +253,44 @@ class Dispatcher:
         await self._store.mark_queued(confirmed, self._clock())
         log.warning("tasks_republished", count=len(confirmed), failed=len(tasks) - len(confirmed))
         return len(confirmed)
+
+    async def release_due(self, *, limit: int = _BATCH) -> int:
+        """Claim the delayed tasks that are due and publish them; returns how many confirmed.
+
+        The claim is atomic, so with several dispatcher replicas each task is published by
+        exactly one. A publish that fails leaves the task submitted, for the outbox.
+        """
+        tasks = await self._store.claim_due(self._clock(), limit)
+        return await self.publish_recorded(tasks) if tasks else 0
+
+    async def publish_recorded(self, tasks: Sequence[TaskMessage]) -> int:
+        """Publish tasks already recorded as submitted; returns how many were confirmed.
+
+        Failures are logged and leave their tasks submitted, for the outbox to publish.
+        """
+        outcomes = await self._publisher.publish(tasks)
+        confirmed = [t.task_id for t, error in zip(tasks, outcomes, strict=True) if not error]
+        await self._store.mark_queued(confirmed, self._clock())
+        for task, error in zip(tasks, outcomes, strict=True):
+            if error is not None:
+                log.error("task_not_published", task_id=str(task.task_id), error=str(error))
+        log.info("tasks_published", count=len(tasks), failed=len(tasks) - len(confirmed))
+        return len(confirmed)
+
+    @property
+    def store(self) -> TaskStore:
+        """The task store this dispatcher records in."""
+        return self._store
+
+    @property
+    def registry(self) -> TaskRegistry | None:
+        """The task types submissions are validated against, if any."""
+        return self._registry
+
+    @property
+    def clock(self) -> Clock:
+        """The dispatcher's clock."""
+        return self._clock
 
     async def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome (the first per task id wins) and wake anyone waiting for it."""
@@ -308,9 +399,15 @@ def build_task(
         registry.get(request.task_type).validate(params)
     try:
         return TaskMessage(
-            task_id=uuid4(), task_type=request.task_type, params=params, submitted_at=clock()
+            task_id=uuid4(),
+            task_type=request.task_type,
+            params=params,
+            submitted_at=clock(),
+            priority=request.priority,
         )
     except ValidationError as exc:
         if any(error["loc"][:1] == ("task_type",) for error in exc.errors(include_url=False)):
             raise UnknownTaskType(request.task_type) from exc
+        if any(error["loc"][:1] == ("priority",) for error in exc.errors(include_url=False)):
+            raise ValueError(f"priority must be 0 to 255, not {request.priority}") from exc
         raise invalid_params(request.task_type, exc) from exc

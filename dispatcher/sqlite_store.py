@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
@@ -23,13 +24,15 @@ from common import (
     ProgressMessage,
     ResultMessage,
     RunningTask,
+    ScheduleExists,
+    ScheduleNotFound,
     StoreError,
     TaskErrorInfo,
     TaskMessage,
     TaskNotFound,
     TaskTypeInfo,
 )
-from dispatcher.store import ExecutorRecord, TaskRecord, TaskState, TaskTypeRecord
+from dispatcher.store import ExecutorRecord, ScheduleRecord, TaskRecord, TaskState, TaskTypeRecord
 from dispatcher.task_query import TaskQuery
 
 _T = TypeVar("_T")
@@ -119,12 +122,6 @@ WHERE task_id = :task_id AND state NOT IN ('succeeded', 'failed', 'dead', 'cance
 """
 
 
-_ADD_SUBMITTED = """
-INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at, idempotency_key)
-VALUES (?, ?, ?, ?, ?, ?, ?)
-"""
-
-
 # Heartbeats may arrive out of order (several dispatchers, a backlog): the newest one wins.
 # Times are stored in UTC so that the text comparison orders them.
 _RECORD_HEARTBEAT = """
@@ -156,15 +153,31 @@ def _utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _submitted_row(task: TaskMessage, key: str | None) -> tuple[object, ...]:
+_ADD_TASK = """
+INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at, idempotency_key,
+                   priority, eta, schedule_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def _task_row(
+    task: TaskMessage,
+    key: str | None,
+    state: TaskState = TaskState.SUBMITTED,
+    eta: datetime | None = None,
+    schedule_id: UUID | None = None,
+) -> tuple[object, ...]:
     return (
         str(task.task_id),
         task.task_type,
         json.dumps(task.params),
-        TaskState.SUBMITTED.value,
+        state.value,
         task.attempt,
         task.submitted_at.isoformat(),
         key,
+        task.priority,
+        _utc(eta) if eta is not None else None,
+        str(schedule_id) if schedule_id is not None else None,
     )
 
 
@@ -273,23 +286,8 @@ class SqliteTaskStore:
         returned list is the id of the task that holds the key.
         """
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(tasks)
-
-        def write(db: sqlite3.Connection) -> list[UUID]:
-            # One transaction (BEGIN IMMEDIATE): concurrent submitters of one key serialise.
-            recorded = []
-            for task, key in zip(tasks, keys, strict=True):
-                if key is not None:
-                    found = db.execute(
-                        "SELECT task_id FROM tasks WHERE idempotency_key = ?", (key,)
-                    ).fetchone()
-                    if found is not None:
-                        recorded.append(UUID(found[0]))
-                        continue
-                db.execute(_ADD_SUBMITTED, _submitted_row(task, key))
-                recorded.append(task.task_id)
-            return recorded
-
-        return self._write(write)
+        rows = [_task_row(task, key) for task, key in zip(tasks, keys, strict=True)]
+        return self._write(partial(_insert_once_per_key, rows=rows))
 
     def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> None:
         """Move submitted tasks to queued; a task that already has an outcome keeps it."""
@@ -305,21 +303,19 @@ class SqliteTaskStore:
 
     def unconfirmed(self, submitted_before: datetime, limit: int) -> list[TaskMessage]:
         """Tasks still ``submitted`` since before ``submitted_before``, oldest first."""
+        # A released delayed task or a fired schedule's task waits its age from its eta.
         rows = self._read(
-            "SELECT task_id, task_type, params, attempt, submitted_at FROM tasks"
-            " WHERE state = ? AND submitted_at < ? ORDER BY submitted_at LIMIT ?",
-            (TaskState.SUBMITTED.value, submitted_before.isoformat(), limit),
+            "SELECT task_id, task_type, params, attempt, submitted_at, priority FROM tasks"
+            " WHERE state = ? AND submitted_at < ? AND (eta IS NULL OR eta < ?)"
+            " ORDER BY submitted_at LIMIT ?",
+            (
+                TaskState.SUBMITTED.value,
+                submitted_before.isoformat(),
+                _utc(submitted_before),
+                limit,
+            ),
         )
-        return [
-            TaskMessage(
-                task_id=UUID(row["task_id"]),
-                task_type=row["task_type"],
-                params=json.loads(row["params"]),
-                attempt=row["attempt"],
-                submitted_at=datetime.fromisoformat(row["submitted_at"]),
-            )
-            for row in rows
-        ]
+        return [_message(row) for row in rows]
 
     def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome unless the task already has one; returns whether it was recorded."""
@@ -510,6 +506,159 @@ class SqliteTaskStore:
         """Read from the database; ``StoreError`` when it cannot."""
         self._read("SELECT 1", ())
 
+    def add_scheduled(
+        self,
+        tasks: Sequence[TaskMessage],
+        etas: Sequence[datetime],
+        idempotency_keys: Sequence[str | None] | None = None,
+    ) -> list[UUID]:
+        """Record delayed tasks as scheduled with their etas; keys as in ``add_submitted``."""
+        keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(tasks)
+        rows = [
+            _task_row(task, key, TaskState.SCHEDULED, eta)
+            for task, eta, key in zip(tasks, etas, keys, strict=True)
+        ]
+        return self._write(partial(_insert_once_per_key, rows=rows))
+
+    def claim_due(self, now: datetime, limit: int) -> list[TaskMessage]:
+        """Move due scheduled tasks to submitted (eta = ``now``) and return them."""
+
+        def write(db: sqlite3.Connection) -> list[TaskMessage]:
+            # BEGIN IMMEDIATE holds the write lock from the read on: no other process
+            # can claim the same rows in between.
+            cursor = db.execute(
+                "SELECT task_id, task_type, params, attempt, submitted_at, priority FROM tasks"
+                " WHERE state = ? AND eta <= ? ORDER BY eta LIMIT ?",
+                (TaskState.SCHEDULED.value, _utc(now), limit),
+            )
+            cursor.row_factory = sqlite3.Row
+            claimed = [_message(row) for row in cursor.fetchall()]
+            db.executemany(
+                "UPDATE tasks SET state = ?, eta = ? WHERE task_id = ? AND state = ?",
+                [
+                    (
+                        TaskState.SUBMITTED.value,
+                        _utc(now),
+                        str(t.task_id),
+                        TaskState.SCHEDULED.value,
+                    )
+                    for t in claimed
+                ],
+            )
+            return claimed
+
+        return self._write(write)
+
+    def add_schedule(self, schedule: ScheduleRecord) -> None:
+        """Record a new schedule; ``ScheduleExists`` when the name is taken."""
+        row = (
+            str(schedule.schedule_id),
+            schedule.name,
+            schedule.cron,
+            schedule.timezone,
+            schedule.task_type,
+            json.dumps(schedule.params),
+            schedule.priority,
+            int(schedule.paused),
+            _utc(schedule.next_fire_at),
+            _utc(schedule.created_at),
+            _utc(schedule.updated_at),
+        )
+
+        def write(db: sqlite3.Connection) -> None:
+            if db.execute("SELECT 1 FROM schedules WHERE name = ?", (schedule.name,)).fetchone():
+                raise ScheduleExists(schedule.name)
+            db.execute(
+                "INSERT INTO schedules (schedule_id, name, cron, timezone, task_type, params,"
+                " priority, paused, next_fire_at, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+
+        self._write(write)
+
+    def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, by name."""
+        return [_schedule(row) for row in self._read("SELECT * FROM schedules ORDER BY name", ())]
+
+    def get_schedule(self, name: str) -> ScheduleRecord:
+        """The schedule called ``name``, or ``ScheduleNotFound``."""
+        rows = self._read("SELECT * FROM schedules WHERE name = ?", (name,))
+        if not rows:
+            raise ScheduleNotFound(name)
+        return _schedule(rows[0])
+
+    def set_schedule_paused(
+        self, name: str, *, paused: bool, next_fire_at: datetime | None, at: datetime
+    ) -> ScheduleRecord:
+        """Pause or resume a schedule, optionally moving its next fire time."""
+        changes = (
+            int(paused),
+            _utc(next_fire_at) if next_fire_at is not None else None,
+            _utc(at),
+            name,
+        )
+        updated = self._write(
+            lambda db: (
+                db.execute(
+                    "UPDATE schedules SET paused = ?, next_fire_at = coalesce(?, next_fire_at),"
+                    " updated_at = ? WHERE name = ?",
+                    changes,
+                ).rowcount
+            )
+        )
+        if not updated:
+            raise ScheduleNotFound(name)
+        return self.get_schedule(name)
+
+    def delete_schedule(self, name: str) -> None:
+        """Delete a schedule; the tasks it submitted stay."""
+        deleted = self._write(
+            lambda db: db.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount
+        )
+        if not deleted:
+            raise ScheduleNotFound(name)
+
+    def due_schedules(self, now: datetime, limit: int) -> list[ScheduleRecord]:
+        """Schedules not paused whose next fire time has come, earliest first."""
+        rows = self._read(
+            "SELECT * FROM schedules WHERE paused = 0 AND next_fire_at <= ?"
+            " ORDER BY next_fire_at LIMIT ?",
+            (_utc(now), limit),
+        )
+        return [_schedule(row) for row in rows]
+
+    def fire_schedule(
+        self,
+        schedule: ScheduleRecord,
+        next_fire_at: datetime,
+        task: TaskMessage,
+        idempotency_key: str,
+    ) -> bool:
+        """Move the schedule on if it still holds the fire time read, and record its task."""
+        fired_at = schedule.next_fire_at
+        advance = (
+            _utc(next_fire_at),
+            _utc(fired_at),
+            str(task.task_id),
+            _utc(task.submitted_at),
+            str(schedule.schedule_id),
+            _utc(fired_at),
+        )
+        row = _task_row(task, idempotency_key, eta=fired_at, schedule_id=schedule.schedule_id)
+
+        def write(db: sqlite3.Connection) -> bool:
+            moved = db.execute(
+                "UPDATE schedules SET next_fire_at = ?, last_fire_at = ?, last_task_id = ?,"
+                " updated_at = ? WHERE schedule_id = ? AND next_fire_at = ? AND paused = 0",
+                advance,
+            ).rowcount
+            if not moved:
+                return False
+            return _insert_once_per_key(db, [row]) == [task.task_id]
+
+        return self._write(write)
+
 
 def _add_column(db: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
     columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
@@ -595,6 +744,57 @@ def _utc_key(value: str) -> str:
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=UTC)
     return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def _insert_once_per_key(db: sqlite3.Connection, rows: list[tuple[object, ...]]) -> list[UUID]:
+    # In the caller's transaction (BEGIN IMMEDIATE): concurrent submitters of one key
+    # serialise, and the first holder of a key wins.
+    recorded = []
+    for row in rows:
+        key = row[6]
+        if key is not None:
+            found = db.execute(
+                "SELECT task_id FROM tasks WHERE idempotency_key = ?", (key,)
+            ).fetchone()
+            if found is not None:
+                recorded.append(UUID(found[0]))
+                continue
+        db.execute(_ADD_TASK, row)
+        recorded.append(UUID(str(row[0])))
+    return recorded
+
+
+def _message(row: sqlite3.Row) -> TaskMessage:
+    return TaskMessage(
+        task_id=UUID(row["task_id"]),
+        task_type=row["task_type"],
+        params=json.loads(row["params"]),
+        attempt=row["attempt"],
+        submitted_at=datetime.fromisoformat(row["submitted_at"]),
+        priority=row["priority"],
+    )
+
+
+def _schedule(row: sqlite3.Row) -> ScheduleRecord:
+    return ScheduleRecord(
+        schedule_id=UUID(row["schedule_id"]),
+        name=row["name"],
+        cron=row["cron"],
+        timezone=row["timezone"],
+        task_type=row["task_type"],
+        params=json.loads(row["params"]),
+        priority=row["priority"],
+        paused=bool(row["paused"]),
+        next_fire_at=datetime.fromisoformat(row["next_fire_at"]),
+        last_fire_at=_when(row["last_fire_at"]),
+        last_task_id=UUID(row["last_task_id"]) if row["last_task_id"] else None,
+        created_at=datetime.fromisoformat(row["created_at"]),
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+    )
+
+
+def _when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 def _record(row: sqlite3.Row) -> TaskRecord:

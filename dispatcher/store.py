@@ -141,6 +141,27 @@ class TaskTypeRecord(BaseModel):
     updated_at: datetime
 
 
+class ScheduleRecord(BaseModel):
+    """A cron schedule: which task to submit, and when it fires next."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schedule_id: UUID
+    name: str
+    cron: str
+    timezone: str
+    task_type: str
+    params: dict[str, JsonValue]
+    priority: int = 0
+    paused: bool = False
+    # The next fire time not yet fired (UTC); the scheduler fires the schedule once it passed.
+    next_fire_at: datetime
+    last_fire_at: datetime | None = None
+    last_task_id: UUID | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
 class TaskStore(Protocol):
     """Durable task records, keyed by task id."""
 
@@ -209,6 +230,58 @@ class TaskStore(Protocol):
     async def record_progress(self, report: ProgressMessage) -> bool:
         """Record a progress report unless the task is final or has a later one; whether it did."""
 
+    async def add_scheduled(
+        self,
+        tasks: Sequence[TaskMessage],
+        etas: Sequence[datetime],
+        idempotency_keys: Sequence[str | None] | None = None,
+    ) -> list[UUID]:
+        """Record delayed tasks as scheduled, not to be published before their eta.
+
+        Idempotency keys work as in ``add_submitted``.
+        """
+
+    async def claim_due(self, now: datetime, limit: int) -> list[TaskMessage]:
+        """Move scheduled tasks whose eta is at or before ``now`` to submitted; returns them.
+
+        Atomic: of stores racing for one task, exactly one claims it. A claimed task's eta
+        becomes ``now``, its release time, so the outbox waits its full age from there.
+        """
+
+    async def add_schedule(self, schedule: ScheduleRecord) -> None:
+        """Record a new cron schedule; ``ScheduleExists`` when its name is taken."""
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, by name."""
+
+    async def get_schedule(self, name: str) -> ScheduleRecord:
+        """The schedule called ``name``, or ``ScheduleNotFound``."""
+
+    async def set_schedule_paused(
+        self, name: str, *, paused: bool, next_fire_at: datetime | None, at: datetime
+    ) -> ScheduleRecord:
+        """Pause or resume a schedule (a new ``next_fire_at`` unless None); returns it."""
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete a schedule (its tasks stay); ``ScheduleNotFound`` when there is none."""
+
+    async def due_schedules(self, now: datetime, limit: int) -> list[ScheduleRecord]:
+        """Schedules not paused whose ``next_fire_at`` is at or before ``now``, earliest first."""
+
+    async def fire_schedule(
+        self,
+        schedule: ScheduleRecord,
+        next_fire_at: datetime,
+        task: TaskMessage,
+        idempotency_key: str,
+    ) -> bool:
+        """Fire ``schedule`` once for its ``next_fire_at``: in one transaction, move it on to
+        ``next_fire_at`` if it still holds the value read, and record ``task`` as submitted.
+
+        Returns False, recording nothing, when another dispatcher fired it first (or it was
+        paused or deleted meanwhile); the key makes a second task impossible even then.
+        """
+
 
 class SyncTaskStore(Protocol):
     """``TaskStore`` with blocking calls: what a backend implements, and the sync client uses.
@@ -256,3 +329,34 @@ class SyncTaskStore(Protocol):
     def request_cancel(self, task_id: UUID, at: datetime) -> bool: ...
 
     def record_progress(self, report: ProgressMessage) -> bool: ...
+
+    def add_scheduled(
+        self,
+        tasks: Sequence[TaskMessage],
+        etas: Sequence[datetime],
+        idempotency_keys: Sequence[str | None] | None = None,
+    ) -> list[UUID]: ...
+
+    def claim_due(self, now: datetime, limit: int) -> list[TaskMessage]: ...
+
+    def add_schedule(self, schedule: ScheduleRecord) -> None: ...
+
+    def list_schedules(self) -> list[ScheduleRecord]: ...
+
+    def get_schedule(self, name: str) -> ScheduleRecord: ...
+
+    def set_schedule_paused(
+        self, name: str, *, paused: bool, next_fire_at: datetime | None, at: datetime
+    ) -> ScheduleRecord: ...
+
+    def delete_schedule(self, name: str) -> None: ...
+
+    def due_schedules(self, now: datetime, limit: int) -> list[ScheduleRecord]: ...
+
+    def fire_schedule(
+        self,
+        schedule: ScheduleRecord,
+        next_fire_at: datetime,
+        task: TaskMessage,
+        idempotency_key: str,
+    ) -> bool: ...

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
@@ -16,7 +17,13 @@ from common import Heartbeat, ProgressMessage, ResultMessage, TaskMessage, TaskT
 from dispatcher.postgres_store import PostgresTaskStore
 from dispatcher.settings import is_postgres_url
 from dispatcher.sqlite_store import SqliteTaskStore
-from dispatcher.store import ExecutorRecord, SyncTaskStore, TaskRecord, TaskTypeRecord
+from dispatcher.store import (
+    ExecutorRecord,
+    ScheduleRecord,
+    SyncTaskStore,
+    TaskRecord,
+    TaskTypeRecord,
+)
 from dispatcher.task_query import TaskQuery
 
 _T = TypeVar("_T")
@@ -107,3 +114,48 @@ class ThreadedTaskStore:
 
     async def record_progress(self, report: ProgressMessage) -> bool:
         return await self._call(self.sync.record_progress, report)
+
+    async def add_scheduled(
+        self,
+        tasks: Sequence[TaskMessage],
+        etas: Sequence[datetime],
+        idempotency_keys: Sequence[str | None] | None = None,
+    ) -> list[UUID]:
+        return await self._call(self.sync.add_scheduled, tasks, etas, idempotency_keys)
+
+    async def claim_due(self, now: datetime, limit: int) -> list[TaskMessage]:
+        return await self._call(self.sync.claim_due, now, limit)
+
+    async def add_schedule(self, schedule: ScheduleRecord) -> None:
+        await self._call(self.sync.add_schedule, schedule)
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        return await self._call(self.sync.list_schedules)
+
+    async def get_schedule(self, name: str) -> ScheduleRecord:
+        return await self._call(self.sync.get_schedule, name)
+
+    async def set_schedule_paused(
+        self, name: str, *, paused: bool, next_fire_at: datetime | None, at: datetime
+    ) -> ScheduleRecord:
+        return await self._call(
+            partial(self.sync.set_schedule_paused, paused=paused, next_fire_at=next_fire_at, at=at),
+            name,
+        )
+
+    async def delete_schedule(self, name: str) -> None:
+        await self._call(self.sync.delete_schedule, name)
+
+    async def due_schedules(self, now: datetime, limit: int) -> list[ScheduleRecord]:
+        return await self._call(self.sync.due_schedules, now, limit)
+
+    async def fire_schedule(
+        self,
+        schedule: ScheduleRecord,
+        next_fire_at: datetime,
+        task: TaskMessage,
+        idempotency_key: str,
+    ) -> bool:
+        return await self._call(
+            self.sync.fire_schedule, schedule, next_fire_at, task, idempotency_key
+        )

@@ -68,18 +68,31 @@ class SyncDispatcher:
         params: Mapping[str, JsonValue] | None = None,
         *,
         idempotency_key: str | None = None,
+        priority: int = 0,
+        eta: datetime | None = None,
+        countdown: float | None = None,
     ) -> UUID:
         """Record and publish one task; returns once the broker has confirmed it.
 
         With an ``idempotency_key`` already used, returns that task's id and publishes nothing.
+        A task due later (``eta``, ``countdown``) is only recorded; ``dispatcher serve``
+        publishes it when it is due.
         """
-        (task_id,) = self.submit_many([TaskRequest(task_type, params or {}, idempotency_key)])
+        request = TaskRequest(task_type, params or {}, idempotency_key, priority, eta, countdown)
+        (task_id,) = self.submit_many([request])
         return task_id
 
     def submit_many(self, requests: Iterable[TaskRequest]) -> list[UUID]:
         """Record and publish tasks one confirm at a time (use the asyncio API for bulk)."""
         requests = list(requests)
         tasks = [build_task(request, self._registry) for request in requests]
+        now = datetime.now(UTC)
+        etas = [request.due_at(now) for request in requests]
+        if any(eta is not None for eta in etas):
+            return [
+                self._record(task, request, eta)
+                for task, request, eta in zip(tasks, requests, etas, strict=True)
+            ]
         recorded = self._store.add_submitted(tasks, [r.idempotency_key for r in requests])
         with self._lock:
             for task, task_id in zip(tasks, recorded, strict=True):
@@ -88,6 +101,14 @@ class SyncDispatcher:
                 self._publish(task)
                 self._store.mark_queued([task.task_id], datetime.now(UTC))
         return recorded
+
+    def _record(self, task: TaskMessage, request: TaskRequest, eta: datetime | None) -> UUID:
+        # One by one: a batch that mixes delayed and immediate tasks is rare here.
+        if eta is not None:
+            (task_id,) = self._store.add_scheduled([task], [eta], [request.idempotency_key])
+            return task_id
+        (task_id,) = self.submit_many([request])
+        return task_id
 
     def get(self, task_id: UUID) -> TaskRecord:
         """The task's record, or ``TaskNotFound``."""
@@ -219,4 +240,5 @@ def _pika_properties(properties: MessageProperties) -> Any:
         app_id=properties.app_id,
         reply_to=properties.reply_to,
         headers=dict(properties.headers),
+        priority=properties.priority,
     )

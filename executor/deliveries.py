@@ -64,6 +64,8 @@ def copy_message(
         reply_to=message.reply_to,
         timestamp=message.timestamp,
         app_id=message.app_id,
+        # Retries, counted redeliveries and dead-letter copies keep the task's priority.
+        priority=message.priority,
         expiration=expiration_s,
     )
 

@@ -192,6 +192,18 @@ def test_task_properties_identify_the_task() -> None:
     assert props.headers == {"x-wq-attempt": 3}
 
 
+def test_task_properties_carry_the_task_priority() -> None:
+    assert task_properties(_task(), reply_to=None, app_id="a").priority == 0
+    assert task_properties(_task(priority=9), reply_to=None, app_id="a").priority == 9
+
+
+def test_a_task_without_priority_in_its_body_has_priority_zero() -> None:
+    body = b'{"task_id": "3f1c9a52-0000-4000-8000-000000000001", "task_type": "t",'
+    body += b' "submitted_at": "2026-01-01T00:00:00Z"}'
+
+    assert decode_task(body).priority == 0
+
+
 def test_task_properties_are_persistent_json() -> None:
     props = task_properties(_task(), reply_to=None, app_id="wq-dispatcher")
 

@@ -18,8 +18,14 @@ def test_amqp_defaults_match_the_local_broker() -> None:
         settings.url.get_secret_value() == DEFAULT_AMQP_URL == "amqp://guest:guest@localhost:5672/"
     )
     assert settings.prefix == "wq"
-    assert settings.topology == Topology(prefix="wq")
+    assert settings.topology == Topology(prefix="wq", max_priority=10)
     assert settings.max_body_bytes == 1024 * 1024
+
+
+def test_max_priority_reaches_the_topology() -> None:
+    assert AmqpSettings(max_priority=0).topology.max_priority == 0
+    with pytest.raises(ValueError, match="max_priority"):
+        AmqpSettings(max_priority=256)
 
 
 def test_log_defaults() -> None:

@@ -145,3 +145,22 @@ def test_progress_goes_to_a_bounded_classic_queue_whatever_the_queue_type() -> N
     assert topology.progress_queue == "p.progress"
     assert arguments == {"x-queue-type": "classic", "x-max-length": 10_000}
     assert (topology.progress_queue, arguments) in topology.queue_declarations()
+
+
+def test_a_classic_task_queue_gets_its_priority_levels() -> None:
+    topology = Topology(max_priority=10)
+
+    assert topology.task_queue_arguments()["x-max-priority"] == 10
+    assert "x-max-priority" not in topology.results_queue_arguments()
+    assert "x-max-priority" not in topology.dead_queue_arguments()
+    assert "x-max-priority" not in topology.retry_queue_arguments()
+
+
+def test_max_priority_zero_declares_no_priority_queue() -> None:
+    assert "x-max-priority" not in Topology(max_priority=0).task_queue_arguments()
+
+
+def test_a_quorum_task_queue_never_gets_x_max_priority() -> None:
+    topology = Topology(queue_type="quorum", max_priority=10)
+
+    assert "x-max-priority" not in topology.task_queue_arguments()

@@ -36,6 +36,7 @@ class FakeIncoming:
     reply_to: str | None = "wq.results"
     timestamp: datetime | None = SENT_AT
     app_id: str | None = "wq-dispatcher"
+    priority: int | None = 7
 
 
 def _copy(incoming: FakeIncoming, **kwargs: Any) -> aio_pika.Message:
@@ -91,6 +92,14 @@ def test_copy_keeps_the_body_and_identity_properties() -> None:
     assert copy.reply_to == "wq.results"
     assert copy.timestamp == SENT_AT
     assert copy.app_id == "wq-dispatcher"
+
+
+@pytest.mark.parametrize("expiration_s", [None, 4.0])
+def test_every_copy_keeps_the_task_priority(expiration_s: float | None) -> None:
+    # Retry copies (with an expiration), counted redeliveries and dead-letter copies alike.
+    copy = _copy(FakeIncoming(), headers={"x-wq-deliveries": 1}, expiration_s=expiration_s)
+
+    assert copy.priority == 7
 
 
 def test_copy_is_persistent_and_does_not_expire_by_default() -> None:

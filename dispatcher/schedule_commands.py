@@ -1,0 +1,143 @@
+"""``dispatcher schedule add|list|show|pause|resume|delete``: cron schedules from the shell.
+
+These commands need only the task store; ``dispatcher serve`` fires the schedules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from common import (
+    InvalidParams,
+    InvalidSchedule,
+    ScheduleExists,
+    ScheduleNotFound,
+    TaskRegistry,
+    UnknownTaskType,
+)
+from common import exit_codes as codes
+from dispatcher.schedules import CRON_HELP, ScheduleBook
+from dispatcher.settings import DispatcherSettings
+from dispatcher.store import ScheduleRecord
+from dispatcher.stores import ThreadedTaskStore, open_store
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``schedule`` command and its actions to the dispatcher's subparsers."""
+    schedule = commands.add_parser(
+        "schedule",
+        help="add, list, show, pause, resume or delete cron schedules",
+        description="Cron schedules submit a task at each fire time; dispatcher serve fires "
+        "them (with several replicas, each fire time submits exactly one task).",
+        epilog=CRON_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = schedule.add_subparsers(dest="schedule_command", required=True, metavar="ACTION")
+    add = actions.add_parser(
+        "add",
+        help="create a schedule",
+        epilog=CRON_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add.add_argument("name", metavar="NAME", help="unique name, e.g. nightly-report")
+    add.add_argument("--cron", required=True, metavar="EXPR", help='e.g. "0 3 * * *"')
+    add.add_argument("--type", dest="task_type", required=True, metavar="TYPE", help="task type")
+    add.add_argument("--params", default="{}", metavar="JSON", help="params (default {})")
+    add.add_argument("--tz", default="UTC", metavar="ZONE", help="IANA time zone (default UTC)")
+    add.add_argument("--priority", type=int, default=0, help="task priority (default 0)")
+    add.add_argument("--paused", action="store_true", help="create it paused")
+    add.add_argument("--tasks", help="task module to validate against (WQ_DISPATCHER_TASKS)")
+    listing = actions.add_parser("list", help="list every schedule")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    for action, text in (
+        ("show", "show one schedule"),
+        ("pause", "stop firing until resumed"),
+        ("resume", "fire again from the next fire time after now (nothing is made up)"),
+        ("delete", "delete a schedule (its tasks are kept)"),
+    ):
+        parser = actions.add_parser(action, help=text)
+        parser.add_argument("name", metavar="NAME")
+        if action == "show":
+            parser.add_argument("--json", action="store_true", help="print it as JSON")
+
+
+def run(
+    settings: DispatcherSettings, registry: TaskRegistry | None, args: argparse.Namespace
+) -> int:
+    """Carry out one ``schedule`` action; returns the exit code."""
+    try:
+        return asyncio.run(_run(settings, registry, args))
+    except (InvalidSchedule, ScheduleExists) as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return codes.USAGE
+    except (UnknownTaskType, InvalidParams) as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return codes.INVALID_TASK
+    except ScheduleNotFound as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return codes.NOT_FOUND
+
+
+async def _run(
+    settings: DispatcherSettings, registry: TaskRegistry | None, args: argparse.Namespace
+) -> int:
+    store = ThreadedTaskStore(open_store(settings.store))
+    try:
+        book = ScheduleBook(store, registry, lambda: datetime.now(UTC))
+        action = args.schedule_command
+        if action == "add":
+            params = json.loads(args.params)
+            if not isinstance(params, dict):
+                raise InvalidSchedule("params", "must be a JSON object")
+            schedule = await book.create(
+                args.name,
+                args.cron,
+                args.task_type,
+                params,
+                timezone=args.tz,
+                priority=args.priority,
+                paused=args.paused,
+            )
+            print(_describe(schedule))
+        elif action == "list":
+            for schedule in await book.all():
+                print(schedule.model_dump_json() if args.json else _line(schedule))
+        elif action == "show":
+            schedule = await book.get(args.name)
+            print(schedule.model_dump_json(indent=2) if args.json else _describe(schedule))
+        elif action == "pause":
+            print(_line(await book.pause(args.name)))
+        elif action == "resume":
+            print(_line(await book.resume(args.name)))
+        else:
+            await book.delete(args.name)
+            print(f"deleted {args.name}")
+    except json.JSONDecodeError as exc:
+        raise InvalidSchedule("params", f"not valid JSON: {exc}") from exc
+    finally:
+        await store.close()
+    return codes.OK
+
+
+def _line(schedule: ScheduleRecord) -> str:
+    state = "paused" if schedule.paused else f"next {schedule.next_fire_at.isoformat()}"
+    return f"{schedule.name}  {schedule.cron!r} {schedule.timezone}  {schedule.task_type}  {state}"
+
+
+def _describe(schedule: ScheduleRecord) -> str:
+    lines = [
+        f"schedule  {schedule.name} ({schedule.schedule_id})",
+        f"cron      {schedule.cron} in {schedule.timezone}",
+        f"task      {schedule.task_type} {json.dumps(schedule.params)} priority "
+        f"{schedule.priority}",
+        f"state     {'paused' if schedule.paused else 'active'}",
+        f"next      {schedule.next_fire_at.isoformat()}",
+    ]
+    if schedule.last_fire_at is not None:
+        lines.append(f"last      {schedule.last_fire_at.isoformat()} -> {schedule.last_task_id}")
+    return "\n".join(lines)

@@ -1,0 +1,229 @@
+"""Cron schedules: validate them, compute fire times, and manage them in the task store.
+
+Fire times come from croniter on aware datetimes in the schedule's IANA time zone, so a
+schedule follows the wall clock there across DST changes; the store keeps them in UTC.
+
+Missed fire times (every dispatcher was down, or the schedule waited behind others) are not
+made up one by one: a due schedule fires once, for the earliest fire time it missed, and its
+next fire time is the first one after now.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from common import InvalidSchedule, JsonValue, TaskMessage, TaskRegistry
+from common.logging import get_logger
+from dispatcher.service import Dispatcher, TaskRequest, build_task
+from dispatcher.store import ScheduleRecord, TaskStore
+
+log = get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$"
+_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+
+CRON_HELP = """\
+cron expressions:
+  five fields:  MINUTE HOUR DAY-OF-MONTH MONTH DAY-OF-WEEK       e.g. "*/15 9-17 * * mon-fri"
+  six fields:   SECOND MINUTE HOUR DAY-OF-MONTH MONTH DAY-OF-WEEK (seconds first, as in
+                Quartz; e.g. "*/10 * * * * *" fires every 10 seconds)
+  or one of @yearly @monthly @weekly @daily @hourly
+  Each field takes *, numbers, ranges a-b, lists a,b and steps */n; months and days of the
+  week also take names (jan, mon). When both day fields are restricted, either may match.
+time zone:
+  --tz takes an IANA name (Europe/Berlin, America/New_York; default UTC). Fire times follow
+  the wall clock there: across a DST change a daily 09:00 stays at 09:00 local time; a time
+  that does not exist that day (skipped by the clock change) fires at the next one that does.
+missed fire times:
+  while no dispatcher serve runs, nothing fires; when one starts, each schedule that missed
+  fire times fires once (not once per missed time) and then continues on its cron times.
+"""
+
+
+def validate_cron(expression: str) -> str:
+    """The expression, normalised; ``InvalidSchedule`` saying what is wrong with it."""
+    text = " ".join(expression.split())
+    if text.startswith("@"):
+        if text.lower() not in _ALIASES:
+            raise InvalidSchedule("cron", f"unknown alias {text!r}; use one of {_ALIASES}")
+        return text.lower()
+    fields = len(text.split())
+    if fields not in (5, 6):
+        raise InvalidSchedule(
+            "cron", f"{text!r} has {fields} fields; expected 5 (minute first) or 6 (second first)"
+        )
+    if not croniter.is_valid(text, second_at_beginning=fields == 6):
+        raise InvalidSchedule("cron", f"{text!r} is not a valid cron expression")
+    return text
+
+
+def validate_zone(name: str) -> ZoneInfo:
+    """The IANA time zone called ``name``; ``InvalidSchedule`` if there is none."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidSchedule("timezone", f"unknown IANA time zone {name!r}") from exc
+
+
+def next_fire_time(cron: str, timezone: str, after: datetime) -> datetime:
+    """The first fire time strictly after ``after``, in UTC."""
+    seconds_first = len(cron.split()) == 6
+    local = after.astimezone(validate_zone(timezone))
+    upcoming = croniter(cron, local, second_at_beginning=seconds_first).get_next(datetime)
+    assert isinstance(upcoming, datetime)
+    return upcoming.astimezone(UTC)
+
+
+def following_fire_time(schedule: ScheduleRecord, now: datetime) -> datetime:
+    """Where a due schedule moves on to: the first fire time after both ``now`` and the one
+    it fires for, so that missed fire times collapse into the one firing."""
+    return next_fire_time(schedule.cron, schedule.timezone, max(now, schedule.next_fire_at))
+
+
+def fire_idempotency_key(schedule_id: UUID, fire_at: datetime) -> str:
+    """One key per schedule and fire time: the store refuses a second task for it."""
+    return f"schedule:{schedule_id}:{fire_at.astimezone(UTC).isoformat(timespec='microseconds')}"
+
+
+class ScheduleBook:
+    """Creates, lists, pauses, resumes and deletes schedules; finds and fires due ones.
+
+    ``ScheduleBook.of(dispatcher)`` shares the dispatcher's store, registry and clock.
+    """
+
+    def __init__(self, store: TaskStore, registry: TaskRegistry | None, clock: Clock) -> None:
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+
+    @classmethod
+    def of(cls, dispatcher: Dispatcher) -> ScheduleBook:
+        """The schedules in ``dispatcher``'s store, validated against its registry."""
+        return cls(dispatcher.store, dispatcher.registry, dispatcher.clock)
+
+    async def create(
+        self,
+        name: str,
+        cron: str,
+        task_type: str,
+        params: Mapping[str, JsonValue] | None = None,
+        *,
+        timezone: str = "UTC",
+        priority: int = 0,
+        paused: bool = False,
+    ) -> ScheduleRecord:
+        """Validate and record a schedule; its first fire time is the first after now.
+
+        Raises:
+            InvalidSchedule: bad name, cron expression or time zone.
+            UnknownTaskType, InvalidParams: the task would be refused at submit.
+            ScheduleExists: the name is taken.
+        """
+        if not re.fullmatch(NAME_PATTERN, name):
+            raise InvalidSchedule("name", f"{name!r} does not match {NAME_PATTERN}")
+        cron = validate_cron(cron)
+        validate_zone(timezone)
+        now = self._clock()
+        # Validated exactly like a submission, so a schedule never fires a refused task.
+        task = _build(task_type, dict(params or {}), priority, now, self._registry)
+        schedule = ScheduleRecord(
+            schedule_id=uuid4(),
+            name=name,
+            cron=cron,
+            timezone=timezone,
+            task_type=task.task_type,
+            params=task.params,
+            priority=task.priority,
+            paused=paused,
+            next_fire_at=next_fire_time(cron, timezone, now),
+            created_at=now,
+            updated_at=now,
+        )
+        await self._store.add_schedule(schedule)
+        log.info("schedule_created", schedule=name, cron=cron, timezone=timezone)
+        return schedule
+
+    async def all(self) -> list[ScheduleRecord]:
+        """Every schedule, by name."""
+        return await self._store.list_schedules()
+
+    async def get(self, name: str) -> ScheduleRecord:
+        """The schedule called ``name``, or ``ScheduleNotFound``."""
+        return await self._store.get_schedule(name)
+
+    async def pause(self, name: str) -> ScheduleRecord:
+        """Stop firing until resumed."""
+        schedule = await self._store.set_schedule_paused(
+            name, paused=True, next_fire_at=None, at=self._clock()
+        )
+        log.info("schedule_paused", schedule=name)
+        return schedule
+
+    async def resume(self, name: str) -> ScheduleRecord:
+        """Fire again from the next fire time after now: the paused time is not made up."""
+        current = await self._store.get_schedule(name)
+        now = self._clock()
+        upcoming = next_fire_time(current.cron, current.timezone, now)
+        schedule = await self._store.set_schedule_paused(
+            name, paused=False, next_fire_at=upcoming, at=now
+        )
+        log.info("schedule_resumed", schedule=name, next_fire_at=upcoming.isoformat())
+        return schedule
+
+    async def delete(self, name: str) -> None:
+        """Delete the schedule; tasks it already submitted are kept."""
+        await self._store.delete_schedule(name)
+        log.info("schedule_deleted", schedule=name)
+
+    async def fire_due(self, limit: int) -> list[TaskMessage]:
+        """Record one task per due schedule; returns those this dispatcher recorded.
+
+        The caller publishes them. A schedule another replica fired first records nothing.
+        """
+        now = self._clock()
+        fired: list[TaskMessage] = []
+        for schedule in await self._store.due_schedules(now, limit):
+            task = _build(schedule.task_type, schedule.params, schedule.priority, now, None)
+            key = fire_idempotency_key(schedule.schedule_id, schedule.next_fire_at)
+            upcoming = following_fire_time(schedule, now)
+            if await self._store.fire_schedule(schedule, upcoming, task, key):
+                log.info(
+                    "schedule_fired",
+                    schedule=schedule.name,
+                    task_id=str(task.task_id),
+                    fire_at=schedule.next_fire_at.isoformat(),
+                    next_fire_at=upcoming.isoformat(),
+                )
+                fired.append(task)
+        return fired
+
+
+def _build(
+    task_type: str,
+    params: dict[str, JsonValue],
+    priority: int,
+    now: datetime,
+    registry: TaskRegistry | None,
+) -> TaskMessage:
+    return build_task(TaskRequest(task_type, params, priority=priority), registry, lambda: now)
+
+
+async def run_due(dispatcher: Dispatcher, book: ScheduleBook, *, limit: int) -> int:
+    """One scheduler pass: release due delayed tasks, fire due schedules, publish both.
+
+    Returns how many tasks were published. Safe with any number of dispatcher replicas:
+    each task is claimed or recorded by exactly one of them.
+    """
+    published = await dispatcher.release_due(limit=limit)
+    fired = await book.fire_due(limit)
+    if fired:
+        published += await dispatcher.publish_recorded(fired)
+    return published

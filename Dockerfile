@@ -1,5 +1,11 @@
-# One image for both services; docker-compose.yml picks the command.
-FROM python:3.11-slim
+# One image for both services; the command picks one (docker-compose.yml):
+#   dispatcher serve | executor run --tasks MODULE | dispatcher submit ... | python -m examples.demo
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # A fixed uid keeps volume ownership stable across rebuilds.
 RUN groupadd --system --gid 10001 wq \
@@ -7,13 +13,17 @@ RUN groupadd --system --gid 10001 wq \
 
 WORKDIR /app
 
-# Project metadata and packages first, so editing examples/ does not reinstall dependencies.
-# README.md is copied because pyproject.toml names it as the package readme.
+# Exact versions from the lock first (scripts/lock-requirements), so a rebuild installs the same
+# dependencies, and editing the code does not reinstall them.
+COPY requirements.lock ./
+RUN pip install --no-deps --requirement requirements.lock
+
+# The project itself, without resolving anything again. README.md is the package readme.
 COPY pyproject.toml README.md ./
 COPY common/ ./common/
 COPY dispatcher/ ./dispatcher/
 COPY executor/ ./executor/
-RUN pip install --no-cache-dir .
+RUN pip install --no-deps . && pip check
 
 COPY examples/ ./examples/
 
@@ -21,12 +31,20 @@ COPY examples/ ./examples/
 # so the non-root user can write the SQLite store there.
 RUN mkdir -p /data && chown wq:wq /data
 
-ENV PYTHONUNBUFFERED=1 WQ_LOG_FORMAT=json
-# Console scripts put their own bin/ on sys.path, not the working directory. The executor adds
-# its --path (default .) itself; this covers any other importer of examples.tasks.
-ENV PYTHONPATH=/app
+ENV WQ_LOG_FORMAT=json \
+    WQ_DISPATCHER_READY_FILE=/tmp/wq-ready \
+    WQ_EXECUTOR_READY_FILE=/tmp/wq-ready \
+    PYTHONPATH=/app
+# Console scripts put their own bin/ on sys.path, not the working directory; PYTHONPATH lets
+# every command import examples.tasks.
 
 # Numeric, so runtimes that enforce non-root (Kubernetes runAsNonRoot) can verify it.
 USER 10001:10001
 
+# dispatcher serve and executor run keep this file only while they consume their queue, so the
+# check fails while the broker is away. One-shot commands (submit, status) never need it.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["test", "-f", "/tmp/wq-ready"]
+
+# Exec form: the service is PID 1 and receives SIGTERM itself (graceful shutdown).
 CMD ["executor", "--help"]

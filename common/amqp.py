@@ -7,7 +7,9 @@ errors; it turns them into ``BrokerError`` subclasses.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import aio_pika
@@ -16,13 +18,13 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractQueue,
-    AbstractRobustConnection,
 )
+from yarl import URL
 
 from common.codec import MessageProperties
 from common.errors import BrokerError, BrokerUnavailable, ConfigError, PublishRejected
 from common.logging import get_logger
-from common.settings import AmqpSettings
+from common.settings import AmqpSettings, redact_url
 from common.topology import TASK_ROUTING_KEY, Topology
 
 log = get_logger(__name__)
@@ -34,22 +36,67 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     aiormq.exceptions.ChannelInvalidStateError,
     ConnectionError,
 )
+# What one connection attempt to one address may raise before the next address is tried.
+_ATTEMPT_FAILURES: tuple[type[Exception], ...] = (
+    *aio_pika.exceptions.CONNECTION_EXCEPTIONS,
+    TimeoutError,
+)
 _PUBLISH_INTERRUPTIONS: tuple[type[BaseException], ...] = (
     *CONNECTION_ERRORS,
     asyncio.CancelledError,
 )
 
 
-async def connect(settings: AmqpSettings, *, name: str) -> AbstractRobustConnection:
-    """Open a robust connection named ``name`` (the name shows in the management UI)."""
-    url = settings.url.get_secret_value()
+class FailoverConnection(aio_pika.RobustConnection):
+    """A robust connection that tries every broker address in turn, at first and on reconnect.
+
+    aio-pika's ``RobustConnection`` reconnects to the one URL it was given, so a client of a
+    cluster would keep knocking on a dead node. Here each connection attempt walks the list,
+    starting after the address used last, and fails only when every address failed; the
+    robust machinery then waits its ``reconnect_interval`` and tries the whole list again.
+    Channels, queues and consumers are restored by ``RobustConnection`` on whichever node
+    answered (a client may talk to any cluster node:
+    https://www.rabbitmq.com/docs/clustering#clients).
+    """
+
+    def __init__(self, urls: Sequence[str], **kwargs: Any) -> None:
+        if not urls:
+            raise ValueError("at least one broker URL is needed")
+        super().__init__(URL(urls[0]), **kwargs)
+        self._urls = [URL(url) for url in urls]
+        self._next = 0
+
+    # The one attempt hook RobustConnection has is name-mangled; test_amqp_failover checks it
+    # still exists, so an aio-pika upgrade that renames it fails the unit tests, not production.
+    async def _RobustConnection__connect_transport(self) -> None:
+        failures: list[Exception] = []
+        for _ in self._urls:
+            self.url = self._urls[self._next]
+            self._next = (self._next + 1) % len(self._urls)
+            try:
+                await _CONNECT_TRANSPORT(self)
+            except _ATTEMPT_FAILURES as exc:
+                failures.append(exc)
+                continue
+            return
+        raise failures[-1]
+
+
+_CONNECT_TRANSPORT = aio_pika.RobustConnection._RobustConnection__connect_transport  # type: ignore[attr-defined]
+
+
+async def connect(settings: AmqpSettings, *, name: str) -> FailoverConnection:
+    """Open a robust connection named ``name`` (the name shows in the management UI).
+
+    With several addresses in ``settings.url`` it fails over between them (FailoverConnection).
+    """
+    connection = FailoverConnection(
+        settings.urls(),
+        client_properties={"connection_name": name},
+        heartbeat=settings.heartbeat,
+    )
     try:
-        connection = await aio_pika.connect_robust(
-            url,
-            timeout=settings.connect_timeout,
-            client_properties={"connection_name": name},
-            heartbeat=settings.heartbeat,
-        )
+        await connection.connect(timeout=settings.connect_timeout)
     except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as exc:
         detail = _scrub(str(exc) or type(exc).__name__, settings)
         raise BrokerUnavailable(
@@ -59,16 +106,25 @@ async def connect(settings: AmqpSettings, *, name: str) -> AbstractRobustConnect
     def lost(_: object, exc: BaseException | None = None) -> None:
         if exc is not None:  # None: closed on purpose
             detail = _scrub(str(exc) or type(exc).__name__, settings)
-            log.warning("broker_connection_lost", connection=name, error=detail)
+            log.warning(
+                "broker_connection_lost",
+                connection=name,
+                broker=_redacted(connection),
+                error=detail,
+            )
 
     def restored(_: object) -> None:
-        log.info("broker_reconnected", connection=name)
+        log.info("broker_reconnected", connection=name, broker=_redacted(connection))
 
     # The robust connection reconnects, re-declares and re-consumes by itself; these lines
-    # are how operators see it happen.
+    # are how operators see it happen, and which node it landed on.
     connection.close_callbacks.add(lost)
     connection.reconnect_callbacks.add(restored)
     return connection
+
+
+def _redacted(connection: FailoverConnection) -> str:
+    return redact_url(str(connection.url))
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +236,9 @@ def _current_task_cancelling() -> bool:
 
 
 def _scrub(text: str, settings: AmqpSettings) -> str:
-    # aiormq may echo the URL in its errors; never let the password reach a log line.
-    secret = urlsplit(settings.url.get_secret_value()).password
-    return text.replace(secret, "***") if secret else text
+    # aiormq may echo the URL in its errors; never let a password reach a log line.
+    for url in settings.urls():
+        secret = urlsplit(url).password
+        if secret:
+            text = text.replace(secret, "***")
+    return text

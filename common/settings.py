@@ -26,7 +26,8 @@ class AmqpSettings(BaseSettings):
 
     url: SecretStr = Field(
         default=SecretStr(DEFAULT_AMQP_URL),
-        description="AMQP URL with credentials; the password is never logged.",
+        description="AMQP URL with credentials, or several separated by commas (the nodes of "
+        "a cluster, tried in order at every connect and reconnect); passwords are never logged.",
     )
     prefix: str = Field(
         default=DEFAULT_PREFIX,
@@ -71,9 +72,7 @@ class AmqpSettings(BaseSettings):
     @field_validator("url")
     @classmethod
     def _must_be_amqp(cls, value: SecretStr) -> SecretStr:
-        scheme = urlsplit(value.get_secret_value()).scheme
-        if scheme not in ("amqp", "amqps"):
-            raise ValueError("must start with amqp:// or amqps://")
+        split_urls(value.get_secret_value())  # raises ValueError naming the bad entry
         return value
 
     @property
@@ -86,9 +85,13 @@ class AmqpSettings(BaseSettings):
             max_priority=self.max_priority,
         )
 
+    def urls(self) -> list[str]:
+        """Every broker address in ``url``, in the order to try them."""
+        return split_urls(self.url.get_secret_value())
+
     def redacted_url(self) -> str:
-        """The URL with its password replaced, safe for logs and error messages."""
-        return redact_url(self.url.get_secret_value())
+        """The URL(s) with passwords replaced, safe for logs and error messages."""
+        return ",".join(redact_url(url) for url in self.urls())
 
 
 class LogSettings(BaseSettings):
@@ -105,6 +108,28 @@ class LogSettings(BaseSettings):
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+
+def split_urls(value: str) -> list[str]:
+    """Split a comma-separated list of AMQP URLs and check each one.
+
+    A comma inside a password must be written ``%2C``, as any reserved character in a URL's
+    user info. Raises ``ValueError`` naming the entry by position, never by its text (it may
+    hold a password).
+    """
+    urls = [part.strip() for part in value.split(",")]
+    for position, url in enumerate(urls, start=1):
+        where = f"address {position} of {len(urls)}" if len(urls) > 1 else "the URL"
+        if not url:
+            raise ValueError(f"{where} is empty (a stray comma?)")
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"{where} is not a valid URL") from exc
+        if parts.scheme not in ("amqp", "amqps"):
+            raise ValueError(f"{where} must start with amqp:// or amqps://")
+    return urls
 
 
 def redact_url(url: str) -> str:

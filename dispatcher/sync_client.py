@@ -188,14 +188,9 @@ class SyncDispatcher:
             except pika.exceptions.AMQPError:
                 self._drop_connection()
         self._drop_connection()
-        parameters = pika.URLParameters(self._amqp.url.get_secret_value())
-        parameters.heartbeat = self._amqp.heartbeat
-        parameters.socket_timeout = self._amqp.connect_timeout
-        # Under a memory or disk alarm, fail after the confirm timeout instead of hanging.
-        parameters.blocked_connection_timeout = self._amqp.confirm_timeout
-        parameters.client_properties = {"connection_name": "wq dispatcher sync client"}
         try:
-            self._connection = pika.BlockingConnection(parameters)
+            # pika tries the addresses in order and connects to the first that answers.
+            self._connection = pika.BlockingConnection(_connection_parameters(self._amqp))
         except pika.exceptions.AMQPError as exc:
             raise BrokerUnavailable(
                 f"cannot connect to RabbitMQ at {self._amqp.redacted_url()}: {type(exc).__name__}"
@@ -217,6 +212,20 @@ class SyncDispatcher:
         if connection is not None and connection.is_open:
             with contextlib.suppress(Exception):
                 connection.close()
+
+
+def _connection_parameters(amqp: AmqpSettings) -> list[Any]:
+    """One pika parameter set per broker address in ``WQ_AMQP_URL``."""
+    found = []
+    for url in amqp.urls():
+        parameters = pika.URLParameters(url)
+        parameters.heartbeat = amqp.heartbeat
+        parameters.socket_timeout = amqp.connect_timeout
+        # Under a memory or disk alarm, fail after the confirm timeout instead of hanging.
+        parameters.blocked_connection_timeout = amqp.confirm_timeout
+        parameters.client_properties = {"connection_name": "wq dispatcher sync client"}
+        found.append(parameters)
+    return found
 
 
 def _declare_topology(channel: Any, amqp: AmqpSettings) -> None:

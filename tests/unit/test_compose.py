@@ -1,26 +1,82 @@
-"""docker-compose.yml and the Dockerfile, checked by parsing (CI has no Docker engine)."""
+"""The compose files and the Dockerfile, checked by parsing (CI has no Docker engine).
+
+The Compose Specification's schema comes from check-jsonschema (``vendor.compose-spec``), which
+CI installs with the dev group; without it these tests fail, never skip. The rest checks what
+the schema cannot: every WQ_* variable exists in a settings class, secrets come from the
+environment, the executor's grace fits its stop_grace_period, the cluster lists every node.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import yaml
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
+
+from common import AmqpSettings, LogSettings
+from dispatcher.settings import DispatcherSettings
+from executor.settings import ExecutorSettings
 
 REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILES = ("docker-compose.yml", "docker-compose.cluster.yml")
 APP_SERVICES = ("dispatcher", "executor")
-# One prefix per settings class (STYLE.md §5); anything else would be silently ignored.
-SETTINGS_PREFIXES = ("WQ_AMQP_", "WQ_LOG_", "WQ_DISPATCHER_", "WQ_EXECUTOR_")
+# One settings class per prefix (STYLE.md §5); anything else would be silently ignored.
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "WQ_AMQP_": AmqpSettings,
+    "WQ_LOG_": LogSettings,
+    "WQ_DISPATCHER_": DispatcherSettings,
+    "WQ_EXECUTOR_": ExecutorSettings,
+}
+SETTINGS_PREFIXES = tuple(SETTINGS)
+CLUSTER_NODES = ("rabbitmq-1", "rabbitmq-2", "rabbitmq-3")
+SCHEMA_ARGS = ("--builtin-schema", "vendor.compose-spec")
 
 
-def _services() -> dict[str, Any]:
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    services: dict[str, Any] = compose["services"]
+def _compose(name: str = "docker-compose.yml") -> dict[str, Any]:
+    compose: dict[str, Any] = yaml.safe_load((REPO / name).read_text())
+    return compose
+
+
+def _services(name: str = "docker-compose.yml") -> dict[str, Any]:
+    services: dict[str, Any] = _compose(name)["services"]
     return services
+
+
+def _wq_services(name: str) -> dict[str, dict[str, Any]]:
+    """Services of ours: those that set any WQ_* variable."""
+    return {
+        key: service
+        for key, service in _services(name).items()
+        if any(var.startswith("WQ_") for var in _environment(service))
+    }
+
+
+def _seconds(duration: str) -> float:
+    """A Compose duration such as ``40s`` or ``1m30s`` in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    assert parts, duration
+    assert "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def _check_compose_schema(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", *SCHEMA_ARGS, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _environment(service: dict[str, Any]) -> dict[str, str]:
@@ -120,3 +176,123 @@ def test_every_dockerfile_copy_source_exists() -> None:
     assert sources
     missing = [source for source in sources if not (REPO / source).exists()]
     assert not missing
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_compose_file_follows_the_compose_specification(name: str) -> None:
+    checked = _check_compose_schema(REPO / name)
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_schema_check_rejects_what_compose_would(tmp_path: Path) -> None:
+    broken = tmp_path / "compose.yml"
+    # A misspelt key: Compose refuses to load the file, so must CI.
+    broken.write_text("services:\n  executor:\n    image: x\n    stop_grace: 40s\n")
+
+    checked = _check_compose_schema(broken)
+
+    assert checked.returncode != 0
+    assert "stop_grace" in checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_every_wq_variable_set_exists_in_a_settings_class(name: str) -> None:
+    services = _wq_services(name)
+    assert {"dispatcher", "executor"} <= set(services)
+    unknown = []
+    for service_name, service in services.items():
+        for var in _environment(service):
+            prefix = next((p for p in SETTINGS if var.startswith(p)), None)
+            field = var.removeprefix(prefix or "").lower().partition("__")[0]
+            if prefix is None or field not in SETTINGS[prefix].model_fields:
+                unknown.append(f"{service_name}: {var}")
+    assert not unknown
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_every_broker_url_is_valid_and_lists_the_broker_services(name: str) -> None:
+    brokers = {
+        service.get("hostname")
+        for service in _services(name).values()
+        if "rabbitmq" in str(service.get("image", ""))
+    }
+    for service_name, service in _wq_services(name).items():
+        url = _with_defaults(_environment(service)["WQ_AMQP_URL"])
+        hosts = {urlsplit(u).hostname for u in AmqpSettings(url=SecretStr(url)).urls()}
+        assert hosts == brokers, service_name
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_broker_is_a_pinned_supported_4x_management_image(name: str) -> None:
+    images = {s["image"] for s in _services(name).values() if "rabbitmq" in s.get("image", "")}
+    assert images
+    assert all(re.fullmatch(r"rabbitmq:4\.\d+-management", image) for image in images), images
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_executors_scale_and_outlive_their_shutdown_grace(name: str) -> None:
+    for service in _services(name).values():
+        assert "container_name" not in service  # it would forbid --scale and replicas
+    executor = _services(name)["executor"]
+    grace = float(_environment(executor)["WQ_EXECUTOR_SHUTDOWN_GRACE"])
+    assert executor["deploy"]["replicas"] >= 2
+    assert _seconds(executor["stop_grace_period"]) > grace
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_dispatcher_api_listens_in_the_container_with_a_token_from_the_environment(
+    name: str,
+) -> None:
+    dispatcher = _services(name)["dispatcher"]
+    env = _environment(dispatcher)
+    assert env["WQ_DISPATCHER_HTTP_HOST"] == "0.0.0.0"
+    assert env["WQ_DISPATCHER_HTTP_TOKEN"].startswith("${WQ_DISPATCHER_HTTP_TOKEN")
+    assert f"127.0.0.1:8080:{env['WQ_DISPATCHER_HTTP_PORT']}" in dispatcher["ports"]
+
+
+def test_cluster_runs_three_named_nodes_with_a_shared_cookie_and_quorum_queues() -> None:
+    services = _services("docker-compose.cluster.yml")
+    nodes = {name: services[name] for name in CLUSTER_NODES}
+    assert [node["hostname"] for node in nodes.values()] == list(CLUSTER_NODES)
+    cookies = {_environment(node)["ERLANG_COOKIE"] for node in nodes.values()}
+    assert len(cookies) == 1
+    assert cookies.pop().startswith("${WQ_ERLANG_COOKIE:?"), "the cookie has no default"
+    peers = (REPO / "deploy" / "rabbitmq-cluster.conf").read_text()
+    assert "peer_discovery_backend = classic_config" in peers
+    for index, host in enumerate(CLUSTER_NODES, start=1):
+        assert f"classic_config.nodes.{index} = rabbit@{host}" in peers
+    for name in _wq_services("docker-compose.cluster.yml"):
+        assert _environment(services[name])["WQ_AMQP_QUEUE_TYPE"] == "quorum", name
+
+
+def test_dockerfile_runs_as_non_root_with_a_healthcheck_and_exec_form() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    instructions = [
+        line.split(maxsplit=1) for line in dockerfile.splitlines() if line[:1].isupper()
+    ]
+    keywords = {words[0]: words[1] if len(words) > 1 else "" for words in instructions}
+    assert re.fullmatch(r"python:3\.\d+-slim(-\w+)?", keywords["FROM"])
+    assert keywords["USER"].split(":")[0] not in ("root", "0")
+    assert "HEALTHCHECK" in keywords
+    assert keywords["CMD"].startswith("["), "exec form, so SIGTERM reaches the service"
+    assert "PYTHONUNBUFFERED=1" in dockerfile
+    assert "--requirement requirements.lock" in dockerfile
+
+
+def test_requirements_lock_pins_every_runtime_dependency() -> None:
+    import tomllib
+
+    def normal(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = {
+        normal(re.split(r"[\[<>=!~ ;]", dep, maxsplit=1)[0]) for dep in project["dependencies"]
+    }
+    lines = [
+        line for line in (REPO / "requirements.lock").read_text().splitlines() if line[:1].isalnum()
+    ]
+    assert all("==" in line for line in lines), lines
+    pinned = {normal(line.partition("==")[0]) for line in lines}
+    assert wanted <= pinned, sorted(wanted - pinned)

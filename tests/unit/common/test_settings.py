@@ -129,3 +129,58 @@ def test_redact_url_keeps_port_and_path() -> None:
 
 def test_redact_url_keeps_the_host_as_written() -> None:
     assert redact_url("amqp://u:p@[::1]:5672/") == "amqp://u:***@[::1]:5672/"
+
+
+CLUSTER_URL = (
+    "amqp://app:pw-one@rabbit-1:5672/prod, amqp://app:pw-two@rabbit-2:5672/prod,"
+    "amqps://app:pw-three@rabbit-3:5671/prod"
+)
+
+
+def test_one_url_is_a_list_of_one() -> None:
+    assert AmqpSettings(url=SecretStr(SECRET_URL)).urls() == [SECRET_URL]
+
+
+def test_comma_separated_urls_are_split_in_order_and_trimmed() -> None:
+    settings = AmqpSettings(url=SecretStr(CLUSTER_URL))
+
+    assert [url.split("@")[1] for url in settings.urls()] == [
+        "rabbit-1:5672/prod",
+        "rabbit-2:5672/prod",
+        "rabbit-3:5671/prod",
+    ]
+
+
+def test_redacted_url_hides_every_password_of_a_list() -> None:
+    redacted = AmqpSettings(url=SecretStr(CLUSTER_URL)).redacted_url()
+
+    assert "pw-" not in redacted
+    assert redacted.count("app:***@") == 3
+
+
+def test_a_percent_encoded_comma_stays_in_its_password() -> None:
+    url = "amqp://app:a%2Cb@rabbit-1/"
+
+    assert AmqpSettings(url=SecretStr(f"{url},amqp://app:c@rabbit-2/")).urls()[0] == url
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("http://app:pw-x@rabbit-1/", "the URL must start with amqp://"),
+        ("amqp://app:pw-x@rabbit-1/,http://app:pw-x@rabbit-2/", "address 2 of 2 must start"),
+        ("amqp://app:pw-x@rabbit-1/,", "address 2 of 2 is empty"),
+        ("amqp://app:pw-x@rabbit-1:56x2/", "the URL is not a valid URL"),
+    ],
+)
+def test_each_url_is_checked_and_named_by_position_never_by_text(
+    monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+) -> None:
+    monkeypatch.setenv("WQ_AMQP_URL", value)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(AmqpSettings)
+
+    assert "WQ_AMQP_URL" in str(caught.value)
+    assert problem in str(caught.value)
+    assert "pw-x" not in str(caught.value)

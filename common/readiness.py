@@ -1,6 +1,7 @@
 """Readiness as a file: present while the process consumes, absent otherwise.
 
-Neither service has a health port of its own (the dispatcher's HTTP API can be turned off), so orchestrators probe with ``test -f PATH`` (a compose
+Neither service has a health port it can count on (the dispatcher's HTTP API can be turned
+off, the executor has none), so orchestrators probe with ``test -f PATH`` (a compose
 healthcheck, a Kubernetes exec probe). The file disappears when the connection is lost and
 comes back when the robust connection has restored the consumer.
 """

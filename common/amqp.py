@@ -90,11 +90,10 @@ async def connect(settings: AmqpSettings, *, name: str) -> FailoverConnection:
 
     With several addresses in ``settings.url`` it fails over between them (FailoverConnection).
     """
-    connection = FailoverConnection(
-        settings.urls(),
-        client_properties={"connection_name": name},
-        heartbeat=settings.heartbeat,
-    )
+    # aio-pika's connection class reads the heartbeat from the URL's query only (its
+    # ``connect`` helper puts keyword arguments there), so it goes into every address.
+    urls = [str(URL(url).update_query(heartbeat=settings.heartbeat)) for url in settings.urls()]
+    connection = FailoverConnection(urls, client_properties={"connection_name": name})
     try:
         await connection.connect(timeout=settings.connect_timeout)
     except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as exc:
@@ -124,7 +123,7 @@ async def connect(settings: AmqpSettings, *, name: str) -> FailoverConnection:
 
 
 def _redacted(connection: FailoverConnection) -> str:
-    return redact_url(str(connection.url))
+    return redact_url(str(connection.url.with_query(None)))
 
 
 @dataclass(frozen=True, slots=True)

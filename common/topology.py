@@ -69,12 +69,12 @@ class Topology:
         return f"{self.prefix}.executors"
 
     def executors_queue_arguments(self) -> dict[str, str | int]:
-        """Always classic whatever the task queues are: heartbeats need no replication.
+        """Bounded and short-lived, and of ``queue_type``, as the progress queue is.
 
         Drop-head overflow (the default) drops the oldest heartbeat when the queue is full.
         """
         return {
-            "x-queue-type": "classic",
+            "x-queue-type": self.queue_type,
             "x-message-ttl": HEARTBEAT_TTL_MS,
             "x-max-length": HEARTBEAT_MAX_LENGTH,
         }
@@ -141,8 +141,12 @@ class Topology:
         }
 
     def progress_queue_arguments(self) -> dict[str, str | int]:
-        """Classic whatever ``queue_type`` says: progress is advisory and may be dropped."""
-        return {"x-queue-type": "classic", "x-max-length": PROGRESS_MAX_LENGTH}
+        """Bounded (progress is advisory and may be dropped), and of ``queue_type``.
+
+        In a cluster (quorum) it must be replicated too: a classic queue whose node is down
+        cannot even be declared, and every client re-declares the topology on reconnect.
+        """
+        return {"x-queue-type": self.queue_type, "x-max-length": PROGRESS_MAX_LENGTH}
 
     def dead_queue_arguments(self) -> dict[str, str | int]:
         """Arguments of the dead-letter queues."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlsplit
 
+import aiormq
 import pika
 from pydantic import SecretStr
 
@@ -45,3 +46,20 @@ def test_sync_client_parameters_skip_an_address_that_refuses(
         assert connection.is_open
     finally:
         connection.close()
+
+
+async def test_the_heartbeat_setting_reaches_every_address(amqp_settings: AmqpSettings) -> None:
+    # A silent network is only noticed within two heartbeats: the setting must be negotiated.
+    live = amqp_settings.url.get_secret_value()
+    settings = amqp_settings.model_copy(
+        update={"url": SecretStr(f"{_dead_address(live)},{live}"), "heartbeat": 7}
+    )
+
+    connection = await connect(settings, name="test failover heartbeat")
+    try:
+        assert connection.transport is not None
+        underlay = connection.transport.connection
+        assert isinstance(underlay, aiormq.Connection)
+        assert underlay.heartbeat_timeout == 7
+    finally:
+        await connection.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common import Topology
-from common.topology import DEFAULT_PREFIX, TASK_ROUTING_KEY, dead_letter_queue
+from common.topology import DEFAULT_PREFIX, TASK_ROUTING_KEY, QueueType, dead_letter_queue
 
 
 def test_default_names_use_the_wq_prefix() -> None:
@@ -137,14 +137,26 @@ def test_cancel_notices_live_in_a_bounded_stream_declared_with_the_rest() -> Non
     assert (topology.cancel_stream, arguments) in topology.queue_declarations()
 
 
-def test_progress_goes_to_a_bounded_classic_queue_whatever_the_queue_type() -> None:
+def test_progress_goes_to_a_bounded_queue_of_the_deployments_type() -> None:
     topology = Topology(prefix="p", queue_type="quorum")
 
     arguments = topology.progress_queue_arguments()
 
     assert topology.progress_queue == "p.progress"
-    assert arguments == {"x-queue-type": "classic", "x-max-length": 10_000}
+    assert arguments == {"x-queue-type": "quorum", "x-max-length": 10_000}
     assert (topology.progress_queue, arguments) in topology.queue_declarations()
+
+
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+def test_every_queue_but_retries_follows_the_queue_type(queue_type: QueueType) -> None:
+    # A classic queue whose node is down cannot be declared, and every client re-declares
+    # the whole topology on reconnect: in a cluster, one such queue stops every failover.
+    topology = Topology(prefix="p", queue_type=queue_type)
+
+    types = {name: arguments["x-queue-type"] for name, arguments in topology.queue_declarations()}
+
+    assert types.pop(topology.cancel_stream) == "stream"
+    assert set(types.values()) == {queue_type}
 
 
 def test_a_classic_task_queue_gets_its_priority_levels() -> None:

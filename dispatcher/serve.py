@@ -66,7 +66,12 @@ async def _serve(
             outbox = asyncio.create_task(_sweep_outbox(dispatcher, settings, stop))
             scheduler = asyncio.create_task(_run_scheduler(dispatcher, settings, stop))
             if sock is not None:
-                context = ApiContext(dispatcher=dispatcher, broker=monitor, registry=registry)
+                context = ApiContext(
+                    dispatcher=dispatcher,
+                    broker=monitor,
+                    schedules=ScheduleBook.of(dispatcher),
+                    registry=registry,
+                )
                 app = create_app(context, token=settings.http_token)
                 # The API stops first, so no submission arrives while the rest shuts down.
                 await serve_api(app, sock, stop)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic.config import JsonDict
 
-from common.messages import TASK_TYPE_PATTERN
+from common.messages import MAX_PRIORITY, TASK_TYPE_PATTERN
 from dispatcher.store import TaskRecord, TaskState
 
 MAX_BATCH: Final = 1000
@@ -31,6 +32,30 @@ class TaskSubmission(BaseModel):
         max_length=200,
         description="Submitting again with a key already used returns the first task.",
     )
+    priority: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_PRIORITY,
+        description="Higher runs first; the task queue honours up to WQ_AMQP_MAX_PRIORITY "
+        "(10 by default), higher values count as that.",
+    )
+    eta: AwareDatetime | None = Field(
+        default=None,
+        description="Not published before this time (with a time zone); the task is "
+        "`scheduled` until then. A time not in the future publishes at once.",
+        examples=["2026-05-01T09:00:00+02:00"],
+    )
+    countdown: float | None = Field(
+        default=None,
+        ge=0,
+        description="Not published before this many seconds from now; not with `eta`.",
+    )
+
+    @model_validator(mode="after")
+    def _one_delay(self) -> Self:
+        if self.eta is not None and self.countdown is not None:
+            raise ValueError("give eta or countdown, not both")
+        return self
 
 
 class BatchSubmission(BaseModel):
@@ -62,10 +87,58 @@ class NotQueued(BaseModel):
     tasks: list[SubmittedTask]
 
 
+# What each field of a task means, for the OpenAPI docs: TaskRecord (dispatcher.store) is the
+# store's record and the API's answer, and carries no descriptions of its own.
+_TASK_FIELDS: Final = {
+    "state": "scheduled, submitted, queued, retrying, then one of the final states succeeded, "
+    "failed, dead or cancelled.",
+    "attempt": "The attempt that ran last (1 for the first).",
+    "submitted_at": "When the task was recorded.",
+    "queued_at": "When the broker confirmed the task message.",
+    "started_at": "When the last attempt started on an executor.",
+    "finished_at": "When the outcome was reached.",
+    "next_attempt_at": "While retrying: when the next attempt is due.",
+    "executor": "The executor that ran the last attempt.",
+    "result": "The handler's return value, once succeeded.",
+    "error": "Why it failed, went dead or was cancelled.",
+    "redelivered": "The broker delivered the task again (a connection or executor was lost).",
+    "duplicate_results": "Results that arrived after the outcome (the task ran more than once).",
+    "priority": "Broker priority, 0 (lowest, the default) to 255; higher runs first.",
+    "eta": "Not published before this time: a delayed task, or a schedule's fire time.",
+    "schedule_id": "The cron schedule that submitted the task, if one did.",
+    "cancel_requested_at": "When a cancel was first requested; the task may still finish "
+    "otherwise if it was running and did not stop.",
+    "progress": "Last progress its handler reported, in percent (0-100).",
+    "progress_note": "The note of the last progress report.",
+    "progress_at": "When the last progress report was sent.",
+}
+
+
+def _describe_task_fields(schema: JsonDict) -> None:
+    properties = schema.get("properties")
+    assert isinstance(properties, dict)
+    for name, text in _TASK_FIELDS.items():
+        field = properties.get(name)
+        if isinstance(field, dict):
+            field["description"] = text
+
+
+class TaskView(TaskRecord):
+    """A task: state, result or error, attempts, timestamps, executor, priority, delay,
+    cancel request and progress."""
+
+    model_config = ConfigDict(frozen=True, json_schema_extra=_describe_task_fields)
+
+    @classmethod
+    def of(cls, record: TaskRecord) -> TaskView:
+        """The API's view of a store record."""
+        return cls.model_validate(record, from_attributes=True)
+
+
 class TaskPage(BaseModel):
     """One page of tasks, newest first; pass ``next_cursor`` as ``cursor`` for the next one."""
 
-    tasks: list[TaskRecord]
+    tasks: list[TaskView]
     next_cursor: str | None = Field(description="None on the last page.")
 
 

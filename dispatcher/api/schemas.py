@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, mod
 from pydantic.config import JsonDict
 
 from common.messages import MAX_PRIORITY, TASK_TYPE_PATTERN
+from dispatcher.service import CancelOutcome
 from dispatcher.store import TaskRecord, TaskState
 
 MAX_BATCH: Final = 1000
@@ -140,6 +141,24 @@ class TaskPage(BaseModel):
 
     tasks: list[TaskView]
     next_cursor: str | None = Field(description="None on the last page.")
+
+
+class CancelAnswer(BaseModel):
+    """What a cancel request did, and the task after it."""
+
+    outcome: CancelOutcome = Field(
+        description="requested: recorded and every executor told (202); cancelled: it had not "
+        "been published, so it is cancelled outright (200); already_final: it had an outcome, "
+        "nothing changed (200)."
+    )
+    task: TaskView
+
+
+class CancelNotPublished(BaseModel):
+    """503: the cancel is recorded, but executors were not told; asking again is safe."""
+
+    detail: str
+    task: TaskView
 
 
 class QueueInfo(BaseModel):

@@ -10,7 +10,7 @@ from pydantic.config import JsonDict
 
 from common.messages import MAX_PRIORITY, TASK_TYPE_PATTERN
 from dispatcher.service import CancelOutcome
-from dispatcher.store import TaskRecord, TaskState
+from dispatcher.store import ScheduleRecord, TaskRecord, TaskState
 
 MAX_BATCH: Final = 1000
 MAX_PAGE: Final = 500
@@ -159,6 +159,31 @@ class CancelNotPublished(BaseModel):
 
     detail: str
     task: TaskView
+
+
+class ScheduleCreation(BaseModel):
+    """A cron schedule to create; name, cron, time zone and task are validated as
+    ``dispatcher schedule add`` validates them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Unique; letters, digits and _.:- (up to 128).")
+    cron: str = Field(
+        description="Five fields (minute first), six (seconds first) or @hourly, @daily, "
+        "@weekly, @monthly, @yearly.",
+        examples=["0 3 * * *"],
+    )
+    timezone: str = Field(default="UTC", description="IANA zone the cron follows.")
+    task_type: str = Field(examples=["word_count"])
+    params: dict[str, JsonValue] = Field(default_factory=dict)
+    priority: int = Field(default=0, ge=0, le=MAX_PRIORITY)
+    paused: bool = Field(default=False, description="Create it paused.")
+
+
+class ScheduleList(BaseModel):
+    """Every schedule, by name."""
+
+    schedules: list[ScheduleRecord]
 
 
 class QueueInfo(BaseModel):

@@ -7,7 +7,7 @@ from fastapi.params import Depends
 from fastapi.security import HTTPBearer
 from pydantic import SecretStr
 
-from dispatcher.api import cancel, health, queues, schedules, task_types, tasks
+from dispatcher.api import cancel, executors, health, queues, schedules, task_types, tasks
 from dispatcher.api.auth import BearerAuth
 from dispatcher.api.context import ApiContext
 from dispatcher.api.errors import install_error_handlers
@@ -21,6 +21,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     schedules.router,
     queues.router,
     task_types.router,
+    executors.router,
 )
 
 _DESCRIPTION = """\

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, Final, Literal, Self
 from uuid import UUID
 
@@ -10,7 +12,7 @@ from pydantic.config import JsonDict
 
 from common.messages import MAX_PRIORITY, TASK_TYPE_PATTERN
 from dispatcher.service import CancelOutcome
-from dispatcher.store import ScheduleRecord, TaskRecord, TaskState
+from dispatcher.store import ExecutorRecord, ScheduleRecord, TaskRecord, TaskState
 
 MAX_BATCH: Final = 1000
 MAX_PAGE: Final = 500
@@ -115,20 +117,25 @@ _TASK_FIELDS: Final = {
 }
 
 
-def _describe_task_fields(schema: JsonDict) -> None:
-    properties = schema.get("properties")
-    assert isinstance(properties, dict)
-    for name, text in _TASK_FIELDS.items():
-        field = properties.get(name)
-        if isinstance(field, dict):
-            field["description"] = text
+def _described(descriptions: Mapping[str, str]) -> Callable[[JsonDict], None]:
+    """A ``json_schema_extra`` that adds ``descriptions`` to a model's properties."""
+
+    def describe(schema: JsonDict) -> None:
+        properties = schema.get("properties")
+        assert isinstance(properties, dict)
+        for name, text in descriptions.items():
+            field = properties.get(name)
+            if isinstance(field, dict):
+                field["description"] = text
+
+    return describe
 
 
 class TaskView(TaskRecord):
     """A task: state, result or error, attempts, timestamps, executor, priority, delay,
     cancel request and progress."""
 
-    model_config = ConfigDict(frozen=True, json_schema_extra=_describe_task_fields)
+    model_config = ConfigDict(frozen=True, json_schema_extra=_described(_TASK_FIELDS))
 
     @classmethod
     def of(cls, record: TaskRecord) -> TaskView:
@@ -200,18 +207,66 @@ class QueueList(BaseModel):
     queues: list[QueueInfo]
 
 
+_EXECUTOR_FIELDS: Final = {
+    "executor_id": "The executor's name (WQ_EXECUTOR_NAME, or host.pid).",
+    "state": "running while heartbeats arrive; lost once silent for "
+    "WQ_DISPATCHER_EXECUTOR_LOST_AFTER seconds; stopped after a clean stop.",
+    "last_seen_at": "When its last heartbeat was sent.",
+    "slots": "Tasks it runs at once (--concurrency).",
+    "task_types": "The task types it runs.",
+    "current_tasks": "The tasks it was running at its last heartbeat.",
+    "processed": "Tasks it settled since it started.",
+    "failed": "Of those, the ones that failed (retried, failed or dead).",
+    "cpu_percent": "Its CPU use over the last heartbeat interval (100 = one core).",
+    "rss_bytes": "Its resident memory.",
+}
+
+
+class ExecutorView(ExecutorRecord):
+    """An executor as its last heartbeat described it, with its state as of now."""
+
+    model_config = ConfigDict(frozen=True, json_schema_extra=_described(_EXECUTOR_FIELDS))
+
+    @classmethod
+    def of(cls, record: ExecutorRecord) -> ExecutorView:
+        """The API's view of a store record."""
+        return cls.model_validate(record, from_attributes=True)
+
+
+class ExecutorList(BaseModel):
+    """Every executor recorded, by id."""
+
+    executors: list[ExecutorView]
+
+
 class TaskTypeInfo(BaseModel):
-    """A task type and the JSON Schema its params must match."""
+    """A task type: the JSON Schema its params must match, its description and options."""
 
     name: str
     params_schema: dict[str, Any]
-    source: Literal["dispatcher"] = Field(
-        description="Where the schema comes from: the dispatcher's task module."
+    description: str | None = Field(default=None, description="The handler's summary line.")
+    options: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description="Retries, backoff, permanent errors and time limits.",
+    )
+    source: Literal["dispatcher", "executor"] = Field(
+        description="dispatcher: the dispatcher's own task module (WQ_DISPATCHER_TASKS); "
+        "executor: published by an executor's heartbeats."
+    )
+    published_by: str | None = Field(
+        default=None, description="The executor that published it last (source executor)."
+    )
+    updated_at: datetime | None = Field(
+        default=None, description="When it was last published (source executor)."
     )
 
 
 class TaskTypeList(BaseModel):
-    """Task types the dispatcher knows; empty without WQ_DISPATCHER_TASKS."""
+    """Task types the dispatcher knows, by name: a type may be listed once per source.
+
+    Submissions and schedules are validated against the dispatcher's task module when
+    WQ_DISPATCHER_TASKS is set, otherwise against what executors published.
+    """
 
     task_types: list[TaskTypeInfo]
 

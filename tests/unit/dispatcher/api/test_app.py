@@ -268,6 +268,9 @@ async def test_openapi_documents_every_router(client: httpx.AsyncClient) -> None
     for path in ("/tasks", "/tasks/batch", "/tasks/{task_id}", "/tasks/{task_id}/result"):
         assert path in paths
     assert {"/queues", "/task-types", "/health/live", "/health/ready"} <= set(paths)
+    for path in ("/tasks/{task_id}/cancel", "/schedules", "/schedules/{name}", "/executors"):
+        assert path in paths
+    assert {"/schedules/{name}/pause", "/schedules/{name}/resume", "/metrics"} <= set(paths)
     assert (await client.get("/docs")).status_code == 200
 
 

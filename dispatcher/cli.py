@@ -73,13 +73,22 @@ Record results from the results queue, re-publish unconfirmed tasks (the outbox)
 the HTTP API on WQ_DISPATCHER_HTTP_HOST:WQ_DISPATCHER_HTTP_PORT (default 127.0.0.1:8080;
 port 0 picks a free one, logged as http_api_listening):
 
-  POST /tasks              submit a task {task_type, params, idempotency_key}
+  POST /tasks              submit a task {task_type, params, idempotency_key, priority,
+                           eta | countdown}; a task due later answers state scheduled
   POST /tasks/batch        submit tasks {tasks: [...]}, all validated before any is recorded
   GET  /tasks              list: state, task_type, submitted_after/before, limit, cursor
-  GET  /tasks/{id}         a task's state, result or error, attempt, timestamps, executor
+  GET  /tasks/{id}         a task's state, result or error, attempt, timestamps, executor,
+                           priority, eta, cancel request and progress
   GET  /tasks/{id}/result  ?wait=SECONDS: 200 with an outcome, 202 without one yet
+  POST /tasks/{id}/cancel  202 requested, 200 cancelled or already_final; 503: recorded,
+                           executors not told, ask again
+  GET, POST /schedules     list or create cron schedules (409 if the name is taken)
+  GET, DELETE /schedules/{name}, POST /schedules/{name}/pause|resume
+  GET  /executors          executors: state, last heartbeat, running tasks, load (?state=)
   GET  /queues             messages and consumers per queue
-  GET  /task-types         task types and their params' JSON Schema
+  GET  /task-types         task types from WQ_DISPATCHER_TASKS and from executors, with
+                           their params' JSON Schema
+  GET  /metrics            Prometheus metrics (text format)
   GET  /health/live        liveness (never needs the token)
   GET  /health/ready       readiness: broker connected and store reachable
   GET  /docs, /openapi.json  the API's documentation

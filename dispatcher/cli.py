@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import json
-import socket
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -29,31 +27,22 @@ from common import (
     TaskNotFound,
     TaskRegistry,
     UnknownTaskType,
-    WorkQueueError,
     load_registry,
     load_settings,
 )
 from common import exit_codes as codes
 from common.amqp import connect, declare_topology
 from common.logging import configure, get_logger
-from common.readiness import ReadyFile
-from common.shutdown import install_stop_handlers
 from dispatcher import dead_letters, schedule_commands
-from dispatcher.api.app import create_app
 from dispatcher.api.auth import check_bind
-from dispatcher.api.context import ApiContext
-from dispatcher.api.server import bind, serve_api
-from dispatcher.broker_monitor import AmqpBrokerMonitor
 from dispatcher.client import open_dispatcher
-from dispatcher.schedules import ScheduleBook, run_due
-from dispatcher.service import CancelOutcome, Dispatcher
+from dispatcher.serve import run_serve
+from dispatcher.service import CancelOutcome
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import ExecutorRecord, TaskRecord, TaskState
 from dispatcher.stores import ThreadedTaskStore, open_store
 
 log = get_logger(__name__)
-
-_SCHEDULER_BATCH = 500
 
 _EPILOG = """\
 environment:
@@ -84,13 +73,22 @@ Record results from the results queue, re-publish unconfirmed tasks (the outbox)
 the HTTP API on WQ_DISPATCHER_HTTP_HOST:WQ_DISPATCHER_HTTP_PORT (default 127.0.0.1:8080;
 port 0 picks a free one, logged as http_api_listening):
 
-  POST /tasks              submit a task {task_type, params, idempotency_key}
+  POST /tasks              submit a task {task_type, params, idempotency_key, priority,
+                           eta | countdown}; a task due later answers state scheduled
   POST /tasks/batch        submit tasks {tasks: [...]}, all validated before any is recorded
   GET  /tasks              list: state, task_type, submitted_after/before, limit, cursor
-  GET  /tasks/{id}         a task's state, result or error, attempt, timestamps, executor
+  GET  /tasks/{id}         a task's state, result or error, attempt, timestamps, executor,
+                           priority, eta, cancel request and progress
   GET  /tasks/{id}/result  ?wait=SECONDS: 200 with an outcome, 202 without one yet
+  POST /tasks/{id}/cancel  202 requested, 200 cancelled or already_final; 503: recorded,
+                           executors not told, ask again
+  GET, POST /schedules     list or create cron schedules (409 if the name is taken)
+  GET, DELETE /schedules/{name}, POST /schedules/{name}/pause|resume
+  GET  /executors          executors: state, last heartbeat, running tasks, load (?state=)
   GET  /queues             messages and consumers per queue
-  GET  /task-types         task types and their params' JSON Schema
+  GET  /task-types         task types from WQ_DISPATCHER_TASKS and from executors, with
+                           their params' JSON Schema
+  GET  /metrics            Prometheus metrics (text format)
   GET  /health/live        liveness (never needs the token)
   GET  /health/ready       readiness: broker connected and store reachable
   GET  /docs, /openapi.json  the API's documentation
@@ -208,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             if not args.no_http:
                 check_bind(settings.http_host, settings.http_token)
-            return _run_serve(amqp, settings, registry, http=not args.no_http)
+            return run_serve(amqp, settings, registry, http=not args.no_http)
         if args.command == "dead":
             return asyncio.run(_dead(amqp, settings, args))
         if args.command == "cancel":
@@ -231,92 +229,6 @@ def _parse_params(text: str) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise ConfigError('--params must be a JSON object, e.g. \'{"text": "hello"}\'')
     return params
-
-
-def _run_serve(
-    amqp: AmqpSettings, settings: DispatcherSettings, registry: TaskRegistry | None, *, http: bool
-) -> int:
-    # Bound before connecting: a port in use is a configuration error (exit 2), found first.
-    sock = bind(settings.http_host, settings.http_port) if http else None
-    try:
-        return asyncio.run(_serve(amqp, settings, registry, sock))
-    finally:
-        if sock is not None:
-            sock.close()
-
-
-async def _serve(
-    amqp: AmqpSettings,
-    settings: DispatcherSettings,
-    registry: TaskRegistry | None,
-    sock: socket.socket | None,
-) -> int:
-    stop = asyncio.Event()
-    install_stop_handlers(stop)
-    ready_file = ReadyFile(settings.ready_file)
-    monitor = AmqpBrokerMonitor(amqp.topology)
-    try:
-        async with open_dispatcher(
-            amqp,
-            settings,
-            registry=registry,
-            ready_file=ready_file,
-            monitor=monitor,
-            monitor_executors=True,
-        ) as dispatcher:
-            log.info("dispatcher_serving", results_queue=amqp.topology.results_queue)
-            outbox = asyncio.create_task(_sweep_outbox(dispatcher, settings, stop))
-            scheduler = asyncio.create_task(_run_scheduler(dispatcher, settings, stop))
-            if sock is not None:
-                context = ApiContext(dispatcher=dispatcher, broker=monitor, registry=registry)
-                app = create_app(context, token=settings.http_token)
-                # The API stops first, so no submission arrives while the rest shuts down.
-                await serve_api(app, sock, stop)
-            await stop.wait()
-            await outbox
-            await scheduler
-    except BrokerUnavailable as exc:
-        print(f"dispatcher: {exc}", file=sys.stderr)
-        return codes.BROKER_UNAVAILABLE
-    except BrokerError as exc:
-        log.error("broker_error", error=str(exc))
-        return codes.BROKER_UNAVAILABLE
-    except asyncio.CancelledError:
-        return codes.INTERRUPTED
-    return codes.OK
-
-
-async def _sweep_outbox(
-    dispatcher: Dispatcher, settings: DispatcherSettings, stop: asyncio.Event
-) -> None:
-    """Re-publish tasks whose confirm never came, every ``outbox_interval`` seconds."""
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=settings.outbox_interval)
-        if stop.is_set():
-            return
-        try:
-            await dispatcher.republish_unconfirmed(older_than_s=settings.outbox_age)
-        except WorkQueueError as exc:
-            # The broker or store is down for now; the next sweep tries again.
-            log.warning("outbox_sweep_failed", error=str(exc))
-
-
-async def _run_scheduler(
-    dispatcher: Dispatcher, settings: DispatcherSettings, stop: asyncio.Event
-) -> None:
-    """Publish due delayed tasks and fire due schedules every ``scheduler_interval`` s."""
-    book = ScheduleBook.of(dispatcher)
-    while not stop.is_set():
-        try:
-            # A full batch means more may be due: go again at once.
-            while await run_due(dispatcher, book, limit=_SCHEDULER_BATCH) >= _SCHEDULER_BATCH:
-                pass
-        except WorkQueueError as exc:
-            # The broker or store is down for now; the next pass tries again.
-            log.warning("scheduler_pass_failed", error=str(exc))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=settings.scheduler_interval)
 
 
 def _aware_datetime(text: str) -> datetime:

@@ -20,6 +20,7 @@ from croniter import croniter
 
 from common import InvalidSchedule, JsonValue, TaskMessage, TaskRegistry
 from common.logging import get_logger
+from dispatcher.fleet import Fleet
 from dispatcher.service import Dispatcher, TaskRequest, build_task
 from dispatcher.store import ScheduleRecord, TaskStore
 
@@ -96,18 +97,28 @@ def fire_idempotency_key(schedule_id: UUID, fire_at: datetime) -> str:
 class ScheduleBook:
     """Creates, lists, pauses, resumes and deletes schedules; finds and fires due ones.
 
-    ``ScheduleBook.of(dispatcher)`` shares the dispatcher's store, registry and clock.
+    ``ScheduleBook.of(dispatcher)`` shares the dispatcher's store, registry, clock and fleet.
+    Without a registry, a ``fleet`` validates new schedules against the task types executors
+    published, as submissions are.
     """
 
-    def __init__(self, store: TaskStore, registry: TaskRegistry | None, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        registry: TaskRegistry | None,
+        clock: Clock,
+        *,
+        fleet: Fleet | None = None,
+    ) -> None:
         self._store = store
         self._registry = registry
         self._clock = clock
+        self._fleet = fleet
 
     @classmethod
     def of(cls, dispatcher: Dispatcher) -> ScheduleBook:
-        """The schedules in ``dispatcher``'s store, validated against its registry."""
-        return cls(dispatcher.store, dispatcher.registry, dispatcher.clock)
+        """The schedules in ``dispatcher``'s store, validated as its submissions are."""
+        return cls(dispatcher.store, dispatcher.registry, dispatcher.clock, fleet=dispatcher.fleet)
 
     async def create(
         self,
@@ -131,6 +142,8 @@ class ScheduleBook:
             raise InvalidSchedule("name", f"{name!r} does not match {NAME_PATTERN}")
         cron = validate_cron(cron)
         validate_zone(timezone)
+        if self._registry is None and self._fleet is not None:
+            await self._fleet.validate([(task_type, dict(params or {}))])
         now = self._clock()
         # Validated exactly like a submission, so a schedule never fires a refused task.
         task = _build(task_type, dict(params or {}), priority, now, self._registry)

@@ -7,7 +7,16 @@ from fastapi.params import Depends
 from fastapi.security import HTTPBearer
 from pydantic import SecretStr
 
-from dispatcher.api import health, queues, task_types, tasks
+from dispatcher.api import (
+    cancel,
+    executors,
+    health,
+    metrics,
+    queues,
+    schedules,
+    task_types,
+    tasks,
+)
 from dispatcher.api.auth import BearerAuth
 from dispatcher.api.context import ApiContext
 from dispatcher.api.errors import install_error_handlers
@@ -17,12 +26,17 @@ from dispatcher.api.request_log import RequestLog
 # set, protected by it.
 ROUTERS: tuple[APIRouter, ...] = (
     tasks.router,
+    cancel.router,
+    schedules.router,
     queues.router,
     task_types.router,
+    executors.router,
+    metrics.router,
 )
 
 _DESCRIPTION = """\
-Submit tasks, follow them to their outcome, and look at the queues.
+Submit, follow and cancel tasks, manage cron schedules, and look at the queues, the
+executors, the task types they publish and the dispatcher's Prometheus metrics.
 
 Once `WQ_DISPATCHER_HTTP_TOKEN` is set, every endpoint except `/health/live` requires
 `Authorization: Bearer <token>`; see docs/operations.md.

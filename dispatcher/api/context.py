@@ -1,4 +1,4 @@
-"""What the routes work with, built once in ``cli.py`` and handed to every request."""
+"""What the routes work with, built once in ``serve.py`` and handed to every request."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from common import TaskRegistry
 from dispatcher.broker_monitor import BrokerMonitor
+from dispatcher.schedules import ScheduleBook
 from dispatcher.service import Dispatcher
 
 
@@ -17,13 +18,16 @@ class ApiContext:
     """The service objects behind the API.
 
     Attributes:
-        dispatcher: submits, reads and waits for tasks.
+        dispatcher: submits, reads, waits for and cancels tasks; its ``fleet`` knows the
+            executors and their task types, its ``metrics`` the Prometheus registry.
         broker: connection state and queue depths.
+        schedules: the cron schedules in the dispatcher's store.
         registry: the dispatcher's task module (``WQ_DISPATCHER_TASKS``), if it has one.
     """
 
     dispatcher: Dispatcher
     broker: BrokerMonitor
+    schedules: ScheduleBook
     registry: TaskRegistry | None = None
 
 

@@ -1,4 +1,4 @@
-"""How the project's errors become HTTP answers: 404, 422 and 503, each with a JSON detail."""
+"""How the project's errors become HTTP answers: 404, 409, 422 and 503, each with a detail."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from common import BrokerError, InvalidParams, StoreError, TaskNotFound, UnknownTaskType
+from common import (
+    BrokerError,
+    InvalidParams,
+    InvalidSchedule,
+    ScheduleExists,
+    ScheduleNotFound,
+    StoreError,
+    TaskNotFound,
+    UnknownTaskType,
+)
 from common.logging import get_logger
 
 log = get_logger(__name__)
@@ -33,6 +42,11 @@ def task_refusal(exc: UnknownTaskType | InvalidParams, at: Location) -> RequestV
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers; everything else is a bug for the request log's last resort."""
     app.add_exception_handler(TaskNotFound, _not_found)
+    # Both are StoreErrors, but say nothing about the store's health: the most specific
+    # handler wins (Starlette looks the exception's classes up in MRO order).
+    app.add_exception_handler(ScheduleNotFound, _not_found)
+    app.add_exception_handler(ScheduleExists, _conflict)
+    app.add_exception_handler(InvalidSchedule, _bad_schedule)
     app.add_exception_handler(StoreError, _store_unavailable)
     app.add_exception_handler(BrokerError, _broker_unavailable)
     app.add_exception_handler(UnknownTaskType, _refused)
@@ -41,6 +55,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
 async def _not_found(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=404)
+
+
+async def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=409)
+
+
+async def _bad_schedule(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidSchedule)
+    error = {"loc": ["body", exc.field], "msg": str(exc), "type": "invalid_schedule"}
+    return JSONResponse({"detail": [error]}, status_code=422)
 
 
 async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -25,9 +25,10 @@ from dispatcher.api.schemas import (
     SubmittedTask,
     TaskPage,
     TaskSubmission,
+    TaskView,
 )
 from dispatcher.service import TaskRequest
-from dispatcher.store import TaskRecord, TaskState
+from dispatcher.store import TaskState
 from dispatcher.task_query import TaskPosition, TaskQuery, decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -40,7 +41,11 @@ _SUBMIT_RESPONSES: dict[int | str, dict[str, object]] = {
 
 @router.post("", status_code=201, responses=_SUBMIT_RESPONSES, response_model=SubmittedTask)
 async def submit_task(body: TaskSubmission, context: Context, response: Response) -> object:
-    """Record and publish one task: 201 when new, 200 with the earlier task for a used key."""
+    """Record and publish one task: 201 when new, 200 with the earlier task for a used key.
+
+    A task with a future ``eta`` or a ``countdown`` is recorded as ``scheduled`` (201) and
+    published when it is due.
+    """
     _validate(context.registry, [body], at=lambda _: ["body"])
     (submitted,), failure = await _submit(context, [body])
     if failure is not None:
@@ -89,20 +94,21 @@ async def list_tasks(
     page = records[:limit]
     more = len(records) > limit
     return TaskPage(
-        tasks=page, next_cursor=encode_cursor(TaskPosition.of(page[-1])) if more else None
+        tasks=[TaskView.of(record) for record in page],
+        next_cursor=encode_cursor(TaskPosition.of(page[-1])) if more else None,
     )
 
 
 @router.get("/{task_id}", responses={404: {"model": ErrorDetail}})
-async def get_task(task_id: UUID, context: Context) -> TaskRecord:
+async def get_task(task_id: UUID, context: Context) -> TaskView:
     """A task's state, attempt, timestamps, executor, and its result or error."""
-    return await context.dispatcher.get(task_id)
+    return TaskView.of(await context.dispatcher.get(task_id))
 
 
 @router.get(
     "/{task_id}/result",
     responses={
-        202: {"model": TaskRecord, "description": "No outcome yet: the task as it stands."},
+        202: {"model": TaskView, "description": "No outcome yet: the task as it stands."},
         404: {"model": ErrorDetail},
     },
 )
@@ -113,8 +119,9 @@ async def wait_for_result(
     wait: Annotated[
         float, Query(ge=0, le=MAX_WAIT_S, description="Seconds to wait for an outcome.")
     ] = 0,
-) -> TaskRecord:
-    """200 with the task once it has an outcome; 202 with it as it stands after ``wait`` s."""
+) -> TaskView:
+    """200 with the task once it has an outcome (succeeded, failed, dead or cancelled); 202
+    with it as it stands after ``wait`` seconds."""
     record = await context.dispatcher.get(task_id)
     if not record.state.is_final and wait > 0:
         try:
@@ -122,7 +129,7 @@ async def wait_for_result(
         except TimeoutError:
             record = await context.dispatcher.get(task_id)
     response.status_code = 200 if record.state.is_final else 202
-    return record
+    return TaskView.of(record)
 
 
 def _validate(
@@ -144,7 +151,10 @@ def _validate(
 async def _submit(
     context: ApiContext, tasks: Sequence[TaskSubmission]
 ) -> tuple[list[SubmittedTask], Exception | None]:
-    requests = [TaskRequest(t.task_type, t.params, t.idempotency_key) for t in tasks]
+    requests = [
+        TaskRequest(t.task_type, t.params, t.idempotency_key, t.priority, t.eta, t.countdown)
+        for t in tasks
+    ]
     submission = await context.dispatcher.submit_all(requests)
     records = await context.dispatcher.get_many(submission.task_ids)
     states = {record.task_id: record.state for record in records}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -221,3 +222,18 @@ def wait_for_consumers(broker: Broker, queue: str, count: int, timeout: float = 
         timeout=timeout,
         what=f"{count} consumer(s) on {queue}",
     )
+
+
+def api_url(processes: Processes, name: str) -> str:
+    """The URL a dispatcher started on port 0 logged as ``http_api_listening``."""
+    found: list[str] = []
+
+    def listening() -> bool:
+        for line in processes.log(name).splitlines():
+            if '"http_api_listening"' in line:
+                found.append(json.loads(line)["url"])
+                return True
+        return False
+
+    wait_until(listening, timeout=20, what=f"{name} to log http_api_listening")
+    return found[0]

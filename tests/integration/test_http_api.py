@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,25 +14,10 @@ from common import AmqpSettings
 from common import exit_codes as codes
 from tests.conftest import REPO
 from tests.integration.broker import Broker
-from tests.integration.conftest import Processes, wait_for_consumers, wait_until
+from tests.integration.conftest import Processes, api_url, wait_for_consumers
 
 TOKEN = "integration-token-5f1c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def api_url(processes: Processes, name: str) -> str:
-    """The URL a dispatcher started on port 0 logged as ``http_api_listening``."""
-    found: list[str] = []
-
-    def listening() -> bool:
-        for line in processes.log(name).splitlines():
-            if '"http_api_listening"' in line:
-                found.append(json.loads(line)["url"])
-                return True
-        return False
-
-    wait_until(listening, timeout=20, what=f"{name} to log http_api_listening")
-    return found[0]
 
 
 @pytest.fixture

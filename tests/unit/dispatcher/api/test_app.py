@@ -3,114 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from uuid import uuid4
 
 import httpx
 import pytest
-from pydantic import Field, SecretStr
 from structlog.testing import capture_logs
 
-from common import (
-    BrokerError,
-    Outcome,
-    PublishRejected,
-    ResultMessage,
-    TaskMessage,
-    TaskRegistry,
-    WorkQueueError,
-)
-from dispatcher.api.app import create_app
-from dispatcher.api.context import ApiContext
+from common import BrokerError, Outcome, ResultMessage
 from dispatcher.broker_monitor import QueueDepth
 from dispatcher.service import Dispatcher
-from dispatcher.sqlite_store import SqliteTaskStore
-from dispatcher.stores import ThreadedTaskStore
-
-T0 = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
-
-registry = TaskRegistry()
-
-
-@registry.task()
-def word_count(text: str, top: Annotated[int, Field(ge=1, le=10)] = 3) -> int:
-    return len(text.split())
-
-
-class FakePublisher:
-    def __init__(self) -> None:
-        self.published: list[TaskMessage] = []
-        self.refuse: Callable[[TaskMessage], bool] = lambda task: False
-
-    async def publish(self, tasks: Sequence[TaskMessage]) -> list[WorkQueueError | None]:
-        outcomes: list[WorkQueueError | None] = []
-        for task in tasks:
-            if self.refuse(task):
-                outcomes.append(PublishRejected("timeout", task_id=task.task_id))
-            else:
-                self.published.append(task)
-                outcomes.append(None)
-        return outcomes
-
-
-class FakeBroker:
-    def __init__(self) -> None:
-        self.connected = True
-
-    def is_connected(self) -> bool:
-        return self.connected
-
-    async def queue_depths(self) -> list[QueueDepth]:
-        return [QueueDepth("wq.tasks", 3, 2)]
-
-
-class Clock:
-    """Each reading is one millisecond after the last: listing order is submission order."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(milliseconds=1)
-        return self.now
-
-
-@pytest.fixture
-def publisher() -> FakePublisher:
-    return FakePublisher()
-
-
-@pytest.fixture
-def broker() -> FakeBroker:
-    return FakeBroker()
-
-
-@pytest.fixture
-async def dispatcher(tmp_path: Path, publisher: FakePublisher) -> AsyncIterator[Dispatcher]:
-    store = ThreadedTaskStore(SqliteTaskStore(tmp_path / "tasks.sqlite3"))
-    yield Dispatcher(publisher=publisher, store=store, registry=registry, clock=Clock())
-    await store.close()
-
-
-def _client(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
-
-
-@pytest.fixture
-async def client(dispatcher: Dispatcher, broker: FakeBroker) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(ApiContext(dispatcher=dispatcher, broker=broker, registry=registry))
-    async with _client(app) as http:
-        yield http
-
-
-@pytest.fixture
-async def guarded(dispatcher: Dispatcher, broker: FakeBroker) -> AsyncIterator[httpx.AsyncClient]:
-    context = ApiContext(dispatcher=dispatcher, broker=broker, registry=registry)
-    async with _client(create_app(context, token=SecretStr("tok-123"))) as http:
-        yield http
+from tests.unit.dispatcher.api.fakes import T0, FakeBroker, FakePublisher
 
 
 def _result(task_id: Any) -> ResultMessage:
@@ -365,6 +268,9 @@ async def test_openapi_documents_every_router(client: httpx.AsyncClient) -> None
     for path in ("/tasks", "/tasks/batch", "/tasks/{task_id}", "/tasks/{task_id}/result"):
         assert path in paths
     assert {"/queues", "/task-types", "/health/live", "/health/ready"} <= set(paths)
+    for path in ("/tasks/{task_id}/cancel", "/schedules", "/schedules/{name}", "/executors"):
+        assert path in paths
+    assert {"/schedules/{name}/pause", "/schedules/{name}/resume", "/metrics"} <= set(paths)
     assert (await client.get("/docs")).status_code == 200
 
 

@@ -1,0 +1,62 @@
+"""``/schedules``: create, list, show, pause, resume and delete cron schedules.
+
+Validation is the schedule book's (``dispatcher.schedules``); its errors become 422 (bad
+name, cron, zone or task), 404 (no such name) and 409 (name taken) in ``errors.py``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from dispatcher.api.context import Context
+from dispatcher.api.schemas import ErrorDetail, ScheduleCreation, ScheduleList
+from dispatcher.store import ScheduleRecord
+
+router = APIRouter(prefix="/schedules", tags=["schedules"])
+
+_NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"model": ErrorDetail}}
+
+
+@router.get("")
+async def list_schedules(context: Context) -> ScheduleList:
+    """Every schedule, by name, with its next fire time and last task."""
+    return ScheduleList(schedules=await context.schedules.all())
+
+
+@router.post("", status_code=201, responses={409: {"model": ErrorDetail}})
+async def create_schedule(body: ScheduleCreation, context: Context) -> ScheduleRecord:
+    """Create a schedule that first fires at its first fire time after now; 409 when the
+    name is taken, 422 for a bad name, cron expression, time zone, task type or params."""
+    return await context.schedules.create(
+        body.name,
+        body.cron,
+        body.task_type,
+        body.params,
+        timezone=body.timezone,
+        priority=body.priority,
+        paused=body.paused,
+    )
+
+
+@router.get("/{name}", responses=_NOT_FOUND)
+async def get_schedule(name: str, context: Context) -> ScheduleRecord:
+    """One schedule."""
+    return await context.schedules.get(name)
+
+
+@router.post("/{name}/pause", responses=_NOT_FOUND)
+async def pause_schedule(name: str, context: Context) -> ScheduleRecord:
+    """Stop firing until resumed."""
+    return await context.schedules.pause(name)
+
+
+@router.post("/{name}/resume", responses=_NOT_FOUND)
+async def resume_schedule(name: str, context: Context) -> ScheduleRecord:
+    """Fire again from the next fire time after now; the paused time is not made up."""
+    return await context.schedules.resume(name)
+
+
+@router.delete("/{name}", status_code=204, response_class=Response, responses=_NOT_FOUND)
+async def delete_schedule(name: str, context: Context) -> None:
+    """Delete the schedule; the tasks it submitted are kept."""
+    await context.schedules.delete(name)

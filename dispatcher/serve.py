@@ -1,0 +1,122 @@
+"""``dispatcher serve``: record results, run the outbox and the scheduler, serve the API.
+
+The one place the long-running dispatcher is wired: the connections, the loops beside the
+results consumer, and the HTTP API's context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import sys
+
+from common import AmqpSettings, BrokerError, BrokerUnavailable, TaskRegistry, WorkQueueError
+from common import exit_codes as codes
+from common.logging import get_logger
+from common.readiness import ReadyFile
+from common.shutdown import install_stop_handlers
+from dispatcher.api.app import create_app
+from dispatcher.api.context import ApiContext
+from dispatcher.api.server import bind, serve_api
+from dispatcher.broker_monitor import AmqpBrokerMonitor
+from dispatcher.client import open_dispatcher
+from dispatcher.schedules import ScheduleBook, run_due
+from dispatcher.service import Dispatcher
+from dispatcher.settings import DispatcherSettings
+
+log = get_logger(__name__)
+
+_SCHEDULER_BATCH = 500
+
+
+def run_serve(
+    amqp: AmqpSettings, settings: DispatcherSettings, registry: TaskRegistry | None, *, http: bool
+) -> int:
+    """Serve until stopped (SIGTERM/SIGINT); returns the exit code."""
+    # Bound before connecting: a port in use is a configuration error (exit 2), found first.
+    sock = bind(settings.http_host, settings.http_port) if http else None
+    try:
+        return asyncio.run(_serve(amqp, settings, registry, sock))
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+async def _serve(
+    amqp: AmqpSettings,
+    settings: DispatcherSettings,
+    registry: TaskRegistry | None,
+    sock: socket.socket | None,
+) -> int:
+    stop = asyncio.Event()
+    install_stop_handlers(stop)
+    ready_file = ReadyFile(settings.ready_file)
+    monitor = AmqpBrokerMonitor(amqp.topology)
+    try:
+        async with open_dispatcher(
+            amqp,
+            settings,
+            registry=registry,
+            ready_file=ready_file,
+            monitor=monitor,
+            monitor_executors=True,
+        ) as dispatcher:
+            log.info("dispatcher_serving", results_queue=amqp.topology.results_queue)
+            outbox = asyncio.create_task(_sweep_outbox(dispatcher, settings, stop))
+            scheduler = asyncio.create_task(_run_scheduler(dispatcher, settings, stop))
+            if sock is not None:
+                context = ApiContext(
+                    dispatcher=dispatcher,
+                    broker=monitor,
+                    schedules=ScheduleBook.of(dispatcher),
+                    registry=registry,
+                )
+                app = create_app(context, token=settings.http_token)
+                # The API stops first, so no submission arrives while the rest shuts down.
+                await serve_api(app, sock, stop)
+            await stop.wait()
+            await outbox
+            await scheduler
+    except BrokerUnavailable as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return codes.BROKER_UNAVAILABLE
+    except BrokerError as exc:
+        log.error("broker_error", error=str(exc))
+        return codes.BROKER_UNAVAILABLE
+    except asyncio.CancelledError:
+        return codes.INTERRUPTED
+    return codes.OK
+
+
+async def _sweep_outbox(
+    dispatcher: Dispatcher, settings: DispatcherSettings, stop: asyncio.Event
+) -> None:
+    """Re-publish tasks whose confirm never came, every ``outbox_interval`` seconds."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.outbox_interval)
+        if stop.is_set():
+            return
+        try:
+            await dispatcher.republish_unconfirmed(older_than_s=settings.outbox_age)
+        except WorkQueueError as exc:
+            # The broker or store is down for now; the next sweep tries again.
+            log.warning("outbox_sweep_failed", error=str(exc))
+
+
+async def _run_scheduler(
+    dispatcher: Dispatcher, settings: DispatcherSettings, stop: asyncio.Event
+) -> None:
+    """Publish due delayed tasks and fire due schedules every ``scheduler_interval`` s."""
+    book = ScheduleBook.of(dispatcher)
+    while not stop.is_set():
+        try:
+            # A full batch means more may be due: go again at once.
+            while await run_due(dispatcher, book, limit=_SCHEDULER_BATCH) >= _SCHEDULER_BATCH:
+                pass
+        except WorkQueueError as exc:
+            # The broker or store is down for now; the next pass tries again.
+            log.warning("scheduler_pass_failed", error=str(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.scheduler_interval)

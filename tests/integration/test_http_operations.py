@@ -1,0 +1,188 @@
+"""Cancel, executors, task types, schedules, delays and metrics over HTTP, against a running
+``dispatcher serve``, real executors and the real broker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from common import AmqpSettings
+from tests.integration.broker import Broker
+from tests.integration.conftest import Processes, api_url, wait_for_consumers, wait_until
+
+TOKEN = "operations-token-9d2e"
+FAST_HEARTBEATS = "0.5"  # seconds between heartbeats
+
+
+@pytest.fixture
+def api(
+    processes: Processes, amqp_settings: AmqpSettings, broker: Broker, tmp_path: Path
+) -> Iterator[httpx.Client]:
+    """A client (with the token) of a dispatcher that loads the test task module."""
+    processes.dispatcher(
+        "dispatcher",
+        tmp_path / "tasks.sqlite3",
+        WQ_DISPATCHER_HTTP_TOKEN=TOKEN,
+        WQ_DISPATCHER_TASKS="tests.integration.tasks",
+    )
+    url = api_url(processes, "dispatcher")
+    wait_for_consumers(broker, amqp_settings.topology.results_queue, 1)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        yield client
+
+
+def _executor(api: httpx.Client, name: str) -> dict[str, Any] | None:
+    found = [e for e in api.get("/executors").json()["executors"] if e["executor_id"] == name]
+    return found[0] if found else None
+
+
+def test_a_running_task_is_listed_on_its_executor_and_cancelled_over_http(
+    api: httpx.Client, processes: Processes, amqp_settings: AmqpSettings, broker: Broker,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    processes.executor("exec-http", WQ_EXECUTOR_HEARTBEAT_INTERVAL=FAST_HEARTBEATS)
+    wait_for_consumers(broker, amqp_settings.topology.task_queue, 1)
+    marker = tmp_path / "started"
+    params = {"marker": str(marker), "percent": 40, "timeout": 25}
+    task_id = api.post("/tasks", json={"task_type": "await_cancel", "params": params}).json()[
+        "task_id"
+    ]
+
+    def running_here() -> bool:
+        executor = _executor(api, "exec-http")
+        return executor is not None and task_id in [t["task_id"] for t in executor["current_tasks"]]
+
+    wait_until(marker.exists, timeout=20, what="the task to start")
+    wait_until(running_here, timeout=20, what="/executors to show the running task")
+    wait_until(
+        lambda: api.get(f"/tasks/{task_id}").json()["progress"] == 40,
+        timeout=20,
+        what="the task's progress",
+    )
+    listed = _executor(api, "exec-http")
+    assert listed is not None
+    assert (listed["state"], listed["slots"]) == ("running", 1)
+    assert listed["pid"] > 0
+    assert listed["host"]
+    running = api.get("/executors", params={"state": "running"}).json()["executors"]
+    assert [e["executor_id"] for e in running] == ["exec-http"]
+    assert api.get("/executors", params={"state": "lost"}).json() == {"executors": []}
+
+    cancelled = api.post(f"/tasks/{task_id}/cancel")
+    result = api.get(f"/tasks/{task_id}/result", params={"wait": 20})
+
+    assert cancelled.status_code == 202, cancelled.text
+    assert cancelled.json()["outcome"] == "requested"
+    assert result.status_code == 200
+    record = result.json()
+    assert record["state"] == "cancelled"
+    assert record["cancel_requested_at"] is not None
+    assert record["executor"] == "exec-http"
+    again = api.post(f"/tasks/{task_id}/cancel")
+    assert (again.status_code, again.json()["outcome"]) == (200, "already_final")
+
+
+def test_task_types_list_the_module_and_what_executors_published(
+    api: httpx.Client, processes: Processes
+) -> None:
+    processes.executor("exec-types", WQ_EXECUTOR_HEARTBEAT_INTERVAL=FAST_HEARTBEATS)
+
+    def sources() -> set[str]:
+        types = api.get("/task-types").json()["task_types"]
+        return {t["source"] for t in types if t["name"] == "echo"}
+
+    wait_until(lambda: sources() == {"dispatcher", "executor"}, timeout=20, what="both sources")
+    types = api.get("/task-types").json()["task_types"]
+    published = next(t for t in types if (t["name"], t["source"]) == ("echo", "executor"))
+    assert published["published_by"] == "exec-types"
+    assert published["description"] == "Return the value unchanged."
+
+
+def test_a_schedule_created_over_http_fires_and_is_managed(
+    api: httpx.Client, processes: Processes, amqp_settings: AmqpSettings, broker: Broker
+) -> None:
+    processes.executor("exec-cron")
+    wait_for_consumers(broker, amqp_settings.topology.task_queue, 1)
+    schedule = {"name": "every-second", "cron": "* * * * * *", "task_type": "echo",
+                "params": {"value": "tick"}}  # fmt: skip
+
+    created = api.post("/schedules", json=schedule)
+    assert created.status_code == 201, created.text
+    schedule_id = created.json()["schedule_id"]
+    assert api.post("/schedules", json=schedule).status_code == 409
+    bad = api.post("/schedules", json={**schedule, "name": "bad", "cron": "61 * * * *"})
+    assert bad.status_code == 422
+
+    def fired() -> list[dict[str, Any]]:
+        listed = api.get("/tasks", params={"task_type": "echo", "state": "succeeded"}).json()
+        return [t for t in listed["tasks"] if t["schedule_id"] == schedule_id]
+
+    wait_until(lambda: len(fired()) >= 2, timeout=20, what="two fired tasks to succeed")
+    assert all(t["result"] == "tick" for t in fired())
+    shown = api.get("/schedules/every-second").json()
+    assert shown["last_task_id"] is not None
+    assert api.post("/schedules/every-second/pause").json()["paused"] is True
+    assert api.delete("/schedules/every-second").status_code == 204
+    assert api.get("/schedules/every-second").status_code == 404
+
+
+def test_a_delayed_task_is_scheduled_then_runs(
+    api: httpx.Client, processes: Processes, amqp_settings: AmqpSettings, broker: Broker
+) -> None:
+    processes.executor("exec-later")
+    wait_for_consumers(broker, amqp_settings.topology.task_queue, 1)
+
+    submitted = api.post(
+        "/tasks", json={"task_type": "echo", "params": {"value": 1}, "countdown": 1, "priority": 7}
+    )
+    task_id = submitted.json()["task_id"]
+    result = api.get(f"/tasks/{task_id}/result", params={"wait": 20})
+
+    assert (submitted.status_code, submitted.json()["state"]) == (201, "scheduled")
+    assert (result.status_code, result.json()["state"]) == (200, "succeeded")
+    assert result.json()["priority"] == 7
+    assert result.json()["eta"] is not None
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_are_scraped_after_tasks_ran(
+    api: httpx.Client, processes: Processes, amqp_settings: AmqpSettings, broker: Broker
+) -> None:
+    processes.executor("exec-metrics", WQ_EXECUTOR_HEARTBEAT_INTERVAL=FAST_HEARTBEATS)
+    wait_for_consumers(broker, amqp_settings.topology.task_queue, 1)
+    batch = [{"task_type": "echo", "params": {"value": n}} for n in range(3)]
+    ids = [t["task_id"] for t in api.post("/tasks/batch", json={"tasks": batch}).json()["tasks"]]
+    for task_id in ids:
+        assert api.get(f"/tasks/{task_id}/result", params={"wait": 20}).status_code == 200
+
+    def scraped() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        response = api.get("/metrics")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        return _samples(response.text)
+
+    # Queue depths and executor states are gauges read every 5 s.
+    wait_until(
+        lambda: scraped().get(("wq_executors", (("state", "running"),))) == 1,
+        timeout=20,
+        what="the executor gauge",
+    )
+    samples = scraped()
+    assert samples[("wq_tasks_submitted_total", (("task_type", "echo"),))] == 3
+    outcome = ("wq_task_outcomes_total", (("outcome", "succeeded"), ("task_type", "echo")))
+    assert samples[outcome] == 3
+    with httpx.Client(base_url=api.base_url, timeout=10) as bare:
+        assert bare.get("/metrics").status_code == 401

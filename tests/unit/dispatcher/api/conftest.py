@@ -1,0 +1,90 @@
+"""The API in process over a real SQLite store and fake broker objects."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from dispatcher.api.app import create_app
+from dispatcher.api.context import ApiContext
+from dispatcher.schedules import ScheduleBook
+from dispatcher.service import Dispatcher
+from dispatcher.sqlite_store import SqliteTaskStore
+from dispatcher.stores import ThreadedTaskStore
+from tests.unit.dispatcher.api.fakes import (
+    Clock,
+    FakeBroker,
+    FakeCancelPublisher,
+    FakePublisher,
+    client_of,
+    registry,
+)
+
+
+@pytest.fixture
+def publisher() -> FakePublisher:
+    return FakePublisher()
+
+
+@pytest.fixture
+def cancels() -> FakeCancelPublisher:
+    return FakeCancelPublisher()
+
+
+@pytest.fixture
+def broker() -> FakeBroker:
+    return FakeBroker()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[ThreadedTaskStore]:
+    threaded = ThreadedTaskStore(SqliteTaskStore(tmp_path / "tasks.sqlite3"))
+    yield threaded
+    await threaded.close()
+
+
+@pytest.fixture
+def dispatcher(
+    store: ThreadedTaskStore, publisher: FakePublisher, cancels: FakeCancelPublisher, clock: Clock
+) -> Dispatcher:
+    """A dispatcher that validates against the test registry."""
+    return Dispatcher(
+        publisher=publisher,
+        store=store,
+        registry=registry,
+        clock=clock,
+        cancel_publisher=cancels,
+        executor_lost_after=30,
+    )
+
+
+def context_of(dispatcher: Dispatcher, broker: FakeBroker) -> ApiContext:
+    """The API's context over ``dispatcher``, as ``dispatcher serve`` wires it."""
+    return ApiContext(
+        dispatcher=dispatcher,
+        broker=broker,
+        schedules=ScheduleBook.of(dispatcher),
+        registry=dispatcher.registry,
+    )
+
+
+@pytest.fixture
+async def client(dispatcher: Dispatcher, broker: FakeBroker) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_of(create_app(context_of(dispatcher, broker))) as http:
+        yield http
+
+
+@pytest.fixture
+async def guarded(dispatcher: Dispatcher, broker: FakeBroker) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(context_of(dispatcher, broker), token=SecretStr("tok-123"))
+    async with client_of(app) as http:
+        yield http

@@ -35,7 +35,7 @@ from common import (
     TaskNotFound,
     TaskTypeInfo,
 )
-from dispatcher import postgres_schema, sqlite_store
+from dispatcher import postgres_schema, sqlite_schema
 from dispatcher.store import ExecutorState, ScheduleRecord, SyncTaskStore, TaskState
 from dispatcher.stores import ThreadedTaskStore, open_store
 from dispatcher.task_query import TaskPosition, TaskQuery
@@ -88,7 +88,7 @@ def _sqlite_backend(path: Path) -> Backend:
         location=path,
         schema_version=version,
         set_schema_version=set_version,
-        current_version=sqlite_store._SCHEMA_VERSION,
+        current_version=sqlite_schema.SCHEMA_VERSION,
     )
 
 

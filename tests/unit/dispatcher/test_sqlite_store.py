@@ -19,7 +19,8 @@ from common import (
     TaskMessage,
     TaskNotFound,
 )
-from dispatcher.sqlite_store import _SCHEMA_VERSION, SqliteTaskStore
+from dispatcher.sqlite_schema import SCHEMA_VERSION
+from dispatcher.sqlite_store import SqliteTaskStore
 from dispatcher.store import TaskState
 from dispatcher.stores import ThreadedTaskStore
 
@@ -583,7 +584,7 @@ def test_first_final_outcome_wins_even_from_an_earlier_attempt(store: SqliteTask
 def test_new_store_is_at_the_current_schema_version(
     store: SqliteTaskStore, store_path: Path
 ) -> None:
-    assert _user_version(store_path) == _SCHEMA_VERSION
+    assert _user_version(store_path) == SCHEMA_VERSION
     assert "next_attempt_at" in _columns(store_path)
 
 
@@ -604,7 +605,7 @@ def test_version_one_store_is_migrated_and_keeps_its_rows(
 
     store = open_store()
 
-    assert _user_version(store_path) == _SCHEMA_VERSION
+    assert _user_version(store_path) == SCHEMA_VERSION
     assert "next_attempt_at" in _columns(store_path)
     finished = store.get(done)
     assert finished.state is TaskState.SUCCEEDED
@@ -638,7 +639,7 @@ def test_migrated_store_opens_again_without_migrating_twice(
 def test_store_from_newer_code_is_refused(store_path: Path) -> None:
     store_path.parent.mkdir(parents=True)
     db = sqlite3.connect(store_path)
-    db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION + 1}")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     db.close()
 
     with pytest.raises(StoreError, match="newer"):
@@ -655,7 +656,7 @@ def test_half_applied_migration_does_not_brick_the_store(
 
     store = open_store()
 
-    assert _user_version(store_path) == _SCHEMA_VERSION
+    assert _user_version(store_path) == SCHEMA_VERSION
     assert store.get_many([uuid4()]) == []
 
 

@@ -423,6 +423,20 @@ def test_first_final_outcome_wins_even_from_an_earlier_attempt(store: SyncTaskSt
     assert record.error is None
 
 
+def test_retries_exhausted_make_the_task_dead(store: SyncTaskStore) -> None:
+    task = _queued(store)
+    for attempt in (1, 2, 3):
+        store.record_result(_retrying(task.task_id, attempt=attempt))
+
+    assert store.record_result(_outcome(task.task_id, Outcome.DEAD, attempt=4, finished_at=T5))
+
+    record = store.get(task.task_id)
+    assert (record.state, record.attempt, record.finished_at) == (TaskState.DEAD, 4, T5)
+    assert record.state.is_final
+    assert record.error == _ERROR
+    assert record.next_attempt_at is None
+
+
 def test_results_recorded_by_two_stores_at_once_count_once(backend: Backend) -> None:
     first, second = backend.open(), backend.open()
     tasks = [_task() for _ in range(20)]

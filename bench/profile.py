@@ -37,7 +37,7 @@ RULES: tuple[tuple[str, str], ...] = (
     ("logging: structlog + stdlib handler", r"structlog/|logging/__init__|common/logging"),
     ("pydantic: models, validation, JSON", r"pydantic|common/codec|common/messages|registry\.py|"
      r"\b(build_task|_result|_error|rejection_result|execute|decide) \((executor|dispatcher)/"),
-    ("SQLite store (incl. the sqlite3 C calls)", r"sqlite_store|sqlite3"),
+    ("SQLite store (incl. the sqlite3 C calls)", r"dispatcher/sqlite_|sqlite3"),
     ("AMQP client: aio-pika / aiormq / pamqp", r"aio_pika/|aiormq/|pamqp/"),
     ("AMQP client: pika", r"pika/"),
     ("asyncio event loop and tasks", r"asyncio/|selectors\.py"),

@@ -35,7 +35,7 @@ from common import (
     TaskNotFound,
     TaskTypeInfo,
 )
-from dispatcher import postgres_schema, sqlite_store
+from dispatcher import postgres_schema, sqlite_schema
 from dispatcher.store import ExecutorState, ScheduleRecord, SyncTaskStore, TaskState
 from dispatcher.stores import ThreadedTaskStore, open_store
 from dispatcher.task_query import TaskPosition, TaskQuery
@@ -88,7 +88,7 @@ def _sqlite_backend(path: Path) -> Backend:
         location=path,
         schema_version=version,
         set_schema_version=set_version,
-        current_version=sqlite_store._SCHEMA_VERSION,
+        current_version=sqlite_schema.SCHEMA_VERSION,
     )
 
 
@@ -421,6 +421,20 @@ def test_first_final_outcome_wins_even_from_an_earlier_attempt(store: SyncTaskSt
     assert (record.state, record.attempt) == (TaskState.SUCCEEDED, 1)
     assert record.next_attempt_at is None
     assert record.error is None
+
+
+def test_retries_exhausted_make_the_task_dead(store: SyncTaskStore) -> None:
+    task = _queued(store)
+    for attempt in (1, 2, 3):
+        store.record_result(_retrying(task.task_id, attempt=attempt))
+
+    assert store.record_result(_outcome(task.task_id, Outcome.DEAD, attempt=4, finished_at=T5))
+
+    record = store.get(task.task_id)
+    assert (record.state, record.attempt, record.finished_at) == (TaskState.DEAD, 4, T5)
+    assert record.state.is_final
+    assert record.error == _ERROR
+    assert record.next_attempt_at is None
 
 
 def test_results_recorded_by_two_stores_at_once_count_once(backend: Backend) -> None:

@@ -1,19 +1,21 @@
-"""``dispatcher``: serve (record results), submit, cancel, and show a task's status."""
+"""``dispatcher``: the command line; parses arguments and hands each command to its module.
+
+serve (serve.py), schedule (schedule_commands.py), dead (dead_commands.py) and the store
+readers status, executors and task-types (store_commands.py) live in their own modules;
+submit and cancel stay here.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
-
-from tqdm import tqdm
 
 from common import (
     AmqpSettings,
@@ -31,18 +33,13 @@ from common import (
     load_settings,
 )
 from common import exit_codes as codes
-from common.amqp import connect, declare_topology
-from common.logging import configure, get_logger
-from dispatcher import dead_letters, schedule_commands
+from common.logging import configure
+from dispatcher import dead_commands, schedule_commands, store_commands
 from dispatcher.api.auth import check_bind
 from dispatcher.client import open_dispatcher
 from dispatcher.serve import run_serve
 from dispatcher.service import CancelOutcome
 from dispatcher.settings import DispatcherSettings
-from dispatcher.store import ExecutorRecord, TaskRecord, TaskState
-from dispatcher.stores import ThreadedTaskStore, open_store
-
-log = get_logger(__name__)
 
 _EPILOG = """\
 environment:
@@ -196,9 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = {"tasks": args.tasks} if getattr(args, "tasks", None) else {}
         settings = load_settings(DispatcherSettings, **overrides)
         if args.command == "status":
-            return _status(settings, args.task_id, as_json=args.json)
+            return store_commands.status(settings, args.task_id, as_json=args.json)
         if args.command in ("executors", "task-types"):
-            return _fleet(settings, args.command, as_json=args.json)
+            return store_commands.fleet(settings, args.command, as_json=args.json)
         registry = load_registry(settings.tasks) if settings.tasks else None
         if args.command == "schedule":
             return schedule_commands.run(settings, registry, args)
@@ -208,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_bind(settings.http_host, settings.http_token)
             return run_serve(amqp, settings, registry, http=not args.no_http)
         if args.command == "dead":
-            return asyncio.run(_dead(amqp, settings, args))
+            return asyncio.run(dead_commands.run(amqp, settings, args))
         if args.command == "cancel":
             return asyncio.run(_cancel(amqp, settings, args.task_id, as_json=args.json))
         params = _parse_params(args.params)
@@ -287,89 +284,7 @@ async def _submit(
         )
         return codes.WAIT_TIMEOUT
     print(record.model_dump_json(indent=2))
-    return _exit_code_for(record)
-
-
-async def _dead(amqp: AmqpSettings, settings: DispatcherSettings, args: argparse.Namespace) -> int:
-    if args.dead_command == "purge" and not args.yes:
-        print("dispatcher: dead purge deletes every dead message; add --yes", file=sys.stderr)
-        return codes.USAGE
-    try:
-        connection = await connect(amqp, name="wq dispatcher dead-letters")
-    except BrokerUnavailable as exc:
-        print(f"dispatcher: {exc}", file=sys.stderr)
-        return codes.BROKER_UNAVAILABLE
-    topology = amqp.topology
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        declared = await declare_topology(channel, topology)
-        if args.dead_command == "list":
-            for letter in await dead_letters.list_dead(channel, topology, limit=args.limit):
-                print(_describe_dead(letter, as_json=args.json))
-            return codes.OK
-        if args.dead_command == "purge":
-            print(f"purged {await dead_letters.purge(channel, topology)} dead message(s)")
-            return codes.OK
-        store = ThreadedTaskStore(open_store(settings.store))
-        try:
-            with tqdm(desc="replayed", unit="task", disable=not args.all) as bar:
-                report = await dead_letters.replay(
-                    channel,
-                    declared.task_exchange,
-                    topology,
-                    store,
-                    task_ids=None if args.all else args.task_ids,
-                    reply_to=topology.results_queue,
-                    app_id=settings.app_id,
-                    confirm_timeout=amqp.confirm_timeout,
-                    progress=bar.update,
-                )
-        finally:
-            await store.close()
-    for task_id in report.replayed:
-        print(f"replayed {task_id}")
-    for problem in report.skipped:
-        print(f"skipped {problem}", file=sys.stderr)
-    missing = set(args.task_ids) - set(report.replayed)
-    for task_id in sorted(missing, key=str):
-        print(f"dispatcher: {task_id} is not in the dead-letter queue", file=sys.stderr)
-    return codes.NOT_FOUND if missing else codes.OK
-
-
-def _describe_dead(letter: dead_letters.DeadLetter, *, as_json: bool) -> str:
-    if as_json:
-        return json.dumps(dataclasses.asdict(letter), default=str)
-    error = f"{letter.error_kind}: {letter.error}" if letter.error_kind else ""
-    return (
-        f"{letter.task_id}  {letter.task_type or '?'}  {letter.reason}"
-        f"  attempts={letter.attempts or '?'}  {letter.dead_at or ''}  {error}"
-    )
-
-
-def _exit_code_for(record: TaskRecord) -> int:
-    if record.state is TaskState.SUCCEEDED:
-        return codes.OK
-    if record.error is not None and record.error.kind.value in (
-        "unknown_task_type",
-        "invalid_params",
-    ):
-        return codes.INVALID_TASK
-    return codes.TASK_FAILED
-
-
-def _status(settings: DispatcherSettings, task_id: UUID, *, as_json: bool) -> int:
-    if isinstance(settings.store, Path) and not settings.store.exists():
-        raise TaskNotFound(task_id)  # without creating an empty SQLite file on the way
-    store = open_store(settings.store)
-    try:
-        record = store.get(task_id)
-    finally:
-        store.close()
-    if as_json:
-        print(record.model_dump_json(indent=2))
-    else:
-        print(_describe(record))
-    return codes.OK
+    return store_commands.exit_code_for(record)
 
 
 async def _cancel(
@@ -400,65 +315,6 @@ async def _cancel(
     else:
         print(f"{task_id} cancel requested: it will not start, and is told if it is running")
     return codes.OK
-
-
-def _describe(record: TaskRecord) -> str:
-    lines = [
-        f"task      {record.task_id}",
-        f"type      {record.task_type}",
-        f"state     {record.state.value}",
-        f"attempt   {record.attempt}",
-        f"submitted {record.submitted_at.isoformat()}",
-    ]
-    if record.progress is not None and record.progress_at is not None:
-        note = f"  {record.progress_note}" if record.progress_note else ""
-        lines.append(f"progress  {record.progress:g}%{note} (at {record.progress_at.isoformat()})")
-    if record.cancel_requested_at is not None:
-        lines.append(f"cancel    requested {record.cancel_requested_at.isoformat()}")
-    if record.finished_at is not None:
-        lines.append(f"finished  {record.finished_at.isoformat()} on {record.executor}")
-    if record.state is TaskState.SUCCEEDED:
-        lines.append(f"result    {json.dumps(record.result)}")
-    if record.error is not None:
-        lines.append(f"error     {record.error.kind.value}: {record.error.message}")
-    return "\n".join(lines)
-
-
-def _fleet(settings: DispatcherSettings, command: str, *, as_json: bool) -> int:
-    if isinstance(settings.store, Path) and not settings.store.exists():
-        print("[]" if as_json else "none recorded yet")
-        return codes.OK
-    store = open_store(settings.store)
-    try:
-        if command == "executors":
-            now = datetime.now(UTC)
-            lost_after = settings.executor_lost_after
-            rows: list[Any] = [
-                e.with_state(now, lost_after=lost_after) for e in store.list_executors()
-            ]
-            lines = [_describe_executor(e, now) for e in rows]
-        else:
-            rows = store.list_task_types()
-            lines = [f"{t.name}  {t.description or ''}  (from {t.published_by})" for t in rows]
-    finally:
-        store.close()
-    if as_json:
-        print(json.dumps([row.model_dump(mode="json") for row in rows], indent=2))
-    else:
-        print("\n".join(lines) or "none recorded yet")
-    return codes.OK
-
-
-def _describe_executor(executor: ExecutorRecord, now: datetime) -> str:
-    seen = (now - executor.last_seen_at).total_seconds()
-    cpu = f"{executor.cpu_percent:.0f}%" if executor.cpu_percent is not None else "?"
-    rss = f"{executor.rss_bytes / 2**20:.0f}MiB" if executor.rss_bytes is not None else "?"
-    return (
-        f"{executor.executor_id}  {executor.state.value}  {executor.host}:{executor.pid}"
-        f"  running={len(executor.current_tasks)}/{executor.slots}"
-        f"  processed={executor.processed} failed={executor.failed}"
-        f"  cpu={cpu} rss={rss}  seen {seen:.0f}s ago"
-    )
 
 
 def run() -> None:

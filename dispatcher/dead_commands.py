@@ -1,0 +1,73 @@
+"""``dispatcher dead list|replay|purge``: the dead-letter queue from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from tqdm import tqdm
+
+from common import AmqpSettings, BrokerUnavailable
+from common import exit_codes as codes
+from common.amqp import connect, declare_topology
+from dispatcher import dead_letters
+from dispatcher.settings import DispatcherSettings
+from dispatcher.stores import ThreadedTaskStore, open_store
+
+
+async def run(amqp: AmqpSettings, settings: DispatcherSettings, args: argparse.Namespace) -> int:
+    if args.dead_command == "purge" and not args.yes:
+        print("dispatcher: dead purge deletes every dead message; add --yes", file=sys.stderr)
+        return codes.USAGE
+    try:
+        connection = await connect(amqp, name="wq dispatcher dead-letters")
+    except BrokerUnavailable as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return codes.BROKER_UNAVAILABLE
+    topology = amqp.topology
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        declared = await declare_topology(channel, topology)
+        if args.dead_command == "list":
+            for letter in await dead_letters.list_dead(channel, topology, limit=args.limit):
+                print(_describe(letter, as_json=args.json))
+            return codes.OK
+        if args.dead_command == "purge":
+            print(f"purged {await dead_letters.purge(channel, topology)} dead message(s)")
+            return codes.OK
+        store = ThreadedTaskStore(open_store(settings.store))
+        try:
+            with tqdm(desc="replayed", unit="task", disable=not args.all) as bar:
+                report = await dead_letters.replay(
+                    channel,
+                    declared.task_exchange,
+                    topology,
+                    store,
+                    task_ids=None if args.all else args.task_ids,
+                    reply_to=topology.results_queue,
+                    app_id=settings.app_id,
+                    confirm_timeout=amqp.confirm_timeout,
+                    progress=bar.update,
+                )
+        finally:
+            await store.close()
+    for task_id in report.replayed:
+        print(f"replayed {task_id}")
+    for problem in report.skipped:
+        print(f"skipped {problem}", file=sys.stderr)
+    missing = set(args.task_ids) - set(report.replayed)
+    for task_id in sorted(missing, key=str):
+        print(f"dispatcher: {task_id} is not in the dead-letter queue", file=sys.stderr)
+    return codes.NOT_FOUND if missing else codes.OK
+
+
+def _describe(letter: dead_letters.DeadLetter, *, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(dataclasses.asdict(letter), default=str)
+    error = f"{letter.error_kind}: {letter.error}" if letter.error_kind else ""
+    return (
+        f"{letter.task_id}  {letter.task_type or '?'}  {letter.reason}"
+        f"  attempts={letter.attempts or '?'}  {letter.dead_at or ''}  {error}"
+    )

@@ -10,6 +10,7 @@ import asyncio
 import json
 import sys
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from common import (
@@ -21,6 +22,8 @@ from common import (
     UnknownTaskType,
 )
 from common import exit_codes as codes
+from dispatcher.fleet import Fleet
+from dispatcher.metrics import DispatcherMetrics
 from dispatcher.schedules import CRON_HELP, ScheduleBook
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import ScheduleRecord
@@ -88,7 +91,11 @@ async def _run(
 ) -> int:
     store = ThreadedTaskStore(open_store(settings.store))
     try:
-        book = ScheduleBook(store, registry, lambda: datetime.now(UTC))
+        clock = partial(datetime.now, UTC)
+        # Without a task module, new schedules are checked against the task types executors
+        # published, as a submission is.
+        fleet = Fleet(store, metrics=DispatcherMetrics(), clock=clock)
+        book = ScheduleBook(store, registry, clock, fleet=fleet)
         action = args.schedule_command
         if action == "add":
             params = json.loads(args.params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,13 +13,14 @@ import pika
 import pytest
 from pydantic import SecretStr
 
-from common import AmqpSettings, ConfigError
+from common import AmqpSettings, ConfigError, TaskTypeInfo
 from common import exit_codes as codes
 from dispatcher.client import open_dispatcher
 from dispatcher.schedules import ScheduleBook
 from dispatcher.service import TaskRequest
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import TaskState
+from dispatcher.stores import open_store
 from tests.integration.broker import Broker
 from tests.integration.conftest import (
     Processes,
@@ -194,3 +196,28 @@ def test_schedule_commands_manage_a_schedule(store_path: Path) -> None:
     assert cli("show", "nightly")[0] == codes.NOT_FOUND
     assert "seconds first" in run_cli("dispatcher", "schedule", "add", "--help", amqp=None,
                                       store=store_path).stdout  # fmt: skip
+
+
+def test_schedule_add_checks_the_task_types_executors_published(store_path: Path) -> None:
+    # No task module on the command line: the published schemas are what it knows.
+    store = open_store(store_path)
+    echo = TaskTypeInfo(
+        name="echo",
+        params_schema={
+            "type": "object",
+            "properties": {"text": {"type": "string"}},
+            "additionalProperties": False,
+        },
+    )
+    store.publish_task_types([echo], published_by="exec-1", at=datetime.now(UTC))
+    store.close()
+
+    def add(name: str, task_type: str, params: str) -> subprocess.CompletedProcess[str]:
+        return run_cli("dispatcher", "schedule", "add", name, "--cron", "@daily", "--type",
+                       task_type, "--params", params, amqp=None, store=store_path)  # fmt: skip
+
+    assert add("good", "echo", '{"text": "hi"}').returncode == codes.OK
+    unknown = add("unknown", "no_such_type", "{}")
+    assert unknown.returncode == codes.INVALID_TASK
+    assert "no_such_type" in unknown.stderr
+    assert add("bad-params", "echo", '{"text": 3}').returncode == codes.INVALID_TASK

@@ -27,7 +27,7 @@ from dispatcher.sqlite_store import SqliteTaskStore
 from dispatcher.store import ExecutorState, TaskTypeRecord
 from dispatcher.stores import ThreadedTaskStore
 from dispatcher.task_types import TaskTypeCatalog
-from tests.unit.dispatcher.test_service import FakePublisher
+from tests.unit.dispatcher.fakes import FakePublisher
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 tasks = TaskRegistry()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from uuid import uuid4
 
 import pytest
@@ -18,10 +16,9 @@ from dispatcher.schedules import (
     validate_cron,
 )
 from dispatcher.service import Dispatcher, TaskRequest
-from dispatcher.sqlite_store import SqliteTaskStore
 from dispatcher.store import TaskState
 from dispatcher.stores import ThreadedTaskStore
-from tests.unit.dispatcher.test_service import FakePublisher, registry
+from tests.unit.dispatcher.fakes import FakePublisher, registry
 
 START = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 
@@ -39,18 +36,6 @@ class Clock:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[ThreadedTaskStore]:
-    threaded = ThreadedTaskStore(SqliteTaskStore(tmp_path / "tasks.sqlite3"))
-    yield threaded
-    await threaded.close()
-
-
-@pytest.fixture
-def publisher() -> FakePublisher:
-    return FakePublisher()
 
 
 @pytest.fixture

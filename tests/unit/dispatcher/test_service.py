@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Annotated
 from uuid import UUID, uuid4
 
 import pytest
-from pydantic import Field
 
 from common import (
     CancelNotice,
@@ -20,58 +17,16 @@ from common import (
     ProgressMessage,
     PublishRejected,
     ResultMessage,
-    TaskMessage,
     TaskNotFound,
-    TaskRegistry,
     UnknownTaskType,
-    WorkQueueError,
 )
 from dispatcher import service
 from dispatcher.service import CancelOutcome, Dispatcher, TaskRequest
-from dispatcher.sqlite_store import SqliteTaskStore
 from dispatcher.store import TaskRecord, TaskState
 from dispatcher.stores import ThreadedTaskStore
+from tests.unit.dispatcher.fakes import FakeCancelPublisher, FakePublisher, registry
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
-
-registry = TaskRegistry()
-
-
-@registry.task()
-def word_count(text: str, top: Annotated[int, Field(ge=1, le=10)] = 3) -> int:
-    return len(text.split())
-
-
-class FakePublisher:
-    """Records what it is asked to publish; refuses tasks whose params match ``refuse``."""
-
-    def __init__(self) -> None:
-        self.published: list[TaskMessage] = []
-        self.batches: list[int] = []
-        self.refuse: Callable[[TaskMessage], bool] = lambda task: False
-
-    async def publish(self, tasks: Sequence[TaskMessage]) -> list[WorkQueueError | None]:
-        self.batches.append(len(tasks))
-        outcomes: list[WorkQueueError | None] = []
-        for task in tasks:
-            if self.refuse(task):
-                outcomes.append(PublishRejected("nack", task_id=task.task_id))
-            else:
-                self.published.append(task)
-                outcomes.append(None)
-        return outcomes
-
-
-@pytest.fixture
-def publisher() -> FakePublisher:
-    return FakePublisher()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[ThreadedTaskStore]:
-    threaded = ThreadedTaskStore(SqliteTaskStore(tmp_path / "tasks.sqlite3"))
-    yield threaded
-    await threaded.close()
 
 
 @pytest.fixture
@@ -413,24 +368,6 @@ async def test_one_key_twice_in_a_batch_makes_one_task(
 
 
 # Cancel and progress
-
-
-class FakeCancelPublisher:
-    """Records cancel notices; raises ``fail`` instead when it is set."""
-
-    def __init__(self) -> None:
-        self.notices: list[CancelNotice] = []
-        self.fail: WorkQueueError | None = None
-
-    async def publish_cancel(self, notice: CancelNotice) -> None:
-        if self.fail is not None:
-            raise self.fail
-        self.notices.append(notice)
-
-
-@pytest.fixture
-def cancels() -> FakeCancelPublisher:
-    return FakeCancelPublisher()
 
 
 @pytest.fixture

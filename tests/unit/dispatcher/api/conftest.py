@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -13,7 +12,6 @@ from dispatcher.api.app import create_app
 from dispatcher.api.context import ApiContext
 from dispatcher.schedules import ScheduleBook
 from dispatcher.service import Dispatcher
-from dispatcher.sqlite_store import SqliteTaskStore
 from dispatcher.stores import ThreadedTaskStore
 from tests.unit.dispatcher.api.fakes import (
     Clock,
@@ -26,16 +24,6 @@ from tests.unit.dispatcher.api.fakes import (
 
 
 @pytest.fixture
-def publisher() -> FakePublisher:
-    return FakePublisher()
-
-
-@pytest.fixture
-def cancels() -> FakeCancelPublisher:
-    return FakeCancelPublisher()
-
-
-@pytest.fixture
 def broker() -> FakeBroker:
     return FakeBroker()
 
@@ -43,13 +31,6 @@ def broker() -> FakeBroker:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[ThreadedTaskStore]:
-    threaded = ThreadedTaskStore(SqliteTaskStore(tmp_path / "tasks.sqlite3"))
-    yield threaded
-    await threaded.close()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from uuid import UUID, uuid4
 import httpx
 from structlog.testing import capture_logs
 
-from common import Outcome, ResultMessage
+from common import BrokerError, Outcome, ResultMessage
 from dispatcher.service import Dispatcher
 from tests.unit.dispatcher.api.fakes import T0, FakeCancelPublisher
 
@@ -86,11 +86,11 @@ async def test_a_notice_not_published_is_503_recorded_and_safe_to_retry(
     client: httpx.AsyncClient, cancels: FakeCancelPublisher
 ) -> None:
     task_id = await _submit(client)
-    cancels.down = True
+    cancels.fail = BrokerError("not connected to RabbitMQ")
 
     with capture_logs() as logs:
         refused = await client.post(f"/tasks/{task_id}/cancel")
-    cancels.down = False
+    cancels.fail = None
     retried = await client.post(f"/tasks/{task_id}/cancel")
 
     assert refused.status_code == 503

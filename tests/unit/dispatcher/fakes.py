@@ -1,0 +1,51 @@
+"""Fakes of the dispatcher's seams, and the task module the dispatcher tests validate against."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Annotated
+
+from pydantic import Field
+
+from common import CancelNotice, PublishRejected, TaskMessage, TaskRegistry, WorkQueueError
+
+registry = TaskRegistry()
+
+
+@registry.task()
+def word_count(text: str, top: Annotated[int, Field(ge=1, le=10)] = 3) -> int:
+    """Count the words of a text."""
+    return len(text.split())
+
+
+class FakePublisher:
+    """Records what it is asked to publish; refuses the tasks ``refuse`` picks."""
+
+    def __init__(self) -> None:
+        self.published: list[TaskMessage] = []
+        self.batches: list[int] = []
+        self.refuse: Callable[[TaskMessage], bool] = lambda task: False
+
+    async def publish(self, tasks: Sequence[TaskMessage]) -> list[WorkQueueError | None]:
+        self.batches.append(len(tasks))
+        outcomes: list[WorkQueueError | None] = []
+        for task in tasks:
+            if self.refuse(task):
+                outcomes.append(PublishRejected("nack", task_id=task.task_id))
+            else:
+                self.published.append(task)
+                outcomes.append(None)
+        return outcomes
+
+
+class FakeCancelPublisher:
+    """Records cancel notices; raises ``fail`` instead while it is set."""
+
+    def __init__(self) -> None:
+        self.notices: list[CancelNotice] = []
+        self.fail: WorkQueueError | None = None
+
+    async def publish_cancel(self, notice: CancelNotice) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.notices.append(notice)

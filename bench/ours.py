@@ -33,7 +33,7 @@ from bench.measure import (
 )
 from bench.processes import Services, peak_rss_mib, service_env
 from bench.workload import backlog_span, fairness_durations, ideal_makespan_s
-from common import AmqpSettings, LogSettings, Topology
+from common import AmqpSettings, LogSettings
 from common.logging import configure
 from dispatcher.client import open_dispatcher
 from dispatcher.service import Dispatcher, TaskRequest
@@ -114,17 +114,12 @@ async def _with_dispatcher(
                     services.check_alive()
                     return values
     finally:
-        probe.delete(queues=_queues(topology), exchanges=[topology.task_exchange])
+        probe.delete(queues=topology.every_queue(), exchanges=[topology.task_exchange])
 
 
 def _configure_logging(stream: TextIO) -> None:
     # As the service runs: info level, JSON lines (to a file rather than a pipe).
     configure(LogSettings(level="info", format="json"), stream=stream)
-
-
-def _queues(topology: Topology) -> list[str]:
-    names = (topology.task_queue, topology.task_dead_queue)
-    return [*names, topology.results_queue, topology.results_dead_queue]
 
 
 async def _roundtrip(run: Run) -> dict[str, float]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from common.retry import MAX_BUCKET_S
+
 DEFAULT_PREFIX: Final = "wq"
 TASK_ROUTING_KEY: Final = "task"
 # Heartbeats are advisory and repeated: a stale one is worthless, so the queue keeps each for
@@ -115,6 +117,17 @@ class Topology:
             (self.executors_queue, self.executors_queue_arguments()),
             (self.cancel_stream, self.cancel_stream_arguments()),
             (self.progress_queue, self.progress_queue_arguments()),
+        ]
+
+    def every_queue(self) -> list[str]:
+        """The name of every queue a deployment may have, retry queues included.
+
+        For tearing a deployment (a test's, a benchmark's) down without leaving any behind.
+        """
+        buckets = [2**n for n in range(MAX_BUCKET_S.bit_length())]
+        return [
+            *(name for name, _ in self.queue_declarations()),
+            *(self.retry_queue(bucket) for bucket in buckets),
         ]
 
     def task_queue_arguments(self) -> dict[str, str | int]:

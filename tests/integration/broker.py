@@ -9,7 +9,6 @@ import pika
 import pika.exceptions
 
 from common import Topology
-from common.retry import MAX_BUCKET_S
 
 
 @dataclass(frozen=True)
@@ -59,19 +58,8 @@ class Broker:
     def delete_topology(self, topology: Topology) -> None:
         """Delete every queue (retry queues included) and the exchange of ``topology``."""
         channel = self._connection.channel()
-        # Retry queues are declared on first use, one per power-of-two bucket; deleting a
-        # queue that does not exist is a no-op.
-        buckets = [2**n for n in range(MAX_BUCKET_S.bit_length())]
-        for queue in (
-            topology.task_queue,
-            topology.results_queue,
-            topology.task_dead_queue,
-            topology.results_dead_queue,
-            topology.executors_queue,
-            topology.cancel_stream,
-            topology.progress_queue,
-            *(topology.retry_queue(bucket) for bucket in buckets),
-        ):
+        # Deleting a queue that does not exist (a retry bucket never used) is a no-op.
+        for queue in topology.every_queue():
             channel.queue_delete(queue)
         channel.exchange_delete(topology.task_exchange)
         channel.close()

@@ -176,3 +176,13 @@ def test_a_quorum_task_queue_never_gets_x_max_priority() -> None:
     topology = Topology(queue_type="quorum", max_priority=10)
 
     assert "x-max-priority" not in topology.task_queue_arguments()
+
+
+def test_every_queue_names_each_declared_queue_and_every_retry_bucket() -> None:
+    topology = Topology(prefix="p")
+
+    names = topology.every_queue()
+
+    assert {name for name, _ in topology.queue_declarations()} <= set(names)
+    assert {"p.tasks.retry.1s", "p.tasks.retry.65536s"} <= set(names)
+    assert len(names) == len(set(names))

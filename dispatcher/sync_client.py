@@ -25,20 +25,22 @@ from common import (
     AmqpSettings,
     BrokerError,
     BrokerUnavailable,
+    CancelNotice,
     ConfigError,
     JsonValue,
     MessageProperties,
     PublishRejected,
     TaskMessage,
     TaskRegistry,
+    cancel_properties,
     encode,
     task_properties,
 )
 from common.amqp import topology_mismatch
 from common.topology import TASK_ROUTING_KEY
-from dispatcher.service import TaskRequest, build_task
+from dispatcher.service import CancelOutcome, CancelReport, TaskRequest, build_task
 from dispatcher.settings import DispatcherSettings
-from dispatcher.store import TaskRecord
+from dispatcher.store import TaskRecord, TaskState
 from dispatcher.stores import open_store
 
 _WAIT_POLL_S = 0.1
@@ -110,6 +112,27 @@ class SyncDispatcher:
         (task_id,) = self.submit_many([request])
         return task_id
 
+    def cancel(self, task_id: UUID) -> CancelReport:
+        """``Dispatcher.cancel`` for synchronous code: the same flag and the same notice.
+
+        Raises:
+            TaskNotFound: no task has this id.
+            PublishRejected, BrokerError: the flag is recorded, but executors were not told;
+                ask again.
+        """
+        now = datetime.now(UTC)
+        requested = self._store.request_cancel(task_id, now)
+        record = self._store.get(task_id)
+        if not requested:
+            return CancelReport(CancelOutcome.ALREADY_FINAL, record)
+        notice = CancelNotice(task_id=task_id, requested_at=record.cancel_requested_at or now)
+        properties = cancel_properties(notice, app_id=self._settings.app_id)
+        with self._lock:
+            self._send("", self._amqp.topology.cancel_stream, encode(notice), properties, task_id)
+        if record.state is TaskState.CANCELLED:
+            return CancelReport(CancelOutcome.CANCELLED, record)
+        return CancelReport(CancelOutcome.REQUESTED, record)
+
     def get(self, task_id: UUID) -> TaskRecord:
         """The task's record, or ``TaskNotFound``."""
         return self._store.get(task_id)
@@ -151,27 +174,33 @@ class SyncDispatcher:
         properties = task_properties(
             task, reply_to=topology.results_queue, app_id=self._settings.app_id
         )
-        body, pika_properties = encode(task), _pika_properties(properties)
+        self._send(topology.task_exchange, TASK_ROUTING_KEY, encode(task), properties, task.task_id)
+
+    def _send(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: MessageProperties,
+        task_id: UUID,
+    ) -> None:
+        pika_properties = _pika_properties(properties)
         # A connection that went stale while idle is replaced once; a publish that fails on a
-        # fresh connection is an error. A re-sent task is a duplicate absorbed by task id.
+        # fresh connection is an error. A re-sent message is a duplicate absorbed by task id.
         for fresh in (False, True):
             try:
                 self._ensure_channel(fresh=fresh).basic_publish(
-                    topology.task_exchange,
-                    TASK_ROUTING_KEY,
-                    body,
-                    properties=pika_properties,
-                    mandatory=True,
+                    exchange, routing_key, body, properties=pika_properties, mandatory=True
                 )
                 return
             except pika.exceptions.UnroutableError as exc:
-                raise PublishRejected("unroutable", task_id=task.task_id) from exc
+                raise PublishRejected("unroutable", task_id=task_id) from exc
             except pika.exceptions.NackError as exc:
-                raise PublishRejected("nack", task_id=task.task_id) from exc
+                raise PublishRejected("nack", task_id=task_id) from exc
             except pika.exceptions.ConnectionBlockedTimeout as exc:
                 self._drop_connection()
                 raise PublishRejected(
-                    "timeout", task_id=task.task_id, detail="the broker blocks publishers"
+                    "timeout", task_id=task_id, detail="the broker blocks publishers"
                 ) from exc
             except pika.exceptions.AMQPError as exc:
                 self._drop_connection()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from uuid import uuid4
 
-from common import AmqpSettings, ErrorKind
+import pytest
+
+from common import AmqpSettings, ErrorKind, TaskNotFound
 from common import exit_codes as codes
 from dispatcher.client import open_dispatcher
 from dispatcher.service import CancelOutcome
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import TaskState
+from dispatcher.sync_client import SyncDispatcher
 from tests.integration.broker import Broker
 from tests.integration.conftest import (
     Processes,
@@ -143,3 +147,28 @@ async def test_cancelling_a_finished_task_changes_nothing(
     assert before.state is TaskState.SUCCEEDED
     assert after == before
     assert after.cancel_requested_at is None
+
+
+def test_the_sync_client_cancels_as_the_async_one_does(
+    amqp_settings: AmqpSettings,
+    dispatcher_settings: DispatcherSettings,
+    store_path: Path,
+    processes: Processes,
+    tmp_path: Path,
+) -> None:
+    trace = tmp_path / "ran"
+    processes.dispatcher("dispatcher", store_path)
+    with SyncDispatcher(amqp_settings, dispatcher_settings) as dispatcher:
+        task_id = dispatcher.submit("sleep_ms", {"ms": 0, "marker": str(trace)})
+        report = dispatcher.cancel(task_id)
+        assert report.outcome is CancelOutcome.REQUESTED
+
+        processes.executor("exec-sync")
+        record = dispatcher.wait(task_id, timeout=30)
+        again = dispatcher.cancel(task_id)
+        with pytest.raises(TaskNotFound):
+            dispatcher.cancel(uuid4())
+
+    assert not trace.exists(), "the cancelled task's handler ran"
+    assert record.state is TaskState.CANCELLED
+    assert again.outcome is CancelOutcome.ALREADY_FINAL

@@ -1,31 +1,23 @@
 """A private RabbitMQ node for benchmark runs, and a probe for queue counts and clean-up.
 
-The private node runs from the installed RabbitMQ binaries with its own node name, ports,
-data directory, config file and Erlang cookie, all under a temporary folder, so the shared
-broker on 5672 (which the tests use) is neither loaded nor touched.
+The node is a ``devbroker.LocalNode``: the installed RabbitMQ binaries with a node name, ports,
+data directory, config and Erlang cookie of its own, so the shared broker on 5672 (which the
+tests use) is neither loaded nor touched.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from pathlib import Path
 
 import pika
 import pika.exceptions
 
-# Debian's /usr/sbin/rabbitmq-* wrappers su to the rabbitmq user; the scripts they call run
-# as whoever starts them, which keeps the node's files and cookie in our own folder.
-_SCRIPT_DIRS = (Path("/usr/lib/rabbitmq/bin"),)
+from devbroker.node import LocalNode, NodeError
+
 _START_TIMEOUT_S = 90.0
-_STOP_TIMEOUT_S = 30.0
 
 
 class BrokerStartError(RuntimeError):
@@ -42,122 +34,29 @@ class PrivateBroker:
     version: str
 
 
-def rabbitmq_script(name: str) -> str:
-    """Path of a RabbitMQ script (``rabbitmq-server``, ``rabbitmqctl``) that runs as us."""
-    for folder in _SCRIPT_DIRS:
-        if (folder / name).is_file():
-            return str(folder / name)
-    found = shutil.which(name)
-    if found is None:
-        raise BrokerStartError(f"{name} not found: install rabbitmq-server or pass --amqp-url")
-    return found
-
-
-def _free_port(preferred: int) -> int:
-    for port in (preferred, 0):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(probe.getsockname()[1])
-    raise BrokerStartError("no free TCP port on 127.0.0.1")
-
-
-def _node_env(folder: Path, node: str, amqp_port: int, dist_port: int) -> dict[str, str]:
-    (folder / "enabled_plugins").write_text("[].\n")
-    (folder / "rabbitmq.conf").write_text(
-        f"listeners.tcp.1 = 127.0.0.1:{amqp_port}\nlog.console = false\nlog.file.level = warning\n"
-    )
-    (folder / "rabbitmq-env.conf").write_text("")
-    return {
-        **os.environ,
-        # A private HOME gives the node and rabbitmqctl their own Erlang cookie.
-        "HOME": str(folder),
-        "RABBITMQ_NODENAME": node,
-        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-        "RABBITMQ_NODE_PORT": str(amqp_port),
-        "RABBITMQ_DIST_PORT": str(dist_port),
-        "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(folder / "log"),
-        "RABBITMQ_PID_FILE": str(folder / "pid"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(folder / "enabled_plugins"),
-        # Our own config and env files: the system ones name the shared node and port 5672.
-        "RABBITMQ_CONFIG_FILE": str(folder / "rabbitmq.conf"),
-        "RABBITMQ_CONF_ENV_FILE": str(folder / "rabbitmq-env.conf"),
-        "ERL_EPMD_ADDRESS": "127.0.0.1",
-    }
-
-
 @contextmanager
-def private_broker(*, port: int = 5699) -> Iterator[PrivateBroker]:
+def private_broker() -> Iterator[PrivateBroker]:
     """Start a private node, yield it, and stop it (and remove its data) whatever happens."""
-    folder = Path(tempfile.mkdtemp(prefix="wqbench-broker-"))
-    node = f"wqbench{os.getpid()}@localhost"
-    amqp_port = _free_port(port)
-    env = _node_env(folder, node, amqp_port, _free_port(amqp_port + 20000))
-    url = f"amqp://guest:guest@127.0.0.1:{amqp_port}/"
-    with (folder / "server.log").open("wb") as log:
-        server = subprocess.Popen(
-            [rabbitmq_script("rabbitmq-server")],
-            env=env,
-            cwd=folder,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    beam_pid: int | None = None
+    node = LocalNode(name_prefix="wqbench")
     try:
-        version = _await_startup(url, server, folder)
-        beam = (folder / "pid").read_text().strip() if (folder / "pid").exists() else ""
-        beam_pid = int(beam) if beam.isdigit() else None
-        yield PrivateBroker(url, node, beam_pid, version)
+        node.start(timeout=_START_TIMEOUT_S)
+    except NodeError as exc:
+        raise BrokerStartError(f"private RabbitMQ node did not start: {exc}") from exc
+    try:
+        beam = node.pid_file.read_text().strip() if node.pid_file.exists() else ""
+        beam_pid = int(beam) if beam.isdigit() else None  # the Erlang VM, for its CPU time
+        yield PrivateBroker(node.url, node.node, beam_pid, _server_version(node.url))
     finally:
-        _stop(server, node, env)
-        _await_exit(beam_pid)
-        shutil.rmtree(folder, ignore_errors=True)
+        node.stop()
 
 
-def _await_exit(pid: int | None) -> None:
-    # The Erlang VM may still be writing its files for a moment after the script exits.
-    deadline = time.monotonic() + _STOP_TIMEOUT_S
-    while pid is not None and Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-
-
-def _await_startup(url: str, server: subprocess.Popen[bytes], folder: Path) -> str:
-    deadline = time.monotonic() + _START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            break
-        try:
-            connection = pika.BlockingConnection(pika.URLParameters(url))
-        except pika.exceptions.AMQPError:
-            time.sleep(0.2)
-            continue
-        version = connection._impl.server_properties.get("version", b"?")
-        connection.close()
-        return version.decode() if isinstance(version, bytes) else str(version)
-    tail = (folder / "server.log").read_text(errors="replace")[-2000:]
-    raise BrokerStartError(f"private RabbitMQ node did not start:\n{tail}")
-
-
-def _stop(server: subprocess.Popen[bytes], node: str, env: dict[str, str]) -> None:
-    if server.poll() is None:
-        with suppress(subprocess.SubprocessError, OSError):
-            subprocess.run(
-                [rabbitmq_script("rabbitmqctl"), "-n", node, "stop"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                timeout=_STOP_TIMEOUT_S,
-                check=False,
-            )
+def _server_version(url: str) -> str:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
-        server.wait(timeout=_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
+        version = connection._impl.server_properties.get("version", b"?")
+    finally:
+        connection.close()
+    return version.decode() if isinstance(version, bytes) else str(version)
 
 
 class Probe:

@@ -1,13 +1,9 @@
 """The dispatcher's Prometheus metrics on a registry of its own, and how to expose them.
 
-``metrics_app`` is an ASGI app over the registry, for the HTTP API to mount at ``/metrics``;
-``render`` gives the exposition text itself.
+``render`` gives the exposition text, which the HTTP API serves at ``/metrics``.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -15,7 +11,6 @@ from prometheus_client import (
     Counter,
     Gauge,
     generate_latest,
-    make_asgi_app,
 )
 
 
@@ -65,8 +60,3 @@ class DispatcherMetrics:
 def render(registry: CollectorRegistry) -> tuple[bytes, str]:
     """The exposition text of ``registry`` and its content type."""
     return generate_latest(registry), CONTENT_TYPE_LATEST
-
-
-def metrics_app(registry: CollectorRegistry) -> Callable[..., Any]:
-    """An ASGI app serving ``registry``, to mount at ``/metrics``."""
-    return make_asgi_app(registry=registry)

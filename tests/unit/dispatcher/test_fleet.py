@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -21,7 +20,7 @@ from common import (
     TaskTypeInfo,
     UnknownTaskType,
 )
-from dispatcher.metrics import DispatcherMetrics, metrics_app, render
+from dispatcher.metrics import DispatcherMetrics, render
 from dispatcher.service import Dispatcher
 from dispatcher.sqlite_store import SqliteTaskStore
 from dispatcher.store import ExecutorState, TaskTypeRecord
@@ -188,14 +187,3 @@ def test_each_dispatcher_has_its_own_registry() -> None:
     first, second = DispatcherMetrics(), DispatcherMetrics()
     first.duplicates.inc()
     assert b"wq_duplicate_results_total 0.0" in render(second.registry)[0]
-
-
-async def test_the_metrics_app_serves_the_registry_over_asgi() -> None:
-    metrics = DispatcherMetrics()
-    metrics.submitted.labels(task_type="echo").inc(3)
-    transport = httpx.ASGITransport(app=metrics_app(metrics.registry))
-    async with httpx.AsyncClient(transport=transport, base_url="http://dispatcher") as client:
-        response = await client.get("/")
-
-    assert response.status_code == 200
-    assert 'wq_tasks_submitted_total{task_type="echo"} 3.0' in response.text

@@ -148,9 +148,11 @@ async def _update_gauges(
     metrics = dispatcher.metrics
     while True:
         try:
-            for depth in await read_queue_depths(connection, amqp.topology):
-                metrics.queue_messages.labels(queue=depth.queue).set(depth.messages)
-                metrics.queue_consumers.labels(queue=depth.queue).set(depth.consumers)
+            # The queues declared at start-up: retry queues are left out of the gauges.
+            fixed = [name for name, _ in amqp.topology.queue_declarations()]
+            for depth in await read_queue_depths(connection, fixed):
+                metrics.queue_messages.labels(queue=depth.name).set(depth.messages)
+                metrics.queue_consumers.labels(queue=depth.name).set(depth.consumers)
             await dispatcher.fleet.update_gauges()
         except WorkQueueError as exc:
             log.warning("gauges_not_updated", error=str(exc))

@@ -1,45 +1,53 @@
-"""Reading queue depths with passive declares, for the ``wq_queue_*`` gauges (aio-pika)."""
+"""Reading queue depths with passive declares (aio-pika): the queues endpoint and the gauges."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import aiormq
 from aio_pika.abc import AbstractRobustConnection
 
-from common import Topology
+from common import BrokerError
 from common.amqp import CONNECTION_ERRORS
-
-_PROBE_ERRORS: tuple[type[Exception], ...] = (
-    aiormq.exceptions.ChannelNotFoundEntity,
-    *CONNECTION_ERRORS,
-)
 
 
 @dataclass(frozen=True, slots=True)
 class QueueDepth:
-    """Ready messages and consumers of one queue."""
+    """A queue's ready messages and consumers, as a passive declare reports them."""
 
-    queue: str
+    name: str
     messages: int
     consumers: int
 
 
 async def read_queue_depths(
-    connection: AbstractRobustConnection, topology: Topology
+    connection: AbstractRobustConnection, names: Iterable[str]
 ) -> list[QueueDepth]:
-    """Depths of the queues declared at start-up (retry queues, declared on use, are not).
-
-    A passive declare of a missing queue closes its channel, so each queue gets its own
-    short-lived channel; a queue that is gone (or a broker that is) is left out.
-    """
+    """Depths of those of ``names`` that exist; ``BrokerError`` when the broker cannot answer."""
     depths = []
-    for name, _ in topology.queue_declarations():
-        try:
-            async with connection.channel() as channel:
-                declared = await channel.declare_queue(name, passive=True)
-        except _PROBE_ERRORS:
-            continue
-        result = declared.declaration_result
-        depths.append(QueueDepth(name, result.message_count or 0, result.consumer_count or 0))
+    for name in names:
+        depth = await _passive_declare(connection, name)
+        if depth is not None:
+            depths.append(depth)
     return depths
+
+
+async def _passive_declare(connection: AbstractRobustConnection, name: str) -> QueueDepth | None:
+    # A passive declare of a missing queue closes its channel (404), so each queue gets a
+    # channel of its own. https://www.rabbitmq.com/docs/queues#passive-declaration
+    try:
+        channel = await connection.channel()
+    except CONNECTION_ERRORS as exc:
+        raise BrokerError(f"cannot open a channel: {type(exc).__name__}") from exc
+    try:
+        queue = await channel.declare_queue(name, passive=True)
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        return None
+    except CONNECTION_ERRORS as exc:
+        raise BrokerError(f"cannot read queue {name}: {type(exc).__name__}") from exc
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    declared = queue.declaration_result
+    return QueueDepth(name, declared.message_count or 0, declared.consumer_count or 0)

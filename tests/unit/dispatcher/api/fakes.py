@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from dispatcher.broker_monitor import QueueDepth
+from dispatcher.queue_depths import QueueDepth
 from tests.unit.dispatcher.fakes import FakeCancelPublisher, FakePublisher, registry, word_count
 
 __all__ = ["FakeCancelPublisher", "FakePublisher", "registry", "word_count"]

@@ -11,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from common import BrokerError, Outcome, ResultMessage
-from dispatcher.broker_monitor import QueueDepth
+from dispatcher.queue_depths import QueueDepth
 from dispatcher.service import Dispatcher
 from tests.unit.dispatcher.api.fakes import T0, FakeBroker, FakePublisher
 

@@ -21,7 +21,7 @@ from common.amqp import connect, declare_results_queue, declare_topology
 from common.logging import get_logger
 from common.readiness import ReadyFile
 from dispatcher.broker_monitor import AmqpBrokerMonitor
-from dispatcher.heartbeats import consume_heartbeats
+from dispatcher.heartbeats import heartbeat_handler
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.progress import progress_handler
 from dispatcher.publisher import AmqpCancelPublisher, AmqpPublisher
@@ -29,11 +29,13 @@ from dispatcher.queue_depths import read_queue_depths
 from dispatcher.results import ResultRecorder
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
+from dispatcher.side_queues import consume_side_queue
 from dispatcher.stores import ThreadedTaskStore, open_store
 
 log = get_logger(__name__)
 
 _PROGRESS_PREFETCH = 50
+_HEARTBEAT_PREFETCH = 16
 
 
 @asynccontextmanager
@@ -114,17 +116,31 @@ async def open_dispatcher(
             tag = await queue.consume(handler, consumer_tag=f"wq.dispatcher.{identity}")
             stack.push_async_callback(queue.cancel, tag)
             if monitor_executors:
-                stop = await consume_heartbeats(
+                stop = await consume_side_queue(
                     consuming,
-                    topology,
-                    dispatcher.fleet.record_heartbeat,
+                    topology.executors_queue,
+                    topology.executors_queue_arguments(),
+                    heartbeat_handler(dispatcher.fleet.record_heartbeat),
+                    prefetch=_HEARTBEAT_PREFETCH,
                     consumer_tag=f"wq.dispatcher.{identity}.executors",
                 )
                 stack.push_async_callback(stop)
                 gauges = asyncio.create_task(_update_gauges(dispatcher, consuming, amqp))
                 stack.push_async_callback(_cancel, gauges)
 
-            await _consume_progress(consuming, dispatcher, amqp, stack, identity)
+            # Progress too, on a channel of its own: a flood cannot slow the results.
+            on_progress = progress_handler(
+                dispatcher.record_progress, max_body_bytes=amqp.max_body_bytes
+            )
+            stop_progress = await consume_side_queue(
+                consuming,
+                topology.progress_queue,
+                topology.progress_queue_arguments(),
+                on_progress,
+                prefetch=_PROGRESS_PREFETCH,
+                consumer_tag=f"wq.dispatcher.{identity}.progress",
+            )
+            stack.push_async_callback(stop_progress)
             if ready_file is not None:
                 ready_file.set()
                 ready_file.follow(consuming)
@@ -163,22 +179,3 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-async def _consume_progress(
-    connection: AbstractRobustConnection,
-    dispatcher: Dispatcher,
-    amqp: AmqpSettings,
-    stack: AsyncExitStack,
-    identity: str,
-) -> None:
-    """Record progress reports too, on a channel of their own: a flood cannot slow results."""
-    topology = amqp.topology
-    channel = await connection.channel()
-    await channel.set_qos(prefetch_count=_PROGRESS_PREFETCH)
-    queue = await channel.declare_queue(
-        topology.progress_queue, durable=True, arguments=dict(topology.progress_queue_arguments())
-    )
-    handler = progress_handler(dispatcher.record_progress, max_body_bytes=amqp.max_body_bytes)
-    tag = await queue.consume(handler, consumer_tag=f"wq.dispatcher.{identity}.progress")
-    stack.push_async_callback(queue.cancel, tag)

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractIncomingMessage
 
-from common import Heartbeat, MessageError, StoreError, Topology, decode_heartbeat
-from common.amqp import CONNECTION_ERRORS
-from common.errors import BrokerError
+from common import Heartbeat, MessageError, StoreError, decode_heartbeat
 from common.logging import get_logger
 
 log = get_logger(__name__)
 
 RecordHeartbeat = Callable[[Heartbeat], Awaitable[None]]
-_PREFETCH = 16
 
 
 def heartbeat_handler(
@@ -39,30 +36,3 @@ def heartbeat_handler(
         await message.ack()
 
     return on_message
-
-
-async def consume_heartbeats(
-    connection: AbstractRobustConnection,
-    topology: Topology,
-    record: RecordHeartbeat,
-    *,
-    consumer_tag: str,
-) -> Callable[[], Awaitable[None]]:
-    """Start consuming heartbeats on a channel of its own; returns how to stop."""
-    try:
-        channel = await connection.channel()
-        await channel.set_qos(prefetch_count=_PREFETCH)
-        queue = await channel.declare_queue(
-            topology.executors_queue,
-            durable=True,
-            arguments=dict(topology.executors_queue_arguments()),
-        )
-        tag = await queue.consume(heartbeat_handler(record), consumer_tag=consumer_tag)
-    except CONNECTION_ERRORS as exc:
-        raise BrokerError(f"cannot consume {topology.executors_queue}: {exc}") from exc
-
-    async def stop() -> None:
-        await queue.cancel(tag)
-        await channel.close()
-
-    return stop

@@ -120,7 +120,9 @@ async def open_dispatcher(
                     consuming,
                     topology.executors_queue,
                     topology.executors_queue_arguments(),
-                    heartbeat_handler(dispatcher.fleet.record_heartbeat),
+                    heartbeat_handler(
+                        dispatcher.fleet.record_heartbeat, max_body_bytes=amqp.max_body_bytes
+                    ),
                     prefetch=_HEARTBEAT_PREFETCH,
                     consumer_tag=f"wq.dispatcher.{identity}.executors",
                 )

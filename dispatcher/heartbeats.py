@@ -19,12 +19,16 @@ RecordHeartbeat = Callable[[Heartbeat], Awaitable[None]]
 
 
 def heartbeat_handler(
-    record: RecordHeartbeat,
+    record: RecordHeartbeat, *, max_body_bytes: int
 ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
     """A consumer callback that records a heartbeat, then acks it whatever happened."""
 
     async def on_message(message: AbstractIncomingMessage) -> None:
         try:
+            # Anyone with publish rights can write to the queue: size is checked before
+            # the body is parsed, as for every other queue the dispatcher reads.
+            if len(message.body) > max_body_bytes:
+                raise MessageError(f"heartbeat body of {len(message.body)} bytes is over the limit")
             heartbeat = decode_heartbeat(message.body)
             await record(heartbeat)
         except MessageError as exc:

@@ -96,12 +96,19 @@ class SyncDispatcher:
                 for task, request, eta in zip(tasks, requests, etas, strict=True)
             ]
         recorded = self._store.add_submitted(tasks, [r.idempotency_key for r in requests])
-        with self._lock:
-            for task, task_id in zip(tasks, recorded, strict=True):
-                if task.task_id != task_id:
-                    continue  # an earlier task holds this idempotency key
-                self._publish(task)
-                self._store.mark_queued([task.task_id], datetime.now(UTC))
+        published: list[UUID] = []
+        try:
+            with self._lock:
+                for task, task_id in zip(tasks, recorded, strict=True):
+                    if task.task_id != task_id:
+                        continue  # an earlier task holds this idempotency key
+                    self._publish(task)
+                    published.append(task.task_id)
+        finally:
+            # One commit for the batch, also when a publish failed half-way: what was
+            # confirmed is queued, the rest stays submitted for the outbox to republish.
+            if published:
+                self._store.mark_queued(published, datetime.now(UTC))
         return recorded
 
     def _record(self, task: TaskMessage, request: TaskRequest, eta: datetime | None) -> UUID:

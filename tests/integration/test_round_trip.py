@@ -139,6 +139,18 @@ def test_sync_client_is_safe_to_share_between_threads(
     assert broker.counts(amqp_settings.topology.task_queue).messages == 80
 
 
+def test_sync_client_submit_many_queues_every_task_of_the_batch(
+    amqp_settings: AmqpSettings, dispatcher_settings: DispatcherSettings, broker: Broker
+) -> None:
+    requests = [TaskRequest("echo", {"value": n}) for n in range(25)]
+    with SyncDispatcher(amqp_settings, dispatcher_settings) as client:
+        ids = client.submit_many(requests)
+        records = client.get_many(ids)
+    assert len(set(ids)) == 25
+    assert {r.state for r in records} == {TaskState.QUEUED}
+    assert broker.counts(amqp_settings.topology.task_queue).messages == 25
+
+
 def test_sync_client_survives_an_idle_spell_longer_than_its_heartbeat(
     amqp_settings: AmqpSettings, dispatcher_settings: DispatcherSettings, broker: Broker
 ) -> None:

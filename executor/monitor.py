@@ -1,6 +1,7 @@
 """What the executor knows about itself: identity, running tasks, counts, CPU and memory.
 
-It feeds both the heartbeats (``executor.heartbeats``) and the Prometheus metrics.
+It feeds both the heartbeats (``executor.heartbeats``) and, when the endpoint is enabled, the
+Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -10,11 +11,16 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import psutil
 
 from common import ExecutorEvent, Heartbeat, Outcome, RunningTask, TaskMessage, TaskRegistry
-from executor.metrics import ExecutorMetrics
+
+if TYPE_CHECKING:
+    # Only for annotations: an executor without a metrics endpoint never loads
+    # prometheus_client (about 2 MiB of its idle memory, docs/benchmarks.md).
+    from executor.metrics import ExecutorMetrics
 
 Clock = Callable[[], datetime]
 
@@ -36,8 +42,10 @@ class Monitor:
         clock: Clock = _utcnow,
     ) -> None:
         self.name = name
-        self.metrics = metrics or ExecutorMetrics()
-        self.metrics.slots.set(slots)
+        # None when the metrics endpoint is off: nothing would read them.
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.slots.set(slots)
         self._slots = slots
         self._clock = clock
         self._started_at = clock()
@@ -58,18 +66,22 @@ class Monitor:
             attempt=task.attempt,
             started_at=self._clock(),
         )
-        self.metrics.in_flight.inc()
+        if self.metrics is not None:
+            self.metrics.in_flight.inc()
         try:
             yield
         finally:
             del self._running[key]
-            self.metrics.in_flight.dec()
+            if self.metrics is not None:
+                self.metrics.in_flight.dec()
 
     def settled(self, task_type: str, outcome: Outcome, *, duration_s: float | None) -> None:
         """Count an attempt once its outcome is safe with the broker."""
         self._processed += 1
         if outcome is not Outcome.SUCCEEDED:
             self._failed += 1
+        if self.metrics is None:
+            return
         self.metrics.tasks.labels(task_type=task_type, outcome=outcome.value).inc()
         if duration_s is not None:
             self.metrics.duration.labels(task_type=task_type).observe(duration_s)

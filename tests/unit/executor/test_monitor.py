@@ -1,16 +1,20 @@
-"""The executor's monitor: heartbeat counts always, Prometheus metrics only when enabled."""
+"""The executor's monitor: heartbeat counts, CPU and memory; Prometheus metrics when enabled."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
 
+import psutil
+import pytest
+
 from common import ExecutorEvent, Outcome, TaskMessage, TaskRegistry
 from executor.metrics import ExecutorMetrics
-from executor.monitor import Monitor
+from executor.monitor import Monitor, _rss_bytes
 
 REPO = Path(__file__).resolve().parents[3]
 _NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -59,11 +63,39 @@ def test_metrics_follow_running_and_settled_tasks_when_enabled() -> None:
     assert value("wq_executor_task_duration_seconds_count", {"task_type": "echo"}) == 1
 
 
-def test_executor_command_line_does_not_load_prometheus_client() -> None:
-    # The metrics endpoint is optional; without it prometheus_client and its HTTP server would
-    # only add to every executor's memory (docs/benchmarks.md). A fresh interpreter, since
-    # this test process has imported everything already.
-    code = "import sys, executor.cli; print('prometheus_client' in sys.modules)"
+def test_heartbeat_reports_cpu_since_the_last_one_with_one_core_as_100() -> None:
+    monitor = Monitor(name="e1", slots=1, registry=_registry())
+    # As if half a second of CPU had gone by in one second of wall time.
+    monitor._cpu_mark = (time.process_time() - 0.5, time.monotonic() - 1.0)
+
+    first = monitor.heartbeat(ExecutorEvent.HEARTBEAT).cpu_percent
+
+    assert first is not None
+    assert 45 <= first <= 55
+
+
+def test_heartbeat_reports_the_resident_memory_psutil_sees() -> None:
+    monitor = Monitor(name="e1", slots=1, registry=_registry())
+
+    rss = monitor.heartbeat(ExecutorEvent.HEARTBEAT).rss_bytes
+
+    assert rss is not None
+    assert abs(rss - psutil.Process().memory_info().rss) < 2**20
+
+
+def test_resident_memory_comes_from_psutil_where_there_is_no_proc(tmp_path: Path) -> None:
+    rss = _rss_bytes(tmp_path / "no-proc" / "statm")
+
+    assert rss is not None
+    assert abs(rss - psutil.Process().memory_info().rss) < 2**20
+
+
+@pytest.mark.parametrize("module", ["prometheus_client", "psutil"])
+def test_executor_command_line_does_not_load(module: str) -> None:
+    # The metrics endpoint is optional and /proc gives the heartbeat's memory figure; these
+    # modules would only add to every executor's memory (docs/benchmarks.md). A fresh
+    # interpreter, since this test process has imported everything already.
+    code = f"import sys, executor.cli; print({module!r} in sys.modules)"
     loaded = subprocess.run(
         [sys.executable, "-c", code],
         cwd=REPO, capture_output=True, text=True, check=True, timeout=30,

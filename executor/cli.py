@@ -9,6 +9,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from common import (
     AmqpSettings,
@@ -25,9 +26,11 @@ from common.logging import configure, get_logger
 from common.readiness import ReadyFile
 from common.shutdown import install_stop_handlers
 from executor.consumer import Executor
-from executor.metrics import ExecutorMetrics, serve_metrics
 from executor.monitor import Monitor
 from executor.settings import ExecutorSettings
+
+if TYPE_CHECKING:
+    from executor.metrics import ExecutorMetrics
 
 log = get_logger(__name__)
 
@@ -97,7 +100,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"executor: {exc}", file=sys.stderr)
         return codes.USAGE
     name = settings.name or f"{socket.gethostname()}.{os.getpid()}"
+    if settings.metrics_port is None:
+        return _run(settings, amqp, registry, name, metrics=None)
+    # Imported here, not at the top: prometheus_client and its HTTP server are about 2 MiB of
+    # an idle executor's memory, which an executor without the endpoint does not need.
+    from executor.metrics import ExecutorMetrics, serve_metrics
+
     metrics = ExecutorMetrics()
+    try:
+        server = serve_metrics(metrics, host=settings.metrics_host, port=settings.metrics_port)
+    except OSError as exc:
+        print(f"executor: cannot serve metrics: {exc}", file=sys.stderr)
+        return codes.USAGE
+    try:
+        return _run(settings, amqp, registry, name, metrics=metrics)
+    finally:
+        server.shutdown()
+
+
+def _run(
+    settings: ExecutorSettings,
+    amqp: AmqpSettings,
+    registry: TaskRegistry,
+    name: str,
+    *,
+    metrics: ExecutorMetrics | None,
+) -> int:
     monitor = Monitor(name=name, slots=settings.concurrency, registry=registry, metrics=metrics)
     executor = Executor(
         amqp=amqp,
@@ -109,18 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         monitor=monitor,
         heartbeat_interval=settings.heartbeat_interval,
     )
-    server = None
-    if settings.metrics_port is not None:
-        try:
-            server = serve_metrics(metrics, host=settings.metrics_host, port=settings.metrics_port)
-        except OSError as exc:
-            print(f"executor: cannot serve metrics: {exc}", file=sys.stderr)
-            return codes.USAGE
-    try:
-        return asyncio.run(_serve(executor))
-    finally:
-        if server is not None:
-            server.shutdown()
+    return asyncio.run(_serve(executor))
 
 
 async def _serve(executor: Executor) -> int:

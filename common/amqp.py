@@ -103,7 +103,9 @@ async def connect(settings: AmqpSettings, *, name: str) -> FailoverConnection:
         ) from exc
 
     def lost(_: object, exc: BaseException | None = None) -> None:
-        if exc is not None:  # None: closed on purpose
+        # Closed on purpose: aio-pika reports that as None or as a CancelledError, depending
+        # on where the close began; only a close we did not call is a lost connection.
+        if exc is not None and not connection.close_called:
             detail = _scrub(str(exc) or type(exc).__name__, settings)
             log.warning(
                 "broker_connection_lost",

@@ -44,7 +44,7 @@ from executor.runner import (
     next_attempt,
     prepare,
 )
-from executor.threads import run_in_thread
+from executor.threads import HandlerThreads
 
 MAX_BODY = 10_000
 SUBMITTED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -756,7 +756,10 @@ async def test_sync_handler_in_its_thread_sees_the_attempts_context() -> None:
     context = TaskContext(job.task.task_id, job.task.attempt)
     context.cancel()
 
-    attempt = await execute(job, run_in_thread=run_in_thread, context=context)
+    threads = HandlerThreads()
+
+    attempt = await execute(job, run_in_thread=threads.run, context=context)
+    threads.close()
 
     assert attempt.error is not None
     assert attempt.error.kind is ErrorKind.CANCELLED

@@ -187,10 +187,14 @@ class _HandlerThread:
                 # already, and the next steps report its attempt and wait for the release.
                 late = exc
 
+    def _wait_for_work(self) -> None:
+        # Its own frame, so that profiles (bench/profile.py) can tell an idle thread by name.
+        self._wakeups.get()
+
     def _step(self, late: BaseException | None) -> None:
         attempt = self.attempt
         if attempt is None or attempt.reported:
-            self._wakeups.get()
+            self._wait_for_work()
             return
         if attempt.outcome is None:
             attempt.run(late)

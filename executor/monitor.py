@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import psutil
+from prometheus_client import Counter, Histogram
 
 from common import ExecutorEvent, Heartbeat, Outcome, RunningTask, TaskMessage, TaskRegistry
 from executor.metrics import ExecutorMetrics
@@ -47,6 +48,10 @@ class Monitor:
         self._failed = 0
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # the first call only starts the measurement
+        # labels() validates and looks up its arguments under a lock at every call (about
+        # 10 us); task types and outcomes are few, so each labelled child is looked up once.
+        self._counters: dict[tuple[str, Outcome], Counter] = {}
+        self._durations: dict[str, Histogram] = {}
 
     @contextmanager
     def running(self, task: TaskMessage) -> Iterator[None]:
@@ -70,9 +75,23 @@ class Monitor:
         self._processed += 1
         if outcome is not Outcome.SUCCEEDED:
             self._failed += 1
-        self.metrics.tasks.labels(task_type=task_type, outcome=outcome.value).inc()
+        self._counter(task_type, outcome).inc()
         if duration_s is not None:
-            self.metrics.duration.labels(task_type=task_type).observe(duration_s)
+            self._duration(task_type).observe(duration_s)
+
+    def _counter(self, task_type: str, outcome: Outcome) -> Counter:
+        try:
+            return self._counters[task_type, outcome]
+        except KeyError:
+            counter = self.metrics.tasks.labels(task_type=task_type, outcome=outcome.value)
+            return self._counters.setdefault((task_type, outcome), counter)
+
+    def _duration(self, task_type: str) -> Histogram:
+        try:
+            return self._durations[task_type]
+        except KeyError:
+            histogram = self.metrics.duration.labels(task_type=task_type)
+            return self._durations.setdefault(task_type, histogram)
 
     def heartbeat(self, event: ExecutorEvent) -> Heartbeat:
         """This executor's state now."""

@@ -100,6 +100,33 @@ async def test_the_handlers_exception_propagates_and_the_thread_is_reused(
     assert await threads.run(threading.get_ident) == ident
 
 
+async def test_a_cancelled_wait_leaves_the_handler_running_and_its_thread_reusable(
+    threads: HandlerThreads,
+) -> None:
+    release, finished = threading.Event(), threading.Event()
+
+    def wait_for_release() -> int:
+        release.wait(5)
+        finished.set()
+        return threading.get_ident()
+
+    waiting = asyncio.ensure_future(threads.run(wait_for_release))
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert not finished.is_set()
+    release.set()
+    for _ in range(500):
+        if threads._idle:
+            break
+        await asyncio.sleep(0.01)
+
+    assert finished.is_set()
+    assert len(threads._idle) == 1
+    assert await threads.run(lambda: "next") == "next"
+
+
 async def test_soft_limit_raises_inside_the_handler(threads: HandlerThreads) -> None:
     def clean_up_when_told() -> str:
         try:

@@ -64,9 +64,11 @@ class HandlerThreads:
         try:
             # No shield: at the hard limit the future is cancelled, and whatever the abandoned
             # handler returns later is dropped instead of being an exception nobody retrieves.
-            async with asyncio.timeout(time_limit):
+            async with asyncio.timeout(time_limit) as limit:
                 return await attempt.future
         except TimeoutError:
+            if not limit.expired():
+                raise  # the handler's own timeout (a socket's, say): an ordinary error
             thread.interrupt(attempt, TimeLimitExceeded)
             raise TimeLimitExceeded(time_limit or 0) from None
         finally:

@@ -124,6 +124,11 @@ async def impatient() -> None:
     raise TimeoutError("upstream did not answer")  # the handler's own timeout, not a limit
 
 
+@registry.task("impatient_sync", time_limit=30)
+def impatient_sync() -> None:
+    raise TimeoutError("upstream did not answer")  # a socket timeout, say
+
+
 @registry.task("picky", permanent=(Unavailable,))
 def picky() -> None:
     raise Unavailable("gone for good")
@@ -459,6 +464,20 @@ async def test_async_handlers_own_timeout_is_an_ordinary_retryable_error() -> No
     job = _job("impatient", attempt=1)
     attempt = await _execute(job)
 
+    decision = _decide(job, attempt)
+
+    assert isinstance(attempt.exception, TimeoutError)
+    assert attempt.error is not None
+    assert attempt.error.kind is ErrorKind.HANDLER_ERROR
+    assert decision.action is Action.RETRY
+
+
+async def test_sync_handlers_own_timeout_is_an_ordinary_retryable_error() -> None:
+    job = _job("impatient_sync", attempt=1)
+    threads = HandlerThreads()
+
+    attempt = await execute(job, run_in_thread=threads.run)
+    threads.close()
     decision = _decide(job, attempt)
 
     assert isinstance(attempt.exception, TimeoutError)

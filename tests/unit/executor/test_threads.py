@@ -127,6 +127,18 @@ async def test_a_cancelled_wait_leaves_the_handler_running_and_its_thread_reusab
     assert await threads.run(lambda: "next") == "next"
 
 
+@pytest.mark.parametrize("time_limit", [None, 5.0])
+async def test_the_handlers_own_timeout_is_not_its_hard_limit(
+    threads: HandlerThreads, time_limit: float | None
+) -> None:
+    def read_from_a_slow_socket() -> None:
+        raise TimeoutError("timed out")
+
+    with pytest.raises(TimeoutError, match="timed out") as raised:
+        await threads.run(read_from_a_slow_socket, time_limit=time_limit)
+    assert not isinstance(raised.value, TimeLimitExceeded)
+
+
 async def test_soft_limit_raises_inside_the_handler(threads: HandlerThreads) -> None:
     def clean_up_when_told() -> str:
         try:

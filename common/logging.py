@@ -101,8 +101,13 @@ class _Output:
     def write(self, line: str) -> None:
         stream = self.stream or sys.stderr
         with self.lock:
-            stream.write(line)
-            stream.flush()
+            try:
+                stream.write(line)
+                stream.flush()
+            except (OSError, ValueError):
+                # A closed or broken stream: a log line never fails the task that wrote it,
+                # as logging.Handler.handleError ensured when our lines went through it.
+                pass
 
 
 # The process's one output for structlog events, as the root logger is for the stdlib's:

@@ -76,7 +76,10 @@ class HandlerThreads:
                 soft.cancel()
 
     def close(self) -> None:
-        """Let the idle threads exit; busy ones exit when their attempt is over."""
+        """Let the idle threads exit; busy ones exit when their attempt is over.
+
+        Attempts run after this still work, each on a thread that exits when it is done.
+        """
         self._closed = True
         while self._idle:
             self._idle.pop().release()

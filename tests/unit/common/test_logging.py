@@ -105,6 +105,14 @@ def test_our_lines_and_stdlib_records_share_one_stream_in_order() -> None:
     assert [line["logger"] for line in lines] == ["wq.test", "aio_pika", "wq.test"]
 
 
+def test_a_closed_stream_does_not_fail_the_caller() -> None:
+    stream = io.StringIO()
+    configure(LogSettings(format="json"), stream=stream)
+    stream.close()
+
+    get_logger("wq.test").info("task_succeeded")
+
+
 def test_stdlib_records_are_rendered_as_json_too() -> None:
     stream = io.StringIO()
     configure(LogSettings(format="json"), stream=stream)

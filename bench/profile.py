@@ -53,7 +53,8 @@ EXCLUDED = ("idle", "start-up (imports)", "bench harness")
 # here, so they are dropped before the shares are computed.
 _IDLE = re.compile(
     r"^(EpollSelector\.select \(selectors\.py|PollPoller\.poll \(pika/|Condition\.wait "
-    r"\(threading\.py|_worker \(concurrent/futures/thread\.py:81|_next_delivery \(bench/)"
+    r"\(threading\.py|_worker \(concurrent/futures/thread\.py:81|_next_delivery \(bench/|"
+    r"_HandlerThread\._wait_for_work \(executor/threads\.py)"
 )
 _HARNESS = re.compile(r"bench/(broker|processes|measure)\.py")
 

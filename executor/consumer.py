@@ -46,7 +46,7 @@ from executor.runner import (
     prepare,
 )
 from executor.settling import Settler
-from executor.threads import run_in_thread
+from executor.threads import HandlerThreads
 
 log = get_logger(__name__)
 
@@ -89,6 +89,7 @@ class Executor:
         self._cancellations = Cancellations(executor=name)
         self._catch_up_timeout = catch_up_timeout
         self._progress_or_none: ProgressReporter | None = None
+        self._threads = HandlerThreads()
 
     @property
     def _progress(self) -> ProgressReporter:
@@ -167,6 +168,7 @@ class Executor:
             await connection.close()
             if publishing is not None:
                 await publishing.close()
+            self._threads.close()
             log.info("executor_stopped", executor=self._name)
 
     async def _drain(self) -> None:
@@ -299,7 +301,7 @@ class Executor:
                 self._monitor.running(job.task),
                 self._cancellations.tracking(job.task.task_id, context),
             ):
-                attempt = await execute(job, run_in_thread=run_in_thread, context=context)
+                attempt = await execute(job, run_in_thread=self._threads.run, context=context)
         finally:
             context.close()
         # On a classic queue a task that runs again after a crash arrives as a counted copy.

@@ -20,6 +20,8 @@ from common import ExecutorEvent, Heartbeat, Outcome, RunningTask, TaskMessage, 
 if TYPE_CHECKING:
     # Only for annotations: an executor without a metrics endpoint never loads
     # prometheus_client (about 2 MiB of its idle memory, docs/benchmarks.md).
+    from prometheus_client import Counter, Histogram
+
     from executor.metrics import ExecutorMetrics
 
 Clock = Callable[[], datetime]
@@ -79,6 +81,10 @@ class Monitor:
         self._processed = 0
         self._failed = 0
         self._cpu_mark = (time.process_time(), time.monotonic())
+        # labels() validates and looks up its arguments under a lock at every call (about
+        # 10 us); task types and outcomes are few, so each labelled child is looked up once.
+        self._counters: dict[tuple[str, Outcome], Counter] = {}
+        self._durations: dict[str, Histogram] = {}
 
     @contextmanager
     def running(self, task: TaskMessage) -> Iterator[None]:
@@ -106,9 +112,23 @@ class Monitor:
             self._failed += 1
         if self.metrics is None:
             return
-        self.metrics.tasks.labels(task_type=task_type, outcome=outcome.value).inc()
+        self._counter(self.metrics, task_type, outcome).inc()
         if duration_s is not None:
-            self.metrics.duration.labels(task_type=task_type).observe(duration_s)
+            self._duration(self.metrics, task_type).observe(duration_s)
+
+    def _counter(self, metrics: ExecutorMetrics, task_type: str, outcome: Outcome) -> Counter:
+        try:
+            return self._counters[task_type, outcome]
+        except KeyError:
+            counter = metrics.tasks.labels(task_type=task_type, outcome=outcome.value)
+            return self._counters.setdefault((task_type, outcome), counter)
+
+    def _duration(self, metrics: ExecutorMetrics, task_type: str) -> Histogram:
+        try:
+            return self._durations[task_type]
+        except KeyError:
+            histogram = metrics.duration.labels(task_type=task_type)
+            return self._durations.setdefault(task_type, histogram)
 
     def heartbeat(self, event: ExecutorEvent) -> Heartbeat:
         """This executor's state now."""

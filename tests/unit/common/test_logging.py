@@ -36,6 +36,7 @@ def test_json_line_carries_event_level_timestamp_and_bound_context() -> None:
     assert line["task_id"] == "t-1"
     assert line["attempt"] == 2
     assert line["queue"] == "wq.tasks"
+    assert line["logger"] == "wq.test"
     timestamp = datetime.fromisoformat(str(line["timestamp"]))
     assert timestamp.utcoffset() == timedelta(0)
 
@@ -63,6 +64,53 @@ def test_records_below_the_level_are_dropped() -> None:
     log.warning("task_retry_scheduled")
 
     assert [line["event"] for line in _lines(stream)] == ["task_retry_scheduled"]
+
+
+def test_debug_lines_are_written_at_debug_level() -> None:
+    stream = io.StringIO()
+    configure(LogSettings(format="json", level="debug"), stream=stream)
+
+    get_logger("wq.test").debug("result_recorded")
+
+    assert [line["event"] for line in _lines(stream)] == ["result_recorded"]
+
+
+def test_a_logger_used_before_configure_is_called_again_writes_to_the_new_stream() -> None:
+    first, second = io.StringIO(), io.StringIO()
+    log = get_logger("wq.test")
+    configure(LogSettings(format="json"), stream=first)
+    log.info("task_started")
+
+    configure(LogSettings(format="json"), stream=second)
+    log.info("task_succeeded")
+
+    assert [line["event"] for line in _lines(first)] == ["task_started"]
+    assert [line["event"] for line in _lines(second)] == ["task_succeeded"]
+
+
+def test_our_lines_and_stdlib_records_share_one_stream_in_order() -> None:
+    stream = io.StringIO()
+    configure(LogSettings(format="json"), stream=stream)
+
+    get_logger("wq.test").warning("broker_connection_lost")
+    logging.getLogger("aio_pika").warning("reconnecting")
+    get_logger("wq.test").info("broker_reconnected")
+
+    lines = _lines(stream)
+    assert [line["event"] for line in lines] == [
+        "broker_connection_lost",
+        "reconnecting",
+        "broker_reconnected",
+    ]
+    assert [line["logger"] for line in lines] == ["wq.test", "aio_pika", "wq.test"]
+
+
+def test_a_closed_stream_does_not_fail_the_caller() -> None:
+    stream = io.StringIO()
+    configure(LogSettings(format="json"), stream=stream)
+    stream.close()
+
+    get_logger("wq.test").info("task_succeeded")
 
 
 def test_stdlib_records_are_rendered_as_json_too() -> None:

@@ -44,7 +44,7 @@ from executor.runner import (
     next_attempt,
     prepare,
 )
-from executor.threads import run_in_thread
+from executor.threads import HandlerThreads
 
 MAX_BODY = 10_000
 SUBMITTED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -122,6 +122,11 @@ async def slow_async() -> None:
 @registry.task("impatient")
 async def impatient() -> None:
     raise TimeoutError("upstream did not answer")  # the handler's own timeout, not a limit
+
+
+@registry.task("impatient_sync", time_limit=30)
+def impatient_sync() -> None:
+    raise TimeoutError("upstream did not answer")  # a socket timeout, say
 
 
 @registry.task("picky", permanent=(Unavailable,))
@@ -467,6 +472,20 @@ async def test_async_handlers_own_timeout_is_an_ordinary_retryable_error() -> No
     assert decision.action is Action.RETRY
 
 
+async def test_sync_handlers_own_timeout_is_an_ordinary_retryable_error() -> None:
+    job = _job("impatient_sync", attempt=1)
+    threads = HandlerThreads()
+
+    attempt = await execute(job, run_in_thread=threads.run)
+    threads.close()
+    decision = _decide(job, attempt)
+
+    assert isinstance(attempt.exception, TimeoutError)
+    assert attempt.error is not None
+    assert attempt.error.kind is ErrorKind.HANDLER_ERROR
+    assert decision.action is Action.RETRY
+
+
 # decide: succeeded, failed, retried or dead-lettered
 
 
@@ -756,7 +775,10 @@ async def test_sync_handler_in_its_thread_sees_the_attempts_context() -> None:
     context = TaskContext(job.task.task_id, job.task.attempt)
     context.cancel()
 
-    attempt = await execute(job, run_in_thread=run_in_thread, context=context)
+    threads = HandlerThreads()
+
+    attempt = await execute(job, run_in_thread=threads.run, context=context)
+    threads.close()
 
     assert attempt.error is not None
     assert attempt.error.kind is ErrorKind.CANCELLED

@@ -35,7 +35,12 @@ def configure(settings: LogSettings, *, stream: TextIO | None = None) -> None:
         if render_json
         else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
-    tracebacks: list[Processor] = [structlog.processors.dict_tracebacks] if render_json else []
+    # Frames without their local variables: structlog's default keeps them, and a local can
+    # hold a secret (a broker URL with its password, a task's params).
+    without_locals = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+    tracebacks: list[Processor] = (
+        [structlog.processors.ExceptionRenderer(without_locals)] if render_json else []
+    )
     level = logging.getLevelName(settings.level.upper())
     structlog.configure(
         processors=[

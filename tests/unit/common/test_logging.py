@@ -169,3 +169,25 @@ def test_auto_format_writes_json_off_a_tty() -> None:
     get_logger("wq.test").info("task_started")
 
     assert _lines(stream)[0]["event"] == "task_started"
+
+
+def test_exception_lines_keep_the_frames_but_not_their_local_variables() -> None:
+    stream = io.StringIO()
+    configure(LogSettings(format="json"), stream=stream)
+
+    def connect() -> None:
+        url = "amqp://wq:s3cret-pass@rabbit/"  # a local the traceback must not show
+        raise ConnectionError(f"refused by {url.split('@')[1]}")
+
+    try:
+        connect()
+    except ConnectionError:
+        get_logger("wq.test").exception("broker_unreachable")
+
+    (line,) = _lines(stream)
+    assert "s3cret-pass" not in stream.getvalue()
+    exception = line["exception"]
+    assert isinstance(exception, list)
+    (trace,) = exception
+    assert trace["exc_type"] == "ConnectionError"
+    assert [frame["name"] for frame in trace["frames"]][-1] == "connect"

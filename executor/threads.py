@@ -169,15 +169,15 @@ class _HandlerThread:
 
     def interrupt(self, attempt: _Attempt, error: type[BaseException]) -> None:
         """Raise ``error`` inside the thread if it is still running ``attempt``, and retire it."""
-        ident = ctypes.c_ulong(self._thread.ident or 0)
-        exc = ctypes.py_object(error)
-        # Only while the handler has not returned: once the thread has kept the outcome it has
-        # left the handler, and an exception sent now would land in this module's code. The
-        # thread cannot keep it meanwhile: that needs the GIL, which the loop holds until the
-        # call below (ctypes.pythonapi does not release it).
+        # Only while the handler has not returned: once the thread has kept the outcome, an
+        # exception sent now would land in this module's code. The check narrows that window
+        # but cannot close it (the GIL may pass to the thread between the check and the call),
+        # which is why the thread is retired first and its loop catches a late interrupt.
         if self.attempt is attempt and attempt.outcome is None:
             self.retired = True
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ident, exc)
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(self._thread.ident or 0), ctypes.py_object(error)
+            )
 
     def _serve(self) -> None:
         """The thread's life: attempts until released, surviving interrupts that land late."""

@@ -24,6 +24,10 @@ Connection = psycopg.Connection[DictRow]
 # Unless the URL says otherwise: fail fast on an unreachable server, and name the client in
 # pg_stat_activity.
 _CONNECT_DEFAULTS = {"connect_timeout": "10", "application_name": "wq-dispatcher"}
+# No statement of the store runs for seconds; one that waits this long is stuck (a lock held
+# by a forgotten session, a server in trouble) and fails as a StoreError instead of hanging
+# the dispatcher. A URL's ``options=-c statement_timeout=...`` takes precedence.
+_STATEMENT_TIMEOUT = "30s"
 
 
 class PostgresConnection:
@@ -62,6 +66,8 @@ class PostgresConnection:
             # default; UTC keeps the timestamps read back independent of the server's TimeZone.
             db.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
             db.execute("SET TIME ZONE 'UTC'")
+            if "statement_timeout" not in str(given.get("options") or ""):
+                db.execute(f"SET statement_timeout = '{_STATEMENT_TIMEOUT}'")
         except psycopg.Error as exc:
             db.close()
             raise StoreError(f"cannot open the task store at {self.url}: {exc}") from exc

@@ -32,11 +32,14 @@ class IsolatedSchema:
         self.name = f"wq_test_{uuid4().hex[:12]}"
         # The schema first in search_path is where the store creates its tables; the
         # application name lets teardown find connections a test left open.
-        self.url = with_params(
-            admin_url, options=f"-csearch_path={self.name}", application_name=self.name
-        )
+        self.url = self.url_with_options()
         with self.connect(admin=True) as db:
             db.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.name)))
+
+    def url_with_options(self, *settings: str) -> str:
+        """The schema's URL, with more server settings (``"statement_timeout=1s"``) if given."""
+        options = " ".join(f"-c{setting}" for setting in (f"search_path={self.name}", *settings))
+        return with_params(self._admin_url, options=options, application_name=self.name)
 
     def connect(self, *, admin: bool = False) -> psycopg.Connection[tuple[Any, ...]]:
         """A plain autocommit connection, in this schema unless ``admin``."""

@@ -23,9 +23,11 @@ from common import (
     StoreError,
     TaskErrorInfo,
     TaskMessage,
+    TaskNotFound,
 )
 from common import exit_codes as codes
 from dispatcher.client import open_dispatcher
+from dispatcher.postgres_connection import PostgresConnection
 from dispatcher.postgres_schema import MIGRATIONS, SCHEMA_VERSION
 from dispatcher.postgres_store import PostgresTaskStore
 from dispatcher.service import TaskRequest
@@ -141,6 +143,35 @@ def test_store_reconnects_after_the_server_drops_its_connection(
     store.close()
 
     assert record.state is TaskState.SUBMITTED
+
+
+def test_statements_are_limited_to_30_seconds_unless_the_url_says_otherwise(
+    postgres_schema: IsolatedSchema,
+) -> None:
+    default = PostgresConnection(postgres_schema.url)
+    chosen = PostgresConnection(postgres_schema.url_with_options("statement_timeout=5min"))
+    try:
+        assert default._read("SHOW statement_timeout", ()) == [{"statement_timeout": "30s"}]
+        assert chosen._read("SHOW statement_timeout", ()) == [{"statement_timeout": "5min"}]
+    finally:
+        default.close()
+        chosen.close()
+
+
+def test_a_statement_stuck_behind_a_lock_fails_as_a_store_error(
+    postgres_schema: IsolatedSchema,
+) -> None:
+    store = PostgresTaskStore(postgres_schema.url_with_options("statement_timeout=1s"))
+    try:
+        with postgres_schema.connect() as holder, holder.transaction():
+            # A forgotten session holding the table: the store must not wait for it forever.
+            holder.execute("LOCK TABLE wq_tasks IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(StoreError, match="statement timeout"):
+                store.get(uuid4())
+        with pytest.raises(TaskNotFound):
+            store.get(uuid4())  # the lock is gone, and the store works again
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ from psycopg.types.json import Jsonb
 
 from common import ProgressMessage, ResultMessage, TaskMessage
 from dispatcher.postgres_connection import Connection, PostgresConnection, without_nul
-from dispatcher.store_rows import OPEN_STATES, STATE_OF_OUTCOME, next_attempt_at
+from dispatcher.store import TaskRecord
+from dispatcher.store_rows import OPEN_STATES, STATE_OF_OUTCOME, next_attempt_at, task_record
 
 # As in SqliteTaskStore: the first final outcome wins, whichever attempt it comes from, and a
 # late "retrying" report of an earlier attempt never moves a later attempt back. ON CONFLICT
@@ -29,6 +30,7 @@ ON CONFLICT (task_id) DO UPDATE SET
     redelivered = excluded.redelivered
 WHERE wq_tasks.state = ANY(%(open_states)s)
     AND (excluded.state <> 'retrying' OR excluded.attempt >= wq_tasks.attempt)
+RETURNING *
 """
 
 _RECORD_REPLAY = """
@@ -63,26 +65,30 @@ class PostgresResults(PostgresConnection):
 
     def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome unless the task already has one; returns whether it was recorded."""
-        (recorded,) = self.record_results([result])
-        return recorded
+        (record,) = self.record_results([result])
+        return record is not None
 
-    def record_results(self, results: Sequence[ResultMessage]) -> list[bool]:
-        """``record_result`` for each, in order, in one transaction (one commit for all)."""
+    def record_results(self, results: Sequence[ResultMessage]) -> list[TaskRecord | None]:
+        """``record_result`` for each, in order, in one transaction (one commit for all).
+
+        Returns each one's record as written, or None for a duplicate.
+        """
         rows = [_result_params(result) for result in results]
 
-        def write(db: Connection) -> list[bool]:
-            recorded = []
+        def write(db: Connection) -> list[TaskRecord | None]:
+            records: list[TaskRecord | None] = []
             for params in rows:
-                if db.execute(_RECORD_RESULT, params).rowcount:
-                    recorded.append(True)
+                written = db.execute(_RECORD_RESULT, params).fetchone()
+                if written is not None:
+                    records.append(task_record(written))
                     continue
                 db.execute(
                     "UPDATE wq_tasks SET duplicate_results = duplicate_results + 1"
                     " WHERE task_id = %s",
                     (params["task_id"],),
                 )
-                recorded.append(False)
-            return recorded
+                records.append(None)
+            return records
 
         return self._write(write)
 

@@ -9,9 +9,9 @@ from datetime import datetime
 from uuid import UUID
 
 from common import ProgressMessage, ResultMessage, TaskMessage
-from dispatcher.sqlite_connection import SqliteConnection, utc_text
-from dispatcher.store import TaskState
-from dispatcher.store_rows import OPEN_STATES, STATE_OF_OUTCOME, next_attempt_at
+from dispatcher.sqlite_connection import SqliteConnection, fetch_values, utc_text
+from dispatcher.store import TaskRecord, TaskState
+from dispatcher.store_rows import OPEN_STATES, STATE_OF_OUTCOME, next_attempt_at, task_record
 
 # The first final outcome wins, whichever attempt it comes from: the WHERE clause makes a
 # result for a task that already has one (a redelivered task that ran twice) a no-op, and
@@ -27,6 +27,7 @@ ON CONFLICT (task_id) DO UPDATE SET
     redelivered = excluded.redelivered
 WHERE tasks.state IN (?, ?, ?)
     AND (excluded.state <> 'retrying' OR excluded.attempt >= tasks.attempt)
+RETURNING *
 """
 
 _RECORD_REPLAY = """
@@ -65,25 +66,29 @@ class SqliteResults(SqliteConnection):
 
     def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome unless the task already has one; returns whether it was recorded."""
-        (recorded,) = self.record_results([result])
-        return recorded
+        (record,) = self.record_results([result])
+        return record is not None
 
-    def record_results(self, results: Sequence[ResultMessage]) -> list[bool]:
-        """``record_result`` for each, in order, in one transaction (one fsync for all)."""
+    def record_results(self, results: Sequence[ResultMessage]) -> list[TaskRecord | None]:
+        """``record_result`` for each, in order, in one transaction (one fsync for all).
+
+        Returns each one's record as written, or None for a duplicate.
+        """
         rows = [_result_row(result) for result in results]
 
-        def write(db: sqlite3.Connection) -> list[bool]:
-            recorded = []
+        def write(db: sqlite3.Connection) -> list[TaskRecord | None]:
+            records: list[TaskRecord | None] = []
             for row in rows:
-                if db.execute(_RECORD_RESULT, row).rowcount:
-                    recorded.append(True)
+                written = fetch_values(db.execute(_RECORD_RESULT, row))
+                if written:
+                    records.append(task_record(written[0]))
                     continue
                 db.execute(
                     "UPDATE tasks SET duplicate_results = duplicate_results + 1 WHERE task_id = ?",
                     (row[0],),
                 )
-                recorded.append(False)
-            return recorded
+                records.append(None)
+            return records
 
         return self._write(write)
 

@@ -197,8 +197,12 @@ class TaskStore(Protocol):
     async def close(self) -> None:
         """Release the store's resources."""
 
-    async def record_results(self, results: Sequence[ResultMessage]) -> list[bool]:
-        """``record_result`` for each, in order, in one transaction."""
+    async def record_results(self, results: Sequence[ResultMessage]) -> list[TaskRecord | None]:
+        """``record_result`` for each, in order, in one transaction.
+
+        Returns each one's record as the transaction wrote it, or None for a duplicate, so
+        that whoever waits for the outcome needs no second read.
+        """
 
     async def record_heartbeat(self, heartbeat: Heartbeat) -> None:
         """Upsert the executor's row; an older heartbeat than the recorded one changes nothing."""
@@ -310,7 +314,7 @@ class SyncTaskStore(Protocol):
 
     def close(self) -> None: ...
 
-    def record_results(self, results: Sequence[ResultMessage]) -> list[bool]: ...
+    def record_results(self, results: Sequence[ResultMessage]) -> list[TaskRecord | None]: ...
 
     def record_heartbeat(self, heartbeat: Heartbeat) -> None: ...
 

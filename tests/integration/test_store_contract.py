@@ -331,7 +331,12 @@ def test_a_batch_of_results_is_recorded_in_order_with_a_flag_each(store: SyncTas
         _outcome(first.task_id, Outcome.FAILED, executor="late duplicate"),
     ]
 
-    assert store.record_results(batch) == [True, True, False]
+    written = store.record_results(batch)
+
+    assert [record is not None for record in written] == [True, True, False]
+    # Each record as its result wrote it: the late duplicate after them only counted itself.
+    assert written[0] == store.get(first.task_id).model_copy(update={"duplicate_results": 0})
+    assert written[1] == store.get(second.task_id)
     assert store.get(first.task_id).state is TaskState.SUCCEEDED
     assert store.get(first.task_id).executor == "a"
     assert store.get(first.task_id).duplicate_results == 1

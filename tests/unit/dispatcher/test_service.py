@@ -252,6 +252,53 @@ async def test_wait_does_not_miss_a_result_recorded_during_its_read(
 
 
 @pytest.mark.usefixtures("no_polling")
+async def test_wait_takes_the_record_this_process_wrote_without_reading_it_again(
+    publisher: FakePublisher, store: ThreadedTaskStore
+) -> None:
+    observed = ObservedStore(store)
+    dispatcher = Dispatcher(publisher=publisher, store=observed, clock=lambda: NOW)
+    task_id = await dispatcher.submit("word_count", {"text": "a"})
+    reads = 0
+
+    async def count_read() -> None:
+        nonlocal reads
+        reads += 1
+
+    observed.after_read = count_read
+    waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
+    await observed.read.wait()
+    await dispatcher.record_result(_result(task_id))
+
+    async with asyncio.timeout(2):
+        record = await waiter
+    assert record == await store.get(task_id)
+    assert reads == 1  # the initial check only
+
+
+@pytest.mark.usefixtures("no_polling")
+async def test_a_retrying_result_wakes_a_wait_without_ending_it(
+    publisher: FakePublisher, store: ThreadedTaskStore
+) -> None:
+    observed = ObservedStore(store)
+    dispatcher = Dispatcher(publisher=publisher, store=observed, clock=lambda: NOW)
+    task_id = await dispatcher.submit("word_count", {"text": "a"})
+    waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
+    await observed.read.wait()
+    observed.read.clear()
+    retrying = _result(task_id).model_copy(
+        update={"outcome": Outcome.RETRYING, "result": None, "retry_in_s": 1.0}
+    )
+
+    await dispatcher.record_result(retrying)
+    await observed.read.wait()  # woken, it read the store again
+    assert not waiter.done()
+    await dispatcher.record_result(_result(task_id).model_copy(update={"attempt": 2}))
+
+    async with asyncio.timeout(2):
+        assert (await waiter).state is TaskState.SUCCEEDED
+
+
+@pytest.mark.usefixtures("no_polling")
 async def test_every_waiter_on_a_task_is_woken(
     publisher: FakePublisher, store: ThreadedTaskStore
 ) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from uuid import UUID, uuid4
 
 from pydantic import ValidationError
@@ -147,6 +148,8 @@ class Dispatcher:
         self.fleet = Fleet(store, metrics=self.metrics, clock=clock, lost_after=executor_lost_after)
         # One watch per awaited task id, shared by its waiters, removed with the last of them.
         self._watches: dict[UUID, _Watch] = {}
+        # Marks written after their submit returned; kept referenced until they are done.
+        self._marking: set[asyncio.Future[None]] = set()
 
     async def submit(
         self,
@@ -159,6 +162,9 @@ class Dispatcher:
         countdown: float | None = None,
     ) -> UUID:
         """Record and publish one task; returns its id once the broker has confirmed it.
+
+        The record is durable before the publish; the mark as ``queued`` is written after the
+        return (any later call sees it), so a submit waits for one store write, not two.
 
         A task due later (``eta`` or ``countdown``) is recorded as scheduled and returned at
         once; ``dispatcher serve`` publishes it when it is due.
@@ -240,7 +246,10 @@ class Dispatcher:
                 log.info("tasks_deduplicated", count=len(recorded) - len(batch))
             outcomes = await self._publisher.publish(batch)
             confirmed = [t.task_id for t, error in zip(batch, outcomes, strict=True) if not error]
-            await self._store.mark_queued(confirmed, self._clock())
+            # Not awaited: the record was durable before the publish, and the mark is ordered
+            # before any later store call. If the process dies before it is written, the task
+            # stays submitted and the outbox publishes it again (a duplicate run, one outcome).
+            self._mark_in_background(confirmed)
             for task, error in zip(batch, outcomes, strict=True):
                 if error is None:
                     self.metrics.submitted.labels(task_type=task.task_type).inc()
@@ -251,6 +260,17 @@ class Dispatcher:
                 progress(len(recorded))
         log.info("tasks_published", count=len(tasks), failed=failure is not None)
         return Submission(ids, created, failure)
+
+    def _mark_in_background(self, task_ids: list[UUID]) -> None:
+        marking = asyncio.ensure_future(self._store.mark_queued(task_ids, self._clock()))
+        self._marking.add(marking)
+        marking.add_done_callback(partial(self._marked, len(task_ids)))
+
+    def _marked(self, count: int, marking: asyncio.Future[None]) -> None:
+        self._marking.discard(marking)
+        if not marking.cancelled() and (error := marking.exception()) is not None:
+            # They stay submitted; the outbox publishes them again.
+            log.warning("tasks_not_marked_queued", count=count, error=str(error))
 
     async def republish_unconfirmed(self, *, older_than_s: float) -> int:
         """Publish again the tasks whose confirm never came (the outbox); returns how many.

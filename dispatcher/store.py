@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -176,8 +176,13 @@ class TaskStore(Protocol):
         is the existing task's.
         """
 
-    async def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> None:
-        """Record that the broker confirmed these tasks; never moves a task backwards."""
+    def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> Awaitable[None]:
+        """Record that the broker confirmed these tasks; never moves a task backwards.
+
+        Ordered at the call, not at the await: every call made after it sees the mark, so
+        the caller may go on without awaiting the write (a task not marked stays
+        ``submitted``, and the outbox publishes it again).
+        """
 
     async def unconfirmed(self, submitted_before: datetime, limit: int) -> list[TaskMessage]:
         """Tasks recorded as submitted before ``submitted_before`` and never confirmed."""

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from uuid import UUID
 
 from pydantic import SecretStr
 
@@ -48,6 +52,15 @@ def _forward(
     return call
 
 
+@dataclass(slots=True, eq=False)
+class _Marks:
+    """Tasks to mark queued in one write, and the future of that write."""
+
+    at: datetime
+    done: Future[None] = field(default_factory=Future)
+    task_ids: list[UUID] = field(default_factory=list)
+
+
 class ThreadedTaskStore:
     """The async ``TaskStore`` over a ``SyncTaskStore``, on one dedicated thread.
 
@@ -60,6 +73,9 @@ class ThreadedTaskStore:
     def __init__(self, store: SyncTaskStore) -> None:
         self.sync = store
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wq-store")
+        # The marks that wait for their write to start; later ones join them (group commit).
+        self._marks: _Marks | None = None
+        self._marks_lock = threading.Lock()
 
     async def _call(self, fn: Callable[[], _T]) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
@@ -69,8 +85,40 @@ class ThreadedTaskStore:
         await self._call(self.sync.close)
         self._thread.shutdown(wait=True)
 
+    def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> asyncio.Future[None]:
+        """Record that the broker confirmed these tasks; never moves a task backwards.
+
+        Queued on the store's thread before this returns, so any call made afterwards sees
+        it. Marks made while an earlier one waits for the thread join it: one transaction
+        (one fsync on SQLite) for all, stamped with the latest ``at`` among them.
+        """
+        if not task_ids:
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        with self._marks_lock:
+            marks = self._marks
+            if marks is None:
+                marks = self._marks = _Marks(at)
+                self._thread.submit(self._write_marks, marks)
+            marks.task_ids.extend(task_ids)
+            marks.at = max(marks.at, at)
+        return asyncio.wrap_future(marks.done)
+
+    def _write_marks(self, marks: _Marks) -> None:
+        # On the store's thread: from here on, new marks start the next write.
+        with self._marks_lock:
+            self._marks = None
+        if not marks.done.set_running_or_notify_cancel():
+            return
+        try:
+            self.sync.mark_queued(marks.task_ids, marks.at)
+        except BaseException as exc:
+            marks.done.set_exception(exc)
+        else:
+            marks.done.set_result(None)
+
     add_submitted = _forward(SyncTaskStore.add_submitted)
-    mark_queued = _forward(SyncTaskStore.mark_queued)
     unconfirmed = _forward(SyncTaskStore.unconfirmed)
     record_result = _forward(SyncTaskStore.record_result)
     record_results = _forward(SyncTaskStore.record_results)

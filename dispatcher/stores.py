@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Callable, Coroutine, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -15,10 +13,13 @@ from uuid import UUID
 
 from pydantic import SecretStr
 
+from common import TaskMessage
+from dispatcher.group_commit import GroupWrite
 from dispatcher.postgres_store import PostgresTaskStore
 from dispatcher.settings import is_postgres_url
 from dispatcher.sqlite_store import SqliteTaskStore
 from dispatcher.store import SyncTaskStore, TaskStore
+from dispatcher.store_rows import keys_for
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -52,15 +53,6 @@ def _forward(
     return call
 
 
-@dataclass(slots=True, eq=False)
-class _Marks:
-    """Tasks to mark queued in one write, and the future of that write."""
-
-    at: datetime
-    done: Future[None] = field(default_factory=Future)
-    task_ids: list[UUID] = field(default_factory=list)
-
-
 class ThreadedTaskStore:
     """The async ``TaskStore`` over a ``SyncTaskStore``, on one dedicated thread.
 
@@ -73,9 +65,9 @@ class ThreadedTaskStore:
     def __init__(self, store: SyncTaskStore) -> None:
         self.sync = store
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wq-store")
-        # The marks that wait for their write to start; later ones join them (group commit).
-        self._marks: _Marks | None = None
-        self._marks_lock = threading.Lock()
+        # Group commits: the two writes of every submit, shared by the submits that queue up.
+        self._adds = GroupWrite(self._thread, self._add_submitted)
+        self._marks = GroupWrite(self._thread, self._mark_queued)
 
     async def _call(self, fn: Callable[[], _T]) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
@@ -85,40 +77,37 @@ class ThreadedTaskStore:
         await self._call(self.sync.close)
         self._thread.shutdown(wait=True)
 
-    def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> asyncio.Future[None]:
+    async def add_submitted(
+        self,
+        tasks: Sequence[TaskMessage],
+        idempotency_keys: Sequence[str | None] | None = None,
+    ) -> list[UUID]:
+        """Record new tasks as submitted, before they are published; returns each one's id.
+
+        Submits that wait for the store's thread together are written in one transaction.
+        A task whose idempotency key is already recorded, by this call or an earlier one,
+        is not added: its id in the result is the existing task's.
+        """
+        return await self._adds.add(
+            list(zip(tasks, keys_for(tasks, idempotency_keys), strict=True))
+        )
+
+    def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> Awaitable[None]:
         """Record that the broker confirmed these tasks; never moves a task backwards.
 
         Queued on the store's thread before this returns, so any call made afterwards sees
         it. Marks made while an earlier one waits for the thread join it: one transaction
         (one fsync on SQLite) for all, stamped with the latest ``at`` among them.
         """
-        if not task_ids:
-            done = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        with self._marks_lock:
-            marks = self._marks
-            if marks is None:
-                marks = self._marks = _Marks(at)
-                self._thread.submit(self._write_marks, marks)
-            marks.task_ids.extend(task_ids)
-            marks.at = max(marks.at, at)
-        return asyncio.wrap_future(marks.done)
+        return _written(self._marks.add([(task_id, at) for task_id in task_ids]))
 
-    def _write_marks(self, marks: _Marks) -> None:
-        # On the store's thread: from here on, new marks start the next write.
-        with self._marks_lock:
-            self._marks = None
-        if not marks.done.set_running_or_notify_cancel():
-            return
-        try:
-            self.sync.mark_queued(marks.task_ids, marks.at)
-        except BaseException as exc:
-            marks.done.set_exception(exc)
-        else:
-            marks.done.set_result(None)
+    def _add_submitted(self, items: list[tuple[TaskMessage, str | None]]) -> list[UUID]:
+        return self.sync.add_submitted([task for task, _ in items], [key for _, key in items])
 
-    add_submitted = _forward(SyncTaskStore.add_submitted)
+    def _mark_queued(self, items: list[tuple[UUID, datetime]]) -> list[None]:
+        self.sync.mark_queued([task_id for task_id, _ in items], max(at for _, at in items))
+        return [None] * len(items)
+
     unconfirmed = _forward(SyncTaskStore.unconfirmed)
     record_result = _forward(SyncTaskStore.record_result)
     record_results = _forward(SyncTaskStore.record_results)
@@ -142,6 +131,10 @@ class ThreadedTaskStore:
     delete_schedule = _forward(SyncTaskStore.delete_schedule)
     due_schedules = _forward(SyncTaskStore.due_schedules)
     fire_schedule = _forward(SyncTaskStore.fire_schedule)
+
+
+async def _written(write: Awaitable[list[None]]) -> None:
+    await write
 
 
 if TYPE_CHECKING:

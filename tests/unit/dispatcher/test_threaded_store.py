@@ -116,3 +116,44 @@ async def test_a_failed_mark_write_fails_every_mark_in_it(
         with pytest.raises(StoreError):
             await mark
     assert {r.state for r in await store.get_many(ids)} == {TaskState.SUBMITTED}
+
+
+class CountedAdds(GatedStore):
+    """``GatedStore`` that also counts its ``add_submitted`` calls."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.adds: list[int] = []
+
+    def add_submitted(
+        self, tasks: Sequence[TaskMessage], idempotency_keys: Sequence[str | None] | None = None
+    ) -> list[UUID]:
+        self.adds.append(len(tasks))
+        return super().add_submitted(tasks, idempotency_keys)
+
+
+def _tasks(n: int) -> list[TaskMessage]:
+    return [TaskMessage(task_id=uuid4(), task_type="count", submitted_at=T0) for _ in range(n)]
+
+
+async def test_submits_queued_behind_a_busy_thread_share_one_write(tmp_path: Path) -> None:
+    sync = CountedAdds(tmp_path / "tasks.sqlite3")
+    store = ThreadedTaskStore(sync)
+    busy = asyncio.ensure_future(store.ping())
+    await asyncio.sleep(0)  # its call is on the thread now: what follows queues behind it
+    first, second, third = _tasks(2), _tasks(1), _tasks(1)
+
+    adds = [
+        asyncio.ensure_future(store.add_submitted(first)),
+        asyncio.ensure_future(store.add_submitted(second, ["k"])),
+        asyncio.ensure_future(store.add_submitted(third, ["k"])),
+    ]
+    await asyncio.sleep(0)  # every add has joined the batch
+    sync.gate.set()
+    await busy
+    ids = await asyncio.gather(*adds)
+
+    assert sync.adds == [4]
+    assert ids[0] == [t.task_id for t in first]
+    assert ids[1] == ids[2] == [second[0].task_id]  # the key's first holder, as if in turn
+    await store.close()

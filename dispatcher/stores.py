@@ -57,9 +57,12 @@ class ThreadedTaskStore:
     """The async ``TaskStore`` over a ``SyncTaskStore``, on one dedicated thread.
 
     One thread: the event loop never waits on the disk or the database, and calls reach the
-    store in the order they were made. Every method but ``close`` is its ``SyncTaskStore``
-    namesake run there; ``_forward`` keeps each one's signature, so mypy checks this class
-    against ``TaskStore`` as if each were written out.
+    store in the order they were made, except that ``add_submitted`` and ``mark_queued``
+    join a write of their kind already waiting for the thread (a group commit): a write
+    may run earlier than calls made before it, never later than calls made after it.
+    Every other method but ``close`` is its ``SyncTaskStore`` namesake run there;
+    ``_forward`` keeps each one's signature, so mypy checks this class against
+    ``TaskStore`` as if each were written out.
     """
 
     def __init__(self, store: SyncTaskStore) -> None:

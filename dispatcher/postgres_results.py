@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 
 from common import ProgressMessage, ResultMessage, TaskMessage
 from dispatcher.postgres_connection import Connection, PostgresConnection, without_nul
-from dispatcher.store import TaskRecord
+from dispatcher.store import RecordedResult
 from dispatcher.store_rows import OPEN_STATES, STATE_OF_OUTCOME, next_attempt_at, task_record
 
 # As in SqliteTaskStore: the first final outcome wins, whichever attempt it comes from, and a
@@ -30,8 +30,9 @@ ON CONFLICT (task_id) DO UPDATE SET
     redelivered = excluded.redelivered
 WHERE wq_tasks.state = ANY(%(open_states)s)
     AND (excluded.state <> 'retrying' OR excluded.attempt >= wq_tasks.attempt)
-RETURNING *
 """
+# As in SqliteTaskStore: the row as written comes back only for results someone waits for.
+_RECORD_RESULT_READ_BACK = _RECORD_RESULT + "RETURNING *\n"
 
 _RECORD_REPLAY = """
 INSERT INTO wq_tasks (task_id, task_type, params, state, attempt, submitted_at)
@@ -65,30 +66,33 @@ class PostgresResults(PostgresConnection):
 
     def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome unless the task already has one; returns whether it was recorded."""
-        (record,) = self.record_results([result])
-        return record is not None
+        (written,) = self.record_results([result])
+        return written.recorded
 
-    def record_results(self, results: Sequence[ResultMessage]) -> list[TaskRecord | None]:
+    def record_results(
+        self, results: Sequence[ResultMessage], *, read_back: Collection[UUID] = frozenset()
+    ) -> list[RecordedResult]:
         """``record_result`` for each, in order, in one transaction (one commit for all).
 
-        Returns each one's record as written, or None for a duplicate.
+        The records of the ids in ``read_back`` come back as written.
         """
-        rows = [_result_params(result) for result in results]
+        rows = [(_result_params(result), result.task_id in read_back) for result in results]
 
-        def write(db: Connection) -> list[TaskRecord | None]:
-            records: list[TaskRecord | None] = []
-            for params in rows:
-                written = db.execute(_RECORD_RESULT, params).fetchone()
-                if written is not None:
-                    records.append(task_record(written))
-                    continue
-                db.execute(
-                    "UPDATE wq_tasks SET duplicate_results = duplicate_results + 1"
-                    " WHERE task_id = %s",
-                    (params["task_id"],),
-                )
-                records.append(None)
-            return records
+        def write(db: Connection) -> list[RecordedResult]:
+            written = []
+            for params, wanted in rows:
+                if wanted and (back := db.execute(_RECORD_RESULT_READ_BACK, params).fetchone()):
+                    written.append(RecordedResult(True, task_record(back)))
+                elif not wanted and db.execute(_RECORD_RESULT, params).rowcount:
+                    written.append(RecordedResult(True))
+                else:
+                    db.execute(
+                        "UPDATE wq_tasks SET duplicate_results = duplicate_results + 1"
+                        " WHERE task_id = %s",
+                        (params["task_id"],),
+                    )
+                    written.append(RecordedResult(False))
+            return written
 
         return self._write(write)
 

@@ -118,7 +118,7 @@ class _Watch:
     waiters: int = 0
 
     def wake(self, record: TaskRecord | None) -> None:
-        """A result for the task was handled; ``record`` is what it wrote (None: a duplicate)."""
+        """A result for the task was handled; ``record`` is what it wrote (None: not read)."""
         if record is not None and record.state.is_final:
             self.outcome = record
         self.event.set()
@@ -333,17 +333,19 @@ class Dispatcher:
 
     async def record_results(self, results: Sequence[ResultMessage]) -> list[bool]:
         """``record_result`` for each, in one store transaction; returns each one's flag."""
-        written = await self._store.record_results(results)
-        for result, record in zip(results, written, strict=True):
-            if record is not None:
+        # Read back only what someone waits for: a waiter takes the record, with no second read.
+        watched = frozenset(r.task_id for r in results if r.task_id in self._watches)
+        written = await self._store.record_results(results, read_back=watched)
+        for result, write in zip(results, written, strict=True):
+            if write.recorded:
                 labels = {"task_type": result.task_type, "outcome": result.outcome.value}
                 self.metrics.outcomes.labels(**labels).inc()
             else:
                 self.metrics.duplicates.inc()
             watch = self._watches.get(result.task_id)
             if watch is not None:
-                watch.wake(record)
-        return [record is not None for record in written]
+                watch.wake(write.record)
+        return [write.recorded for write in written]
 
     async def get(self, task_id: UUID) -> TaskRecord:
         """The task's record, or ``TaskNotFound``."""

@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -86,6 +87,15 @@ class TaskRecord(BaseModel):
     progress: float | None = None
     progress_note: str | None = None
     progress_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedResult:
+    """What recording one result did."""
+
+    recorded: bool  # False for a duplicate: only the task's duplicate count changed
+    # The row as the result wrote it, when its task id was asked to be read back.
+    record: TaskRecord | None = None
 
 
 class ExecutorState(StrEnum):
@@ -202,11 +212,13 @@ class TaskStore(Protocol):
     async def close(self) -> None:
         """Release the store's resources."""
 
-    async def record_results(self, results: Sequence[ResultMessage]) -> list[TaskRecord | None]:
+    async def record_results(
+        self, results: Sequence[ResultMessage], *, read_back: Collection[UUID] = frozenset()
+    ) -> list[RecordedResult]:
         """``record_result`` for each, in order, in one transaction.
 
-        Returns each one's record as the transaction wrote it, or None for a duplicate, so
-        that whoever waits for the outcome needs no second read.
+        The records of the ids in ``read_back`` come back as the transaction wrote them, so
+        that whoever waits for those outcomes needs no second read.
         """
 
     async def record_heartbeat(self, heartbeat: Heartbeat) -> None:
@@ -319,7 +331,9 @@ class SyncTaskStore(Protocol):
 
     def close(self) -> None: ...
 
-    def record_results(self, results: Sequence[ResultMessage]) -> list[TaskRecord | None]: ...
+    def record_results(
+        self, results: Sequence[ResultMessage], *, read_back: Collection[UUID] = frozenset()
+    ) -> list[RecordedResult]: ...
 
     def record_heartbeat(self, heartbeat: Heartbeat) -> None: ...
 

@@ -6,6 +6,7 @@ the published task types and validates submissions against them.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections import Counter
@@ -37,10 +38,12 @@ class Fleet:
         self._metrics = metrics
         self._clock = clock
         self._lost_after = lost_after
-        self._catalog = catalog or TaskTypeCatalog()
+        # Not `catalog or ...`: an empty catalog has no length, so it is falsy.
+        self._catalog = catalog if catalog is not None else TaskTypeCatalog()
         # Digest of the task types each executor published last: the store is written only
         # when they change (an executor's first heartbeat, a deploy), not every heartbeat.
         self._published: dict[str, str] = {}
+        self._reading: asyncio.Future[None] | None = None
 
     async def record_heartbeat(self, heartbeat: Heartbeat) -> None:
         """Record an executor's heartbeat, and its task types when they changed."""
@@ -71,14 +74,18 @@ class Fleet:
     async def validate(self, requests: Iterable[tuple[str, Mapping[str, JsonValue]]]) -> None:
         """Refuse unknown task types and invalid params against the published schemas.
 
+        A type not in the catalog waits for a fresh read (a type just deployed); known types
+        are checked against the catalog at once, and an old catalog is read again meanwhile,
+        so no submit waits for the store while its types are known.
+
         Raises:
             UnknownTaskType, InvalidParams: as a local task module would.
         """
         requests = list(requests)
-        if self._catalog.is_stale() or any(
-            not self._catalog.knows(task_type) for task_type, _ in requests
-        ):
+        if any(not self._catalog.knows(task_type) for task_type, _ in requests):
             await self._refresh()
+        elif self._catalog.is_stale():
+            self._read_catalog()
         for task_type, params in requests:
             self._catalog.validate(task_type, params)
 
@@ -91,8 +98,28 @@ class Fleet:
     async def _refresh(self) -> None:
         # An unknown type reads the store again (a type just deployed), but at most once per
         # catalog age, so a producer sending garbage cannot turn submits into store reads.
-        if self._catalog.is_stale(max_age=1.0):
+        if self._reading is None and not self._catalog.is_stale(max_age=1.0):
+            return
+        # Shielded: one caller cancelled (its timeout) does not cancel the others' read.
+        await asyncio.shield(self._read_catalog())
+
+    def _read_catalog(self) -> asyncio.Future[None]:
+        """The read of the catalog under way, started if there is none: submits share it."""
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(self._load_catalog())
+            self._reading.add_done_callback(_log_failed_read)
+        return self._reading
+
+    async def _load_catalog(self) -> None:
+        try:
             self._catalog.load(await self._store.list_task_types())
+        finally:
+            self._reading = None
+
+
+def _log_failed_read(reading: asyncio.Future[None]) -> None:
+    if not reading.cancelled() and (error := reading.exception()) is not None:
+        log.warning("task_types_not_read", error=str(error))
 
 
 def _digest(heartbeat: Heartbeat) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -11,7 +11,8 @@ from psycopg.types.json import Jsonb
 
 from common import ProgressMessage, ResultMessage, TaskMessage
 from dispatcher.postgres_connection import Connection, PostgresConnection, without_nul
-from dispatcher.store_rows import OPEN_STATES, STATE_OF_OUTCOME, next_attempt_at
+from dispatcher.store import RecordedResult
+from dispatcher.store_rows import OPEN_STATES, STATE_OF_OUTCOME, next_attempt_at, task_record
 
 # As in SqliteTaskStore: the first final outcome wins, whichever attempt it comes from, and a
 # late "retrying" report of an earlier attempt never moves a later attempt back. ON CONFLICT
@@ -30,6 +31,8 @@ ON CONFLICT (task_id) DO UPDATE SET
 WHERE wq_tasks.state = ANY(%(open_states)s)
     AND (excluded.state <> 'retrying' OR excluded.attempt >= wq_tasks.attempt)
 """
+# As in SqliteTaskStore: the row as written comes back only for results someone waits for.
+_RECORD_RESULT_READ_BACK = _RECORD_RESULT + "RETURNING *\n"
 
 _RECORD_REPLAY = """
 INSERT INTO wq_tasks (task_id, task_type, params, state, attempt, submitted_at)
@@ -63,26 +66,33 @@ class PostgresResults(PostgresConnection):
 
     def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome unless the task already has one; returns whether it was recorded."""
-        (recorded,) = self.record_results([result])
-        return recorded
+        (written,) = self.record_results([result])
+        return written.recorded
 
-    def record_results(self, results: Sequence[ResultMessage]) -> list[bool]:
-        """``record_result`` for each, in order, in one transaction (one commit for all)."""
-        rows = [_result_params(result) for result in results]
+    def record_results(
+        self, results: Sequence[ResultMessage], *, read_back: Collection[UUID] = frozenset()
+    ) -> list[RecordedResult]:
+        """``record_result`` for each, in order, in one transaction (one commit for all).
 
-        def write(db: Connection) -> list[bool]:
-            recorded = []
-            for params in rows:
-                if db.execute(_RECORD_RESULT, params).rowcount:
-                    recorded.append(True)
-                    continue
-                db.execute(
-                    "UPDATE wq_tasks SET duplicate_results = duplicate_results + 1"
-                    " WHERE task_id = %s",
-                    (params["task_id"],),
-                )
-                recorded.append(False)
-            return recorded
+        The records of the ids in ``read_back`` come back as written.
+        """
+        rows = [(_result_params(result), result.task_id in read_back) for result in results]
+
+        def write(db: Connection) -> list[RecordedResult]:
+            written = []
+            for params, wanted in rows:
+                if wanted and (back := db.execute(_RECORD_RESULT_READ_BACK, params).fetchone()):
+                    written.append(RecordedResult(True, task_record(back)))
+                elif not wanted and db.execute(_RECORD_RESULT, params).rowcount:
+                    written.append(RecordedResult(True))
+                else:
+                    db.execute(
+                        "UPDATE wq_tasks SET duplicate_results = duplicate_results + 1"
+                        " WHERE task_id = %s",
+                        (params["task_id"],),
+                    )
+                    written.append(RecordedResult(False))
+            return written
 
         return self._write(write)
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from uuid import UUID
 
 from common import ProgressMessage, ResultMessage, TaskMessage
-from dispatcher.sqlite_connection import SqliteConnection, utc_text
-from dispatcher.store import TaskState
-from dispatcher.store_rows import OPEN_STATES, STATE_OF_OUTCOME, next_attempt_at
+from dispatcher.sqlite_connection import SqliteConnection, fetch_values, utc_text
+from dispatcher.store import RecordedResult, TaskState
+from dispatcher.store_rows import OPEN_STATES, STATE_OF_OUTCOME, next_attempt_at, task_record
 
 # The first final outcome wins, whichever attempt it comes from: the WHERE clause makes a
 # result for a task that already has one (a redelivered task that ran twice) a no-op, and
@@ -28,6 +28,9 @@ ON CONFLICT (task_id) DO UPDATE SET
 WHERE tasks.state IN (?, ?, ?)
     AND (excluded.state <> 'retrying' OR excluded.attempt >= tasks.attempt)
 """
+# The same, giving the row as written back: only for results someone waits for, since
+# decoding a whole row costs more than the write itself.
+_RECORD_RESULT_READ_BACK = _RECORD_RESULT + "RETURNING *\n"
 
 _RECORD_REPLAY = """
 INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at, queued_at)
@@ -65,25 +68,33 @@ class SqliteResults(SqliteConnection):
 
     def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome unless the task already has one; returns whether it was recorded."""
-        (recorded,) = self.record_results([result])
-        return recorded
+        (written,) = self.record_results([result])
+        return written.recorded
 
-    def record_results(self, results: Sequence[ResultMessage]) -> list[bool]:
-        """``record_result`` for each, in order, in one transaction (one fsync for all)."""
-        rows = [_result_row(result) for result in results]
+    def record_results(
+        self, results: Sequence[ResultMessage], *, read_back: Collection[UUID] = frozenset()
+    ) -> list[RecordedResult]:
+        """``record_result`` for each, in order, in one transaction (one fsync for all).
 
-        def write(db: sqlite3.Connection) -> list[bool]:
-            recorded = []
-            for row in rows:
-                if db.execute(_RECORD_RESULT, row).rowcount:
-                    recorded.append(True)
-                    continue
-                db.execute(
-                    "UPDATE tasks SET duplicate_results = duplicate_results + 1 WHERE task_id = ?",
-                    (row[0],),
-                )
-                recorded.append(False)
-            return recorded
+        The records of the ids in ``read_back`` come back as written.
+        """
+        rows = [(_result_row(result), result.task_id in read_back) for result in results]
+
+        def write(db: sqlite3.Connection) -> list[RecordedResult]:
+            written = []
+            for row, wanted in rows:
+                if wanted and (back := fetch_values(db.execute(_RECORD_RESULT_READ_BACK, row))):
+                    written.append(RecordedResult(True, task_record(back[0])))
+                elif not wanted and db.execute(_RECORD_RESULT, row).rowcount:
+                    written.append(RecordedResult(True))
+                else:
+                    db.execute(
+                        "UPDATE tasks SET duplicate_results = duplicate_results + 1"
+                        " WHERE task_id = ?",
+                        (row[0],),
+                    )
+                    written.append(RecordedResult(False))
+            return written
 
         return self._write(write)
 

@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -86,6 +87,15 @@ class TaskRecord(BaseModel):
     progress: float | None = None
     progress_note: str | None = None
     progress_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedResult:
+    """What recording one result did."""
+
+    recorded: bool  # False for a duplicate: only the task's duplicate count changed
+    # The row as the result wrote it, when its task id was asked to be read back.
+    record: TaskRecord | None = None
 
 
 class ExecutorState(StrEnum):
@@ -176,8 +186,13 @@ class TaskStore(Protocol):
         is the existing task's.
         """
 
-    async def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> None:
-        """Record that the broker confirmed these tasks; never moves a task backwards."""
+    def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> Awaitable[None]:
+        """Record that the broker confirmed these tasks; never moves a task backwards.
+
+        Ordered at the call, not at the await: every call made after it sees the mark, so
+        the caller may go on without awaiting the write (a task not marked stays
+        ``submitted``, and the outbox publishes it again).
+        """
 
     async def unconfirmed(self, submitted_before: datetime, limit: int) -> list[TaskMessage]:
         """Tasks recorded as submitted before ``submitted_before`` and never confirmed."""
@@ -197,8 +212,14 @@ class TaskStore(Protocol):
     async def close(self) -> None:
         """Release the store's resources."""
 
-    async def record_results(self, results: Sequence[ResultMessage]) -> list[bool]:
-        """``record_result`` for each, in order, in one transaction."""
+    async def record_results(
+        self, results: Sequence[ResultMessage], *, read_back: Collection[UUID] = frozenset()
+    ) -> list[RecordedResult]:
+        """``record_result`` for each, in order, in one transaction.
+
+        The records of the ids in ``read_back`` come back as the transaction wrote them, so
+        that whoever waits for those outcomes needs no second read.
+        """
 
     async def record_heartbeat(self, heartbeat: Heartbeat) -> None:
         """Upsert the executor's row; an older heartbeat than the recorded one changes nothing."""
@@ -310,7 +331,9 @@ class SyncTaskStore(Protocol):
 
     def close(self) -> None: ...
 
-    def record_results(self, results: Sequence[ResultMessage]) -> list[bool]: ...
+    def record_results(
+        self, results: Sequence[ResultMessage], *, read_back: Collection[UUID] = frozenset()
+    ) -> list[RecordedResult]: ...
 
     def record_heartbeat(self, heartbeat: Heartbeat) -> None: ...
 

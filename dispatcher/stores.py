@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from uuid import UUID
 
 from pydantic import SecretStr
 
+from common import TaskMessage
+from dispatcher.group_commit import GroupWrite
 from dispatcher.postgres_store import PostgresTaskStore
 from dispatcher.settings import is_postgres_url
 from dispatcher.sqlite_store import SqliteTaskStore
 from dispatcher.store import SyncTaskStore, TaskStore
+from dispatcher.store_rows import keys_for
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -52,14 +57,20 @@ class ThreadedTaskStore:
     """The async ``TaskStore`` over a ``SyncTaskStore``, on one dedicated thread.
 
     One thread: the event loop never waits on the disk or the database, and calls reach the
-    store in the order they were made. Every method but ``close`` is its ``SyncTaskStore``
-    namesake run there; ``_forward`` keeps each one's signature, so mypy checks this class
-    against ``TaskStore`` as if each were written out.
+    store in the order they were made, except that ``add_submitted`` and ``mark_queued``
+    join a write of their kind already waiting for the thread (a group commit): a write
+    may run earlier than calls made before it, never later than calls made after it.
+    Every other method but ``close`` is its ``SyncTaskStore`` namesake run there;
+    ``_forward`` keeps each one's signature, so mypy checks this class against
+    ``TaskStore`` as if each were written out.
     """
 
     def __init__(self, store: SyncTaskStore) -> None:
         self.sync = store
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wq-store")
+        # Group commits: the two writes of every submit, shared by the submits that queue up.
+        self._adds = GroupWrite(self._thread, self._add_submitted)
+        self._marks = GroupWrite(self._thread, self._mark_queued)
 
     async def _call(self, fn: Callable[[], _T]) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
@@ -69,8 +80,37 @@ class ThreadedTaskStore:
         await self._call(self.sync.close)
         self._thread.shutdown(wait=True)
 
-    add_submitted = _forward(SyncTaskStore.add_submitted)
-    mark_queued = _forward(SyncTaskStore.mark_queued)
+    async def add_submitted(
+        self,
+        tasks: Sequence[TaskMessage],
+        idempotency_keys: Sequence[str | None] | None = None,
+    ) -> list[UUID]:
+        """Record new tasks as submitted, before they are published; returns each one's id.
+
+        Submits that wait for the store's thread together are written in one transaction.
+        A task whose idempotency key is already recorded, by this call or an earlier one,
+        is not added: its id in the result is the existing task's.
+        """
+        return await self._adds.add(
+            list(zip(tasks, keys_for(tasks, idempotency_keys), strict=True))
+        )
+
+    def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> Awaitable[None]:
+        """Record that the broker confirmed these tasks; never moves a task backwards.
+
+        Queued on the store's thread before this returns, so any call made afterwards sees
+        it. Marks made while an earlier one waits for the thread join it: one transaction
+        (one fsync on SQLite) for all, stamped with the latest ``at`` among them.
+        """
+        return _written(self._marks.add([(task_id, at) for task_id in task_ids]))
+
+    def _add_submitted(self, items: list[tuple[TaskMessage, str | None]]) -> list[UUID]:
+        return self.sync.add_submitted([task for task, _ in items], [key for _, key in items])
+
+    def _mark_queued(self, items: list[tuple[UUID, datetime]]) -> list[None]:
+        self.sync.mark_queued([task_id for task_id, _ in items], max(at for _, at in items))
+        return [None] * len(items)
+
     unconfirmed = _forward(SyncTaskStore.unconfirmed)
     record_result = _forward(SyncTaskStore.record_result)
     record_results = _forward(SyncTaskStore.record_results)
@@ -94,6 +134,10 @@ class ThreadedTaskStore:
     delete_schedule = _forward(SyncTaskStore.delete_schedule)
     due_schedules = _forward(SyncTaskStore.due_schedules)
     fire_schedule = _forward(SyncTaskStore.fire_schedule)
+
+
+async def _written(write: Awaitable[list[None]]) -> None:
+    await write
 
 
 if TYPE_CHECKING:

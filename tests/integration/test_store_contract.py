@@ -331,7 +331,12 @@ def test_a_batch_of_results_is_recorded_in_order_with_a_flag_each(store: SyncTas
         _outcome(first.task_id, Outcome.FAILED, executor="late duplicate"),
     ]
 
-    assert store.record_results(batch) == [True, True, False]
+    written = store.record_results(batch, read_back={first.task_id})
+
+    assert [w.recorded for w in written] == [True, True, False]
+    # Read back as written: the late duplicate after it only counted itself.
+    first_record = store.get(first.task_id).model_copy(update={"duplicate_results": 0})
+    assert [w.record for w in written] == [first_record, None, None]
     assert store.get(first.task_id).state is TaskState.SUCCEEDED
     assert store.get(first.task_id).executor == "a"
     assert store.get(first.task_id).duplicate_results == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,12 +21,13 @@ from common import (
     TaskTypeInfo,
     UnknownTaskType,
 )
+from dispatcher.fleet import Fleet
 from dispatcher.metrics import DispatcherMetrics, render
 from dispatcher.service import Dispatcher
 from dispatcher.sqlite_store import SqliteTaskStore
 from dispatcher.store import ExecutorState, TaskTypeRecord
 from dispatcher.stores import ThreadedTaskStore
-from dispatcher.task_types import TaskTypeCatalog
+from dispatcher.task_types import CATALOG_MAX_AGE_S, TaskTypeCatalog
 from tests.unit.dispatcher.fakes import FakePublisher
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -187,3 +189,62 @@ def test_each_dispatcher_has_its_own_registry() -> None:
     first, second = DispatcherMetrics(), DispatcherMetrics()
     first.duplicates.inc()
     assert b"wq_duplicate_results_total 0.0" in render(second.registry)[0]
+
+
+class GatedTypes(ThreadedTaskStore):
+    """The same store, whose task-type reads are counted and wait for the test's gate."""
+
+    def __init__(self, inner: ThreadedTaskStore) -> None:
+        super().__init__(inner.sync)
+        self.reads = 0
+        self.gate = asyncio.Event()
+        self.read = asyncio.Event()
+
+    async def list_task_types(self) -> list[TaskTypeRecord]:
+        self.reads += 1
+        await self.gate.wait()
+        records = await super().list_task_types()
+        self.read.set()
+        return records
+
+
+def _fleet(store: ThreadedTaskStore, now: list[float]) -> Fleet:
+    catalog = TaskTypeCatalog(clock=lambda: now[0])
+    return Fleet(store, metrics=DispatcherMetrics(), clock=lambda: T0, catalog=catalog)
+
+
+async def test_submits_waiting_for_an_unknown_type_share_one_store_read(
+    store: ThreadedTaskStore,
+) -> None:
+    await store.publish_task_types([tasks.get("resize").describe()], published_by="e1", at=T0)
+    gated = GatedTypes(store)
+    fleet = _fleet(gated, [0.0])
+
+    checks = [asyncio.ensure_future(fleet.validate([("resize", {"width": 3})])) for _ in range(3)]
+    await asyncio.sleep(0)
+    gated.gate.set()
+    await asyncio.gather(*checks)
+
+    assert gated.reads == 1
+
+
+async def test_an_old_catalog_is_read_again_without_holding_submits_of_known_types(
+    store: ThreadedTaskStore,
+) -> None:
+    await store.publish_task_types([tasks.get("resize").describe()], published_by="e1", at=T0)
+    gated = GatedTypes(store)
+    now = [0.0]
+    fleet = _fleet(gated, now)
+    gated.gate.set()
+    await fleet.validate([("resize", {"width": 3})])
+    gated.gate.clear()
+    gated.read.clear()
+    now[0] = CATALOG_MAX_AGE_S
+
+    await fleet.validate([("resize", {"width": 3})])  # returns with the read still held
+    with pytest.raises(InvalidParams):
+        await fleet.validate([("resize", {"width": "wide"})])
+    gated.gate.set()
+    await gated.read.wait()
+
+    assert gated.reads == 2  # the first load, then one read for both checks

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import pytest
+from structlog.testing import capture_logs
 
 from common import (
     CancelNotice,
@@ -17,6 +18,7 @@ from common import (
     ProgressMessage,
     PublishRejected,
     ResultMessage,
+    StoreError,
     TaskNotFound,
     UnknownTaskType,
 )
@@ -115,6 +117,30 @@ async def test_one_refused_publish_does_not_stop_the_rest_of_the_batch(
     assert [t.params["n"] for t in publisher.published] == [0, 2, 3]
     for task in publisher.published:
         assert (await store.get(task.task_id)).state is TaskState.QUEUED
+
+
+class FailingMarks(ThreadedTaskStore):
+    """The same store, but every mark as queued fails."""
+
+    def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> asyncio.Future[None]:
+        failed = asyncio.get_running_loop().create_future()
+        failed.set_exception(StoreError("disk full"))
+        return failed
+
+
+async def test_a_mark_that_fails_after_the_confirm_leaves_the_task_for_the_outbox(
+    publisher: FakePublisher, store: ThreadedTaskStore
+) -> None:
+    failing = FailingMarks(store.sync)
+    dispatcher = Dispatcher(publisher=publisher, store=failing, clock=lambda: NOW)
+
+    with capture_logs() as logs:
+        task_id = await dispatcher.submit("word_count", {"text": "a"})
+        await asyncio.sleep(0)  # the mark's done callback
+
+    assert [t.task_id for t in publisher.published] == [task_id]
+    assert (await store.get(task_id)).state is TaskState.SUBMITTED
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["tasks_not_marked_queued"]
 
 
 async def test_unknown_type_is_refused_before_anything_is_recorded(
@@ -249,6 +275,53 @@ async def test_wait_does_not_miss_a_result_recorded_during_its_read(
 
     async with asyncio.timeout(0.2):
         assert (await dispatcher.wait(task_id, timeout=30)).state is TaskState.SUCCEEDED
+
+
+@pytest.mark.usefixtures("no_polling")
+async def test_wait_takes_the_record_this_process_wrote_without_reading_it_again(
+    publisher: FakePublisher, store: ThreadedTaskStore
+) -> None:
+    observed = ObservedStore(store)
+    dispatcher = Dispatcher(publisher=publisher, store=observed, clock=lambda: NOW)
+    task_id = await dispatcher.submit("word_count", {"text": "a"})
+    reads = 0
+
+    async def count_read() -> None:
+        nonlocal reads
+        reads += 1
+
+    observed.after_read = count_read
+    waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
+    await observed.read.wait()
+    await dispatcher.record_result(_result(task_id))
+
+    async with asyncio.timeout(2):
+        record = await waiter
+    assert record == await store.get(task_id)
+    assert reads == 1  # the initial check only
+
+
+@pytest.mark.usefixtures("no_polling")
+async def test_a_retrying_result_wakes_a_wait_without_ending_it(
+    publisher: FakePublisher, store: ThreadedTaskStore
+) -> None:
+    observed = ObservedStore(store)
+    dispatcher = Dispatcher(publisher=publisher, store=observed, clock=lambda: NOW)
+    task_id = await dispatcher.submit("word_count", {"text": "a"})
+    waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
+    await observed.read.wait()
+    observed.read.clear()
+    retrying = _result(task_id).model_copy(
+        update={"outcome": Outcome.RETRYING, "result": None, "retry_in_s": 1.0}
+    )
+
+    await dispatcher.record_result(retrying)
+    await observed.read.wait()  # woken, it read the store again
+    assert not waiter.done()
+    await dispatcher.record_result(_result(task_id).model_copy(update={"attempt": 2}))
+
+    async with asyncio.timeout(2):
+        assert (await waiter).state is TaskState.SUCCEEDED
 
 
 @pytest.mark.usefixtures("no_polling")

@@ -76,8 +76,21 @@ class PostgresConnection:
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> list[DictRow]:
         return self._run("read", lambda db: db.execute(sql, params).fetchall(), write=False)
 
-    def _write(self, work: Callable[[Connection], _T]) -> _T:
-        return self._run("write", work, write=True)
+    def _write(self, work: Callable[[Connection], _T], *, durable: bool = True) -> _T:
+        """Run ``work`` in one transaction; ``durable=False`` commits without waiting for WAL.
+
+        A non-durable commit is for what can be lost to a server crash and recovered (see
+        ``SqliteConnection._write``): the server flushes it within a few hundred milliseconds,
+        and any later durable commit flushes it first.
+        """
+        if durable:
+            return self._run("write", work, write=True)
+
+        def asynchronously(db: Connection) -> _T:
+            db.execute("SET LOCAL synchronous_commit = off")
+            return work(db)
+
+        return self._run("write", asynchronously, write=True)
 
     def _run(self, what: str, work: Callable[[Connection], _T], *, write: bool) -> _T:
         with self._lock:

@@ -114,7 +114,12 @@ class PostgresResults(PostgresConnection):
             "note": without_nul(report.note),
             "at": report.reported_at,
         }
-        return self._write(lambda db: db.execute(_RECORD_PROGRESS, params).rowcount > 0)
+
+        def write(db: Connection) -> bool:
+            return bool(db.execute(_RECORD_PROGRESS, params).rowcount > 0)
+
+        # Not durable: progress is advisory, and the next report replaces a lost one.
+        return self._write(write, durable=False)
 
 
 def _result_params(result: ResultMessage) -> dict[str, Any]:

@@ -55,7 +55,8 @@ class PostgresTasks(PostgresConnection):
     def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> None:
         """Move submitted tasks to queued; a task that already has an outcome keeps it."""
         params = {"ids": list(task_ids), "at": at}
-        self._write(lambda db: db.execute(_MARK_QUEUED, params))
+        # Not durable: a mark lost to a crash leaves the task to the outbox.
+        self._write(lambda db: db.execute(_MARK_QUEUED, params), durable=False)
 
     def unconfirmed(self, submitted_before: datetime, limit: int) -> list[TaskMessage]:
         """Tasks still ``submitted`` since before ``submitted_before``, oldest first."""

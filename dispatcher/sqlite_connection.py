@@ -70,21 +70,37 @@ class SqliteConnection:
         """Read from the database; ``StoreError`` when it cannot."""
         self._read("SELECT 1", ())
 
-    def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+    def _write(self, work: Callable[[sqlite3.Connection], _T], *, durable: bool = True) -> _T:
+        """Run ``work`` in one write transaction; ``durable=False`` commits without an fsync.
+
+        A non-durable commit is for what can be lost to a power cut and recovered: a newer
+        heartbeat or progress report replaces it, and a lost ``queued`` mark leaves the task
+        ``submitted`` for the outbox (docs/reliability.md). It is durable from the next
+        durable commit on, whose fsync of the write-ahead log covers the frames before it.
+        """
         # BEGIN IMMEDIATE takes the write lock at once: a read inside ``work`` sees what no
         # other process can change before the commit.
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                if not durable:
+                    self._db.execute("PRAGMA synchronous = NORMAL")
                 try:
-                    value = work(self._db)
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-                return value
+                    return self._transaction(work)
+                finally:
+                    if not durable:
+                        self._db.execute("PRAGMA synchronous = FULL")
             except sqlite3.Error as exc:
                 raise StoreError(f"task store write failed: {exc}") from exc
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            value = work(self._db)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return value
 
     def _read(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         with self._lock:

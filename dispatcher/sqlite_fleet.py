@@ -50,7 +50,8 @@ class SqliteFleet(SqliteConnection):
     def record_heartbeat(self, heartbeat: Heartbeat) -> None:
         """Upsert the executor's row unless a newer heartbeat is already recorded."""
         params = _encoded(heartbeat_values(heartbeat))
-        self._write(lambda db: db.execute(_RECORD_HEARTBEAT, params))
+        # Not durable: the executor's next heartbeat replaces a lost one.
+        self._write(lambda db: db.execute(_RECORD_HEARTBEAT, params), durable=False)
 
     def list_executors(self) -> list[ExecutorRecord]:
         """Every executor recorded, by id."""

@@ -124,7 +124,12 @@ class SqliteResults(SqliteConnection):
             "note": report.note,
             "at": utc_text(report.reported_at),
         }
-        return self._write(lambda db: db.execute(_RECORD_PROGRESS, params).rowcount > 0)
+
+        def write(db: sqlite3.Connection) -> bool:
+            return bool(db.execute(_RECORD_PROGRESS, params).rowcount > 0)
+
+        # Not durable: progress is advisory, and the next report replaces a lost one.
+        return self._write(write, durable=False)
 
 
 def _result_row(result: ResultMessage) -> tuple[object, ...]:

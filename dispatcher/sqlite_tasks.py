@@ -47,7 +47,8 @@ class SqliteTasks(SqliteConnection):
         self._write(
             lambda db: db.executemany(
                 "UPDATE tasks SET state = ?, queued_at = ? WHERE task_id = ? AND state = ?", rows
-            )
+            ),
+            durable=False,  # a lost mark leaves the task to the outbox
         )
 
     def unconfirmed(self, submitted_before: datetime, limit: int) -> list[TaskMessage]:

@@ -36,6 +36,8 @@ from common import (
     TaskTypeInfo,
 )
 from dispatcher import postgres_schema, sqlite_schema
+from dispatcher.postgres_connection import PostgresConnection
+from dispatcher.sqlite_connection import SqliteConnection
 from dispatcher.store import ExecutorState, ScheduleRecord, SyncTaskStore, TaskState
 from dispatcher.stores import ThreadedTaskStore, open_store
 from dispatcher.task_query import TaskPosition, TaskQuery
@@ -685,6 +687,77 @@ async def test_threaded_store_gives_the_async_interface(backend: Backend) -> Non
         await store.close()
 
     assert (record.state, record.duplicate_results) == (TaskState.SUCCEEDED, 1)
+
+
+# Durability: which commits wait for the disk
+
+
+def _commit_waits_for_disk(store: SyncTaskStore, *, durable: bool) -> bool:
+    """Whether a write transaction of ``store`` run with ``durable`` syncs at commit."""
+    if isinstance(store, SqliteConnection):
+        # In WAL mode, FULL (2) syncs the log at every commit; NORMAL (1) only at checkpoints.
+        level = store._write(
+            lambda db: db.execute("PRAGMA synchronous").fetchone()[0], durable=durable
+        )
+        return {1: False, 2: True}[level]
+    assert isinstance(store, PostgresConnection)
+    rows = store._write(
+        lambda db: db.execute("SHOW synchronous_commit").fetchall(), durable=durable
+    )
+    return {"off": False, "on": True}[rows[0]["synchronous_commit"]]
+
+
+def test_a_non_durable_write_skips_the_sync_and_later_writes_sync_again(
+    store: SyncTaskStore,
+) -> None:
+    assert _commit_waits_for_disk(store, durable=True) is True
+    assert _commit_waits_for_disk(store, durable=False) is False
+    assert _commit_waits_for_disk(store, durable=True) is True
+
+    def fail(_: object) -> None:
+        raise RuntimeError("work failed")
+
+    with pytest.raises(RuntimeError):
+        store._write(fail, durable=False)  # type: ignore[attr-defined]
+    assert _commit_waits_for_disk(store, durable=True) is True
+
+
+def test_only_advisory_writes_skip_the_sync(
+    store: SyncTaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Marks, heartbeats and progress can be lost to a crash and recovered; nothing else can."""
+    durable: dict[str, bool] = {}
+    write = store._write  # type: ignore[attr-defined]
+
+    def spy(what: str) -> Callable[..., Any]:
+        def spying(work: Any, **kwargs: Any) -> Any:
+            durable[what] = kwargs.get("durable", True)
+            return write(work, **kwargs)
+
+        return spying
+
+    task = _task()
+    monkeypatch.setattr(store, "_write", spy("add_submitted"))
+    store.add_submitted([task])
+    monkeypatch.setattr(store, "_write", spy("mark_queued"))
+    store.mark_queued([task.task_id], T1)
+    monkeypatch.setattr(store, "_write", spy("record_heartbeat"))
+    store.record_heartbeat(_heartbeat())
+    monkeypatch.setattr(store, "_write", spy("record_progress"))
+    store.record_progress(_progress(task.task_id, 50, T2))
+    monkeypatch.setattr(store, "_write", spy("request_cancel"))
+    store.request_cancel(task.task_id, T2)
+    monkeypatch.setattr(store, "_write", spy("record_results"))
+    store.record_result(_outcome(task.task_id))
+
+    assert durable == {
+        "add_submitted": True,
+        "mark_queued": False,
+        "record_heartbeat": False,
+        "record_progress": False,
+        "request_cancel": True,
+        "record_results": True,
+    }
 
 
 # Schema versions

@@ -1,4 +1,8 @@
-"""The heartbeat and progress consumers: record what decodes, drop the rest, always ack."""
+"""The heartbeat and progress consumers: record what decodes, drop the rest, always ack.
+
+Oversized bodies are dropped before the handler, by the size check ``consume_side_queue``
+puts in front of it.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from aio_pika.abc import AbstractIncomingMessage
+from structlog.testing import capture_logs
 
 from common import ExecutorEvent, Heartbeat, ProgressMessage
-from dispatcher.heartbeats import heartbeat_handler
-from dispatcher.progress import progress_handler
+from dispatcher.heartbeats import heartbeat_handler, log_oversized_heartbeat
+from dispatcher.progress import log_oversized_progress, progress_handler
+from dispatcher.side_queues import size_limited
 
 LIMIT = 4096
 
@@ -54,7 +60,7 @@ async def test_heartbeat_is_recorded_and_acked() -> None:
         recorded.append(heartbeat)
 
     delivery, message = _incoming(_heartbeat())
-    await heartbeat_handler(record, max_body_bytes=LIMIT)(message)
+    await heartbeat_handler(record)(message)
     assert [h.executor for h in recorded] == ["e-1"]
     assert delivery.acks == 1
 
@@ -68,8 +74,30 @@ async def test_oversized_heartbeat_is_dropped_unparsed_and_acked() -> None:
     body = _heartbeat(host="h" * LIMIT)
     assert len(body) > LIMIT
     delivery, message = _incoming(body)
-    await heartbeat_handler(record, max_body_bytes=LIMIT)(message)
+    handler = size_limited(
+        heartbeat_handler(record), max_body_bytes=LIMIT, oversized=log_oversized_heartbeat
+    )
+    with capture_logs() as logs:
+        await handler(message)
     assert recorded == []
+    assert delivery.acks == 1
+    error = f"heartbeat body of {len(body)} bytes is over the limit"
+    assert logs == [{"event": "heartbeat_rejected", "error": error, "log_level": "warning"}]
+
+
+async def test_a_heartbeat_of_exactly_the_limit_is_recorded() -> None:
+    recorded: list[Heartbeat] = []
+
+    async def record(heartbeat: Heartbeat) -> None:
+        recorded.append(heartbeat)
+
+    body = _heartbeat()
+    delivery, message = _incoming(body)
+    handler = size_limited(
+        heartbeat_handler(record), max_body_bytes=len(body), oversized=log_oversized_heartbeat
+    )
+    await handler(message)
+    assert [h.executor for h in recorded] == ["e-1"]
     assert delivery.acks == 1
 
 
@@ -78,7 +106,7 @@ async def test_malformed_heartbeat_is_dropped_and_acked() -> None:
         raise AssertionError("nothing to record")
 
     delivery, message = _incoming(b"{not json")
-    await heartbeat_handler(record, max_body_bytes=LIMIT)(message)
+    await heartbeat_handler(record)(message)
     assert delivery.acks == 1
 
 
@@ -99,6 +127,14 @@ async def test_oversized_progress_is_dropped_unparsed_and_acked() -> None:
     ).model_dump(mode="json")
     body = json.dumps(report | {"padding": "p" * LIMIT}).encode()
     delivery, message = _incoming(body)
-    await progress_handler(record, max_body_bytes=LIMIT)(message)
+    handler = size_limited(
+        progress_handler(record), max_body_bytes=LIMIT, oversized=log_oversized_progress
+    )
+    with capture_logs() as logs:
+        await handler(message)
     assert recorded == []
     assert delivery.acks == 1
+    error = f"progress body of {len(body)} bytes is over the limit"
+    assert logs == [
+        {"event": "progress_dropped", "message_id": "m-1", "error": error, "log_level": "warning"}
+    ]

@@ -22,7 +22,7 @@ from common import (
     TaskNotFound,
     UnknownTaskType,
 )
-from dispatcher import service
+from dispatcher import waiters
 from dispatcher.service import CancelOutcome, Dispatcher, TaskRequest
 from dispatcher.store import TaskRecord, TaskState
 from dispatcher.stores import ThreadedTaskStore
@@ -44,7 +44,7 @@ def validating(publisher: FakePublisher, store: ThreadedTaskStore) -> Dispatcher
 @pytest.fixture
 def no_polling(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make re-reading the store so rare that only a wake-up can end a wait in time."""
-    monkeypatch.setattr(service, "_WAIT_POLL_S", 60.0)
+    monkeypatch.setattr(waiters, "_WAIT_POLL_S", 60.0)
 
 
 def _result(task_id: UUID) -> ResultMessage:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -62,16 +62,21 @@ async def test_submit_without_params_sends_an_empty_object(
     assert publisher.published[0].params == {}
 
 
+async def _submit_refused(dispatcher: Dispatcher, publisher: FakePublisher) -> UUID:
+    """Submit a task the broker refuses; its id, which the ``PublishRejected`` raised names."""
+    publisher.refuse = lambda task: True
+    with pytest.raises(PublishRejected) as caught:
+        await dispatcher.submit("word_count", {"text": "a"})
+    task_id = caught.value.task_id
+    assert task_id is not None
+    return task_id
+
+
 async def test_refused_publish_leaves_the_task_submitted_and_raises(
     dispatcher: Dispatcher, publisher: FakePublisher, store: ThreadedTaskStore
 ) -> None:
-    publisher.refuse = lambda task: True
+    task_id = await _submit_refused(dispatcher, publisher)
 
-    with pytest.raises(PublishRejected) as caught:
-        await dispatcher.submit("word_count", {"text": "a"})
-
-    task_id = caught.value.task_id
-    assert task_id is not None
     assert (await store.get(task_id)).state is TaskState.SUBMITTED
 
 
@@ -192,11 +197,7 @@ async def test_outbox_republishes_tasks_whose_confirm_never_came(
 async def test_outbox_leaves_tasks_that_already_have_an_outcome(
     dispatcher: Dispatcher, publisher: FakePublisher, store: ThreadedTaskStore
 ) -> None:
-    publisher.refuse = lambda task: True
-    with pytest.raises(PublishRejected) as caught:
-        await dispatcher.submit("word_count", {"text": "a"})
-    task_id = caught.value.task_id
-    assert task_id is not None
+    task_id = await _submit_refused(dispatcher, publisher)
     # The unconfirmed publish landed after all, and its result came back.
     await dispatcher.record_result(succeeded(task_id))
     publisher.refuse = lambda task: False

@@ -65,17 +65,39 @@ class ObservedStore(ThreadedTaskStore):
         return records
 
 
+@pytest.fixture
+def observed(store: ThreadedTaskStore) -> ObservedStore:
+    return ObservedStore(store)
+
+
+@pytest.fixture
+def observing(publisher: FakePublisher, observed: ObservedStore) -> Dispatcher:
+    """A dispatcher over the observed store."""
+    return Dispatcher(publisher=publisher, store=observed, clock=lambda: NOW)
+
+
+@pytest.fixture
+async def task_id(observing: Dispatcher) -> UUID:
+    """A task submitted through ``observing``, with no outcome yet."""
+    return await observing.submit("word_count", {"text": "a"})
+
+
+async def _waiting(
+    dispatcher: Dispatcher, observed: ObservedStore, task_id: UUID
+) -> asyncio.Task[TaskRecord]:
+    """A wait for ``task_id`` in the background, once it has seen the task unfinished."""
+    waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
+    await observed.read.wait()
+    return waiter
+
+
 @pytest.mark.usefixtures("no_polling")
 async def test_wait_wakes_up_for_a_result_recorded_while_it_is_blocked(
-    publisher: FakePublisher, store: ThreadedTaskStore
+    observing: Dispatcher, observed: ObservedStore, task_id: UUID
 ) -> None:
-    observed = ObservedStore(store)
-    dispatcher = Dispatcher(publisher=publisher, store=observed, clock=lambda: NOW)
-    task_id = await dispatcher.submit("word_count", {"text": "a"})
-    waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
+    waiter = await _waiting(observing, observed, task_id)
 
-    await observed.read.wait()  # the waiter has seen the task unfinished
-    await dispatcher.record_result(succeeded(task_id))
+    await observing.record_result(succeeded(task_id))
 
     async with asyncio.timeout(2):
         assert (await waiter).state is TaskState.SUCCEEDED
@@ -83,24 +105,18 @@ async def test_wait_wakes_up_for_a_result_recorded_while_it_is_blocked(
 
 @pytest.mark.usefixtures("no_polling")
 async def test_wait_does_not_miss_a_result_recorded_during_its_read(
-    publisher: FakePublisher, store: ThreadedTaskStore
+    observing: Dispatcher, observed: ObservedStore, task_id: UUID
 ) -> None:
-    observed = ObservedStore(store)
-    dispatcher = Dispatcher(publisher=publisher, store=observed, clock=lambda: NOW)
-    task_id = await dispatcher.submit("word_count", {"text": "a"})
-    observed.after_read = lambda: dispatcher.record_result(succeeded(task_id))
+    observed.after_read = lambda: observing.record_result(succeeded(task_id))
 
     async with asyncio.timeout(0.2):
-        assert (await dispatcher.wait(task_id, timeout=30)).state is TaskState.SUCCEEDED
+        assert (await observing.wait(task_id, timeout=30)).state is TaskState.SUCCEEDED
 
 
 @pytest.mark.usefixtures("no_polling")
 async def test_wait_takes_the_record_this_process_wrote_without_reading_it_again(
-    publisher: FakePublisher, store: ThreadedTaskStore
+    observing: Dispatcher, observed: ObservedStore, task_id: UUID, store: ThreadedTaskStore
 ) -> None:
-    observed = ObservedStore(store)
-    dispatcher = Dispatcher(publisher=publisher, store=observed, clock=lambda: NOW)
-    task_id = await dispatcher.submit("word_count", {"text": "a"})
     reads = 0
 
     async def count_read() -> None:
@@ -108,9 +124,8 @@ async def test_wait_takes_the_record_this_process_wrote_without_reading_it_again
         reads += 1
 
     observed.after_read = count_read
-    waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
-    await observed.read.wait()
-    await dispatcher.record_result(succeeded(task_id))
+    waiter = await _waiting(observing, observed, task_id)
+    await observing.record_result(succeeded(task_id))
 
     async with asyncio.timeout(2):
         record = await waiter
@@ -120,22 +135,18 @@ async def test_wait_takes_the_record_this_process_wrote_without_reading_it_again
 
 @pytest.mark.usefixtures("no_polling")
 async def test_a_retrying_result_wakes_a_wait_without_ending_it(
-    publisher: FakePublisher, store: ThreadedTaskStore
+    observing: Dispatcher, observed: ObservedStore, task_id: UUID
 ) -> None:
-    observed = ObservedStore(store)
-    dispatcher = Dispatcher(publisher=publisher, store=observed, clock=lambda: NOW)
-    task_id = await dispatcher.submit("word_count", {"text": "a"})
-    waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
-    await observed.read.wait()
+    waiter = await _waiting(observing, observed, task_id)
     observed.read.clear()
     retrying = succeeded(task_id).model_copy(
         update={"outcome": Outcome.RETRYING, "result": None, "retry_in_s": 1.0}
     )
 
-    await dispatcher.record_result(retrying)
+    await observing.record_result(retrying)
     await observed.read.wait()  # woken, it read the store again
     assert not waiter.done()
-    await dispatcher.record_result(succeeded(task_id).model_copy(update={"attempt": 2}))
+    await observing.record_result(succeeded(task_id).model_copy(update={"attempt": 2}))
 
     async with asyncio.timeout(2):
         assert (await waiter).state is TaskState.SUCCEEDED
@@ -143,17 +154,13 @@ async def test_a_retrying_result_wakes_a_wait_without_ending_it(
 
 @pytest.mark.usefixtures("no_polling")
 async def test_every_waiter_on_a_task_is_woken(
-    publisher: FakePublisher, store: ThreadedTaskStore
+    observing: Dispatcher, observed: ObservedStore, task_id: UUID
 ) -> None:
-    observed = ObservedStore(store)
-    dispatcher = Dispatcher(publisher=publisher, store=observed, clock=lambda: NOW)
-    task_id = await dispatcher.submit("word_count", {"text": "a"})
-    patient = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
-    await observed.read.wait()
+    patient = await _waiting(observing, observed, task_id)
     with pytest.raises(TimeoutError):
-        await dispatcher.wait(task_id, timeout=0.01)
+        await observing.wait(task_id, timeout=0.01)
 
-    await dispatcher.record_result(succeeded(task_id))
+    await observing.record_result(succeeded(task_id))
 
     async with asyncio.timeout(0.2):
         assert (await patient).state is TaskState.SUCCEEDED

@@ -13,11 +13,12 @@ from typing import Any, cast
 
 from aio_pika.abc import AbstractIncomingMessage
 from structlog.testing import capture_logs
+from structlog.typing import EventDict
 
 from common import ExecutorEvent, Heartbeat, ProgressMessage
 from dispatcher.heartbeats import heartbeat_handler, log_oversized_heartbeat
 from dispatcher.progress import log_oversized_progress, progress_handler
-from dispatcher.side_queues import size_limited
+from dispatcher.side_queues import Handler, Oversized, size_limited
 
 LIMIT = 4096
 
@@ -37,6 +38,19 @@ class Delivery:
 def _incoming(body: bytes) -> tuple[Delivery, AbstractIncomingMessage]:
     delivery = Delivery(body)
     return delivery, cast(AbstractIncomingMessage, delivery)
+
+
+async def _behind_size_check(
+    handler: Handler, oversized: Oversized, body: bytes, *, limit: int = LIMIT
+) -> tuple[Delivery, list[EventDict]]:
+    """Hand ``body`` to ``handler`` behind the size check of ``consume_side_queue``.
+
+    Returns the delivery and what was logged.
+    """
+    delivery, message = _incoming(body)
+    with capture_logs() as logs:
+        await size_limited(handler, max_body_bytes=limit, oversized=oversized)(message)
+    return delivery, logs
 
 
 def _heartbeat(**changes: Any) -> bytes:
@@ -73,12 +87,9 @@ async def test_oversized_heartbeat_is_dropped_unparsed_and_acked() -> None:
 
     body = _heartbeat(host="h" * LIMIT)
     assert len(body) > LIMIT
-    delivery, message = _incoming(body)
-    handler = size_limited(
-        heartbeat_handler(record), max_body_bytes=LIMIT, oversized=log_oversized_heartbeat
+    delivery, logs = await _behind_size_check(
+        heartbeat_handler(record), log_oversized_heartbeat, body
     )
-    with capture_logs() as logs:
-        await handler(message)
     assert recorded == []
     assert delivery.acks == 1
     error = f"heartbeat body of {len(body)} bytes is over the limit"
@@ -92,11 +103,9 @@ async def test_a_heartbeat_of_exactly_the_limit_is_recorded() -> None:
         recorded.append(heartbeat)
 
     body = _heartbeat()
-    delivery, message = _incoming(body)
-    handler = size_limited(
-        heartbeat_handler(record), max_body_bytes=len(body), oversized=log_oversized_heartbeat
+    delivery, _ = await _behind_size_check(
+        heartbeat_handler(record), log_oversized_heartbeat, body, limit=len(body)
     )
-    await handler(message)
     assert [h.executor for h in recorded] == ["e-1"]
     assert delivery.acks == 1
 
@@ -126,12 +135,9 @@ async def test_oversized_progress_is_dropped_unparsed_and_acked() -> None:
         reported_at=datetime.now(UTC),
     ).model_dump(mode="json")
     body = json.dumps(report | {"padding": "p" * LIMIT}).encode()
-    delivery, message = _incoming(body)
-    handler = size_limited(
-        progress_handler(record), max_body_bytes=LIMIT, oversized=log_oversized_progress
+    delivery, logs = await _behind_size_check(
+        progress_handler(record), log_oversized_progress, body
     )
-    with capture_logs() as logs:
-        await handler(message)
     assert recorded == []
     assert delivery.acks == 1
     error = f"progress body of {len(body)} bytes is over the limit"

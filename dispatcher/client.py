@@ -21,9 +21,9 @@ from common.amqp import connect, declare_results_queue, declare_topology
 from common.logging import get_logger
 from common.readiness import ReadyFile
 from dispatcher.broker_monitor import AmqpBrokerMonitor
-from dispatcher.heartbeats import heartbeat_handler
+from dispatcher.heartbeats import heartbeat_handler, log_oversized_heartbeat
 from dispatcher.metrics import DispatcherMetrics
-from dispatcher.progress import progress_handler
+from dispatcher.progress import log_oversized_progress, progress_handler
 from dispatcher.publisher import AmqpCancelPublisher, AmqpPublisher
 from dispatcher.queue_depths import read_queue_depths
 from dispatcher.results import ResultRecorder
@@ -120,9 +120,9 @@ async def open_dispatcher(
                     consuming,
                     topology.executors_queue,
                     topology.executors_queue_arguments(),
-                    heartbeat_handler(
-                        dispatcher.fleet.record_heartbeat, max_body_bytes=amqp.max_body_bytes
-                    ),
+                    heartbeat_handler(dispatcher.fleet.record_heartbeat),
+                    max_body_bytes=amqp.max_body_bytes,
+                    oversized=log_oversized_heartbeat,
                     prefetch=_HEARTBEAT_PREFETCH,
                     consumer_tag=f"wq.dispatcher.{identity}.executors",
                 )
@@ -131,14 +131,13 @@ async def open_dispatcher(
                 stack.push_async_callback(_cancel, gauges)
 
             # Progress too, on a channel of its own: a flood cannot slow the results.
-            on_progress = progress_handler(
-                dispatcher.record_progress, max_body_bytes=amqp.max_body_bytes
-            )
             stop_progress = await consume_side_queue(
                 consuming,
                 topology.progress_queue,
                 topology.progress_queue_arguments(),
-                on_progress,
+                progress_handler(dispatcher.record_progress),
+                max_body_bytes=amqp.max_body_bytes,
+                oversized=log_oversized_progress,
                 prefetch=_PROGRESS_PREFETCH,
                 consumer_tag=f"wq.dispatcher.{identity}.progress",
             )

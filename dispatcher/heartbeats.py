@@ -19,16 +19,15 @@ RecordHeartbeat = Callable[[Heartbeat], Awaitable[None]]
 
 
 def heartbeat_handler(
-    record: RecordHeartbeat, *, max_body_bytes: int
+    record: RecordHeartbeat,
 ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
-    """A consumer callback that records a heartbeat, then acks it whatever happened."""
+    """A consumer callback that records a heartbeat, then acks it whatever happened.
+
+    It parses any body: ``consume_side_queue`` drops the oversized ones before it.
+    """
 
     async def on_message(message: AbstractIncomingMessage) -> None:
         try:
-            # Anyone with publish rights can write to the queue: size is checked before
-            # the body is parsed, as for every other queue the dispatcher reads.
-            if len(message.body) > max_body_bytes:
-                raise MessageError(f"heartbeat body of {len(message.body)} bytes is over the limit")
             heartbeat = decode_heartbeat(message.body)
             await record(heartbeat)
         except MessageError as exc:
@@ -40,3 +39,9 @@ def heartbeat_handler(
         await message.ack()
 
     return on_message
+
+
+def log_oversized_heartbeat(message: AbstractIncomingMessage) -> None:
+    """Log a heartbeat dropped unread for its size, as one that does not decode."""
+    error = f"heartbeat body of {len(message.body)} bytes is over the limit"
+    log.warning("heartbeat_rejected", error=error)

@@ -19,14 +19,15 @@ RecordProgress = Callable[[ProgressMessage], Awaitable[bool]]
 
 
 def progress_handler(
-    record: RecordProgress, *, max_body_bytes: int
+    record: RecordProgress,
 ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
-    """A consumer callback that records each report and acks it, whatever happens."""
+    """A consumer callback that records each report and acks it, whatever happens.
+
+    It parses any body: ``consume_side_queue`` drops the oversized ones before it.
+    """
 
     async def on_message(message: AbstractIncomingMessage) -> None:
         try:
-            if len(message.body) > max_body_bytes:
-                raise MessageError(f"progress body of {len(message.body)} bytes is over the limit")
             report = decode_progress(message.body)
             recorded = await record(report)
         except (MessageError, StoreError) as exc:
@@ -40,3 +41,9 @@ def progress_handler(
         await message.ack()
 
     return on_message
+
+
+def log_oversized_progress(message: AbstractIncomingMessage) -> None:
+    """Log a report dropped unread for its size, as one that does not decode."""
+    error = f"progress body of {len(message.body)} bytes is over the limit"
+    log.warning("progress_dropped", message_id=message.message_id, error=error)

@@ -5,13 +5,10 @@ Depends only on the ``Publisher`` and ``TaskStore`` protocols, so it is tested w
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from functools import partial
 from uuid import UUID, uuid4
 
 from pydantic import ValidationError
@@ -33,17 +30,16 @@ from common.logging import get_logger
 from dispatcher.fleet import Fleet
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.publisher import CancelPublisher, Publisher
+from dispatcher.queued_marks import QueuedMarks
 from dispatcher.store import TaskRecord, TaskState, TaskStore
 from dispatcher.task_query import TaskQuery
+from dispatcher.waiters import Waiters
 
 log = get_logger(__name__)
 
 Clock = Callable[[], datetime]
 Progress = Callable[[int], object]
 
-# How often ``wait`` re-reads the store for outcomes recorded by another dispatcher process;
-# outcomes recorded by this process wake the waiter at once.
-_WAIT_POLL_S = 0.25
 _BATCH = 500
 
 
@@ -109,21 +105,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(slots=True, eq=False)
-class _Watch:
-    """What the waiters on one task id share: a wake-up, and the outcome this process wrote."""
-
-    event: asyncio.Event = field(default_factory=asyncio.Event)
-    outcome: TaskRecord | None = None
-    waiters: int = 0
-
-    def wake(self, record: TaskRecord | None) -> None:
-        """A result for the task was handled; ``record`` is what it wrote (None: not read)."""
-        if record is not None and record.state.is_final:
-            self.outcome = record
-        self.event.set()
-
-
 class Dispatcher:
     """Records tasks, publishes them, and records their outcomes."""
 
@@ -146,10 +127,10 @@ class Dispatcher:
         self.metrics = metrics or DispatcherMetrics()
         # Executors, their heartbeats and the task types they publish.
         self.fleet = Fleet(store, metrics=self.metrics, clock=clock, lost_after=executor_lost_after)
-        # One watch per awaited task id, shared by its waiters, removed with the last of them.
-        self._watches: dict[UUID, _Watch] = {}
-        # Marks written after their submit returned; kept referenced until they are done.
-        self._marking: set[asyncio.Future[None]] = set()
+        # Callers of ``wait``, woken by the outcomes ``record_results`` writes.
+        self._waiters = Waiters(store)
+        # Marks as queued written after their submit returned.
+        self._marks = QueuedMarks(store)
 
     async def submit(
         self,
@@ -249,7 +230,7 @@ class Dispatcher:
             # Not awaited: the record was durable before the publish, and the mark is ordered
             # before any later store call. If the process dies before it is written, the task
             # stays submitted and the outbox publishes it again (a duplicate run, one outcome).
-            self._mark_in_background(confirmed)
+            self._marks.add(confirmed, self._clock())
             for task, error in zip(batch, outcomes, strict=True):
                 if error is None:
                     self.metrics.submitted.labels(task_type=task.task_type).inc()
@@ -260,17 +241,6 @@ class Dispatcher:
                 progress(len(recorded))
         log.info("tasks_published", count=len(tasks), failed=failure is not None)
         return Submission(ids, created, failure)
-
-    def _mark_in_background(self, task_ids: list[UUID]) -> None:
-        marking = asyncio.ensure_future(self._store.mark_queued(task_ids, self._clock()))
-        self._marking.add(marking)
-        marking.add_done_callback(partial(self._marked, len(task_ids)))
-
-    def _marked(self, count: int, marking: asyncio.Future[None]) -> None:
-        self._marking.discard(marking)
-        if not marking.cancelled() and (error := marking.exception()) is not None:
-            # They stay submitted; the outbox publishes them again.
-            log.warning("tasks_not_marked_queued", count=count, error=str(error))
 
     async def republish_unconfirmed(self, *, older_than_s: float) -> int:
         """Publish again the tasks whose confirm never came (the outbox); returns how many.
@@ -334,7 +304,7 @@ class Dispatcher:
     async def record_results(self, results: Sequence[ResultMessage]) -> list[bool]:
         """``record_result`` for each, in one store transaction; returns each one's flag."""
         # Read back only what someone waits for: a waiter takes the record, with no second read.
-        watched = frozenset(r.task_id for r in results if r.task_id in self._watches)
+        watched = self._waiters.watched(r.task_id for r in results)
         written = await self._store.record_results(results, read_back=watched)
         for result, write in zip(results, written, strict=True):
             if write.recorded:
@@ -342,9 +312,7 @@ class Dispatcher:
                 self.metrics.outcomes.labels(**labels).inc()
             else:
                 self.metrics.duplicates.inc()
-            watch = self._watches.get(result.task_id)
-            if watch is not None:
-                watch.wake(write.record)
+            self._waiters.wake(result.task_id, write.record)
         return [write.recorded for write in written]
 
     async def get(self, task_id: UUID) -> TaskRecord:
@@ -361,30 +329,7 @@ class Dispatcher:
         An id the store does not know yet is waited for too: its record may arrive with its
         result (a task published by another client with ``reply_to`` set to the results queue).
         """
-        watch = self._watches.setdefault(task_id, _Watch())
-        watch.waiters += 1
-        try:
-            async with asyncio.timeout(timeout):
-                return await self._wait(task_id, watch)
-        finally:
-            watch.waiters -= 1
-            if not watch.waiters:
-                del self._watches[task_id]
-
-    async def _wait(self, task_id: UUID, watch: _Watch) -> TaskRecord:
-        while True:
-            # Clear before reading: an outcome recorded during the read sets it again.
-            watch.event.clear()
-            # A task published by another producer is unknown until its result lands.
-            records = await self._store.get_many([task_id])
-            if records and records[0].state.is_final:
-                return records[0]
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_WAIT_POLL_S):
-                    await watch.event.wait()
-            # Recorded by this process: the record it wrote, with no second read.
-            if watch.outcome is not None:
-                return watch.outcome
+        return await self._waiters.wait(task_id, timeout=timeout)
 
     async def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:
         """Recorded tasks matching ``query``, newest first."""

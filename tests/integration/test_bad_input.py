@@ -11,6 +11,7 @@ from typing import Any
 
 import pika
 import pytest
+from structlog.testing import capture_logs
 
 from common import AmqpSettings, ErrorKind
 from dispatcher.client import open_dispatcher
@@ -167,6 +168,43 @@ async def test_undecodable_result_is_dead_lettered_by_the_dispatcher(
             what="the bad result in the results dead-letter queue",
         )
     assert broker.counts(topology.results_queue).messages == 0
+
+
+async def test_oversized_heartbeats_and_progress_are_logged_and_dropped_unread(
+    amqp_settings: AmqpSettings, dispatcher_settings: DispatcherSettings, broker: Broker
+) -> None:
+    amqp = amqp_settings.model_copy(update={"max_body_bytes": 4096})
+    topology = amqp.topology
+    # Valid JSON, but not a heartbeat or a report: only the size check names the size.
+    body = b"{}" + b" " * 5000
+    with capture_logs() as logs:
+        async with open_dispatcher(amqp, dispatcher_settings, monitor_executors=True):
+            broker.publish("", topology.executors_queue, body)
+            broker.publish("", topology.progress_queue, body, _properties("p-1", None))
+            await wait_until_async(
+                lambda: len([e for e in logs if e["log_level"] == "warning"]) == 2,
+                timeout=10,
+                what="both oversized messages to be logged",
+            )
+    # Acked, not requeued when the dispatcher's channels closed.
+    assert broker.counts(topology.executors_queue).messages == 0
+    assert broker.counts(topology.progress_queue).messages == 0
+    dropped = sorted(
+        (
+            {k: v for k, v in e.items() if k != "log_level"}
+            for e in logs
+            if e["log_level"] == "warning"
+        ),
+        key=lambda e: str(e["event"]),
+    )
+    assert dropped == [
+        {"event": "heartbeat_rejected", "error": "heartbeat body of 5002 bytes is over the limit"},
+        {
+            "event": "progress_dropped",
+            "message_id": "p-1",
+            "error": "progress body of 5002 bytes is over the limit",
+        },
+    ]
 
 
 async def test_oversized_result_is_reported_as_a_failure_not_lost(

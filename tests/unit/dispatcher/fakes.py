@@ -1,13 +1,25 @@
-"""Fakes of the dispatcher's seams, and the task module the dispatcher tests validate against."""
+"""Fakes of the dispatcher's seams; the task module, time and result its unit tests share."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Annotated
+from uuid import UUID
 
 from pydantic import Field
 
-from common import CancelNotice, PublishRejected, TaskMessage, TaskRegistry, WorkQueueError
+from common import (
+    CancelNotice,
+    Outcome,
+    PublishRejected,
+    ResultMessage,
+    TaskMessage,
+    TaskRegistry,
+    WorkQueueError,
+)
+
+NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 
 registry = TaskRegistry()
 
@@ -16,6 +28,19 @@ registry = TaskRegistry()
 def word_count(text: str, top: Annotated[int, Field(ge=1, le=10)] = 3) -> int:
     """Count the words of a text."""
     return len(text.split())
+
+
+def succeeded(task_id: UUID) -> ResultMessage:
+    """A ``word_count`` result for ``task_id``, started and finished at ``NOW``."""
+    return ResultMessage(
+        task_id=task_id,
+        task_type="word_count",
+        outcome=Outcome.SUCCEEDED,
+        result=2,
+        executor="e1",
+        started_at=NOW,
+        finished_at=NOW,
+    )
 
 
 class FakePublisher:

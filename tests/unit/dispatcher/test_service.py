@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import pytest
-from structlog.testing import capture_logs
 
 from common import (
     CancelNotice,
     ConfigError,
     InvalidParams,
-    Outcome,
     ProgressMessage,
     PublishRejected,
-    ResultMessage,
-    StoreError,
     TaskNotFound,
     UnknownTaskType,
 )
-from dispatcher import service
 from dispatcher.service import CancelOutcome, Dispatcher, TaskRequest
-from dispatcher.store import TaskRecord, TaskState
+from dispatcher.store import TaskState
 from dispatcher.stores import ThreadedTaskStore
-from tests.unit.dispatcher.fakes import FakeCancelPublisher, FakePublisher, registry
-
-NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+from tests.unit.dispatcher.fakes import NOW, FakeCancelPublisher, FakePublisher, registry, succeeded
 
 
 @pytest.fixture
@@ -39,24 +30,6 @@ def dispatcher(publisher: FakePublisher, store: ThreadedTaskStore) -> Dispatcher
 @pytest.fixture
 def validating(publisher: FakePublisher, store: ThreadedTaskStore) -> Dispatcher:
     return Dispatcher(publisher=publisher, store=store, registry=registry, clock=lambda: NOW)
-
-
-@pytest.fixture
-def no_polling(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make re-reading the store so rare that only a wake-up can end a wait in time."""
-    monkeypatch.setattr(service, "_WAIT_POLL_S", 60.0)
-
-
-def _result(task_id: UUID) -> ResultMessage:
-    return ResultMessage(
-        task_id=task_id,
-        task_type="word_count",
-        outcome=Outcome.SUCCEEDED,
-        result=2,
-        executor="e1",
-        started_at=NOW,
-        finished_at=NOW,
-    )
 
 
 async def test_submit_records_the_task_as_queued(
@@ -89,16 +62,21 @@ async def test_submit_without_params_sends_an_empty_object(
     assert publisher.published[0].params == {}
 
 
+async def _submit_refused(dispatcher: Dispatcher, publisher: FakePublisher) -> UUID:
+    """Submit a task the broker refuses; its id, which the ``PublishRejected`` raised names."""
+    publisher.refuse = lambda task: True
+    with pytest.raises(PublishRejected) as caught:
+        await dispatcher.submit("word_count", {"text": "a"})
+    task_id = caught.value.task_id
+    assert task_id is not None
+    return task_id
+
+
 async def test_refused_publish_leaves_the_task_submitted_and_raises(
     dispatcher: Dispatcher, publisher: FakePublisher, store: ThreadedTaskStore
 ) -> None:
-    publisher.refuse = lambda task: True
+    task_id = await _submit_refused(dispatcher, publisher)
 
-    with pytest.raises(PublishRejected) as caught:
-        await dispatcher.submit("word_count", {"text": "a"})
-
-    task_id = caught.value.task_id
-    assert task_id is not None
     assert (await store.get(task_id)).state is TaskState.SUBMITTED
 
 
@@ -117,30 +95,6 @@ async def test_one_refused_publish_does_not_stop_the_rest_of_the_batch(
     assert [t.params["n"] for t in publisher.published] == [0, 2, 3]
     for task in publisher.published:
         assert (await store.get(task.task_id)).state is TaskState.QUEUED
-
-
-class FailingMarks(ThreadedTaskStore):
-    """The same store, but every mark as queued fails."""
-
-    def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> asyncio.Future[None]:
-        failed = asyncio.get_running_loop().create_future()
-        failed.set_exception(StoreError("disk full"))
-        return failed
-
-
-async def test_a_mark_that_fails_after_the_confirm_leaves_the_task_for_the_outbox(
-    publisher: FakePublisher, store: ThreadedTaskStore
-) -> None:
-    failing = FailingMarks(store.sync)
-    dispatcher = Dispatcher(publisher=publisher, store=failing, clock=lambda: NOW)
-
-    with capture_logs() as logs:
-        task_id = await dispatcher.submit("word_count", {"text": "a"})
-        await asyncio.sleep(0)  # the mark's done callback
-
-    assert [t.task_id for t in publisher.published] == [task_id]
-    assert (await store.get(task_id)).state is TaskState.SUBMITTED
-    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["tasks_not_marked_queued"]
 
 
 async def test_unknown_type_is_refused_before_anything_is_recorded(
@@ -205,164 +159,9 @@ async def test_submit_many_reports_progress_per_batch_and_keeps_order(
 async def test_record_result_returns_whether_it_was_the_first(dispatcher: Dispatcher) -> None:
     task_id = await dispatcher.submit("word_count", {"text": "a"})
 
-    assert await dispatcher.record_result(_result(task_id)) is True
-    assert await dispatcher.record_result(_result(task_id)) is False
+    assert await dispatcher.record_result(succeeded(task_id)) is True
+    assert await dispatcher.record_result(succeeded(task_id)) is False
     assert (await dispatcher.get(task_id)).state is TaskState.SUCCEEDED
-
-
-async def test_wait_returns_at_once_for_a_finished_task(dispatcher: Dispatcher) -> None:
-    task_id = await dispatcher.submit("word_count", {"text": "a"})
-    await dispatcher.record_result(_result(task_id))
-
-    record = await dispatcher.wait(task_id, timeout=2)
-
-    assert record.state is TaskState.SUCCEEDED
-
-
-@pytest.mark.usefixtures("no_polling")
-async def test_wait_returns_as_soon_as_the_result_is_recorded(dispatcher: Dispatcher) -> None:
-    task_id = await dispatcher.submit("word_count", {"text": "a"})
-    waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
-
-    await dispatcher.record_result(_result(task_id))
-
-    async with asyncio.timeout(2):
-        record = await waiter
-    assert record.result == 2
-
-
-class ObservedStore(ThreadedTaskStore):
-    """The same store, letting the test act right after a ``get_many`` read."""
-
-    def __init__(self, inner: ThreadedTaskStore) -> None:
-        super().__init__(inner.sync)
-        self.after_read: Callable[[], Awaitable[object]] | None = None
-        self.read = asyncio.Event()
-
-    async def get_many(self, task_ids: Sequence[UUID]) -> list[TaskRecord]:
-        records = await super().get_many(task_ids)
-        self.read.set()
-        if self.after_read is not None:
-            action, self.after_read = self.after_read, None
-            await action()
-        return records
-
-
-@pytest.mark.usefixtures("no_polling")
-async def test_wait_wakes_up_for_a_result_recorded_while_it_is_blocked(
-    publisher: FakePublisher, store: ThreadedTaskStore
-) -> None:
-    observed = ObservedStore(store)
-    dispatcher = Dispatcher(publisher=publisher, store=observed, clock=lambda: NOW)
-    task_id = await dispatcher.submit("word_count", {"text": "a"})
-    waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
-
-    await observed.read.wait()  # the waiter has seen the task unfinished
-    await dispatcher.record_result(_result(task_id))
-
-    async with asyncio.timeout(2):
-        assert (await waiter).state is TaskState.SUCCEEDED
-
-
-@pytest.mark.usefixtures("no_polling")
-async def test_wait_does_not_miss_a_result_recorded_during_its_read(
-    publisher: FakePublisher, store: ThreadedTaskStore
-) -> None:
-    observed = ObservedStore(store)
-    dispatcher = Dispatcher(publisher=publisher, store=observed, clock=lambda: NOW)
-    task_id = await dispatcher.submit("word_count", {"text": "a"})
-    observed.after_read = lambda: dispatcher.record_result(_result(task_id))
-
-    async with asyncio.timeout(0.2):
-        assert (await dispatcher.wait(task_id, timeout=30)).state is TaskState.SUCCEEDED
-
-
-@pytest.mark.usefixtures("no_polling")
-async def test_wait_takes_the_record_this_process_wrote_without_reading_it_again(
-    publisher: FakePublisher, store: ThreadedTaskStore
-) -> None:
-    observed = ObservedStore(store)
-    dispatcher = Dispatcher(publisher=publisher, store=observed, clock=lambda: NOW)
-    task_id = await dispatcher.submit("word_count", {"text": "a"})
-    reads = 0
-
-    async def count_read() -> None:
-        nonlocal reads
-        reads += 1
-
-    observed.after_read = count_read
-    waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
-    await observed.read.wait()
-    await dispatcher.record_result(_result(task_id))
-
-    async with asyncio.timeout(2):
-        record = await waiter
-    assert record == await store.get(task_id)
-    assert reads == 1  # the initial check only
-
-
-@pytest.mark.usefixtures("no_polling")
-async def test_a_retrying_result_wakes_a_wait_without_ending_it(
-    publisher: FakePublisher, store: ThreadedTaskStore
-) -> None:
-    observed = ObservedStore(store)
-    dispatcher = Dispatcher(publisher=publisher, store=observed, clock=lambda: NOW)
-    task_id = await dispatcher.submit("word_count", {"text": "a"})
-    waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
-    await observed.read.wait()
-    observed.read.clear()
-    retrying = _result(task_id).model_copy(
-        update={"outcome": Outcome.RETRYING, "result": None, "retry_in_s": 1.0}
-    )
-
-    await dispatcher.record_result(retrying)
-    await observed.read.wait()  # woken, it read the store again
-    assert not waiter.done()
-    await dispatcher.record_result(_result(task_id).model_copy(update={"attempt": 2}))
-
-    async with asyncio.timeout(2):
-        assert (await waiter).state is TaskState.SUCCEEDED
-
-
-@pytest.mark.usefixtures("no_polling")
-async def test_every_waiter_on_a_task_is_woken(
-    publisher: FakePublisher, store: ThreadedTaskStore
-) -> None:
-    observed = ObservedStore(store)
-    dispatcher = Dispatcher(publisher=publisher, store=observed, clock=lambda: NOW)
-    task_id = await dispatcher.submit("word_count", {"text": "a"})
-    patient = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
-    await observed.read.wait()
-    with pytest.raises(TimeoutError):
-        await dispatcher.wait(task_id, timeout=0.01)
-
-    await dispatcher.record_result(_result(task_id))
-
-    async with asyncio.timeout(0.2):
-        assert (await patient).state is TaskState.SUCCEEDED
-
-
-async def test_wait_raises_timeout_error_without_an_outcome(dispatcher: Dispatcher) -> None:
-    task_id = await dispatcher.submit("word_count", {"text": "a"})
-
-    with pytest.raises(TimeoutError):
-        await dispatcher.wait(task_id, timeout=0.05)
-
-    assert (await dispatcher.get(task_id)).state is TaskState.QUEUED
-
-
-@pytest.mark.usefixtures("no_polling")
-async def test_wait_for_an_unknown_id_returns_when_its_result_arrives(
-    dispatcher: Dispatcher,
-) -> None:
-    # A task published by another producer is unknown until its result lands.
-    task_id = uuid4()
-    waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
-
-    await dispatcher.record_result(_result(task_id))
-
-    async with asyncio.timeout(2):
-        assert (await waiter).task_id == task_id
 
 
 async def test_get_many_returns_existing_records(dispatcher: Dispatcher) -> None:
@@ -398,13 +197,9 @@ async def test_outbox_republishes_tasks_whose_confirm_never_came(
 async def test_outbox_leaves_tasks_that_already_have_an_outcome(
     dispatcher: Dispatcher, publisher: FakePublisher, store: ThreadedTaskStore
 ) -> None:
-    publisher.refuse = lambda task: True
-    with pytest.raises(PublishRejected) as caught:
-        await dispatcher.submit("word_count", {"text": "a"})
-    task_id = caught.value.task_id
-    assert task_id is not None
+    task_id = await _submit_refused(dispatcher, publisher)
     # The unconfirmed publish landed after all, and its result came back.
-    await dispatcher.record_result(_result(task_id))
+    await dispatcher.record_result(succeeded(task_id))
     publisher.refuse = lambda task: False
 
     assert await dispatcher.republish_unconfirmed(older_than_s=0) == 0
@@ -467,7 +262,7 @@ async def test_cancel_of_a_final_task_changes_nothing_and_tells_no_one(
     cancelling: Dispatcher, cancels: FakeCancelPublisher
 ) -> None:
     task_id = await cancelling.submit("word_count", {"text": "a"})
-    await cancelling.record_result(_result(task_id))
+    await cancelling.record_result(succeeded(task_id))
 
     report = await cancelling.cancel(task_id)
 

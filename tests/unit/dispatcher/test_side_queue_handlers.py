@@ -1,4 +1,8 @@
-"""The heartbeat and progress consumers: record what decodes, drop the rest, always ack."""
+"""The heartbeat and progress consumers: record what decodes, drop the rest, always ack.
+
+Oversized bodies are dropped before the handler, by the size check ``consume_side_queue``
+puts in front of it.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,13 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from aio_pika.abc import AbstractIncomingMessage
+from structlog.testing import capture_logs
+from structlog.typing import EventDict
 
 from common import ExecutorEvent, Heartbeat, ProgressMessage
-from dispatcher.heartbeats import heartbeat_handler
-from dispatcher.progress import progress_handler
+from dispatcher.heartbeats import heartbeat_handler, log_oversized_heartbeat
+from dispatcher.progress import log_oversized_progress, progress_handler
+from dispatcher.side_queues import Handler, Oversized, size_limited
 
 LIMIT = 4096
 
@@ -31,6 +38,19 @@ class Delivery:
 def _incoming(body: bytes) -> tuple[Delivery, AbstractIncomingMessage]:
     delivery = Delivery(body)
     return delivery, cast(AbstractIncomingMessage, delivery)
+
+
+async def _behind_size_check(
+    handler: Handler, oversized: Oversized, body: bytes, *, limit: int = LIMIT
+) -> tuple[Delivery, list[EventDict]]:
+    """Hand ``body`` to ``handler`` behind the size check of ``consume_side_queue``.
+
+    Returns the delivery and what was logged.
+    """
+    delivery, message = _incoming(body)
+    with capture_logs() as logs:
+        await size_limited(handler, max_body_bytes=limit, oversized=oversized)(message)
+    return delivery, logs
 
 
 def _heartbeat(**changes: Any) -> bytes:
@@ -54,7 +74,7 @@ async def test_heartbeat_is_recorded_and_acked() -> None:
         recorded.append(heartbeat)
 
     delivery, message = _incoming(_heartbeat())
-    await heartbeat_handler(record, max_body_bytes=LIMIT)(message)
+    await heartbeat_handler(record)(message)
     assert [h.executor for h in recorded] == ["e-1"]
     assert delivery.acks == 1
 
@@ -67,9 +87,26 @@ async def test_oversized_heartbeat_is_dropped_unparsed_and_acked() -> None:
 
     body = _heartbeat(host="h" * LIMIT)
     assert len(body) > LIMIT
-    delivery, message = _incoming(body)
-    await heartbeat_handler(record, max_body_bytes=LIMIT)(message)
+    delivery, logs = await _behind_size_check(
+        heartbeat_handler(record), log_oversized_heartbeat, body
+    )
     assert recorded == []
+    assert delivery.acks == 1
+    error = f"heartbeat body of {len(body)} bytes is over the limit"
+    assert logs == [{"event": "heartbeat_rejected", "error": error, "log_level": "warning"}]
+
+
+async def test_a_heartbeat_of_exactly_the_limit_is_recorded() -> None:
+    recorded: list[Heartbeat] = []
+
+    async def record(heartbeat: Heartbeat) -> None:
+        recorded.append(heartbeat)
+
+    body = _heartbeat()
+    delivery, _ = await _behind_size_check(
+        heartbeat_handler(record), log_oversized_heartbeat, body, limit=len(body)
+    )
+    assert [h.executor for h in recorded] == ["e-1"]
     assert delivery.acks == 1
 
 
@@ -78,7 +115,7 @@ async def test_malformed_heartbeat_is_dropped_and_acked() -> None:
         raise AssertionError("nothing to record")
 
     delivery, message = _incoming(b"{not json")
-    await heartbeat_handler(record, max_body_bytes=LIMIT)(message)
+    await heartbeat_handler(record)(message)
     assert delivery.acks == 1
 
 
@@ -98,7 +135,12 @@ async def test_oversized_progress_is_dropped_unparsed_and_acked() -> None:
         reported_at=datetime.now(UTC),
     ).model_dump(mode="json")
     body = json.dumps(report | {"padding": "p" * LIMIT}).encode()
-    delivery, message = _incoming(body)
-    await progress_handler(record, max_body_bytes=LIMIT)(message)
+    delivery, logs = await _behind_size_check(
+        progress_handler(record), log_oversized_progress, body
+    )
     assert recorded == []
     assert delivery.acks == 1
+    error = f"progress body of {len(body)} bytes is over the limit"
+    assert logs == [
+        {"event": "progress_dropped", "message_id": "m-1", "error": error, "log_level": "warning"}
+    ]

@@ -8,9 +8,15 @@ from typing import Any
 import httpx
 
 from dispatcher.queue_depths import QueueDepth
-from tests.unit.dispatcher.fakes import FakeCancelPublisher, FakePublisher, registry, word_count
+from tests.unit.dispatcher.fakes import (
+    FakeCancelPublisher,
+    FakePublisher,
+    registry,
+    succeeded,
+    word_count,
+)
 
-__all__ = ["FakeCancelPublisher", "FakePublisher", "registry", "word_count"]
+__all__ = ["FakeCancelPublisher", "FakePublisher", "registry", "succeeded", "word_count"]
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 

@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from common import BrokerError, Outcome, ResultMessage
+from common import BrokerError
 from dispatcher.queue_depths import QueueDepth
 from dispatcher.service import Dispatcher
-from tests.unit.dispatcher.api.fakes import T0, FakeBroker, FakePublisher
-
-
-def _result(task_id: Any) -> ResultMessage:
-    return ResultMessage(
-        task_id=task_id,
-        task_type="word_count",
-        outcome=Outcome.SUCCEEDED,
-        result=2,
-        executor="e1",
-        started_at=T0,
-        finished_at=T0,
-    )
-
+from tests.unit.dispatcher.api.fakes import FakeBroker, FakePublisher, succeeded
 
 # Submitting
 
@@ -183,14 +170,14 @@ async def test_listing_filters_by_state_and_time(
         t["task_id"]
         for t in (await client.post("/tasks/batch", json={"tasks": tasks})).json()["tasks"]
     ]
-    await dispatcher.record_result(_result(ids[0]))
+    await dispatcher.record_result(succeeded(UUID(ids[0])))
     first = (await client.get(f"/tasks/{ids[0]}")).json()["submitted_at"]
 
-    succeeded = await client.get("/tasks", params={"state": "succeeded"})
+    succeeded_ones = await client.get("/tasks", params={"state": "succeeded"})
     open_ones = await client.get("/tasks", params=[("state", "queued"), ("state", "submitted")])
     later = await client.get("/tasks", params={"submitted_after": first})
 
-    assert [t["task_id"] for t in succeeded.json()["tasks"]] == [ids[0]]
+    assert [t["task_id"] for t in succeeded_ones.json()["tasks"]] == [ids[0]]
     assert {t["task_id"] for t in open_ones.json()["tasks"]} == set(ids[1:])
     assert {t["task_id"] for t in later.json()["tasks"]} == set(ids[1:])
 
@@ -222,7 +209,7 @@ async def test_result_is_202_until_the_outcome_then_200(
 
     pending = await client.get(f"/tasks/{task_id}/result", params={"wait": 0.05})
     waiting = asyncio.create_task(client.get(f"/tasks/{task_id}/result", params={"wait": 30}))
-    await dispatcher.record_result(_result(task_id))
+    await dispatcher.record_result(succeeded(UUID(task_id)))
     done = await asyncio.wait_for(waiting, timeout=10)
 
     assert pending.status_code == 202

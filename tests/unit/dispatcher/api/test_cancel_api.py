@@ -7,9 +7,9 @@ from uuid import UUID, uuid4
 import httpx
 from structlog.testing import capture_logs
 
-from common import BrokerError, Outcome, ResultMessage
+from common import BrokerError
 from dispatcher.service import Dispatcher
-from tests.unit.dispatcher.api.fakes import T0, FakeCancelPublisher
+from tests.unit.dispatcher.api.fakes import FakeCancelPublisher, succeeded
 
 TEXT = {"task_type": "word_count", "params": {"text": "a b"}}
 
@@ -53,17 +53,7 @@ async def test_a_finished_task_is_200_already_final_and_unchanged(
     client: httpx.AsyncClient, dispatcher: Dispatcher, cancels: FakeCancelPublisher
 ) -> None:
     task_id = await _submit(client)
-    await dispatcher.record_result(
-        ResultMessage(
-            task_id=UUID(task_id),
-            task_type="word_count",
-            outcome=Outcome.SUCCEEDED,
-            result=2,
-            executor="e1",
-            started_at=T0,
-            finished_at=T0,
-        )
-    )
+    await dispatcher.record_result(succeeded(UUID(task_id)))
 
     response = await client.post(f"/tasks/{task_id}/cancel")
 

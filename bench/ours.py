@@ -36,7 +36,8 @@ from bench.workload import backlog_span, fairness_durations, ideal_makespan_s
 from common import AmqpSettings, LogSettings
 from common.logging import configure
 from dispatcher.client import open_dispatcher
-from dispatcher.service import Dispatcher, TaskRequest
+from dispatcher.requests import TaskRequest
+from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
 
 SYSTEMS = ("ours", "ours-pika")

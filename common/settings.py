@@ -45,7 +45,9 @@ class AmqpSettings(BaseSettings):
         default=30.0, gt=0, description="Seconds to wait for a publisher confirm."
     )
     max_body_bytes: int = Field(
-        default=1024 * 1024, gt=0, description="Largest task or result body accepted."
+        default=1024 * 1024,
+        gt=0,
+        description="Largest body of a task, result, heartbeat or progress report.",
     )
     consumer_timeout: float = Field(
         default=1800.0,

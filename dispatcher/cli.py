@@ -37,8 +37,8 @@ from common.logging import configure
 from dispatcher import dead_commands, schedule_commands, store_commands
 from dispatcher.api.auth import check_bind
 from dispatcher.client import open_dispatcher
+from dispatcher.requests import CancelOutcome
 from dispatcher.serve import run_serve
-from dispatcher.service import CancelOutcome
 from dispatcher.settings import DispatcherSettings
 
 _EPILOG = """\

@@ -21,7 +21,8 @@ from croniter import croniter
 from common import InvalidSchedule, JsonValue, TaskMessage, TaskRegistry
 from common.logging import get_logger
 from dispatcher.fleet import Fleet
-from dispatcher.service import Dispatcher, TaskRequest, build_task
+from dispatcher.requests import TaskRequest, build_task
+from dispatcher.service import Dispatcher
 from dispatcher.store import ScheduleRecord, TaskStore
 
 log = get_logger(__name__)

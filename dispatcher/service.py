@@ -6,12 +6,9 @@ Depends only on the ``Publisher`` and ``TaskStore`` protocols, so it is tested w
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from uuid import UUID, uuid4
+from datetime import datetime, timedelta
+from uuid import UUID
 
-from pydantic import ValidationError
 from structlog.contextvars import bound_contextvars
 
 from common import (
@@ -22,87 +19,31 @@ from common import (
     ResultMessage,
     TaskMessage,
     TaskRegistry,
-    UnknownTaskType,
     WorkQueueError,
-    invalid_params,
 )
 from common.logging import get_logger
 from dispatcher.fleet import Fleet
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.publisher import CancelPublisher, Publisher
 from dispatcher.queued_marks import QueuedMarks
+from dispatcher.requests import (
+    CancelOutcome,
+    CancelReport,
+    Clock,
+    Submission,
+    TaskRequest,
+    build_task,
+    utcnow,
+)
 from dispatcher.store import TaskRecord, TaskState, TaskStore
 from dispatcher.task_query import TaskQuery
 from dispatcher.waiters import Waiters
 
 log = get_logger(__name__)
 
-Clock = Callable[[], datetime]
 Progress = Callable[[int], object]
 
 _BATCH = 500
-
-
-@dataclass(frozen=True, slots=True)
-class TaskRequest:
-    """One task to submit."""
-
-    task_type: str
-    params: Mapping[str, JsonValue] = field(default_factory=dict)
-    # Submitting again with a key already used returns the first task instead of a new one.
-    idempotency_key: str | None = None
-    # Broker priority, 0 (default) to 255; the classic task queue orders by it, up to
-    # WQ_AMQP_MAX_PRIORITY (higher values count as that).
-    priority: int = 0
-    # A delayed task: not published before ``eta`` (an aware datetime), or ``countdown``
-    # seconds after submission. One or neither; a time not in the future publishes at once.
-    eta: datetime | None = None
-    countdown: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.eta is not None and self.countdown is not None:
-            raise ValueError("give eta or countdown, not both")
-        if self.eta is not None and self.eta.utcoffset() is None:
-            raise ValueError("eta must be an aware datetime (with a time zone)")
-
-    def due_at(self, now: datetime) -> datetime | None:
-        """When the task may be published, or None when it may be at once."""
-        due = now + timedelta(seconds=self.countdown) if self.countdown is not None else self.eta
-        return due if due is not None and due > now else None
-
-
-@dataclass(frozen=True, slots=True)
-class Submission:
-    """What a submission recorded: each task's id, whether it is new, and a publish failure.
-
-    A task whose idempotency key was already used is not new: its id is the first task's.
-    After a failure every task is recorded; those not confirmed stay ``submitted`` until
-    the outbox publishes them.
-    """
-
-    task_ids: list[UUID]
-    created: list[bool]
-    failure: WorkQueueError | None = None
-
-
-class CancelOutcome(StrEnum):
-    """What a cancel request did."""
-
-    REQUESTED = "requested"  # flagged, and every executor told: skipped or stopped cooperatively
-    CANCELLED = "cancelled"  # it had not been published (scheduled): cancelled outright
-    ALREADY_FINAL = "already_final"  # it had an outcome already: nothing changed
-
-
-@dataclass(frozen=True, slots=True)
-class CancelReport:
-    """The answer to a cancel request: what happened, and the task's record after it."""
-
-    outcome: CancelOutcome
-    record: TaskRecord
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Dispatcher:
@@ -114,7 +55,7 @@ class Dispatcher:
         publisher: Publisher,
         store: TaskStore,
         registry: TaskRegistry | None = None,
-        clock: Clock = _utcnow,
+        clock: Clock = utcnow,
         metrics: DispatcherMetrics | None = None,
         executor_lost_after: float = 60.0,
         cancel_publisher: CancelPublisher | None = None,
@@ -372,26 +313,3 @@ class Dispatcher:
     async def record_progress(self, report: ProgressMessage) -> bool:
         """Record a progress report (the latest in time wins; none after the outcome)."""
         return await self._store.record_progress(report)
-
-
-def build_task(
-    request: TaskRequest, registry: TaskRegistry | None, clock: Clock = _utcnow
-) -> TaskMessage:
-    """A new task message for ``request``, validated against ``registry`` when there is one."""
-    params = dict(request.params)
-    if registry is not None:
-        registry.get(request.task_type).validate(params)
-    try:
-        return TaskMessage(
-            task_id=uuid4(),
-            task_type=request.task_type,
-            params=params,
-            submitted_at=clock(),
-            priority=request.priority,
-        )
-    except ValidationError as exc:
-        if any(error["loc"][:1] == ("task_type",) for error in exc.errors(include_url=False)):
-            raise UnknownTaskType(request.task_type) from exc
-        if any(error["loc"][:1] == ("priority",) for error in exc.errors(include_url=False)):
-            raise ValueError(f"priority must be 0 to 255, not {request.priority}") from exc
-        raise invalid_params(request.task_type, exc) from exc

@@ -38,7 +38,7 @@ from common import (
 )
 from common.amqp import topology_mismatch
 from common.topology import TASK_ROUTING_KEY
-from dispatcher.service import CancelOutcome, CancelReport, TaskRequest, build_task
+from dispatcher.requests import CancelOutcome, CancelReport, TaskRequest, build_task
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import TaskRecord, TaskState
 from dispatcher.stores import open_store

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from common import AmqpSettings, BrokerError, LogSettings, StoreError, load_settings
 from common.logging import configure
 from dispatcher.client import open_dispatcher
-from dispatcher.service import TaskRequest
+from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import TaskRecord
 

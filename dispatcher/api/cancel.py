@@ -12,7 +12,7 @@ from common import BrokerError
 from common.logging import get_logger
 from dispatcher.api.context import Context
 from dispatcher.api.schemas import CancelAnswer, CancelNotPublished, ErrorDetail, TaskView
-from dispatcher.service import CancelOutcome
+from dispatcher.requests import CancelOutcome
 
 log = get_logger(__name__)
 

@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, mod
 from pydantic.config import JsonDict
 
 from common.messages import MAX_PRIORITY, TASK_TYPE_PATTERN
-from dispatcher.service import CancelOutcome
+from dispatcher.requests import CancelOutcome
 from dispatcher.store import ExecutorRecord, ScheduleRecord, TaskRecord, TaskState
 
 MAX_BATCH: Final = 1000

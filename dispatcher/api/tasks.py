@@ -27,7 +27,7 @@ from dispatcher.api.schemas import (
     TaskSubmission,
     TaskView,
 )
-from dispatcher.service import TaskRequest
+from dispatcher.requests import TaskRequest
 from dispatcher.store import TaskState
 from dispatcher.task_query import TaskPosition, TaskQuery, decode_cursor, encode_cursor
 

@@ -18,7 +18,7 @@ from common import AmqpSettings
 from devbroker.cluster import LocalCluster
 from devbroker.node import SHARED_NODE
 from dispatcher.client import open_dispatcher
-from dispatcher.service import TaskRequest
+from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
 from dispatcher.sqlite_store import SqliteTaskStore
 from dispatcher.store import TaskState

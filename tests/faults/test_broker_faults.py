@@ -16,7 +16,7 @@ import pytest
 
 from common import AmqpSettings, PublishRejected
 from dispatcher.client import open_dispatcher
-from dispatcher.service import TaskRequest
+from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
 from dispatcher.sqlite_store import SqliteTaskStore
 from dispatcher.store import TaskState

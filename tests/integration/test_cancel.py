@@ -10,7 +10,7 @@ import pytest
 from common import AmqpSettings, ErrorKind, TaskNotFound
 from common import exit_codes as codes
 from dispatcher.client import open_dispatcher
-from dispatcher.service import CancelOutcome
+from dispatcher.requests import CancelOutcome
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import TaskState
 from dispatcher.sync_client import SyncDispatcher

@@ -7,7 +7,7 @@ from itertools import pairwise
 
 from common import AmqpSettings
 from dispatcher.client import open_dispatcher
-from dispatcher.service import TaskRequest
+from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import TaskRecord
 from tests.integration.broker import Broker

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from common import AmqpSettings
 from dispatcher.client import open_dispatcher
-from dispatcher.service import TaskRequest
+from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import TaskState
 from tests.integration.broker import Broker

@@ -30,7 +30,7 @@ from dispatcher.client import open_dispatcher
 from dispatcher.postgres_connection import PostgresConnection
 from dispatcher.postgres_schema import MIGRATIONS, SCHEMA_VERSION
 from dispatcher.postgres_store import PostgresTaskStore
-from dispatcher.service import TaskRequest
+from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import TaskState
 from dispatcher.stores import open_store

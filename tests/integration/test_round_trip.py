@@ -13,7 +13,7 @@ import pytest
 
 from common import AmqpSettings, PublishRejected
 from dispatcher.client import open_dispatcher
-from dispatcher.service import TaskRequest
+from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import TaskState
 from dispatcher.sync_client import SyncDispatcher

@@ -8,6 +8,7 @@ from uuid import uuid4
 import pytest
 
 from common import InvalidParams, InvalidSchedule, ScheduleExists
+from dispatcher.requests import TaskRequest
 from dispatcher.schedules import (
     ScheduleBook,
     fire_idempotency_key,
@@ -15,7 +16,7 @@ from dispatcher.schedules import (
     run_due,
     validate_cron,
 )
-from dispatcher.service import Dispatcher, TaskRequest
+from dispatcher.service import Dispatcher
 from dispatcher.store import TaskState
 from dispatcher.stores import ThreadedTaskStore
 from tests.unit.dispatcher.fakes import FakePublisher, registry

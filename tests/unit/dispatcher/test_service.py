@@ -16,7 +16,8 @@ from common import (
     TaskNotFound,
     UnknownTaskType,
 )
-from dispatcher.service import CancelOutcome, Dispatcher, TaskRequest
+from dispatcher.requests import CancelOutcome, TaskRequest
+from dispatcher.service import Dispatcher
 from dispatcher.store import TaskState
 from dispatcher.stores import ThreadedTaskStore
 from tests.unit.dispatcher.fakes import NOW, FakeCancelPublisher, FakePublisher, registry, succeeded

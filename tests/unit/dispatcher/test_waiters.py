@@ -36,18 +36,6 @@ async def test_wait_returns_at_once_for_a_finished_task(dispatcher: Dispatcher) 
     assert record.state is TaskState.SUCCEEDED
 
 
-@pytest.mark.usefixtures("no_polling")
-async def test_wait_returns_as_soon_as_the_result_is_recorded(dispatcher: Dispatcher) -> None:
-    task_id = await dispatcher.submit("word_count", {"text": "a"})
-    waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
-
-    await dispatcher.record_result(succeeded(task_id))
-
-    async with asyncio.timeout(2):
-        record = await waiter
-    assert record.result == 2
-
-
 class ObservedStore(ThreadedTaskStore):
     """The same store, letting the test act right after a ``get_many`` read."""
 
@@ -89,6 +77,19 @@ async def _waiting(
     waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
     await observed.read.wait()
     return waiter
+
+
+@pytest.mark.usefixtures("no_polling")
+async def test_wait_returns_as_soon_as_the_result_is_recorded(
+    observing: Dispatcher, observed: ObservedStore, task_id: UUID
+) -> None:
+    waiter = await _waiting(observing, observed, task_id)
+
+    await observing.record_result(succeeded(task_id))
+
+    async with asyncio.timeout(2):
+        record = await waiter
+    assert record.result == 2
 
 
 @pytest.mark.usefixtures("no_polling")
@@ -177,13 +178,13 @@ async def test_wait_raises_timeout_error_without_an_outcome(dispatcher: Dispatch
 
 @pytest.mark.usefixtures("no_polling")
 async def test_wait_for_an_unknown_id_returns_when_its_result_arrives(
-    dispatcher: Dispatcher,
+    observing: Dispatcher, observed: ObservedStore
 ) -> None:
     # A task published by another producer is unknown until its result lands.
     task_id = uuid4()
-    waiter = asyncio.create_task(dispatcher.wait(task_id, timeout=30))
+    waiter = await _waiting(observing, observed, task_id)
 
-    await dispatcher.record_result(succeeded(task_id))
+    await observing.record_result(succeeded(task_id))
 
     async with asyncio.timeout(2):
         assert (await waiter).task_id == task_id

@@ -1,0 +1,112 @@
+"""Requests to the dispatcher and its answers: tasks to submit, submissions, cancel reports.
+
+``build_task`` turns a request into its task message, for both clients and the scheduler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from uuid import UUID, uuid4
+
+from pydantic import ValidationError
+
+from common import (
+    JsonValue,
+    TaskMessage,
+    TaskRegistry,
+    UnknownTaskType,
+    WorkQueueError,
+    invalid_params,
+)
+from dispatcher.store import TaskRecord
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequest:
+    """One task to submit."""
+
+    task_type: str
+    params: Mapping[str, JsonValue] = field(default_factory=dict)
+    # Submitting again with a key already used returns the first task instead of a new one.
+    idempotency_key: str | None = None
+    # Broker priority, 0 (default) to 255; the classic task queue orders by it, up to
+    # WQ_AMQP_MAX_PRIORITY (higher values count as that).
+    priority: int = 0
+    # A delayed task: not published before ``eta`` (an aware datetime), or ``countdown``
+    # seconds after submission. One or neither; a time not in the future publishes at once.
+    eta: datetime | None = None
+    countdown: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.eta is not None and self.countdown is not None:
+            raise ValueError("give eta or countdown, not both")
+        if self.eta is not None and self.eta.utcoffset() is None:
+            raise ValueError("eta must be an aware datetime (with a time zone)")
+
+    def due_at(self, now: datetime) -> datetime | None:
+        """When the task may be published, or None when it may be at once."""
+        due = now + timedelta(seconds=self.countdown) if self.countdown is not None else self.eta
+        return due if due is not None and due > now else None
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What a submission recorded: each task's id, whether it is new, and a publish failure.
+
+    A task whose idempotency key was already used is not new: its id is the first task's.
+    After a failure every task is recorded; those not confirmed stay ``submitted`` until
+    the outbox publishes them.
+    """
+
+    task_ids: list[UUID]
+    created: list[bool]
+    failure: WorkQueueError | None = None
+
+
+class CancelOutcome(StrEnum):
+    """What a cancel request did."""
+
+    REQUESTED = "requested"  # flagged, and every executor told: skipped or stopped cooperatively
+    CANCELLED = "cancelled"  # it had not been published (scheduled): cancelled outright
+    ALREADY_FINAL = "already_final"  # it had an outcome already: nothing changed
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReport:
+    """The answer to a cancel request: what happened, and the task's record after it."""
+
+    outcome: CancelOutcome
+    record: TaskRecord
+
+
+def utcnow() -> datetime:
+    """The time now, in UTC: the default clock."""
+    return datetime.now(UTC)
+
+
+def build_task(
+    request: TaskRequest, registry: TaskRegistry | None, clock: Clock = utcnow
+) -> TaskMessage:
+    """A new task message for ``request``, validated against ``registry`` when there is one."""
+    params = dict(request.params)
+    if registry is not None:
+        registry.get(request.task_type).validate(params)
+    try:
+        return TaskMessage(
+            task_id=uuid4(),
+            task_type=request.task_type,
+            params=params,
+            submitted_at=clock(),
+            priority=request.priority,
+        )
+    except ValidationError as exc:
+        if any(error["loc"][:1] == ("task_type",) for error in exc.errors(include_url=False)):
+            raise UnknownTaskType(request.task_type) from exc
+        if any(error["loc"][:1] == ("priority",) for error in exc.errors(include_url=False)):
+            raise ValueError(f"priority must be 0 to 255, not {request.priority}") from exc
+        raise invalid_params(request.task_type, exc) from exc

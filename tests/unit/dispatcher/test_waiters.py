@@ -80,19 +80,6 @@ async def _waiting(
 
 
 @pytest.mark.usefixtures("no_polling")
-async def test_wait_returns_as_soon_as_the_result_is_recorded(
-    observing: Dispatcher, observed: ObservedStore, task_id: UUID
-) -> None:
-    waiter = await _waiting(observing, observed, task_id)
-
-    await observing.record_result(succeeded(task_id))
-
-    async with asyncio.timeout(2):
-        record = await waiter
-    assert record.result == 2
-
-
-@pytest.mark.usefixtures("no_polling")
 async def test_wait_wakes_up_for_a_result_recorded_while_it_is_blocked(
     observing: Dispatcher, observed: ObservedStore, task_id: UUID
 ) -> None:
@@ -101,7 +88,8 @@ async def test_wait_wakes_up_for_a_result_recorded_while_it_is_blocked(
     await observing.record_result(succeeded(task_id))
 
     async with asyncio.timeout(2):
-        assert (await waiter).state is TaskState.SUCCEEDED
+        record = await waiter
+    assert (record.state, record.result) == (TaskState.SUCCEEDED, 2)
 
 
 @pytest.mark.usefixtures("no_polling")

@@ -95,6 +95,7 @@ async def open_dispatcher(
             metrics=metrics,
             executor_lost_after=settings.executor_lost_after,
             cancel_publisher=cancels,
+            max_body_bytes=amqp.max_body_bytes,
         )
         if consume_results is None:
             others = declared.results_queue.declaration_result.consumer_count or 0

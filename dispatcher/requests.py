@@ -14,11 +14,13 @@ from uuid import UUID, uuid4
 from pydantic import ValidationError
 
 from common import (
+    InvalidParams,
     JsonValue,
     TaskMessage,
     TaskRegistry,
     UnknownTaskType,
     WorkQueueError,
+    encode,
     invalid_params,
 )
 from dispatcher.store import TaskRecord
@@ -90,12 +92,31 @@ def utcnow() -> datetime:
 
 
 def build_task(
-    request: TaskRequest, registry: TaskRegistry | None, clock: Clock = utcnow
+    request: TaskRequest,
+    registry: TaskRegistry | None,
+    clock: Clock = utcnow,
+    *,
+    max_body_bytes: int | None = None,
 ) -> TaskMessage:
-    """A new task message for ``request``, validated against ``registry`` when there is one."""
+    """A new task message for ``request``, validated against ``registry`` when there is one.
+
+    With ``max_body_bytes``, a task whose body would be larger is refused here, before it is
+    recorded: every executor would refuse it (``WQ_AMQP_MAX_BODY_BYTES``).
+    """
     params = dict(request.params)
     if registry is not None:
         registry.get(request.task_type).validate(params)
+    task = _task_message(request, params, clock)
+    if max_body_bytes is not None:
+        size = len(encode(task))
+        if size > max_body_bytes:
+            limit = f"the limit of {max_body_bytes} (WQ_AMQP_MAX_BODY_BYTES)"
+            error = f"make a task body of {size} bytes, over {limit}"
+            raise InvalidParams(request.task_type, [{"loc": [], "msg": error, "type": "too_large"}])
+    return task
+
+
+def _task_message(request: TaskRequest, params: dict[str, JsonValue], clock: Clock) -> TaskMessage:
     try:
         return TaskMessage(
             task_id=uuid4(),

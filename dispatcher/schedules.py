@@ -110,8 +110,10 @@ class ScheduleBook:
         clock: Clock,
         *,
         fleet: Fleet | None = None,
+        max_body_bytes: int | None = None,
     ) -> None:
         self._store = store
+        self._max_body_bytes = max_body_bytes
         self._registry = registry
         self._clock = clock
         self._fleet = fleet
@@ -119,7 +121,13 @@ class ScheduleBook:
     @classmethod
     def of(cls, dispatcher: Dispatcher) -> ScheduleBook:
         """The schedules in ``dispatcher``'s store, validated as its submissions are."""
-        return cls(dispatcher.store, dispatcher.registry, dispatcher.clock, fleet=dispatcher.fleet)
+        return cls(
+            dispatcher.store,
+            dispatcher.registry,
+            dispatcher.clock,
+            fleet=dispatcher.fleet,
+            max_body_bytes=dispatcher.max_body_bytes,
+        )
 
     async def create(
         self,
@@ -147,7 +155,8 @@ class ScheduleBook:
             await self._fleet.validate([(task_type, dict(params or {}))])
         now = self._clock()
         # Validated exactly like a submission, so a schedule never fires a refused task.
-        task = _build(task_type, dict(params or {}), priority, now, self._registry)
+        request = TaskRequest(task_type, dict(params or {}), priority=priority)
+        task = build_task(request, self._registry, lambda: now, max_body_bytes=self._max_body_bytes)
         schedule = ScheduleRecord(
             schedule_id=uuid4(),
             name=name,

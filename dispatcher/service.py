@@ -59,8 +59,10 @@ class Dispatcher:
         metrics: DispatcherMetrics | None = None,
         executor_lost_after: float = 60.0,
         cancel_publisher: CancelPublisher | None = None,
+        max_body_bytes: int | None = None,
     ) -> None:
         self._cancel_publisher = cancel_publisher
+        self.max_body_bytes = max_body_bytes
         self._publisher = publisher
         self._store = store
         self._registry = registry
@@ -92,7 +94,8 @@ class Dispatcher:
         once; ``dispatcher serve`` publishes it when it is due.
 
         Raises:
-            UnknownTaskType, InvalidParams: when a task module is loaded and refuses the task.
+            UnknownTaskType, InvalidParams: when a task module is loaded and refuses the task,
+                or when its body would be over ``max_body_bytes``.
             PublishRejected, BrokerError: the task is recorded as submitted but not queued.
         """
         request = TaskRequest(task_type, params or {}, idempotency_key, priority, eta, countdown)
@@ -123,7 +126,8 @@ class Dispatcher:
         requests = list(requests)
         if self._registry is None:  # no task module: the executors' published schemas
             await self.fleet.validate((r.task_type, r.params) for r in requests)
-        tasks = [build_task(request, self._registry, self._clock) for request in requests]
+        limit = self.max_body_bytes
+        tasks = [build_task(r, self._registry, self._clock, max_body_bytes=limit) for r in requests]
         now = self._clock()
         etas = [request.due_at(now) for request in requests]
         delayed = {i: eta for i, eta in enumerate(etas) if eta is not None}

@@ -87,7 +87,8 @@ class SyncDispatcher:
     def submit_many(self, requests: Iterable[TaskRequest]) -> list[UUID]:
         """Record and publish tasks one confirm at a time (use the asyncio API for bulk)."""
         requests = list(requests)
-        tasks = [build_task(request, self._registry) for request in requests]
+        limit = self._amqp.max_body_bytes
+        tasks = [build_task(r, self._registry, max_body_bytes=limit) for r in requests]
         now = datetime.now(UTC)
         etas = [request.due_at(now) for request in requests]
         if any(eta is not None for eta in etas):

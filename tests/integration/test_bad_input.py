@@ -1,4 +1,4 @@
-"""Bad input at the executor: reported, dead-lettered, never crashes it, never loops."""
+"""Bad input: refused at submit where it can be, else reported and dead-lettered; never a loop."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ import pika
 import pytest
 from structlog.testing import capture_logs
 
-from common import AmqpSettings, ErrorKind
+from common import AmqpSettings, ErrorKind, InvalidParams
 from dispatcher.client import open_dispatcher
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import TaskState
+from dispatcher.sync_client import SyncDispatcher
+from dispatcher.task_query import TaskQuery
 from tests.integration.broker import Broker
 from tests.integration.conftest import (
     Processes,
@@ -205,6 +207,23 @@ async def test_oversized_heartbeats_and_progress_are_logged_and_dropped_unread(
             "error": "progress body of 5002 bytes is over the limit",
         },
     ]
+
+
+async def test_a_task_over_the_body_limit_is_refused_at_submit_by_both_clients(
+    amqp_settings: AmqpSettings, dispatcher_settings: DispatcherSettings, broker: Broker
+) -> None:
+    amqp = amqp_settings.model_copy(update={"max_body_bytes": 4096})
+    big = {"value": "x" * 5000}
+    async with open_dispatcher(amqp, dispatcher_settings) as dispatcher:
+        with pytest.raises(InvalidParams, match="over the limit of 4096"):
+            await dispatcher.submit("echo", big)
+        assert await dispatcher.list_tasks(TaskQuery()) == []
+    with SyncDispatcher(amqp, dispatcher_settings) as client:
+        with pytest.raises(InvalidParams, match="over the limit of 4096"):
+            client.submit("echo", big)
+        client.submit("echo", {"value": 1})
+    # Only the task that fits was recorded and published.
+    assert broker.counts(amqp.topology.task_queue).messages == 1
 
 
 async def test_oversized_result_is_reported_as_a_failure_not_lost(

@@ -125,6 +125,16 @@ async def test_create_refuses_what_a_submit_would_refuse(book: ScheduleBook) -> 
     assert await book.all() == []
 
 
+async def test_create_refuses_a_task_over_the_body_limit(dispatcher: Dispatcher) -> None:
+    dispatcher.max_body_bytes = 1000
+    book = ScheduleBook.of(dispatcher)
+
+    with pytest.raises(InvalidParams, match="over the limit of 1000"):
+        await book.create("big", "* * * * *", "word_count", {"text": "a" * 1000})
+    await book.create("small", "* * * * *", "word_count", {"text": "a"})
+    assert [s.name for s in await book.all()] == ["small"]
+
+
 async def test_names_are_unique(book: ScheduleBook) -> None:
     await book.create("a", "* * * * *", "word_count", {"text": "a"})
 

@@ -15,11 +15,13 @@ from common import (
     PublishRejected,
     TaskNotFound,
     UnknownTaskType,
+    encode,
 )
-from dispatcher.requests import CancelOutcome, TaskRequest
+from dispatcher.requests import CancelOutcome, TaskRequest, build_task
 from dispatcher.service import Dispatcher
 from dispatcher.store import TaskState
 from dispatcher.stores import ThreadedTaskStore
+from dispatcher.task_query import TaskQuery
 from tests.unit.dispatcher.fakes import NOW, FakeCancelPublisher, FakePublisher, registry, succeeded
 
 
@@ -119,6 +121,32 @@ async def test_invalid_params_are_refused_before_anything_is_recorded(
 
     assert [e["loc"] for e in caught.value.errors] == [["text"], ["top"]]
     assert publisher.batches == []
+
+
+async def test_a_task_over_the_body_limit_is_refused_before_anything_is_recorded(
+    publisher: FakePublisher, store: ThreadedTaskStore
+) -> None:
+    fits = TaskRequest("echo", {"text": "a"})
+    limit = len(encode(build_task(fits, None, lambda: NOW)))
+    limited = Dispatcher(publisher=publisher, store=store, clock=lambda: NOW, max_body_bytes=limit)
+
+    with pytest.raises(InvalidParams) as caught:
+        await limited.submit_many([fits, TaskRequest("echo", {"text": "ab"})])
+
+    assert caught.value.errors == [
+        {
+            "loc": [],
+            "msg": f"make a task body of {limit + 1} bytes,"
+            f" over the limit of {limit} (WQ_AMQP_MAX_BODY_BYTES)",
+            "type": "too_large",
+        }
+    ]
+    assert publisher.batches == []
+    assert await store.list_tasks(TaskQuery(limit=10)) == []
+    # Exactly at the limit is accepted.
+    assert (
+        await limited.get(await limited.submit("echo", {"text": "a"}))
+    ).state is TaskState.QUEUED
 
 
 async def test_valid_params_pass_the_registry(validating: Dispatcher) -> None:

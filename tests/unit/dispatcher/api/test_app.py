@@ -75,6 +75,23 @@ async def test_an_unknown_type_says_so(client: httpx.AsyncClient) -> None:
     assert "nope" in error["msg"]
 
 
+async def test_a_task_over_the_body_limit_is_422_and_not_recorded(
+    client: httpx.AsyncClient, dispatcher: Dispatcher, publisher: FakePublisher
+) -> None:
+    dispatcher.max_body_bytes = 1000
+
+    response = await client.post(
+        "/tasks", json={"task_type": "word_count", "params": {"text": "a" * 1000}}
+    )
+
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert (error["type"], error["loc"]) == ("too_large", ["body", "params"])
+    assert "over the limit of 1000 (WQ_AMQP_MAX_BODY_BYTES)" in error["msg"]
+    assert publisher.published == []
+    assert (await client.get("/tasks")).json()["tasks"] == []
+
+
 async def test_a_batch_is_validated_whole_before_anything_is_recorded(
     client: httpx.AsyncClient, dispatcher: Dispatcher
 ) -> None:

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from common import (
     AmqpSettings,
@@ -105,71 +105,102 @@ class Executor:
         """Consume until ``stop`` is set, then let in-flight tasks finish within the grace."""
         # Two connections: a memory or disk alarm blocks publishing connections entirely,
         # and the consuming side must keep its heartbeats and acks flowing while it lasts.
-        connection = await connect(self._amqp, name=f"wq executor {self._name} consume")
-        publishing = None
+        consuming = await connect(self._amqp, name=f"wq executor {self._name} consume")
+        publishing: AbstractRobustConnection | None = None
         beating: asyncio.Task[None] | None = None
         try:
             publishing = await connect(self._amqp, name=f"wq executor {self._name} publish")
-            publish_channel = await publishing.channel(
-                publisher_confirms=True, on_return_raises=True
-            )
-            self._settler_or_none = Settler(publish_channel, amqp=self._amqp, executor=self._name)
-            heartbeats = HeartbeatSender(
-                publish_channel,
-                self._monitor,
-                queue=self._topology.executors_queue,
-                timeout=self._amqp.confirm_timeout,
-            )
-            self._progress_or_none = ProgressReporter(
-                self._settler.publish, queue=self._topology.progress_queue, executor=self._name
-            )
-            channel = await connection.channel()
-            # Prefetch = slots: the broker never hands this executor a task it has no free
-            # slot for, so a waiting task goes to an idle executor instead (fair dispatch).
-            await channel.set_qos(prefetch_count=self._concurrency)
-            queue = (await declare_topology(channel, self._topology)).task_queue
-            # Every cancel published while this executor was offline is known before its
-            # first task, so a cancelled task waiting in the queue is never started.
-            await self._cancellations.follow(
-                connection,
-                self._topology,
-                publish=self._settler.publish,
-                timeout=self._catch_up_timeout,
-            )
-            version = _broker_version(connection)
-            arguments = timeouts.consumer_arguments(self._registry, version)
-            tag = await queue.consume(
-                self._on_message,
-                consumer_tag=f"wq.executor.{self._name}",
-                arguments=dict(arguments),
-            )
-            log.info(
-                "executor_started",
-                executor=self._name,
-                queue=queue.name,
-                concurrency=self._concurrency,
-                task_types=self._registry.names(),
-                broker_version=version,
-            )
-            timeouts.report(self._registry, arguments, self._amqp.consumer_timeout)
+            heartbeats = await self._open_publishing(publishing)
+            queue = await self._open_consuming(consuming)
+            tag = await self._consume(queue, _broker_version(consuming))
             await heartbeats.send(ExecutorEvent.STARTED)
             beating = asyncio.create_task(heartbeats.run(self._heartbeat_interval))
             self._ready_file.set()
-            self._ready_file.follow(connection)
+            self._ready_file.follow(consuming)
             await stop.wait()
-            self._ready_file.clear()
-            await queue.cancel(tag)
-            await self._drain()
-            await heartbeats.stop(beating)
+            await self._stop(queue, tag, heartbeats, beating)
         finally:
-            if beating is not None:
-                beating.cancel()
-            self._ready_file.clear()
-            await connection.close()
-            if publishing is not None:
-                await publishing.close()
-            self._threads.close()
-            log.info("executor_stopped", executor=self._name)
+            await self._close(consuming, publishing, beating)
+
+    async def _open_publishing(self, publishing: AbstractRobustConnection) -> HeartbeatSender:
+        """The confirm channel and everything that publishes on it; returns the heartbeats."""
+        channel = await publishing.channel(publisher_confirms=True, on_return_raises=True)
+        self._settler_or_none = Settler(channel, amqp=self._amqp, executor=self._name)
+        heartbeats = HeartbeatSender(
+            channel,
+            self._monitor,
+            queue=self._topology.executors_queue,
+            timeout=self._amqp.confirm_timeout,
+        )
+        self._progress_or_none = ProgressReporter(
+            self._settler.publish, queue=self._topology.progress_queue, executor=self._name
+        )
+        return heartbeats
+
+    async def _open_consuming(self, consuming: AbstractRobustConnection) -> AbstractQueue:
+        """The task queue, on a channel whose prefetch is the slots, once cancels are known."""
+        channel = await consuming.channel()
+        # Prefetch = slots: the broker never hands this executor a task it has no free
+        # slot for, so a waiting task goes to an idle executor instead (fair dispatch).
+        await channel.set_qos(prefetch_count=self._concurrency)
+        queue = (await declare_topology(channel, self._topology)).task_queue
+        # Every cancel published while this executor was offline is known before its
+        # first task, so a cancelled task waiting in the queue is never started.
+        await self._cancellations.follow(
+            consuming,
+            self._topology,
+            publish=self._settler.publish,
+            timeout=self._catch_up_timeout,
+        )
+        return queue
+
+    async def _consume(self, queue: AbstractQueue, broker_version: str) -> str:
+        """Start consuming ``queue``; returns the consumer tag."""
+        arguments = timeouts.consumer_arguments(self._registry, broker_version)
+        tag = await queue.consume(
+            self._on_message,
+            consumer_tag=f"wq.executor.{self._name}",
+            arguments=dict(arguments),
+        )
+        log.info(
+            "executor_started",
+            executor=self._name,
+            queue=queue.name,
+            concurrency=self._concurrency,
+            task_types=self._registry.names(),
+            broker_version=broker_version,
+        )
+        timeouts.report(self._registry, arguments, self._amqp.consumer_timeout)
+        return tag
+
+    async def _stop(
+        self,
+        queue: AbstractQueue,
+        tag: str,
+        heartbeats: HeartbeatSender,
+        beating: asyncio.Task[None],
+    ) -> None:
+        """Take no more tasks, let the running ones finish, then send the last heartbeat."""
+        self._ready_file.clear()
+        await queue.cancel(tag)
+        await self._drain()
+        await heartbeats.stop(beating)
+
+    async def _close(
+        self,
+        consuming: AbstractRobustConnection,
+        publishing: AbstractRobustConnection | None,
+        beating: asyncio.Task[None] | None,
+    ) -> None:
+        """Close whatever ``run`` opened, however far it got."""
+        if beating is not None:
+            beating.cancel()
+        self._ready_file.clear()
+        await consuming.close()
+        if publishing is not None:
+            await publishing.close()
+        self._threads.close()
+        log.info("executor_stopped", executor=self._name)
 
     async def _drain(self) -> None:
         if self._in_flight:

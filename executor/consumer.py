@@ -1,4 +1,8 @@
-"""The executor's AMQP side: consume the task queue, report results, settle deliveries."""
+"""The executor's AMQP side: consume the task queue, run what is admitted, settle deliveries.
+
+``admission.py`` settles the deliveries that must not run; ``settling.py`` carries out the
+decisions about the rest.
+"""
 
 from __future__ import annotations
 
@@ -10,42 +14,19 @@ from typing import Any
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
-from common import (
-    AmqpSettings,
-    BrokerError,
-    ErrorKind,
-    ExecutorEvent,
-    Outcome,
-    TaskErrorInfo,
-    TaskRegistry,
-)
+from common import AmqpSettings, BrokerError, ExecutorEvent, Outcome, TaskRegistry
 from common.amqp import connect, declare_topology
 from common.logging import get_logger
 from common.readiness import ReadyFile
-from common.topology import TASK_ROUTING_KEY
 from executor import timeouts
+from executor.admission import Admission
 from executor.cancellations import Cancellations
-from executor.deliveries import (
-    DELIVERIES_HEADER,
-    copy_message,
-    quorum_run_number,
-    run_number,
-)
+from executor.deliveries import run_number
 from executor.heartbeats import HeartbeatSender
 from executor.monitor import Monitor
 from executor.progress import ProgressReporter
-from executor.runner import (
-    DeadReason,
-    Delivery,
-    Job,
-    Rejection,
-    decide,
-    decide_cancelled,
-    decide_rejection,
-    execute,
-    prepare,
-)
-from executor.settling import Settler
+from executor.runner import Attempt, Decision, Job, decide, execute
+from executor.settling import Settler, return_to_queue
 from executor.threads import HandlerThreads
 
 log = get_logger(__name__)
@@ -78,6 +59,7 @@ class Executor:
         self._grace = shutdown_grace
         self._ready_file = ready_file or ReadyFile(None)
         self._settler_or_none: Settler | None = None
+        self._admission_or_none: Admission | None = None
         self._in_flight: dict[asyncio.Task[Any], AbstractIncomingMessage] = {}
         # Prefetch already limits deliveries to the slots; the semaphore keeps that true
         # even if the broker ever hands over more (a QoS change, a restored channel).
@@ -100,6 +82,11 @@ class Executor:
     def _settler(self) -> Settler:
         assert self._settler_or_none is not None, "run() sets it up before consuming"
         return self._settler_or_none
+
+    @property
+    def _admission(self) -> Admission:
+        assert self._admission_or_none is not None, "run() sets it up before consuming"
+        return self._admission_or_none
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then let in-flight tasks finish within the grace."""
@@ -134,6 +121,14 @@ class Executor:
         )
         self._progress_or_none = ProgressReporter(
             self._settler.publish, queue=self._topology.progress_queue, executor=self._name
+        )
+        self._admission_or_none = Admission(
+            self._settler,
+            registry=self._registry,
+            amqp=self._amqp,
+            executor=self._name,
+            cancellations=self._cancellations,
+            monitor=self._monitor,
         )
         return heartbeats
 
@@ -227,7 +222,7 @@ class Executor:
                     await self._handle(message)
         except BrokerError as exc:
             log.warning("delivery_unsettled", error=str(exc))
-            await _return_to_queue(message)
+            await return_to_queue(message)
         except Exception:
             # A bug, not bad input: keep the message (dead-lettered) rather than loop on it.
             log.exception("delivery_handling_failed")
@@ -239,91 +234,19 @@ class Executor:
                 self._idle.set()
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
-        delivery = Delivery(
-            body=message.body,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            task_type_property=message.type,
-            redelivered=bool(message.redelivered),
-        )
-        prepared = prepare(delivery, self._registry, max_body_bytes=self._amqp.max_body_bytes)
-        if isinstance(prepared, Rejection):
-            with structlog.contextvars.bound_contextvars(
-                task_id=str(prepared.task_id) if prepared.task_id else None,
-                task_type=prepared.task_type,
-            ):
-                log.error(
-                    "task_rejected",
-                    error_kind=prepared.error.kind.value,
-                    error=prepared.error.message,
-                    dead_letter_queue=self._topology.task_dead_queue,
-                )
-                decision = decide_rejection(
-                    prepared, executor=self._name, redelivered=delivery.redelivered
-                )
-                await self._settler.carry_out(message, decision, error=prepared.error)
-                self._monitor.settled(prepared.task_type, Outcome.DEAD, duration_s=None)
+        job = await self._admission.job_for(message)
+        if job is None:
             return
         with structlog.contextvars.bound_contextvars(
-            task_id=str(prepared.task.task_id),
-            task_type=prepared.task.task_type,
-            attempt=prepared.task.attempt,
+            task_id=str(job.task.task_id), task_type=job.task.task_type, attempt=job.task.attempt
         ):
-            if self._cancellations.is_cancelled(prepared.task.task_id):
-                await self._skip_cancelled(message, prepared)
-            elif self._topology.queue_type == "quorum":
-                await self._run_counted_by_broker(message, prepared)
-            elif message.redelivered:
-                await self._count_redelivery(message, prepared)
-            else:
-                await self._run(message, prepared)
+            rerun = await self._admission.admit(message, job)
+            if rerun is not None:
+                await self._run(message, job, rerun=rerun)
 
-    async def _run_counted_by_broker(self, message: AbstractIncomingMessage, job: Job) -> None:
-        run = quorum_run_number(message.headers)
-        if run > self._amqp.delivery_limit:
-            await self._dead_letter_over_limit(message, job, run)
-        else:
-            await self._run(message, job, rerun=run > 1)
-
-    async def _count_redelivery(self, message: AbstractIncomingMessage, job: Job) -> None:
-        run = run_number(message.headers, redelivered=True)
-        if run > self._amqp.delivery_limit:
-            await self._dead_letter_over_limit(message, job, run)
-            return
-        log.warning("task_redelivered", run=run)
-        copy = copy_message(message, headers={DELIVERIES_HEADER: run - 1})
-        await self._settler.publish(self._topology.task_exchange, TASK_ROUTING_KEY, copy)
-        await message.ack()
-
-    async def _dead_letter_over_limit(
-        self, message: AbstractIncomingMessage, job: Job, run: int
-    ) -> None:
-        error = TaskErrorInfo(
-            kind=ErrorKind.DELIVERY_LIMIT,
-            type="DeliveryLimitExceeded",
-            message=f"delivered {run - 1} times without being settled (the executor died "
-            f"or lost its connection each time); limit {self._amqp.delivery_limit}",
-        )
-        log.error("task_delivery_limit_reached", runs=run - 1)
-        rejection = Rejection(job.task.task_id, job.task.task_type, job.task.attempt, error)
-        decision = decide_rejection(
-            rejection,
-            executor=self._name,
-            redelivered=True,
-            reason=DeadReason.DELIVERY_LIMIT,
-        )
-        await self._settler.carry_out(message, decision, error=error)
-
-    async def _skip_cancelled(self, message: AbstractIncomingMessage, job: Job) -> None:
-        log.info("task_skipped_cancelled")
-        decision = decide_cancelled(job, executor=self._name, redelivered=bool(message.redelivered))
-        await self._settler.carry_out(message, decision, error=None, job=job)
-
-    async def _run(
-        self, message: AbstractIncomingMessage, job: Job, *, rerun: bool = False
-    ) -> None:
+    async def _run(self, message: AbstractIncomingMessage, job: Job, *, rerun: bool) -> None:
         if self._cancellations.is_cancelled(job.task.task_id):
-            await self._skip_cancelled(message, job)  # the cancel arrived while we settled
+            await self._admission.skip_cancelled(message, job)  # it arrived while we settled
             return
         began = time.perf_counter()
         context = self._progress.context_for(job)
@@ -339,24 +262,29 @@ class Executor:
         rerun = rerun or run_number(message.headers, redelivered=False) > 1
         decision = decide(job, attempt, executor=self._name, redelivered=rerun)
         duration_ms = round((time.perf_counter() - began) * 1000, 3)
-        if attempt.error is None:
-            log.info("task_succeeded", duration_ms=duration_ms)
-        elif decision.result is not None and decision.result.outcome is Outcome.CANCELLED:
-            log.info("task_cancelled", duration_ms=duration_ms)
-        else:
-            log.warning(
-                "task_failed",
-                duration_ms=duration_ms,
-                error_kind=attempt.error.kind.value,
-                error=attempt.error.message,
-                error_type=attempt.error.type,
-                then=decision.action.value,
-                retry_in_s=decision.retry_in_s,
-            )
+        _log_outcome(attempt, decision, duration_ms)
         await self._settler.carry_out(message, decision, error=attempt.error, job=job)
         if decision.result is not None:
             outcome, duration_s = decision.result.outcome, duration_ms / 1000
             self._monitor.settled(job.task.task_type, outcome, duration_s=duration_s)
+
+
+def _log_outcome(attempt: Attempt, decision: Decision, duration_ms: float) -> None:
+    """The one summary line of a task that ran."""
+    if attempt.error is None:
+        log.info("task_succeeded", duration_ms=duration_ms)
+    elif decision.result is not None and decision.result.outcome is Outcome.CANCELLED:
+        log.info("task_cancelled", duration_ms=duration_ms)
+    else:
+        log.warning(
+            "task_failed",
+            duration_ms=duration_ms,
+            error_kind=attempt.error.kind.value,
+            error=attempt.error.message,
+            error_type=attempt.error.type,
+            then=decision.action.value,
+            retry_in_s=decision.retry_in_s,
+        )
 
 
 def _broker_version(connection: AbstractRobustConnection) -> str:
@@ -364,21 +292,3 @@ def _broker_version(connection: AbstractRobustConnection) -> str:
     if transport is None:
         return ""
     return str(transport.connection.server_properties.get("version", ""))
-
-
-# Pause before requeueing after a failed publish: the publishing connection is reconnecting
-# (every 5 s), and an immediate requeue would redeliver the task into the same failure.
-_REQUEUE_PAUSE_S = 1.0
-
-
-async def _return_to_queue(message: AbstractIncomingMessage) -> None:
-    """Requeue a delivery whose settling failed half-way.
-
-    Publishing and consuming use separate connections, so the publisher can be down while
-    this delivery's channel is alive: left unacked, it would hold its slot (and its prefetch
-    credit) until that channel closed. If the channel is gone too, the broker has already
-    requeued the delivery and the nack simply fails.
-    """
-    await asyncio.sleep(_REQUEUE_PAUSE_S)
-    with contextlib.suppress(Exception):
-        await message.nack(requeue=True)

@@ -14,22 +14,15 @@ from common import AmqpSettings, ErrorKind, Outcome, TaskErrorInfo, TaskRegistry
 from common.logging import get_logger
 from common.topology import TASK_ROUTING_KEY
 from executor.cancellations import Cancellations
+from executor.decisions import DeadReason, decide_cancelled, decide_rejection
 from executor.deliveries import (
     DELIVERIES_HEADER,
     copy_message,
     quorum_run_number,
     run_number,
 )
+from executor.jobs import Delivery, Job, Rejection, prepare
 from executor.monitor import Monitor
-from executor.runner import (
-    DeadReason,
-    Delivery,
-    Job,
-    Rejection,
-    decide_cancelled,
-    decide_rejection,
-    prepare,
-)
 from executor.settling import Settler
 
 log = get_logger(__name__)

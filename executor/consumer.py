@@ -21,11 +21,13 @@ from common.readiness import ReadyFile
 from executor import timeouts
 from executor.admission import Admission
 from executor.cancellations import Cancellations
+from executor.decisions import Decision, decide
 from executor.deliveries import run_number
 from executor.heartbeats import HeartbeatSender
+from executor.jobs import Job
 from executor.monitor import Monitor
 from executor.progress import ProgressReporter
-from executor.runner import Attempt, Decision, Job, decide, execute
+from executor.runner import Attempt, execute
 from executor.settling import Settler, return_to_queue
 from executor.threads import HandlerThreads
 

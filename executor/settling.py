@@ -20,13 +20,14 @@ from common import (
 from common.amqp import CONNECTION_ERRORS, publish_confirmed, to_message
 from common.logging import get_logger
 from common.retry import delay_bucket
+from executor.decisions import Action, Decision, fit_result, next_attempt
 from executor.deliveries import (
     ATTEMPT_HEADER,
     DELIVERIES_HEADER,
     copy_message,
     dead_letter_headers,
 )
-from executor.runner import Action, Decision, Job, fit_result, next_attempt
+from executor.jobs import Job
 
 log = get_logger(__name__)
 

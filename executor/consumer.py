@@ -70,7 +70,7 @@ class Executor:
         self._idle.set()
         self._monitor = monitor or Monitor(name=name, slots=concurrency, registry=registry)
         self._heartbeat_interval = heartbeat_interval
-        self._cancellations = Cancellations(executor=name)
+        self._cancellations = Cancellations(executor=name, max_body_bytes=amqp.max_body_bytes)
         self._catch_up_timeout = catch_up_timeout
         self._progress_or_none: ProgressReporter | None = None
         self._threads = HandlerThreads()

@@ -46,8 +46,9 @@ _ACK_EVERY = _PREFETCH // 5
 class Cancellations:
     """The set of cancelled task ids, and the contexts of the attempts running now."""
 
-    def __init__(self, *, executor: str) -> None:
+    def __init__(self, *, executor: str, max_body_bytes: int) -> None:
         self._executor = executor
+        self._max_body_bytes = max_body_bytes
         self._cancelled: set[UUID] = set()
         self._running: dict[UUID, list[TaskContext]] = {}
         self._markers: dict[str, asyncio.Event] = {}
@@ -154,13 +155,23 @@ class Cancellations:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         self._read += 1
         if message.type == CANCEL_TYPE:
-            try:
-                self.note(decode_cancel(message.body))
-            except MessageError as exc:
-                log.warning("cancel_notice_rejected", message_id=message.message_id, error=str(exc))
+            self._read_notice(message)
         elif message.type == MARKER_TYPE and message.message_id in self._markers:
             self._markers[message.message_id].set()
         # Acks only return credit to a stream consumer (the notice stays in the stream), so
         # one ``multiple`` ack per batch does; the tail of a batch keeps the rest of the credit.
         if message.delivery_tag is not None and message.delivery_tag % _ACK_EVERY == 0:
             await message.ack(multiple=True)
+
+    def _read_notice(self, message: AbstractIncomingMessage) -> None:
+        # Anyone with publish rights can append to the stream: size is checked before the body
+        # is parsed, as for every other queue the services read.
+        size = len(message.body)
+        if size > self._max_body_bytes:
+            error = f"cancel notice body of {size} bytes is over the limit"
+            log.warning("cancel_notice_rejected", message_id=message.message_id, error=error)
+            return
+        try:
+            self.note(decode_cancel(message.body))
+        except MessageError as exc:
+            log.warning("cancel_notice_rejected", message_id=message.message_id, error=str(exc))

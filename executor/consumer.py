@@ -1,4 +1,8 @@
-"""The executor's AMQP side: consume the task queue, report results, settle deliveries."""
+"""The executor's AMQP side: consume the task queue, run what is admitted, settle deliveries.
+
+``admission.py`` settles the deliveries that must not run; ``settling.py`` carries out the
+decisions about the rest.
+"""
 
 from __future__ import annotations
 
@@ -8,44 +12,23 @@ import time
 from typing import Any
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
-from common import (
-    AmqpSettings,
-    BrokerError,
-    ErrorKind,
-    ExecutorEvent,
-    Outcome,
-    TaskErrorInfo,
-    TaskRegistry,
-)
+from common import AmqpSettings, BrokerError, ExecutorEvent, Outcome, TaskRegistry
 from common.amqp import connect, declare_topology
 from common.logging import get_logger
 from common.readiness import ReadyFile
-from common.topology import TASK_ROUTING_KEY
 from executor import timeouts
+from executor.admission import Admission
 from executor.cancellations import Cancellations
-from executor.deliveries import (
-    DELIVERIES_HEADER,
-    copy_message,
-    quorum_run_number,
-    run_number,
-)
+from executor.decisions import Decision, decide
+from executor.deliveries import run_number
 from executor.heartbeats import HeartbeatSender
+from executor.jobs import Job
 from executor.monitor import Monitor
 from executor.progress import ProgressReporter
-from executor.runner import (
-    DeadReason,
-    Delivery,
-    Job,
-    Rejection,
-    decide,
-    decide_cancelled,
-    decide_rejection,
-    execute,
-    prepare,
-)
-from executor.settling import Settler
+from executor.runner import Attempt, execute
+from executor.settling import Settler, return_to_queue
 from executor.threads import HandlerThreads
 
 log = get_logger(__name__)
@@ -78,6 +61,7 @@ class Executor:
         self._grace = shutdown_grace
         self._ready_file = ready_file or ReadyFile(None)
         self._settler_or_none: Settler | None = None
+        self._admission_or_none: Admission | None = None
         self._in_flight: dict[asyncio.Task[Any], AbstractIncomingMessage] = {}
         # Prefetch already limits deliveries to the slots; the semaphore keeps that true
         # even if the broker ever hands over more (a QoS change, a restored channel).
@@ -86,7 +70,7 @@ class Executor:
         self._idle.set()
         self._monitor = monitor or Monitor(name=name, slots=concurrency, registry=registry)
         self._heartbeat_interval = heartbeat_interval
-        self._cancellations = Cancellations(executor=name)
+        self._cancellations = Cancellations(executor=name, max_body_bytes=amqp.max_body_bytes)
         self._catch_up_timeout = catch_up_timeout
         self._progress_or_none: ProgressReporter | None = None
         self._threads = HandlerThreads()
@@ -101,75 +85,119 @@ class Executor:
         assert self._settler_or_none is not None, "run() sets it up before consuming"
         return self._settler_or_none
 
+    @property
+    def _admission(self) -> Admission:
+        assert self._admission_or_none is not None, "run() sets it up before consuming"
+        return self._admission_or_none
+
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then let in-flight tasks finish within the grace."""
         # Two connections: a memory or disk alarm blocks publishing connections entirely,
         # and the consuming side must keep its heartbeats and acks flowing while it lasts.
-        connection = await connect(self._amqp, name=f"wq executor {self._name} consume")
-        publishing = None
+        consuming = await connect(self._amqp, name=f"wq executor {self._name} consume")
+        publishing: AbstractRobustConnection | None = None
         beating: asyncio.Task[None] | None = None
         try:
             publishing = await connect(self._amqp, name=f"wq executor {self._name} publish")
-            publish_channel = await publishing.channel(
-                publisher_confirms=True, on_return_raises=True
-            )
-            self._settler_or_none = Settler(publish_channel, amqp=self._amqp, executor=self._name)
-            heartbeats = HeartbeatSender(
-                publish_channel,
-                self._monitor,
-                queue=self._topology.executors_queue,
-                timeout=self._amqp.confirm_timeout,
-            )
-            self._progress_or_none = ProgressReporter(
-                self._settler.publish, queue=self._topology.progress_queue, executor=self._name
-            )
-            channel = await connection.channel()
-            # Prefetch = slots: the broker never hands this executor a task it has no free
-            # slot for, so a waiting task goes to an idle executor instead (fair dispatch).
-            await channel.set_qos(prefetch_count=self._concurrency)
-            queue = (await declare_topology(channel, self._topology)).task_queue
-            # Every cancel published while this executor was offline is known before its
-            # first task, so a cancelled task waiting in the queue is never started.
-            await self._cancellations.follow(
-                connection,
-                self._topology,
-                publish=self._settler.publish,
-                timeout=self._catch_up_timeout,
-            )
-            version = _broker_version(connection)
-            arguments = timeouts.consumer_arguments(self._registry, version)
-            tag = await queue.consume(
-                self._on_message,
-                consumer_tag=f"wq.executor.{self._name}",
-                arguments=dict(arguments),
-            )
-            log.info(
-                "executor_started",
-                executor=self._name,
-                queue=queue.name,
-                concurrency=self._concurrency,
-                task_types=self._registry.names(),
-                broker_version=version,
-            )
-            timeouts.report(self._registry, arguments, self._amqp.consumer_timeout)
+            heartbeats = await self._open_publishing(publishing)
+            queue = await self._open_consuming(consuming)
+            tag = await self._consume(queue, _broker_version(consuming))
             await heartbeats.send(ExecutorEvent.STARTED)
             beating = asyncio.create_task(heartbeats.run(self._heartbeat_interval))
             self._ready_file.set()
-            self._ready_file.follow(connection)
+            self._ready_file.follow(consuming)
             await stop.wait()
-            self._ready_file.clear()
-            await queue.cancel(tag)
-            await self._drain()
-            await heartbeats.stop(beating)
+            await self._stop(queue, tag, heartbeats, beating)
         finally:
-            if beating is not None:
-                beating.cancel()
-            self._ready_file.clear()
-            await connection.close()
-            if publishing is not None:
-                await publishing.close()
-            self._threads.close()
-            log.info("executor_stopped", executor=self._name)
+            await self._close(consuming, publishing, beating)
+
+    async def _open_publishing(self, publishing: AbstractRobustConnection) -> HeartbeatSender:
+        """The confirm channel and everything that publishes on it; returns the heartbeats."""
+        channel = await publishing.channel(publisher_confirms=True, on_return_raises=True)
+        self._settler_or_none = Settler(channel, amqp=self._amqp, executor=self._name)
+        heartbeats = HeartbeatSender(
+            channel,
+            self._monitor,
+            queue=self._topology.executors_queue,
+            timeout=self._amqp.confirm_timeout,
+        )
+        self._progress_or_none = ProgressReporter(
+            self._settler.publish, queue=self._topology.progress_queue, executor=self._name
+        )
+        self._admission_or_none = Admission(
+            self._settler,
+            registry=self._registry,
+            amqp=self._amqp,
+            executor=self._name,
+            cancellations=self._cancellations,
+            monitor=self._monitor,
+        )
+        return heartbeats
+
+    async def _open_consuming(self, consuming: AbstractRobustConnection) -> AbstractQueue:
+        """The task queue, on a channel whose prefetch is the slots, once cancels are known."""
+        channel = await consuming.channel()
+        # Prefetch = slots: the broker never hands this executor a task it has no free
+        # slot for, so a waiting task goes to an idle executor instead (fair dispatch).
+        await channel.set_qos(prefetch_count=self._concurrency)
+        queue = (await declare_topology(channel, self._topology)).task_queue
+        # Every cancel published while this executor was offline is known before its
+        # first task, so a cancelled task waiting in the queue is never started.
+        await self._cancellations.follow(
+            consuming,
+            self._topology,
+            publish=self._settler.publish,
+            timeout=self._catch_up_timeout,
+        )
+        return queue
+
+    async def _consume(self, queue: AbstractQueue, broker_version: str) -> str:
+        """Start consuming ``queue``; returns the consumer tag."""
+        arguments = timeouts.consumer_arguments(self._registry, broker_version)
+        tag = await queue.consume(
+            self._on_message,
+            consumer_tag=f"wq.executor.{self._name}",
+            arguments=dict(arguments),
+        )
+        log.info(
+            "executor_started",
+            executor=self._name,
+            queue=queue.name,
+            concurrency=self._concurrency,
+            task_types=self._registry.names(),
+            broker_version=broker_version,
+        )
+        timeouts.report(self._registry, arguments, self._amqp.consumer_timeout)
+        return tag
+
+    async def _stop(
+        self,
+        queue: AbstractQueue,
+        tag: str,
+        heartbeats: HeartbeatSender,
+        beating: asyncio.Task[None],
+    ) -> None:
+        """Take no more tasks, let the running ones finish, then send the last heartbeat."""
+        self._ready_file.clear()
+        await queue.cancel(tag)
+        await self._drain()
+        await heartbeats.stop(beating)
+
+    async def _close(
+        self,
+        consuming: AbstractRobustConnection,
+        publishing: AbstractRobustConnection | None,
+        beating: asyncio.Task[None] | None,
+    ) -> None:
+        """Close whatever ``run`` opened, however far it got."""
+        if beating is not None:
+            beating.cancel()
+        self._ready_file.clear()
+        await consuming.close()
+        if publishing is not None:
+            await publishing.close()
+        self._threads.close()
+        log.info("executor_stopped", executor=self._name)
 
     async def _drain(self) -> None:
         if self._in_flight:
@@ -196,7 +224,7 @@ class Executor:
                     await self._handle(message)
         except BrokerError as exc:
             log.warning("delivery_unsettled", error=str(exc))
-            await _return_to_queue(message)
+            await return_to_queue(message)
         except Exception:
             # A bug, not bad input: keep the message (dead-lettered) rather than loop on it.
             log.exception("delivery_handling_failed")
@@ -208,91 +236,19 @@ class Executor:
                 self._idle.set()
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
-        delivery = Delivery(
-            body=message.body,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            task_type_property=message.type,
-            redelivered=bool(message.redelivered),
-        )
-        prepared = prepare(delivery, self._registry, max_body_bytes=self._amqp.max_body_bytes)
-        if isinstance(prepared, Rejection):
-            with structlog.contextvars.bound_contextvars(
-                task_id=str(prepared.task_id) if prepared.task_id else None,
-                task_type=prepared.task_type,
-            ):
-                log.error(
-                    "task_rejected",
-                    error_kind=prepared.error.kind.value,
-                    error=prepared.error.message,
-                    dead_letter_queue=self._topology.task_dead_queue,
-                )
-                decision = decide_rejection(
-                    prepared, executor=self._name, redelivered=delivery.redelivered
-                )
-                await self._settler.carry_out(message, decision, error=prepared.error)
-                self._monitor.settled(prepared.task_type, Outcome.DEAD, duration_s=None)
+        job = await self._admission.job_for(message)
+        if job is None:
             return
         with structlog.contextvars.bound_contextvars(
-            task_id=str(prepared.task.task_id),
-            task_type=prepared.task.task_type,
-            attempt=prepared.task.attempt,
+            task_id=str(job.task.task_id), task_type=job.task.task_type, attempt=job.task.attempt
         ):
-            if self._cancellations.is_cancelled(prepared.task.task_id):
-                await self._skip_cancelled(message, prepared)
-            elif self._topology.queue_type == "quorum":
-                await self._run_counted_by_broker(message, prepared)
-            elif message.redelivered:
-                await self._count_redelivery(message, prepared)
-            else:
-                await self._run(message, prepared)
+            rerun = await self._admission.admit(message, job)
+            if rerun is not None:
+                await self._run(message, job, rerun=rerun)
 
-    async def _run_counted_by_broker(self, message: AbstractIncomingMessage, job: Job) -> None:
-        run = quorum_run_number(message.headers)
-        if run > self._amqp.delivery_limit:
-            await self._dead_letter_over_limit(message, job, run)
-        else:
-            await self._run(message, job, rerun=run > 1)
-
-    async def _count_redelivery(self, message: AbstractIncomingMessage, job: Job) -> None:
-        run = run_number(message.headers, redelivered=True)
-        if run > self._amqp.delivery_limit:
-            await self._dead_letter_over_limit(message, job, run)
-            return
-        log.warning("task_redelivered", run=run)
-        copy = copy_message(message, headers={DELIVERIES_HEADER: run - 1})
-        await self._settler.publish(self._topology.task_exchange, TASK_ROUTING_KEY, copy)
-        await message.ack()
-
-    async def _dead_letter_over_limit(
-        self, message: AbstractIncomingMessage, job: Job, run: int
-    ) -> None:
-        error = TaskErrorInfo(
-            kind=ErrorKind.DELIVERY_LIMIT,
-            type="DeliveryLimitExceeded",
-            message=f"delivered {run - 1} times without being settled (the executor died "
-            f"or lost its connection each time); limit {self._amqp.delivery_limit}",
-        )
-        log.error("task_delivery_limit_reached", runs=run - 1)
-        rejection = Rejection(job.task.task_id, job.task.task_type, job.task.attempt, error)
-        decision = decide_rejection(
-            rejection,
-            executor=self._name,
-            redelivered=True,
-            reason=DeadReason.DELIVERY_LIMIT,
-        )
-        await self._settler.carry_out(message, decision, error=error)
-
-    async def _skip_cancelled(self, message: AbstractIncomingMessage, job: Job) -> None:
-        log.info("task_skipped_cancelled")
-        decision = decide_cancelled(job, executor=self._name, redelivered=bool(message.redelivered))
-        await self._settler.carry_out(message, decision, error=None, job=job)
-
-    async def _run(
-        self, message: AbstractIncomingMessage, job: Job, *, rerun: bool = False
-    ) -> None:
+    async def _run(self, message: AbstractIncomingMessage, job: Job, *, rerun: bool) -> None:
         if self._cancellations.is_cancelled(job.task.task_id):
-            await self._skip_cancelled(message, job)  # the cancel arrived while we settled
+            await self._admission.skip_cancelled(message, job)  # it arrived while we settled
             return
         began = time.perf_counter()
         context = self._progress.context_for(job)
@@ -308,24 +264,29 @@ class Executor:
         rerun = rerun or run_number(message.headers, redelivered=False) > 1
         decision = decide(job, attempt, executor=self._name, redelivered=rerun)
         duration_ms = round((time.perf_counter() - began) * 1000, 3)
-        if attempt.error is None:
-            log.info("task_succeeded", duration_ms=duration_ms)
-        elif decision.result is not None and decision.result.outcome is Outcome.CANCELLED:
-            log.info("task_cancelled", duration_ms=duration_ms)
-        else:
-            log.warning(
-                "task_failed",
-                duration_ms=duration_ms,
-                error_kind=attempt.error.kind.value,
-                error=attempt.error.message,
-                error_type=attempt.error.type,
-                then=decision.action.value,
-                retry_in_s=decision.retry_in_s,
-            )
+        _log_outcome(attempt, decision, duration_ms)
         await self._settler.carry_out(message, decision, error=attempt.error, job=job)
         if decision.result is not None:
             outcome, duration_s = decision.result.outcome, duration_ms / 1000
             self._monitor.settled(job.task.task_type, outcome, duration_s=duration_s)
+
+
+def _log_outcome(attempt: Attempt, decision: Decision, duration_ms: float) -> None:
+    """The one summary line of a task that ran."""
+    if attempt.error is None:
+        log.info("task_succeeded", duration_ms=duration_ms)
+    elif decision.result is not None and decision.result.outcome is Outcome.CANCELLED:
+        log.info("task_cancelled", duration_ms=duration_ms)
+    else:
+        log.warning(
+            "task_failed",
+            duration_ms=duration_ms,
+            error_kind=attempt.error.kind.value,
+            error=attempt.error.message,
+            error_type=attempt.error.type,
+            then=decision.action.value,
+            retry_in_s=decision.retry_in_s,
+        )
 
 
 def _broker_version(connection: AbstractRobustConnection) -> str:
@@ -333,21 +294,3 @@ def _broker_version(connection: AbstractRobustConnection) -> str:
     if transport is None:
         return ""
     return str(transport.connection.server_properties.get("version", ""))
-
-
-# Pause before requeueing after a failed publish: the publishing connection is reconnecting
-# (every 5 s), and an immediate requeue would redeliver the task into the same failure.
-_REQUEUE_PAUSE_S = 1.0
-
-
-async def _return_to_queue(message: AbstractIncomingMessage) -> None:
-    """Requeue a delivery whose settling failed half-way.
-
-    Publishing and consuming use separate connections, so the publisher can be down while
-    this delivery's channel is alive: left unacked, it would hold its slot (and its prefetch
-    credit) until that channel closed. If the channel is gone too, the broker has already
-    requeued the delivery and the nack simply fails.
-    """
-    await asyncio.sleep(_REQUEUE_PAUSE_S)
-    with contextlib.suppress(Exception):
-        await message.nack(requeue=True)

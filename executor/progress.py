@@ -22,7 +22,7 @@ from common import (
 )
 from common.amqp import to_message
 from common.logging import get_logger
-from executor.runner import Job
+from executor.jobs import Job
 
 log = get_logger(__name__)
 

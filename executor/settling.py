@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
@@ -17,13 +20,14 @@ from common import (
 from common.amqp import CONNECTION_ERRORS, publish_confirmed, to_message
 from common.logging import get_logger
 from common.retry import delay_bucket
+from executor.decisions import Action, Decision, fit_result, next_attempt
 from executor.deliveries import (
     ATTEMPT_HEADER,
     DELIVERIES_HEADER,
     copy_message,
     dead_letter_headers,
 )
-from executor.runner import Action, Decision, Job, fit_result, next_attempt
+from executor.jobs import Job
 
 log = get_logger(__name__)
 
@@ -140,3 +144,21 @@ async def ack(message: AbstractIncomingMessage) -> None:
         await message.ack()
     except Exception as exc:
         raise BrokerError(f"could not ack the delivery: {exc}") from exc
+
+
+# Pause before requeueing after a failed publish: the publishing connection is reconnecting
+# (every 5 s), and an immediate requeue would redeliver the task into the same failure.
+_REQUEUE_PAUSE_S = 1.0
+
+
+async def return_to_queue(message: AbstractIncomingMessage) -> None:
+    """Requeue a delivery whose settling failed half-way.
+
+    Publishing and consuming use separate connections, so the publisher can be down while
+    this delivery's channel is alive: left unacked, it would hold its slot (and its prefetch
+    credit) until that channel closed. If the channel is gone too, the broker has already
+    requeued the delivery and the nack simply fails.
+    """
+    await asyncio.sleep(_REQUEUE_PAUSE_S)
+    with contextlib.suppress(Exception):
+        await message.nack(requeue=True)

@@ -45,7 +45,7 @@ async def test_every_notice_of_a_long_stream_is_known_before_catching_up_ends(
         async def publish(exchange: str, routing_key: str, message: aio_pika.Message) -> None:
             await channel.default_exchange.publish(message, routing_key=routing_key)
 
-        cancellations = Cancellations(executor="test")
+        cancellations = Cancellations(executor="test", max_body_bytes=amqp_settings.max_body_bytes)
         await cancellations.follow(reader, topology, publish=publish, timeout=30)
         assert all(cancellations.is_cancelled(notice.task_id) for notice in notices)
         assert cancellations._read == NOTICES + 1  # and the marker

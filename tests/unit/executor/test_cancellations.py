@@ -4,20 +4,40 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import cast
 from uuid import uuid4
 
 import pytest
+from aio_pika.abc import AbstractIncomingMessage
+from structlog.testing import capture_logs
 
-from common import CancelNotice, TaskContext
+from common import CancelNotice, TaskContext, encode
+from common.codec import CANCEL_TYPE
 from executor.cancellations import Cancellations
+
+LIMIT = 4096
 
 
 def _notice() -> CancelNotice:
     return CancelNotice(task_id=uuid4(), requested_at=datetime.now(UTC))
 
 
+class Notice:
+    """The part of a stream message the reader uses."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.type = CANCEL_TYPE
+        self.message_id = "m-1"
+        self.delivery_tag = 1  # not a multiple of the ack batch: no ack is due
+
+
+async def _read(cancellations: Cancellations, body: bytes) -> None:
+    await cancellations._on_message(cast(AbstractIncomingMessage, Notice(body)))
+
+
 def test_a_noted_cancel_tells_the_running_attempt_and_later_ones() -> None:
-    cancellations = Cancellations(executor="e")
+    cancellations = Cancellations(executor="e", max_body_bytes=LIMIT)
     notice = _notice()
     running = TaskContext()
     with cancellations.tracking(notice.task_id, running):
@@ -32,13 +52,13 @@ def test_a_noted_cancel_tells_the_running_attempt_and_later_ones() -> None:
 
 
 async def test_catching_up_gives_up_once_nothing_is_read_for_the_stall_time() -> None:
-    cancellations = Cancellations(executor="e")
+    cancellations = Cancellations(executor="e", max_body_bytes=LIMIT)
     with pytest.raises(TimeoutError):
         await cancellations._read_until(asyncio.Event(), stalled_after=0.05)
 
 
 async def test_catching_up_keeps_waiting_while_the_stream_is_being_read() -> None:
-    cancellations = Cancellations(executor="e")
+    cancellations = Cancellations(executor="e", max_body_bytes=LIMIT)
     seen = asyncio.Event()
 
     async def read_slowly() -> None:
@@ -52,3 +72,37 @@ async def test_catching_up_keeps_waiting_while_the_stream_is_being_read() -> Non
     await cancellations._read_until(seen, stalled_after=0.05)
     await reader
     assert seen.is_set()
+
+
+async def test_a_notice_read_from_the_stream_is_noted() -> None:
+    cancellations = Cancellations(executor="e", max_body_bytes=LIMIT)
+    notice = _notice()
+    await _read(cancellations, encode(notice))
+    assert cancellations.is_cancelled(notice.task_id)
+
+
+async def test_an_oversized_notice_is_skipped_unread() -> None:
+    notice = _notice()
+    body = encode(notice)
+    cancellations = Cancellations(executor="e", max_body_bytes=len(body) - 1)
+    with capture_logs() as logs:
+        await _read(cancellations, body)
+    assert not cancellations.is_cancelled(notice.task_id)
+    error = f"cancel notice body of {len(body)} bytes is over the limit"
+    assert logs == [
+        {
+            "event": "cancel_notice_rejected",
+            "message_id": "m-1",
+            "error": error,
+            "log_level": "warning",
+        }
+    ]
+    assert cancellations._read == 1  # counted as read: catching up still sees progress
+
+
+async def test_a_notice_of_exactly_the_limit_is_noted() -> None:
+    notice = _notice()
+    body = encode(notice)
+    cancellations = Cancellations(executor="e", max_body_bytes=len(body))
+    await _read(cancellations, body)
+    assert cancellations.is_cancelled(notice.task_id)

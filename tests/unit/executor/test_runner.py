@@ -28,22 +28,18 @@ from common import (
     current_task_context,
     encode,
 )
-from executor.runner import (
+from executor.decisions import (
     Action,
-    Attempt,
     DeadReason,
     Decision,
-    Delivery,
-    Job,
-    Rejection,
     decide,
     decide_cancelled,
     decide_rejection,
-    execute,
     fit_result,
     next_attempt,
-    prepare,
 )
+from executor.jobs import Delivery, Job, Rejection, prepare
+from executor.runner import Attempt, execute
 from executor.threads import HandlerThreads
 
 MAX_BODY = 10_000

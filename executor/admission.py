@@ -1,0 +1,144 @@
+"""Which deliveries may run their handler, and settling those that may not (aio-pika).
+
+A delivery that can never run (bad input), a task cancelled before it started, one delivered
+too often without being settled, and a redelivery on a classic queue (republished with its
+count) are settled here; the consumer runs the rest.
+"""
+
+from __future__ import annotations
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+
+from common import AmqpSettings, ErrorKind, Outcome, TaskErrorInfo, TaskRegistry
+from common.logging import get_logger
+from common.topology import TASK_ROUTING_KEY
+from executor.cancellations import Cancellations
+from executor.decisions import DeadReason, decide_cancelled, decide_rejection
+from executor.deliveries import (
+    DELIVERIES_HEADER,
+    copy_message,
+    quorum_run_number,
+    run_number,
+)
+from executor.jobs import Delivery, Job, Rejection, prepare
+from executor.monitor import Monitor
+from executor.settling import Settler
+
+log = get_logger(__name__)
+
+
+class Admission:
+    """Settles the deliveries that must not run now; says whether the others run again."""
+
+    def __init__(
+        self,
+        settler: Settler,
+        *,
+        registry: TaskRegistry,
+        amqp: AmqpSettings,
+        executor: str,
+        cancellations: Cancellations,
+        monitor: Monitor,
+    ) -> None:
+        self._settler = settler
+        self._registry = registry
+        self._amqp = amqp
+        self._topology = amqp.topology
+        self._executor = executor
+        self._cancellations = cancellations
+        self._monitor = monitor
+
+    async def job_for(self, message: AbstractIncomingMessage) -> Job | None:
+        """The valid task ``message`` carries; ``None`` when it can never run.
+
+        A delivery that can never run is dead-lettered here, with a ``dead`` result when its
+        task id is known.
+        """
+        delivery = Delivery(
+            body=message.body,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            task_type_property=message.type,
+            redelivered=bool(message.redelivered),
+        )
+        prepared = prepare(delivery, self._registry, max_body_bytes=self._amqp.max_body_bytes)
+        if isinstance(prepared, Job):
+            return prepared
+        await self._reject(message, prepared, redelivered=delivery.redelivered)
+        return None
+
+    async def _reject(
+        self, message: AbstractIncomingMessage, rejection: Rejection, *, redelivered: bool
+    ) -> None:
+        with structlog.contextvars.bound_contextvars(
+            task_id=str(rejection.task_id) if rejection.task_id else None,
+            task_type=rejection.task_type,
+        ):
+            log.error(
+                "task_rejected",
+                error_kind=rejection.error.kind.value,
+                error=rejection.error.message,
+                dead_letter_queue=self._topology.task_dead_queue,
+            )
+            decision = decide_rejection(rejection, executor=self._executor, redelivered=redelivered)
+            await self._settler.carry_out(message, decision, error=rejection.error)
+            self._monitor.settled(rejection.task_type, Outcome.DEAD, duration_s=None)
+
+    async def admit(self, message: AbstractIncomingMessage, job: Job) -> bool | None:
+        """Whether ``job`` runs again after a run that was never settled.
+
+        ``None`` when it must not run now: it has been settled here instead.
+        """
+        if self._cancellations.is_cancelled(job.task.task_id):
+            await self.skip_cancelled(message, job)
+            return None
+        if self._topology.queue_type == "quorum":
+            return await self._counted_by_broker(message, job)
+        if message.redelivered:
+            await self._count_redelivery(message, job)
+            return None
+        return False
+
+    async def skip_cancelled(self, message: AbstractIncomingMessage, job: Job) -> None:
+        """Ack a task cancelled before it started, after its ``cancelled`` result."""
+        log.info("task_skipped_cancelled")
+        redelivered = bool(message.redelivered)
+        decision = decide_cancelled(job, executor=self._executor, redelivered=redelivered)
+        await self._settler.carry_out(message, decision, error=None, job=job)
+
+    async def _counted_by_broker(self, message: AbstractIncomingMessage, job: Job) -> bool | None:
+        run = quorum_run_number(message.headers)
+        if run > self._amqp.delivery_limit:
+            await self._dead_letter_over_limit(message, job, run)
+            return None
+        return run > 1
+
+    async def _count_redelivery(self, message: AbstractIncomingMessage, job: Job) -> None:
+        run = run_number(message.headers, redelivered=True)
+        if run > self._amqp.delivery_limit:
+            await self._dead_letter_over_limit(message, job, run)
+            return
+        log.warning("task_redelivered", run=run)
+        copy = copy_message(message, headers={DELIVERIES_HEADER: run - 1})
+        await self._settler.publish(self._topology.task_exchange, TASK_ROUTING_KEY, copy)
+        await message.ack()
+
+    async def _dead_letter_over_limit(
+        self, message: AbstractIncomingMessage, job: Job, run: int
+    ) -> None:
+        error = TaskErrorInfo(
+            kind=ErrorKind.DELIVERY_LIMIT,
+            type="DeliveryLimitExceeded",
+            message=f"delivered {run - 1} times without being settled (the executor died "
+            f"or lost its connection each time); limit {self._amqp.delivery_limit}",
+        )
+        log.error("task_delivery_limit_reached", runs=run - 1)
+        rejection = Rejection(job.task.task_id, job.task.task_type, job.task.attempt, error)
+        decision = decide_rejection(
+            rejection,
+            executor=self._executor,
+            redelivered=True,
+            reason=DeadReason.DELIVERY_LIMIT,
+        )
+        await self._settler.carry_out(message, decision, error=error)

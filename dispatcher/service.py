@@ -26,6 +26,7 @@ from dispatcher.fleet import Fleet
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.publisher import CancelPublisher, Publisher
 from dispatcher.queued_marks import QueuedMarks
+from dispatcher.records import TaskRecord, TaskState
 from dispatcher.requests import (
     CancelOutcome,
     CancelReport,
@@ -35,7 +36,7 @@ from dispatcher.requests import (
     build_task,
     utcnow,
 )
-from dispatcher.store import TaskRecord, TaskState, TaskStore
+from dispatcher.store import TaskStore
 from dispatcher.task_query import TaskQuery
 from dispatcher.waiters import Waiters
 

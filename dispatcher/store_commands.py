@@ -13,8 +13,8 @@ from uuid import UUID
 
 from common import TaskNotFound
 from common import exit_codes as codes
+from dispatcher.records import ExecutorRecord, TaskRecord, TaskState
 from dispatcher.settings import DispatcherSettings
-from dispatcher.store import ExecutorRecord, TaskRecord, TaskState
 from dispatcher.stores import open_store
 
 

@@ -108,6 +108,17 @@ async def open_dispatcher(
         yield dispatcher
 
 
+async def _connect(
+    stack: AsyncExitStack, amqp: AmqpSettings, name: str, monitor: AmqpBrokerMonitor | None
+) -> AbstractRobustConnection:
+    """A connection closed with ``stack``, and watched by ``monitor`` if there is one."""
+    connection = await connect(amqp, name=name)
+    stack.push_async_callback(connection.close)
+    if monitor is not None:
+        monitor.watch(connection)
+    return connection
+
+
 async def _open_publishing(
     stack: AsyncExitStack,
     amqp: AmqpSettings,
@@ -118,10 +129,7 @@ async def _open_publishing(
 ) -> tuple[AmqpPublisher, AmqpCancelPublisher, DeclaredTopology]:
     """The publishing connection, its confirm channel, the topology, and both publishers."""
     topology = amqp.topology
-    publishing = await connect(amqp, name=f"wq dispatcher {identity} publish")
-    stack.push_async_callback(publishing.close)
-    if monitor is not None:
-        monitor.watch(publishing)
+    publishing = await _connect(stack, amqp, f"wq dispatcher {identity} publish", monitor)
     channel = await publishing.channel(publisher_confirms=True, on_return_raises=True)
     declared = await declare_topology(channel, topology)
     publisher = AmqpPublisher(
@@ -151,10 +159,7 @@ async def _open_results_consumer(
 ) -> AbstractRobustConnection:
     """The consuming connection, recording results; returned for the side queues to share."""
     topology = amqp.topology
-    consuming = await connect(amqp, name=f"wq dispatcher {identity} results")
-    stack.push_async_callback(consuming.close)
-    if monitor is not None:
-        monitor.watch(consuming)
+    consuming = await _connect(stack, amqp, f"wq dispatcher {identity} results", monitor)
     results_channel = await consuming.channel()
     await results_channel.set_qos(prefetch_count=settings.result_prefetch)
     queue = await declare_results_queue(results_channel, topology)

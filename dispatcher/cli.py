@@ -1,8 +1,8 @@
 """``dispatcher``: the command line; parses arguments and hands each command to its module.
 
 serve (serve.py), schedule (schedule_commands.py), dead (dead_commands.py) and the store
-readers status, executors and task-types (store_commands.py) live in their own modules;
-submit and cancel stay here.
+readers status, executors and task-types (store_commands.py) live in their own modules,
+each with its part of the parser; submit and cancel stay here.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from dispatcher import dead_commands, schedule_commands, store_commands
 from dispatcher.api.auth import check_bind
 from dispatcher.client import open_dispatcher
 from dispatcher.requests import CancelOutcome
-from dispatcher.serve import run_serve
+from dispatcher.serve import add_serve_parser, run_serve
 from dispatcher.settings import DispatcherSettings
 
 _EPILOG = """\
@@ -65,37 +65,6 @@ exit codes: 0 ok, 1 task failed (--wait), 2 bad arguments or configuration,
 """
 
 
-_SERVE_DESCRIPTION = """\
-Record results from the results queue, re-publish unconfirmed tasks (the outbox), and serve
-the HTTP API on WQ_DISPATCHER_HTTP_HOST:WQ_DISPATCHER_HTTP_PORT (default 127.0.0.1:8080;
-port 0 picks a free one, logged as http_api_listening):
-
-  POST /tasks              submit a task {task_type, params, idempotency_key, priority,
-                           eta | countdown}; a task due later answers state scheduled
-  POST /tasks/batch        submit tasks {tasks: [...]}, all validated before any is recorded
-  GET  /tasks              list: state, task_type, submitted_after/before, limit, cursor
-  GET  /tasks/{id}         a task's state, result or error, attempt, timestamps, executor,
-                           priority, eta, cancel request and progress
-  GET  /tasks/{id}/result  ?wait=SECONDS: 200 with an outcome, 202 without one yet
-  POST /tasks/{id}/cancel  202 requested, 200 cancelled or already_final; 503: recorded,
-                           executors not told, ask again
-  GET, POST /schedules     list or create cron schedules (409 if the name is taken)
-  GET, DELETE /schedules/{name}, POST /schedules/{name}/pause|resume
-  GET  /executors          executors: state, last heartbeat, running tasks, load (?state=)
-  GET  /queues             messages and consumers per queue
-  GET  /task-types         task types from WQ_DISPATCHER_TASKS and from executors, with
-                           their params' JSON Schema
-  GET  /metrics            Prometheus metrics (text format)
-  GET  /health/live        liveness (never needs the token)
-  GET  /health/ready       readiness: broker connected and store reachable
-  GET  /docs, /openapi.json  the API's documentation
-
-With WQ_DISPATCHER_HTTP_TOKEN set, every endpoint but /health/live requires the header
-"Authorization: Bearer TOKEN". Binding to an address other than loopback without a token
-is refused (exit code 2).
-"""
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line, with help that explains each option."""
     parser = argparse.ArgumentParser(
@@ -105,15 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser(
-        "serve",
-        help="record results and serve the HTTP API until stopped",
-        description=_SERVE_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    serve.add_argument(
-        "--no-http", action="store_true", help="do not serve the HTTP API (results only)"
-    )
+    add_serve_parser(commands)
+    _add_submit_parser(commands)
+    dead_commands.add_parser(commands)
+    store_commands.add_fleet_parsers(commands)
+    schedule_commands.add_parser(commands)
+    store_commands.add_status_parser(commands)
+    _add_cancel_parser(commands)
+    return parser
+
+
+def _add_submit_parser(commands: Any) -> None:
     submit = commands.add_parser("submit", help="submit one task and print its id")
     submit.add_argument("task_type", metavar="TYPE", help="task type, e.g. word_count")
     submit.add_argument(
@@ -147,38 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=60.0, help="seconds --wait waits (default 60)"
     )
     submit.add_argument("--tasks", help="task module to validate against (WQ_DISPATCHER_TASKS)")
-    dead = commands.add_parser("dead", help="list, replay or purge the dead-letter queue")
-    dead_commands = dead.add_subparsers(dest="dead_command", required=True, metavar="ACTION")
-    dead_list = dead_commands.add_parser("list", help="show dead tasks and why (keeps them)")
-    dead_list.add_argument("--limit", type=int, default=50, help="at most this many (50)")
-    dead_list.add_argument("--json", action="store_true", help="one JSON object per line")
-    dead_replay = dead_commands.add_parser(
-        "replay", help="run dead tasks again, as their next attempt"
-    )
-    which = dead_replay.add_mutually_exclusive_group(required=True)
-    which.add_argument("task_ids", metavar="TASK_ID", type=UUID, nargs="*", default=[])
-    which.add_argument("--all", action="store_true", help="replay every replayable task")
-    dead_purge = dead_commands.add_parser("purge", help="delete every dead message")
-    dead_purge.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
-    executors = commands.add_parser(
-        "executors", help="list executors: state, last heartbeat, running tasks, load"
-    )
-    executors.add_argument("--json", action="store_true", help="print a JSON array")
-    task_types = commands.add_parser(
-        "task-types", help="list the task types executors published, with params schemas"
-    )
-    task_types.add_argument("--json", action="store_true", help="print a JSON array")
 
-    schedule_commands.add_parser(commands)
-    status = commands.add_parser("status", help="show a task's state, result or error")
-    status.add_argument("task_id", metavar="TASK_ID", type=UUID, help="the id submit printed")
-    status.add_argument("--json", action="store_true", help="print the full record as JSON")
+
+def _add_cancel_parser(commands: Any) -> None:
     cancel = commands.add_parser(
         "cancel", help="cancel a task: skipped if not started, told to stop if running"
     )
     cancel.add_argument("task_id", metavar="TASK_ID", type=UUID, help="the id submit printed")
     cancel.add_argument("--json", action="store_true", help="print the outcome and record as JSON")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

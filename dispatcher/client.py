@@ -17,7 +17,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from aio_pika.abc import AbstractRobustConnection
 
 from common import AmqpSettings, TaskRegistry, WorkQueueError
-from common.amqp import connect, declare_results_queue, declare_topology
+from common.amqp import DeclaredTopology, connect, declare_results_queue, declare_topology
 from common.logging import get_logger
 from common.readiness import ReadyFile
 from dispatcher.broker_monitor import AmqpBrokerMonitor
@@ -64,29 +64,12 @@ async def open_dispatcher(
 
     ``monitor``, when given, watches both connections (the HTTP API's readiness and queues).
     """
-    topology = amqp.topology
     identity = f"{socket.gethostname()}.{os.getpid()}"
     async with AsyncExitStack() as stack:
         store = ThreadedTaskStore(open_store(settings.store))
         stack.push_async_callback(store.close)
-        publishing = await connect(amqp, name=f"wq dispatcher {identity} publish")
-        stack.push_async_callback(publishing.close)
-        if monitor is not None:
-            monitor.watch(publishing)
-        channel = await publishing.channel(publisher_confirms=True, on_return_raises=True)
-        declared = await declare_topology(channel, topology)
-        publisher = AmqpPublisher(
-            declared.task_exchange,
-            reply_to=topology.results_queue,
-            app_id=settings.app_id,
-            confirm_timeout=amqp.confirm_timeout,
-            window=settings.publish_window,
-        )
-        cancels = AmqpCancelPublisher(
-            channel.default_exchange,
-            stream=topology.cancel_stream,
-            app_id=settings.app_id,
-            confirm_timeout=amqp.confirm_timeout,
+        publisher, cancels, declared = await _open_publishing(
+            stack, amqp, settings, identity=identity, monitor=monitor
         )
         dispatcher = Dispatcher(
             publisher=publisher,
@@ -101,48 +84,17 @@ async def open_dispatcher(
             others = declared.results_queue.declaration_result.consumer_count or 0
             consume_results = others == 0
         if consume_results:
-            consuming = await connect(amqp, name=f"wq dispatcher {identity} results")
-            stack.push_async_callback(consuming.close)
-            if monitor is not None:
-                monitor.watch(consuming)
-            results_channel = await consuming.channel()
-            await results_channel.set_qos(prefetch_count=settings.result_prefetch)
-            queue = await declare_results_queue(results_channel, topology)
-            handler = ResultRecorder(
-                dispatcher.record_results,
-                max_body_bytes=amqp.max_body_bytes,
-                dead_queue=topology.results_dead_queue,
-                max_batch=settings.result_prefetch,
+            consuming = await _open_results_consumer(
+                stack, amqp, settings, dispatcher, identity=identity, monitor=monitor
             )
-            tag = await queue.consume(handler, consumer_tag=f"wq.dispatcher.{identity}")
-            stack.push_async_callback(queue.cancel, tag)
-            if monitor_executors:
-                stop = await consume_side_queue(
-                    consuming,
-                    topology.executors_queue,
-                    topology.executors_queue_arguments(),
-                    heartbeat_handler(dispatcher.fleet.record_heartbeat),
-                    max_body_bytes=amqp.max_body_bytes,
-                    oversized=log_oversized_heartbeat,
-                    prefetch=_HEARTBEAT_PREFETCH,
-                    consumer_tag=f"wq.dispatcher.{identity}.executors",
-                )
-                stack.push_async_callback(stop)
-                gauges = asyncio.create_task(_update_gauges(dispatcher, consuming, amqp))
-                stack.push_async_callback(_cancel, gauges)
-
-            # Progress too, on a channel of its own: a flood cannot slow the results.
-            stop_progress = await consume_side_queue(
+            await _consume_side_queues(
+                stack,
+                amqp,
+                dispatcher,
                 consuming,
-                topology.progress_queue,
-                topology.progress_queue_arguments(),
-                progress_handler(dispatcher.record_progress),
-                max_body_bytes=amqp.max_body_bytes,
-                oversized=log_oversized_progress,
-                prefetch=_PROGRESS_PREFETCH,
-                consumer_tag=f"wq.dispatcher.{identity}.progress",
+                identity=identity,
+                monitor_executors=monitor_executors,
             )
-            stack.push_async_callback(stop_progress)
             if ready_file is not None:
                 ready_file.set()
                 ready_file.follow(consuming)
@@ -154,6 +106,112 @@ async def open_dispatcher(
             consuming_results=consume_results,
         )
         yield dispatcher
+
+
+async def _connect(
+    stack: AsyncExitStack, amqp: AmqpSettings, name: str, monitor: AmqpBrokerMonitor | None
+) -> AbstractRobustConnection:
+    """A connection closed with ``stack``, and watched by ``monitor`` if there is one."""
+    connection = await connect(amqp, name=name)
+    stack.push_async_callback(connection.close)
+    if monitor is not None:
+        monitor.watch(connection)
+    return connection
+
+
+async def _open_publishing(
+    stack: AsyncExitStack,
+    amqp: AmqpSettings,
+    settings: DispatcherSettings,
+    *,
+    identity: str,
+    monitor: AmqpBrokerMonitor | None,
+) -> tuple[AmqpPublisher, AmqpCancelPublisher, DeclaredTopology]:
+    """The publishing connection, its confirm channel, the topology, and both publishers."""
+    topology = amqp.topology
+    publishing = await _connect(stack, amqp, f"wq dispatcher {identity} publish", monitor)
+    channel = await publishing.channel(publisher_confirms=True, on_return_raises=True)
+    declared = await declare_topology(channel, topology)
+    publisher = AmqpPublisher(
+        declared.task_exchange,
+        reply_to=topology.results_queue,
+        app_id=settings.app_id,
+        confirm_timeout=amqp.confirm_timeout,
+        window=settings.publish_window,
+    )
+    cancels = AmqpCancelPublisher(
+        channel.default_exchange,
+        stream=topology.cancel_stream,
+        app_id=settings.app_id,
+        confirm_timeout=amqp.confirm_timeout,
+    )
+    return publisher, cancels, declared
+
+
+async def _open_results_consumer(
+    stack: AsyncExitStack,
+    amqp: AmqpSettings,
+    settings: DispatcherSettings,
+    dispatcher: Dispatcher,
+    *,
+    identity: str,
+    monitor: AmqpBrokerMonitor | None,
+) -> AbstractRobustConnection:
+    """The consuming connection, recording results; returned for the side queues to share."""
+    topology = amqp.topology
+    consuming = await _connect(stack, amqp, f"wq dispatcher {identity} results", monitor)
+    results_channel = await consuming.channel()
+    await results_channel.set_qos(prefetch_count=settings.result_prefetch)
+    queue = await declare_results_queue(results_channel, topology)
+    handler = ResultRecorder(
+        dispatcher.record_results,
+        max_body_bytes=amqp.max_body_bytes,
+        dead_queue=topology.results_dead_queue,
+        max_batch=settings.result_prefetch,
+    )
+    tag = await queue.consume(handler, consumer_tag=f"wq.dispatcher.{identity}")
+    stack.push_async_callback(queue.cancel, tag)
+    return consuming
+
+
+async def _consume_side_queues(
+    stack: AsyncExitStack,
+    amqp: AmqpSettings,
+    dispatcher: Dispatcher,
+    consuming: AbstractRobustConnection,
+    *,
+    identity: str,
+    monitor_executors: bool,
+) -> None:
+    """Heartbeats and the gauges (with ``monitor_executors``), then progress."""
+    topology = amqp.topology
+    if monitor_executors:
+        stop = await consume_side_queue(
+            consuming,
+            topology.executors_queue,
+            topology.executors_queue_arguments(),
+            heartbeat_handler(dispatcher.fleet.record_heartbeat),
+            max_body_bytes=amqp.max_body_bytes,
+            oversized=log_oversized_heartbeat,
+            prefetch=_HEARTBEAT_PREFETCH,
+            consumer_tag=f"wq.dispatcher.{identity}.executors",
+        )
+        stack.push_async_callback(stop)
+        gauges = asyncio.create_task(_update_gauges(dispatcher, consuming, amqp))
+        stack.push_async_callback(_cancel, gauges)
+
+    # Progress too, on a channel of its own: a flood cannot slow the results.
+    stop_progress = await consume_side_queue(
+        consuming,
+        topology.progress_queue,
+        topology.progress_queue_arguments(),
+        progress_handler(dispatcher.record_progress),
+        max_body_bytes=amqp.max_body_bytes,
+        oversized=log_oversized_progress,
+        prefetch=_PROGRESS_PREFETCH,
+        consumer_tag=f"wq.dispatcher.{identity}.progress",
+    )
+    stack.push_async_callback(stop_progress)
 
 
 # How often dispatcher serve reads queue depths and executor states into its gauges.

@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 import json
 import sys
+from typing import Any
+from uuid import UUID
 
 from tqdm import tqdm
 
@@ -15,6 +17,21 @@ from common.amqp import connect, declare_topology
 from dispatcher import dead_letters
 from dispatcher.settings import DispatcherSettings
 from dispatcher.stores import ThreadedTaskStore, open_store
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``dead`` command and its actions to the dispatcher's subparsers."""
+    dead = commands.add_parser("dead", help="list, replay or purge the dead-letter queue")
+    actions = dead.add_subparsers(dest="dead_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="show dead tasks and why (keeps them)")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (50)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    replaying = actions.add_parser("replay", help="run dead tasks again, as their next attempt")
+    which = replaying.add_mutually_exclusive_group(required=True)
+    which.add_argument("task_ids", metavar="TASK_ID", type=UUID, nargs="*", default=[])
+    which.add_argument("--all", action="store_true", help="replay every replayable task")
+    purging = actions.add_parser("purge", help="delete every dead message")
+    purging.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
 
 
 async def run(amqp: AmqpSettings, settings: DispatcherSettings, args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from uuid import UUID
 
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
@@ -113,6 +114,14 @@ async def replay(
     remaining = declared.declaration_result.message_count or 0
     kept: list[AbstractIncomingMessage] = []
     report = ReplayReport(replayed=[], skipped=[])
+    replay_one = partial(
+        _replay_one,
+        exchange,
+        store,
+        reply_to=reply_to,
+        app_id=app_id,
+        confirm_timeout=confirm_timeout,
+    )
     try:
         for _ in range(remaining):
             message = await queue.get(no_ack=False, fail=False)
@@ -122,28 +131,40 @@ async def replay(
             if task is None:
                 kept.append(message)
                 continue
-            retry = task.model_copy(update={"attempt": task.attempt + 1})
-            # Recorded before it is published, as a submission is: a fast result must find
-            # the task open, not still dead (it would be ignored as a duplicate).
-            await store.record_replay(retry, datetime.now(UTC))
-            properties = task_properties(
-                retry, reply_to=message.reply_to or reply_to, app_id=app_id
-            )
-            await publish_confirmed(
-                exchange,
-                TASK_ROUTING_KEY,
-                to_message(encode(retry), properties),
-                timeout=confirm_timeout,
-            )
-            await store.mark_queued([retry.task_id], datetime.now(UTC))
-            await message.ack()
-            report.replayed.append(retry.task_id)
+            report.replayed.append(await replay_one(message, task))
             if progress is not None:
                 progress(1)
     finally:
         for message in reversed(kept):
             await message.nack(requeue=True)
     return report
+
+
+async def _replay_one(
+    exchange: AbstractExchange,
+    store: TaskStore,
+    message: AbstractIncomingMessage,
+    task: TaskMessage,
+    *,
+    reply_to: str,
+    app_id: str,
+    confirm_timeout: float,
+) -> UUID:
+    """Record, publish and mark queued the task's next attempt, then ack the dead copy."""
+    retry = task.model_copy(update={"attempt": task.attempt + 1})
+    # Recorded before it is published, as a submission is: a fast result must find
+    # the task open, not still dead (it would be ignored as a duplicate).
+    await store.record_replay(retry, datetime.now(UTC))
+    properties = task_properties(retry, reply_to=message.reply_to or reply_to, app_id=app_id)
+    await publish_confirmed(
+        exchange,
+        TASK_ROUTING_KEY,
+        to_message(encode(retry), properties),
+        timeout=confirm_timeout,
+    )
+    await store.mark_queued([retry.task_id], datetime.now(UTC))
+    await message.ack()
+    return retry.task_id
 
 
 def _replayable(

@@ -16,7 +16,8 @@ from datetime import datetime
 from common import Heartbeat, JsonValue
 from common.logging import get_logger
 from dispatcher.metrics import DispatcherMetrics
-from dispatcher.store import ExecutorRecord, ExecutorState, TaskStore, TaskTypeRecord
+from dispatcher.records import ExecutorRecord, ExecutorState, TaskTypeRecord
+from dispatcher.store import TaskStore
 from dispatcher.task_types import TaskTypeCatalog
 
 log = get_logger(__name__)

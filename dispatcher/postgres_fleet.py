@@ -10,7 +10,7 @@ from psycopg.types.json import Jsonb
 
 from common import Heartbeat, TaskTypeInfo
 from dispatcher.postgres_connection import Connection, PostgresConnection, without_nul
-from dispatcher.store import ExecutorRecord, TaskTypeRecord
+from dispatcher.records import ExecutorRecord, TaskTypeRecord
 from dispatcher.store_rows import (
     executor_record,
     heartbeat_values,

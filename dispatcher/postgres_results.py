@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 
 from common import ProgressMessage, ResultMessage, TaskMessage
 from dispatcher.postgres_connection import Connection, PostgresConnection, without_nul
-from dispatcher.store import RecordedResult
+from dispatcher.records import RecordedResult
 from dispatcher.store_rows import OPEN_STATES, STATE_OF_OUTCOME, next_attempt_at, task_record
 
 # As in SqliteTaskStore: the first final outcome wins, whichever attempt it comes from, and a

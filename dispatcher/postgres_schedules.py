@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 from common import ScheduleExists, ScheduleNotFound, TaskMessage
 from dispatcher.postgres_connection import Connection, PostgresConnection
 from dispatcher.postgres_tasks import insert_once_per_key, insert_task, task_row
-from dispatcher.store import ScheduleRecord, TaskState
+from dispatcher.records import ScheduleRecord, TaskState
 from dispatcher.store_rows import keys_for, schedule_record, task_message
 
 # SKIP LOCKED: replicas claiming at once take disjoint rows instead of queueing on each

@@ -10,7 +10,7 @@ from psycopg.types.json import Jsonb
 
 from common import TaskMessage, TaskNotFound
 from dispatcher.postgres_connection import Connection, PostgresConnection
-from dispatcher.store import TaskRecord, TaskState
+from dispatcher.records import TaskRecord, TaskState
 from dispatcher.store_rows import MESSAGE_COLUMNS, keys_for, task_message, task_record
 from dispatcher.task_query import TaskQuery
 

@@ -23,7 +23,7 @@ from common import (
     encode,
     invalid_params,
 )
-from dispatcher.store import TaskRecord
+from dispatcher.records import TaskRecord
 
 Clock = Callable[[], datetime]
 

@@ -24,9 +24,9 @@ from common import (
 from common import exit_codes as codes
 from dispatcher.fleet import Fleet
 from dispatcher.metrics import DispatcherMetrics
+from dispatcher.records import ScheduleRecord
 from dispatcher.schedules import CRON_HELP, ScheduleBook
 from dispatcher.settings import DispatcherSettings
-from dispatcher.store import ScheduleRecord
 from dispatcher.stores import ThreadedTaskStore, open_store
 
 

@@ -6,10 +6,12 @@ results consumer, and the HTTP API's context.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import socket
 import sys
+from typing import Any
 
 from common import AmqpSettings, BrokerError, BrokerUnavailable, TaskRegistry, WorkQueueError
 from common import exit_codes as codes
@@ -28,6 +30,49 @@ from dispatcher.settings import DispatcherSettings
 log = get_logger(__name__)
 
 _SCHEDULER_BATCH = 500
+
+_SERVE_DESCRIPTION = """\
+Record results from the results queue, re-publish unconfirmed tasks (the outbox), and serve
+the HTTP API on WQ_DISPATCHER_HTTP_HOST:WQ_DISPATCHER_HTTP_PORT (default 127.0.0.1:8080;
+port 0 picks a free one, logged as http_api_listening):
+
+  POST /tasks              submit a task {task_type, params, idempotency_key, priority,
+                           eta | countdown}; a task due later answers state scheduled
+  POST /tasks/batch        submit tasks {tasks: [...]}, all validated before any is recorded
+  GET  /tasks              list: state, task_type, submitted_after/before, limit, cursor
+  GET  /tasks/{id}         a task's state, result or error, attempt, timestamps, executor,
+                           priority, eta, cancel request and progress
+  GET  /tasks/{id}/result  ?wait=SECONDS: 200 with an outcome, 202 without one yet
+  POST /tasks/{id}/cancel  202 requested, 200 cancelled or already_final; 503: recorded,
+                           executors not told, ask again
+  GET, POST /schedules     list or create cron schedules (409 if the name is taken)
+  GET, DELETE /schedules/{name}, POST /schedules/{name}/pause|resume
+  GET  /executors          executors: state, last heartbeat, running tasks, load (?state=)
+  GET  /queues             messages and consumers per queue
+  GET  /task-types         task types from WQ_DISPATCHER_TASKS and from executors, with
+                           their params' JSON Schema
+  GET  /metrics            Prometheus metrics (text format)
+  GET  /health/live        liveness (never needs the token)
+  GET  /health/ready       readiness: broker connected and store reachable
+  GET  /docs, /openapi.json  the API's documentation
+
+With WQ_DISPATCHER_HTTP_TOKEN set, every endpoint but /health/live requires the header
+"Authorization: Bearer TOKEN". Binding to an address other than loopback without a token
+is refused (exit code 2).
+"""
+
+
+def add_serve_parser(commands: Any) -> None:
+    """Add the ``serve`` command to the dispatcher's subparsers."""
+    serve = commands.add_parser(
+        "serve",
+        help="record results and serve the HTTP API until stopped",
+        description=_SERVE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--no-http", action="store_true", help="do not serve the HTTP API (results only)"
+    )
 
 
 def run_serve(

@@ -26,6 +26,7 @@ from dispatcher.fleet import Fleet
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.publisher import CancelPublisher, Publisher
 from dispatcher.queued_marks import QueuedMarks
+from dispatcher.records import TaskRecord, TaskState
 from dispatcher.requests import (
     CancelOutcome,
     CancelReport,
@@ -35,7 +36,7 @@ from dispatcher.requests import (
     build_task,
     utcnow,
 )
-from dispatcher.store import TaskRecord, TaskState, TaskStore
+from dispatcher.store import TaskStore
 from dispatcher.task_query import TaskQuery
 from dispatcher.waiters import Waiters
 
@@ -124,68 +125,94 @@ class Dispatcher:
         answers 503 with their ids) use this.
         """
         requests = list(requests)
-        if self._registry is None:  # no task module: the executors' published schemas
-            await self.fleet.validate((r.task_type, r.params) for r in requests)
-        limit = self.max_body_bytes
-        tasks = [build_task(r, self._registry, self._clock, max_body_bytes=limit) for r in requests]
+        tasks = await self._build_tasks(requests)
         now = self._clock()
         etas = [request.due_at(now) for request in requests]
         delayed = {i: eta for i, eta in enumerate(etas) if eta is not None}
         if delayed:
-            scheduled = await self._store.add_scheduled(
-                [tasks[i] for i in delayed],
-                list(delayed.values()),
-                [requests[i].idempotency_key for i in delayed],
-            )
-            log.info("tasks_scheduled", count=len(scheduled))
-            if progress is not None:
-                progress(len(scheduled))
-            was_created = [
-                tasks[i].task_id == id_ for i, id_ in zip(delayed, scheduled, strict=True)
-            ]
-            if len(delayed) == len(requests):
-                return Submission(scheduled, was_created)
-            ids_of_delayed = dict(
-                zip(delayed, zip(scheduled, was_created, strict=True), strict=True)
-            )
-            due = [i for i in range(len(requests)) if i not in delayed]
-            published = await self.submit_all([requests[i] for i in due], progress=progress)
-            ids_of_due = dict(
-                zip(due, zip(published.task_ids, published.created, strict=True), strict=True)
-            )
-            merged = [ids_of_delayed.get(i) or ids_of_due[i] for i in range(len(requests))]
-            return Submission(
-                [task_id for task_id, _ in merged], [new for _, new in merged], published.failure
-            )
+            return await self._submit_delayed(requests, tasks, delayed, progress)
+        return await self._submit_due(requests, tasks, progress)
+
+    async def _build_tasks(self, requests: list[TaskRequest]) -> list[TaskMessage]:
+        """Validate every request, then build its task message."""
+        if self._registry is None:  # no task module: the executors' published schemas
+            await self.fleet.validate((r.task_type, r.params) for r in requests)
+        limit = self.max_body_bytes
+        return [build_task(r, self._registry, self._clock, max_body_bytes=limit) for r in requests]
+
+    async def _submit_delayed(
+        self,
+        requests: list[TaskRequest],
+        tasks: list[TaskMessage],
+        delayed: dict[int, datetime],
+        progress: Progress | None,
+    ) -> Submission:
+        """Schedule the delayed tasks, then submit the due ones; answers in request order."""
+        scheduled = await self._store.add_scheduled(
+            [tasks[i] for i in delayed],
+            list(delayed.values()),
+            [requests[i].idempotency_key for i in delayed],
+        )
+        log.info("tasks_scheduled", count=len(scheduled))
+        if progress is not None:
+            progress(len(scheduled))
+        was_created = [tasks[i].task_id == id_ for i, id_ in zip(delayed, scheduled, strict=True)]
+        if len(delayed) == len(requests):
+            return Submission(scheduled, was_created)
+        ids_of_delayed = dict(zip(delayed, zip(scheduled, was_created, strict=True), strict=True))
+        due = [i for i in range(len(requests)) if i not in delayed]
+        published = await self.submit_all([requests[i] for i in due], progress=progress)
+        ids_of_due = dict(
+            zip(due, zip(published.task_ids, published.created, strict=True), strict=True)
+        )
+        merged = [ids_of_delayed.get(i) or ids_of_due[i] for i in range(len(requests))]
+        return Submission(
+            [task_id for task_id, _ in merged], [new for _, new in merged], published.failure
+        )
+
+    async def _submit_due(
+        self, requests: list[TaskRequest], tasks: list[TaskMessage], progress: Progress | None
+    ) -> Submission:
+        """Record, publish and mark queued the due tasks, ``_BATCH`` at a time."""
         keys = [request.idempotency_key for request in requests]
         ids: list[UUID] = []
         created: list[bool] = []
         failure: WorkQueueError | None = None
         for start in range(0, len(tasks), _BATCH):
-            recorded = await self._store.add_submitted(
+            recorded, new, error = await self._submit_batch(
                 tasks[start : start + _BATCH], keys[start : start + _BATCH]
             )
             ids.extend(recorded)
-            created.extend(t.task_id == i for t, i in zip(tasks[start:], recorded, strict=False))
-            batch = [t for t, i in zip(tasks[start:], recorded, strict=False) if t.task_id == i]
-            if len(batch) < len(recorded):
-                log.info("tasks_deduplicated", count=len(recorded) - len(batch))
-            outcomes = await self._publisher.publish(batch)
-            confirmed = [t.task_id for t, error in zip(batch, outcomes, strict=True) if not error]
-            # Not awaited: the record was durable before the publish, and the mark is ordered
-            # before any later store call. If the process dies before it is written, the task
-            # stays submitted and the outbox publishes it again (a duplicate run, one outcome).
-            self._marks.add(confirmed, self._clock())
-            for task, error in zip(batch, outcomes, strict=True):
-                if error is None:
-                    self.metrics.submitted.labels(task_type=task.task_type).inc()
-                else:
-                    log.error("task_not_published", task_id=str(task.task_id), error=str(error))
-                    failure = failure or error
+            created.extend(new)
+            failure = failure or error
             if progress is not None:
                 progress(len(recorded))
         log.info("tasks_published", count=len(tasks), failed=failure is not None)
         return Submission(ids, created, failure)
+
+    async def _submit_batch(
+        self, tasks: list[TaskMessage], keys: list[str | None]
+    ) -> tuple[list[UUID], list[bool], WorkQueueError | None]:
+        """Record and publish one batch; returns its ids, which are new, and its first failure."""
+        recorded = await self._store.add_submitted(tasks, keys)
+        created = [t.task_id == i for t, i in zip(tasks, recorded, strict=False)]
+        batch = [t for t, i in zip(tasks, recorded, strict=False) if t.task_id == i]
+        if len(batch) < len(recorded):
+            log.info("tasks_deduplicated", count=len(recorded) - len(batch))
+        outcomes = await self._publisher.publish(batch)
+        confirmed = [t.task_id for t, error in zip(batch, outcomes, strict=True) if not error]
+        # Not awaited: the record was durable before the publish, and the mark is ordered
+        # before any later store call. If the process dies before it is written, the task
+        # stays submitted and the outbox publishes it again (a duplicate run, one outcome).
+        self._marks.add(confirmed, self._clock())
+        failure: WorkQueueError | None = None
+        for task, error in zip(batch, outcomes, strict=True):
+            if error is None:
+                self.metrics.submitted.labels(task_type=task.task_type).inc()
+            else:
+                log.error("task_not_published", task_id=str(task.task_id), error=str(error))
+                failure = failure or error
+        return recorded, created, failure
 
     async def republish_unconfirmed(self, *, older_than_s: float) -> int:
         """Publish again the tasks whose confirm never came (the outbox); returns how many.

@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from common import Heartbeat, TaskTypeInfo
+from dispatcher.records import ExecutorRecord, TaskTypeRecord
 from dispatcher.sqlite_connection import SqliteConnection, utc_text
-from dispatcher.store import ExecutorRecord, TaskTypeRecord
 from dispatcher.store_rows import (
     executor_record,
     heartbeat_values,

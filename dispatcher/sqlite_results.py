@@ -9,8 +9,8 @@ from datetime import datetime
 from uuid import UUID
 
 from common import ProgressMessage, ResultMessage, TaskMessage
+from dispatcher.records import RecordedResult, TaskState
 from dispatcher.sqlite_connection import SqliteConnection, fetch_values, utc_text
-from dispatcher.store import RecordedResult, TaskState
 from dispatcher.store_rows import OPEN_STATES, STATE_OF_OUTCOME, next_attempt_at, task_record
 
 # The first final outcome wins, whichever attempt it comes from: the WHERE clause makes a

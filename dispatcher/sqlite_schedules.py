@@ -9,9 +9,9 @@ from datetime import datetime
 from uuid import UUID
 
 from common import ScheduleExists, ScheduleNotFound, TaskMessage
+from dispatcher.records import ScheduleRecord, TaskState
 from dispatcher.sqlite_connection import SqliteConnection, fetch_values, utc_text
 from dispatcher.sqlite_tasks import insert_once_per_key, task_row
-from dispatcher.store import ScheduleRecord, TaskState
 from dispatcher.store_rows import MESSAGE_COLUMNS, keys_for, schedule_record, task_message
 
 _ADD_SCHEDULE = """

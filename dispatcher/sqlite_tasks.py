@@ -9,8 +9,8 @@ from datetime import datetime
 from uuid import UUID
 
 from common import TaskMessage, TaskNotFound
+from dispatcher.records import TaskRecord, TaskState
 from dispatcher.sqlite_connection import SqliteConnection, utc_key, utc_text
-from dispatcher.store import TaskRecord, TaskState
 from dispatcher.store_rows import MESSAGE_COLUMNS, keys_for, task_message, task_record
 from dispatcher.task_query import TaskQuery
 

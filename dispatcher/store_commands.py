@@ -13,9 +13,28 @@ from uuid import UUID
 
 from common import TaskNotFound
 from common import exit_codes as codes
+from dispatcher.records import ExecutorRecord, TaskRecord, TaskState
 from dispatcher.settings import DispatcherSettings
-from dispatcher.store import ExecutorRecord, TaskRecord, TaskState
 from dispatcher.stores import open_store
+
+
+def add_fleet_parsers(commands: Any) -> None:
+    """Add the ``executors`` and ``task-types`` commands to the dispatcher's subparsers."""
+    executors = commands.add_parser(
+        "executors", help="list executors: state, last heartbeat, running tasks, load"
+    )
+    executors.add_argument("--json", action="store_true", help="print a JSON array")
+    task_types = commands.add_parser(
+        "task-types", help="list the task types executors published, with params schemas"
+    )
+    task_types.add_argument("--json", action="store_true", help="print a JSON array")
+
+
+def add_status_parser(commands: Any) -> None:
+    """Add the ``status`` command to the dispatcher's subparsers."""
+    status = commands.add_parser("status", help="show a task's state, result or error")
+    status.add_argument("task_id", metavar="TASK_ID", type=UUID, help="the id submit printed")
+    status.add_argument("--json", action="store_true", help="print the full record as JSON")
 
 
 def exit_code_for(record: TaskRecord) -> int:

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from dispatcher.store import TaskRecord, TaskStore
+from dispatcher.records import TaskRecord
+from dispatcher.store import TaskStore
 
 # How often ``wait`` re-reads the store for outcomes recorded by another dispatcher process;
 # outcomes recorded by this process wake the waiter at once.

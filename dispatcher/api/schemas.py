@@ -11,8 +11,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, mod
 from pydantic.config import JsonDict
 
 from common.messages import MAX_PRIORITY, TASK_TYPE_PATTERN
+from dispatcher.records import ExecutorRecord, ScheduleRecord, TaskRecord, TaskState
 from dispatcher.requests import CancelOutcome
-from dispatcher.store import ExecutorRecord, ScheduleRecord, TaskRecord, TaskState
 
 MAX_BATCH: Final = 1000
 MAX_PAGE: Final = 500

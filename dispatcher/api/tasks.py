@@ -27,8 +27,8 @@ from dispatcher.api.schemas import (
     TaskSubmission,
     TaskView,
 )
+from dispatcher.records import TaskState
 from dispatcher.requests import TaskRequest
-from dispatcher.store import TaskState
 from dispatcher.task_query import TaskPosition, TaskQuery, decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])

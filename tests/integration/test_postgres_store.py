@@ -30,9 +30,9 @@ from dispatcher.client import open_dispatcher
 from dispatcher.postgres_connection import PostgresConnection
 from dispatcher.postgres_schema import MIGRATIONS, SCHEMA_VERSION
 from dispatcher.postgres_store import PostgresTaskStore
+from dispatcher.records import TaskState
 from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
-from dispatcher.store import TaskState
 from dispatcher.stores import open_store
 from tests.checker import assert_exactly_one_outcome_each
 from tests.integration.broker import Broker

@@ -37,8 +37,9 @@ from common import (
 )
 from dispatcher import postgres_schema, sqlite_schema
 from dispatcher.postgres_connection import PostgresConnection
+from dispatcher.records import ExecutorState, ScheduleRecord, TaskState
 from dispatcher.sqlite_connection import SqliteConnection
-from dispatcher.store import ExecutorState, ScheduleRecord, SyncTaskStore, TaskState
+from dispatcher.store import SyncTaskStore
 from dispatcher.stores import ThreadedTaskStore, open_store
 from dispatcher.task_query import TaskPosition, TaskQuery
 from tests.integration.postgres import IsolatedSchema

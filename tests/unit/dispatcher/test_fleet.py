@@ -23,9 +23,9 @@ from common import (
 )
 from dispatcher.fleet import Fleet
 from dispatcher.metrics import DispatcherMetrics, render
+from dispatcher.records import ExecutorState, TaskTypeRecord
 from dispatcher.service import Dispatcher
 from dispatcher.sqlite_store import SqliteTaskStore
-from dispatcher.store import ExecutorState, TaskTypeRecord
 from dispatcher.stores import ThreadedTaskStore
 from dispatcher.task_types import CATALOG_MAX_AGE_S, TaskTypeCatalog
 from tests.unit.dispatcher.fakes import FakePublisher

@@ -10,8 +10,8 @@ from uuid import UUID
 from structlog.testing import capture_logs
 
 from common import StoreError
+from dispatcher.records import TaskState
 from dispatcher.service import Dispatcher
-from dispatcher.store import TaskState
 from dispatcher.stores import ThreadedTaskStore
 from tests.unit.dispatcher.fakes import NOW, FakePublisher
 

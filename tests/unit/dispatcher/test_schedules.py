@@ -8,6 +8,7 @@ from uuid import uuid4
 import pytest
 
 from common import InvalidParams, InvalidSchedule, ScheduleExists
+from dispatcher.records import TaskState
 from dispatcher.requests import TaskRequest
 from dispatcher.schedules import (
     ScheduleBook,
@@ -17,7 +18,6 @@ from dispatcher.schedules import (
     validate_cron,
 )
 from dispatcher.service import Dispatcher
-from dispatcher.store import TaskState
 from dispatcher.stores import ThreadedTaskStore
 from tests.unit.dispatcher.fakes import FakePublisher, registry
 

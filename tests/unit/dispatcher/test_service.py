@@ -17,9 +17,9 @@ from common import (
     UnknownTaskType,
     encode,
 )
+from dispatcher.records import TaskState
 from dispatcher.requests import CancelOutcome, TaskRequest, build_task
 from dispatcher.service import Dispatcher
-from dispatcher.store import TaskState
 from dispatcher.stores import ThreadedTaskStore
 from dispatcher.task_query import TaskQuery
 from tests.unit.dispatcher.fakes import NOW, FakeCancelPublisher, FakePublisher, registry, succeeded

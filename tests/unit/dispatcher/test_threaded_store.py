@@ -12,8 +12,8 @@ from uuid import UUID, uuid4
 import pytest
 
 from common import StoreError, TaskMessage
+from dispatcher.records import TaskState
 from dispatcher.sqlite_store import SqliteTaskStore
-from dispatcher.store import TaskState
 from dispatcher.stores import ThreadedTaskStore
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)

@@ -10,8 +10,8 @@ import pytest
 
 from common import Outcome
 from dispatcher import waiters
+from dispatcher.records import TaskRecord, TaskState
 from dispatcher.service import Dispatcher
-from dispatcher.store import TaskRecord, TaskState
 from dispatcher.stores import ThreadedTaskStore
 from tests.unit.dispatcher.fakes import NOW, FakePublisher, succeeded
 

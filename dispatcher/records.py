@@ -1,0 +1,157 @@
+"""What the task store keeps: task, executor, task-type and schedule records.
+
+The store's interfaces (``dispatcher.store``) read and write these; the HTTP API, the command
+line and the sync client show them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from common import JsonValue, RunningTask, TaskErrorInfo
+
+
+class TaskState(StrEnum):
+    """Where a task is in its life."""
+
+    SCHEDULED = "scheduled"  # recorded with an eta; published when it is due
+    SUBMITTED = "submitted"  # recorded, publish not yet confirmed
+    QUEUED = "queued"  # the broker confirmed the task message
+    RETRYING = "retrying"  # an attempt failed; the next one waits in a retry queue
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"  # in the dead-letter queue: poison, retries exhausted or delivery limit
+    CANCELLED = "cancelled"  # cancelled before it ran, or stopped cooperatively while running
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the task has an outcome; only a replay moves a dead task on."""
+        return self in _FINAL_STATES
+
+
+_FINAL_STATES = frozenset(
+    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED}
+)
+
+
+class TaskRecord(BaseModel):
+    """Everything the store knows about one task."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: UUID
+    task_type: str
+    params: dict[str, JsonValue]
+    state: TaskState
+    attempt: int
+    submitted_at: datetime
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    executor: str | None = None
+    result: JsonValue = None
+    error: TaskErrorInfo | None = None
+    redelivered: bool = False
+    duplicate_results: int = 0
+    idempotency_key: str | None = None
+    # Broker priority of the task message (0 = lowest, the default).
+    priority: int = 0
+    # Not published before this time (a delayed task, or a cron schedule's fire time).
+    eta: datetime | None = None
+    # The cron schedule that created this task, if any.
+    schedule_id: UUID | None = None
+    # Set once by a cancel request; an executor checks the flag before it starts the task.
+    cancel_requested_at: datetime | None = None
+    # Last progress the handler reported: percent (0-100) and a short note.
+    progress: float | None = None
+    progress_note: str | None = None
+    progress_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedResult:
+    """What recording one result did."""
+
+    recorded: bool  # False for a duplicate: only the task's duplicate count changed
+    # The row as the result wrote it, when its task id was asked to be read back.
+    record: TaskRecord | None = None
+
+
+class ExecutorState(StrEnum):
+    """Whether an executor is alive, as far as its heartbeats tell."""
+
+    RUNNING = "running"
+    LOST = "lost"  # silent for longer than WQ_DISPATCHER_EXECUTOR_LOST_AFTER
+    STOPPED = "stopped"  # said goodbye after a clean stop
+
+
+class ExecutorRecord(BaseModel):
+    """The last heartbeat recorded from one executor."""
+
+    model_config = ConfigDict(frozen=True)
+
+    executor_id: str
+    host: str
+    pid: int
+    slots: int
+    task_types: list[str]
+    started_at: datetime
+    last_seen_at: datetime
+    stopped_at: datetime | None = None
+    current_tasks: list[RunningTask] = []
+    processed: int = 0
+    failed: int = 0
+    cpu_percent: float | None = None
+    rss_bytes: int | None = None
+    # Filled in by ``with_state``: the store does not know the time or the timeout.
+    state: ExecutorState = ExecutorState.RUNNING
+
+    def with_state(self, now: datetime, *, lost_after: float) -> ExecutorRecord:
+        """This record with ``state`` as of ``now``."""
+        if self.stopped_at is not None:
+            state = ExecutorState.STOPPED
+        elif (now - self.last_seen_at).total_seconds() > lost_after:
+            state = ExecutorState.LOST
+        else:
+            state = ExecutorState.RUNNING
+        return self.model_copy(update={"state": state})
+
+
+class TaskTypeRecord(BaseModel):
+    """A task type as the last executor that published it described it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    params_schema: dict[str, JsonValue]
+    description: str | None = None
+    options: dict[str, JsonValue] = {}
+    published_by: str
+    updated_at: datetime
+
+
+class ScheduleRecord(BaseModel):
+    """A cron schedule: which task to submit, and when it fires next."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schedule_id: UUID
+    name: str
+    cron: str
+    timezone: str
+    task_type: str
+    params: dict[str, JsonValue]
+    priority: int = 0
+    paused: bool = False
+    # The next fire time not yet fired (UTC); the scheduler fires the schedule once it passed.
+    next_fire_at: datetime
+    last_fire_at: datetime | None = None
+    last_task_id: UUID | None = None
+    created_at: datetime
+    updated_at: datetime

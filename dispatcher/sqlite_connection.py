@@ -96,10 +96,13 @@ class SqliteConnection:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             value = work(self._db)
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # A COMMIT can fail and leave the transaction open (a deferred constraint): the
+            # connection is shared, so the next caller must not find it half-written.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
         return value
 
     def _read(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:

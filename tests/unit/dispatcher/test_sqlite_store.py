@@ -135,6 +135,32 @@ def test_sqlite_errors_become_store_errors_and_roll_back(store: SqliteTaskStore)
     assert store.get_many([new.task_id]) == []
 
 
+def test_a_commit_that_fails_is_rolled_back_and_leaves_the_connection_usable(
+    store: SqliteTaskStore,
+) -> None:
+    def deferred_violation(db: sqlite3.Connection) -> None:
+        # A deferred foreign key is checked only at COMMIT, which then fails and leaves the
+        # transaction open.
+        db.execute("INSERT INTO child (parent) VALUES (42)")
+
+    store._write(lambda db: db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)"))
+    store._write(
+        lambda db: db.execute(
+            "CREATE TABLE child (parent REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+    )
+    store._db.execute("PRAGMA foreign_keys = ON")  # outside a transaction, or it is ignored
+
+    for durable in (True, False):
+        with pytest.raises(StoreError, match="FOREIGN KEY"):
+            store._write(deferred_violation, durable=durable)
+        task = _task()
+        store.add_submitted([task])
+        assert store.get(task.task_id).task_id == task.task_id
+        assert store._write(lambda db: db.execute("PRAGMA synchronous").fetchone()[0]) == 2
+    assert store._read("SELECT count(*) AS n FROM child", ()) == [{"n": 0}]
+
+
 def test_get_many_handles_more_ids_than_sqlite_binds_at_once(store: SqliteTaskStore) -> None:
     tasks = [_task() for _ in range(1234)]
     store.add_submitted(tasks)

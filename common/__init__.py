@@ -5,6 +5,7 @@ from pydantic import JsonValue
 from common.codec import (
     MessageProperties,
     cancel_properties,
+    check_body_size,
     decode_cancel,
     decode_progress,
     decode_result,
@@ -112,6 +113,7 @@ __all__ = [
     "UnsupportedVersion",
     "WorkQueueError",
     "cancel_properties",
+    "check_body_size",
     "current_task_context",
     "decode_cancel",
     "decode_heartbeat",

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
 
-from common.errors import DecodeError, UnsupportedVersion
+from common.errors import DecodeError, MessageError, UnsupportedVersion
 from common.messages import (
     SCHEMA_VERSION,
     CancelNotice,
@@ -55,6 +55,16 @@ class MessageProperties:
 def encode(message: BaseModel) -> bytes:
     """Serialise a wire model to compact UTF-8 JSON."""
     return message.model_dump_json().encode()
+
+
+def check_body_size(body: bytes, max_body_bytes: int, *, what: str) -> None:
+    """Refuse ``body`` unread when it is over ``max_body_bytes`` (``MessageError``).
+
+    Anyone with publish rights can write to a queue the services read: the size is checked
+    before the body is parsed.
+    """
+    if len(body) > max_body_bytes:
+        raise MessageError(f"{what} body of {len(body)} bytes is over the limit")
 
 
 def decode_task(body: bytes) -> TaskMessage:

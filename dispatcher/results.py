@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
-from common import MessageError, ResultMessage, StoreError, decode_result
+from common import MessageError, ResultMessage, StoreError, check_body_size, decode_result
 from common.logging import get_logger
 
 log = get_logger(__name__)
@@ -47,8 +47,7 @@ class ResultRecorder:
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         try:
-            if len(message.body) > self._max_body_bytes:
-                raise MessageError(f"result body of {len(message.body)} bytes is over the limit")
+            check_body_size(message.body, self._max_body_bytes, what="result")
             result = decode_result(message.body)
         except MessageError as exc:
             log.error(

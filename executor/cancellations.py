@@ -25,6 +25,7 @@ from common import (
     MessageError,
     TaskContext,
     Topology,
+    check_body_size,
     decode_cancel,
     marker_properties,
 )
@@ -164,14 +165,8 @@ class Cancellations:
             await message.ack(multiple=True)
 
     def _read_notice(self, message: AbstractIncomingMessage) -> None:
-        # Anyone with publish rights can append to the stream: size is checked before the body
-        # is parsed, as for every other queue the services read.
-        size = len(message.body)
-        if size > self._max_body_bytes:
-            error = f"cancel notice body of {size} bytes is over the limit"
-            log.warning("cancel_notice_rejected", message_id=message.message_id, error=error)
-            return
         try:
+            check_body_size(message.body, self._max_body_bytes, what="cancel notice")
             self.note(decode_cancel(message.body))
         except MessageError as exc:
             log.warning("cancel_notice_rejected", message_id=message.message_id, error=str(exc))

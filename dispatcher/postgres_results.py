@@ -116,7 +116,7 @@ class PostgresResults(PostgresConnection):
         }
 
         def write(db: Connection) -> bool:
-            return bool(db.execute(_RECORD_PROGRESS, params).rowcount > 0)
+            return db.execute(_RECORD_PROGRESS, params).rowcount > 0
 
         # Not durable: progress is advisory, and the next report replaces a lost one.
         return self._write(write, durable=False)

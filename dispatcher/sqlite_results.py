@@ -126,7 +126,7 @@ class SqliteResults(SqliteConnection):
         }
 
         def write(db: sqlite3.Connection) -> bool:
-            return bool(db.execute(_RECORD_PROGRESS, params).rowcount > 0)
+            return db.execute(_RECORD_PROGRESS, params).rowcount > 0
 
         # Not durable: progress is advisory, and the next report replaces a lost one.
         return self._write(write, durable=False)

@@ -161,7 +161,9 @@ class Dispatcher:
             return Submission(scheduled, was_created)
         ids_of_delayed = dict(zip(delayed, zip(scheduled, was_created, strict=True), strict=True))
         due = [i for i in range(len(requests)) if i not in delayed]
-        published = await self.submit_all([requests[i] for i in due], progress=progress)
+        published = await self._submit_due(
+            [requests[i] for i in due], [tasks[i] for i in due], progress
+        )
         ids_of_due = dict(
             zip(due, zip(published.task_ids, published.created, strict=True), strict=True)
         )

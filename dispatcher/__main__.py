@@ -1,5 +1,5 @@
 """``python -m dispatcher``."""
 
-from dispatcher.cli import run
+from dispatcher.cli.main import run
 
 run()

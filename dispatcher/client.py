@@ -20,17 +20,17 @@ from common import AmqpSettings, TaskRegistry, WorkQueueError
 from common.amqp import DeclaredTopology, connect, declare_results_queue, declare_topology
 from common.logging import get_logger
 from common.readiness import ReadyFile
-from dispatcher.broker_monitor import AmqpBrokerMonitor
-from dispatcher.heartbeats import heartbeat_handler, log_oversized_heartbeat
+from dispatcher.amqp.broker_monitor import AmqpBrokerMonitor
+from dispatcher.amqp.heartbeats import heartbeat_handler, log_oversized_heartbeat
+from dispatcher.amqp.progress import log_oversized_progress, progress_handler
+from dispatcher.amqp.publisher import AmqpCancelPublisher, AmqpPublisher
+from dispatcher.amqp.queue_depths import read_queue_depths
+from dispatcher.amqp.results import ResultRecorder
+from dispatcher.amqp.side_queues import consume_side_queue
 from dispatcher.metrics import DispatcherMetrics
-from dispatcher.progress import log_oversized_progress, progress_handler
-from dispatcher.publisher import AmqpCancelPublisher, AmqpPublisher
-from dispatcher.queue_depths import read_queue_depths
-from dispatcher.results import ResultRecorder
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
-from dispatcher.side_queues import consume_side_queue
-from dispatcher.stores import ThreadedTaskStore, open_store
+from dispatcher.store.threaded import ThreadedTaskStore, open_store
 
 log = get_logger(__name__)
 

@@ -16,8 +16,8 @@ from datetime import datetime
 from common import Heartbeat, JsonValue
 from common.logging import get_logger
 from dispatcher.metrics import DispatcherMetrics
-from dispatcher.records import ExecutorRecord, ExecutorState, TaskTypeRecord
-from dispatcher.store import TaskStore
+from dispatcher.store.protocol import TaskStore
+from dispatcher.store.records import ExecutorRecord, ExecutorState, TaskTypeRecord
 from dispatcher.task_types import TaskTypeCatalog
 
 log = get_logger(__name__)

@@ -13,7 +13,7 @@ from functools import partial
 from uuid import UUID
 
 from common.logging import get_logger
-from dispatcher.store import TaskStore
+from dispatcher.store.protocol import TaskStore
 
 log = get_logger(__name__)
 

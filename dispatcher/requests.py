@@ -23,7 +23,7 @@ from common import (
     encode,
     invalid_params,
 )
-from dispatcher.records import TaskRecord
+from dispatcher.store.records import TaskRecord
 
 Clock = Callable[[], datetime]
 

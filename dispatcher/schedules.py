@@ -21,10 +21,10 @@ from croniter import croniter
 from common import InvalidSchedule, JsonValue, TaskMessage, TaskRegistry
 from common.logging import get_logger
 from dispatcher.fleet import Fleet
-from dispatcher.records import ScheduleRecord
 from dispatcher.requests import TaskRequest, build_task
 from dispatcher.service import Dispatcher
-from dispatcher.store import TaskStore
+from dispatcher.store.protocol import TaskStore
+from dispatcher.store.records import ScheduleRecord
 
 log = get_logger(__name__)
 

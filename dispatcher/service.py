@@ -22,11 +22,10 @@ from common import (
     WorkQueueError,
 )
 from common.logging import get_logger
+from dispatcher.amqp.publisher import CancelPublisher, Publisher
 from dispatcher.fleet import Fleet
 from dispatcher.metrics import DispatcherMetrics
-from dispatcher.publisher import CancelPublisher, Publisher
 from dispatcher.queued_marks import QueuedMarks
-from dispatcher.records import TaskRecord, TaskState
 from dispatcher.requests import (
     CancelOutcome,
     CancelReport,
@@ -36,8 +35,9 @@ from dispatcher.requests import (
     build_task,
     utcnow,
 )
-from dispatcher.store import TaskStore
-from dispatcher.task_query import TaskQuery
+from dispatcher.store.protocol import TaskStore
+from dispatcher.store.query import TaskQuery
+from dispatcher.store.records import TaskRecord, TaskState
 from dispatcher.waiters import Waiters
 
 log = get_logger(__name__)

@@ -38,10 +38,10 @@ from common import (
 )
 from common.amqp import topology_mismatch
 from common.topology import TASK_ROUTING_KEY
-from dispatcher.records import TaskRecord, TaskState
 from dispatcher.requests import CancelOutcome, CancelReport, TaskRequest, build_task
 from dispatcher.settings import DispatcherSettings
-from dispatcher.stores import open_store
+from dispatcher.store.records import TaskRecord, TaskState
+from dispatcher.store.threaded import open_store
 
 _WAIT_POLL_S = 0.1
 

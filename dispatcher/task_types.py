@@ -15,7 +15,7 @@ from jsonschema import validators
 
 from common import InvalidParams, JsonValue, UnknownTaskType
 from common.logging import get_logger
-from dispatcher.records import TaskTypeRecord
+from dispatcher.store.records import TaskTypeRecord
 
 log = get_logger(__name__)
 

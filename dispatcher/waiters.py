@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from dispatcher.records import TaskRecord
-from dispatcher.store import TaskStore
+from dispatcher.store.protocol import TaskStore
+from dispatcher.store.records import TaskRecord
 
 # How often ``wait`` re-reads the store for outcomes recorded by another dispatcher process;
 # outcomes recorded by this process wake the waiter at once.

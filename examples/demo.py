@@ -22,9 +22,9 @@ from tqdm import tqdm
 from common import AmqpSettings, BrokerError, LogSettings, StoreError, load_settings
 from common.logging import configure
 from dispatcher.client import open_dispatcher
-from dispatcher.records import TaskRecord
 from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.records import TaskRecord
 
 DEMO_DIR = Path(".wq-demo")
 DEMO_PREFIX = "wq.demo"

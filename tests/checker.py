@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from uuid import UUID
 
-from dispatcher.records import TaskRecord
+from dispatcher.store.records import TaskRecord
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 
 from common import TaskRegistry
-from dispatcher.broker_monitor import BrokerMonitor
+from dispatcher.amqp.broker_monitor import BrokerMonitor
 from dispatcher.schedules import ScheduleBook
 from dispatcher.service import Dispatcher
 

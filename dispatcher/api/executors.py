@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from dispatcher.api.context import Context
 from dispatcher.api.schemas import ExecutorList, ExecutorView
-from dispatcher.records import ExecutorState
+from dispatcher.store.records import ExecutorState
 
 router = APIRouter(tags=["executors"])
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response
 
 from dispatcher.api.context import Context
 from dispatcher.api.schemas import ErrorDetail, ScheduleCreation, ScheduleList
-from dispatcher.records import ScheduleRecord
+from dispatcher.store.records import ScheduleRecord
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 

@@ -11,8 +11,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, mod
 from pydantic.config import JsonDict
 
 from common.messages import MAX_PRIORITY, TASK_TYPE_PATTERN
-from dispatcher.records import ExecutorRecord, ScheduleRecord, TaskRecord, TaskState
 from dispatcher.requests import CancelOutcome
+from dispatcher.store.records import ExecutorRecord, ScheduleRecord, TaskRecord, TaskState
 
 MAX_BATCH: Final = 1000
 MAX_PAGE: Final = 500
@@ -90,8 +90,8 @@ class NotQueued(BaseModel):
     tasks: list[SubmittedTask]
 
 
-# What each field of a task means, for the OpenAPI docs: TaskRecord (dispatcher.store) is the
-# store's record and the API's answer, and carries no descriptions of its own.
+# What each field of a task means, for the OpenAPI docs: TaskRecord (dispatcher.store.records) is
+# the store's record and the API's answer, and carries no descriptions of its own.
 _TASK_FIELDS: Final = {
     "state": "scheduled, submitted, queued, retrying, then one of the final states succeeded, "
     "failed, dead or cancelled.",

@@ -27,9 +27,9 @@ from dispatcher.api.schemas import (
     TaskSubmission,
     TaskView,
 )
-from dispatcher.records import TaskState
 from dispatcher.requests import TaskRequest
-from dispatcher.task_query import TaskPosition, TaskQuery, decode_cursor, encode_cursor
+from dispatcher.store.query import TaskPosition, TaskQuery, decode_cursor, encode_cursor
+from dispatcher.store.records import TaskState
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 

@@ -18,10 +18,10 @@ from common import AmqpSettings
 from devbroker.cluster import LocalCluster
 from devbroker.node import SHARED_NODE
 from dispatcher.client import open_dispatcher
-from dispatcher.records import TaskState
 from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
-from dispatcher.sqlite_store import SqliteTaskStore
+from dispatcher.store.records import TaskState
+from dispatcher.store.sqlite.store import SqliteTaskStore
 from tests.checker import assert_exactly_one_outcome_each
 from tests.conftest import unique_prefix
 from tests.integration.broker import Broker

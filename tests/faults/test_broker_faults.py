@@ -16,10 +16,10 @@ import pytest
 
 from common import AmqpSettings, PublishRejected
 from dispatcher.client import open_dispatcher
-from dispatcher.records import TaskState
 from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
-from dispatcher.sqlite_store import SqliteTaskStore
+from dispatcher.store.records import TaskState
+from dispatcher.store.sqlite.store import SqliteTaskStore
 from tests.checker import assert_exactly_one_outcome_each
 from tests.faults.private_broker import PrivateBroker
 from tests.faults.proxy import TcpProxy

@@ -15,10 +15,10 @@ from structlog.testing import capture_logs
 
 from common import AmqpSettings, ErrorKind, InvalidParams
 from dispatcher.client import open_dispatcher
-from dispatcher.records import TaskState
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.query import TaskQuery
+from dispatcher.store.records import TaskState
 from dispatcher.sync_client import SyncDispatcher
-from dispatcher.task_query import TaskQuery
 from tests.integration.broker import Broker
 from tests.integration.conftest import (
     Processes,

@@ -10,9 +10,9 @@ import pytest
 from common import AmqpSettings, ErrorKind, TaskNotFound
 from common import exit_codes as codes
 from dispatcher.client import open_dispatcher
-from dispatcher.records import TaskState
 from dispatcher.requests import CancelOutcome
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.records import TaskState
 from dispatcher.sync_client import SyncDispatcher
 from tests.integration.broker import Broker
 from tests.integration.conftest import (

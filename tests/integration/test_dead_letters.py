@@ -9,9 +9,9 @@ from uuid import UUID
 from common import AmqpSettings
 from common import exit_codes as codes
 from dispatcher.client import open_dispatcher
-from dispatcher.records import TaskState
 from dispatcher.settings import DispatcherSettings
-from dispatcher.sqlite_store import SqliteTaskStore
+from dispatcher.store.records import TaskState
+from dispatcher.store.sqlite.store import SqliteTaskStore
 from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, wait_until
 from tests.integration.test_cli import run_cli

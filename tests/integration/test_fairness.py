@@ -7,9 +7,9 @@ from itertools import pairwise
 
 from common import AmqpSettings
 from dispatcher.client import open_dispatcher
-from dispatcher.records import TaskRecord
 from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.records import TaskRecord
 from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, wait_for_consumers
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from common import AmqpSettings
 from dispatcher.client import open_dispatcher
-from dispatcher.records import TaskState
 from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
-from dispatcher.sqlite_store import SqliteTaskStore
+from dispatcher.store.records import TaskState
+from dispatcher.store.sqlite.store import SqliteTaskStore
 from tests.checker import assert_exactly_one_outcome_each
 from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, wait_for_consumers, wait_until_async

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from common import AmqpSettings
 from dispatcher.client import open_dispatcher
-from dispatcher.records import TaskState
 from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.records import TaskState
 from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, wait_for_consumers
 

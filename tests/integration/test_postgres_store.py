@@ -27,13 +27,13 @@ from common import (
 )
 from common import exit_codes as codes
 from dispatcher.client import open_dispatcher
-from dispatcher.postgres_connection import PostgresConnection
-from dispatcher.postgres_schema import MIGRATIONS, SCHEMA_VERSION
-from dispatcher.postgres_store import PostgresTaskStore
-from dispatcher.records import TaskState
 from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
-from dispatcher.stores import open_store
+from dispatcher.store.postgres.connection import PostgresConnection
+from dispatcher.store.postgres.schema import MIGRATIONS, SCHEMA_VERSION
+from dispatcher.store.postgres.store import PostgresTaskStore
+from dispatcher.store.records import TaskState
+from dispatcher.store.threaded import open_store
 from tests.checker import assert_exactly_one_outcome_each
 from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, wait_for_async, wait_for_consumers, wait_until

@@ -10,8 +10,8 @@ import pytest
 from common import AmqpSettings, ConfigError, ErrorKind
 from common import exit_codes as codes
 from dispatcher.client import open_dispatcher
-from dispatcher.records import TaskState
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.records import TaskState
 from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, supervise_until_settled, wait_for_consumers
 

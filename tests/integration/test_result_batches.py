@@ -17,7 +17,7 @@ from aio_pika.abc import AbstractQueue
 
 from common import AmqpSettings, Outcome, ResultMessage, StoreError, encode
 from common.amqp import connect, declare_results_queue, declare_topology
-from dispatcher.results import ResultRecorder
+from dispatcher.amqp.results import ResultRecorder
 from tests.integration.broker import Broker
 from tests.integration.conftest import wait_until_async
 

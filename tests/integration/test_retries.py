@@ -7,8 +7,8 @@ from pathlib import Path
 
 from common import AmqpSettings, ErrorKind
 from dispatcher.client import open_dispatcher
-from dispatcher.records import TaskState
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.records import TaskState
 from tests.checker import assert_exactly_one_outcome_each
 from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, supervise_until_settled, wait_for_async

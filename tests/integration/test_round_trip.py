@@ -13,9 +13,9 @@ import pytest
 
 from common import AmqpSettings, PublishRejected
 from dispatcher.client import open_dispatcher
-from dispatcher.records import TaskState
 from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.records import TaskState
 from dispatcher.sync_client import SyncDispatcher
 from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, wait_for_consumers

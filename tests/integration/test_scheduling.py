@@ -16,11 +16,11 @@ from pydantic import SecretStr
 from common import AmqpSettings, ConfigError, TaskTypeInfo
 from common import exit_codes as codes
 from dispatcher.client import open_dispatcher
-from dispatcher.records import TaskState
 from dispatcher.requests import TaskRequest
 from dispatcher.schedules import ScheduleBook
 from dispatcher.settings import DispatcherSettings
-from dispatcher.stores import open_store
+from dispatcher.store.records import TaskState
+from dispatcher.store.threaded import open_store
 from tests.integration.broker import Broker
 from tests.integration.conftest import (
     Processes,

@@ -7,8 +7,8 @@ from pathlib import Path
 from common import AmqpSettings
 from common import exit_codes as codes
 from dispatcher.client import open_dispatcher
-from dispatcher.records import TaskState
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.records import TaskState
 from tests.checker import assert_exactly_one_outcome_each
 from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, wait_for_consumers, wait_until_async

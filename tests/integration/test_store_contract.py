@@ -35,13 +35,14 @@ from common import (
     TaskNotFound,
     TaskTypeInfo,
 )
-from dispatcher import postgres_schema, sqlite_schema
-from dispatcher.postgres_connection import PostgresConnection
-from dispatcher.records import ExecutorState, ScheduleRecord, TaskState
-from dispatcher.sqlite_connection import SqliteConnection
-from dispatcher.store import SyncTaskStore
-from dispatcher.stores import ThreadedTaskStore, open_store
-from dispatcher.task_query import TaskPosition, TaskQuery
+from dispatcher.store.postgres import schema as postgres_schema
+from dispatcher.store.postgres.connection import PostgresConnection
+from dispatcher.store.protocol import SyncTaskStore
+from dispatcher.store.query import TaskPosition, TaskQuery
+from dispatcher.store.records import ExecutorState, ScheduleRecord, TaskState
+from dispatcher.store.sqlite import schema as sqlite_schema
+from dispatcher.store.sqlite.connection import SqliteConnection
+from dispatcher.store.threaded import ThreadedTaskStore, open_store
 from tests.integration.postgres import IsolatedSchema
 
 _T = TypeVar("_T")

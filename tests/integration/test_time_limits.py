@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from common import AmqpSettings, ErrorKind
 from dispatcher.client import open_dispatcher
-from dispatcher.records import TaskState
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.records import TaskState
 from tests.checker import assert_exactly_one_outcome_each
 from tests.integration.conftest import Processes
 

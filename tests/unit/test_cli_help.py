@@ -13,8 +13,8 @@ import pytest
 
 from common import TaskMessage
 from common import exit_codes as codes
-from dispatcher import cli as dispatcher_cli
-from dispatcher.sqlite_store import SqliteTaskStore
+from dispatcher.cli import main as dispatcher_cli
+from dispatcher.store.sqlite.store import SqliteTaskStore
 from executor import cli as executor_cli
 
 DISPATCHER_CODES = {

@@ -54,7 +54,7 @@ def test_imports_inside_functions_and_submodules_are_seen() -> None:
         "import os.path\n"
         "def f():\n"
         "    import executor.runner\n"
-        "    from dispatcher.cli import main\n"
+        "    from dispatcher.cli.main import main\n"
         "from . import sibling\n"
     )
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.sqlite_store import SqliteTaskStore
-from dispatcher.stores import ThreadedTaskStore
+from dispatcher.store.sqlite.store import SqliteTaskStore
+from dispatcher.store.threaded import ThreadedTaskStore
 from tests.unit.dispatcher.fakes import FakeCancelPublisher, FakePublisher
 
 

@@ -23,10 +23,10 @@ from common import (
 )
 from dispatcher.fleet import Fleet
 from dispatcher.metrics import DispatcherMetrics, render
-from dispatcher.records import ExecutorState, TaskTypeRecord
 from dispatcher.service import Dispatcher
-from dispatcher.sqlite_store import SqliteTaskStore
-from dispatcher.stores import ThreadedTaskStore
+from dispatcher.store.records import ExecutorState, TaskTypeRecord
+from dispatcher.store.sqlite.store import SqliteTaskStore
+from dispatcher.store.threaded import ThreadedTaskStore
 from dispatcher.task_types import CATALOG_MAX_AGE_S, TaskTypeCatalog
 from tests.unit.dispatcher.fakes import FakePublisher
 

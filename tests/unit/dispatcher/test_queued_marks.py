@@ -10,9 +10,9 @@ from uuid import UUID
 from structlog.testing import capture_logs
 
 from common import StoreError
-from dispatcher.records import TaskState
 from dispatcher.service import Dispatcher
-from dispatcher.stores import ThreadedTaskStore
+from dispatcher.store.records import TaskState
+from dispatcher.store.threaded import ThreadedTaskStore
 from tests.unit.dispatcher.fakes import NOW, FakePublisher
 
 

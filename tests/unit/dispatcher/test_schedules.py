@@ -8,7 +8,6 @@ from uuid import uuid4
 import pytest
 
 from common import InvalidParams, InvalidSchedule, ScheduleExists
-from dispatcher.records import TaskState
 from dispatcher.requests import TaskRequest
 from dispatcher.schedules import (
     ScheduleBook,
@@ -18,7 +17,8 @@ from dispatcher.schedules import (
     validate_cron,
 )
 from dispatcher.service import Dispatcher
-from dispatcher.stores import ThreadedTaskStore
+from dispatcher.store.records import TaskState
+from dispatcher.store.threaded import ThreadedTaskStore
 from tests.unit.dispatcher.fakes import FakePublisher, registry
 
 START = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)

@@ -17,11 +17,11 @@ from common import (
     UnknownTaskType,
     encode,
 )
-from dispatcher.records import TaskState
 from dispatcher.requests import CancelOutcome, TaskRequest, build_task
 from dispatcher.service import Dispatcher
-from dispatcher.stores import ThreadedTaskStore
-from dispatcher.task_query import TaskQuery
+from dispatcher.store.query import TaskQuery
+from dispatcher.store.records import TaskState
+from dispatcher.store.threaded import ThreadedTaskStore
 from tests.unit.dispatcher.fakes import NOW, FakeCancelPublisher, FakePublisher, registry, succeeded
 
 

@@ -15,9 +15,9 @@ from uuid import UUID, uuid4
 import pytest
 
 from common import ErrorKind, Outcome, ResultMessage, StoreError, TaskErrorInfo, TaskMessage
-from dispatcher.records import TaskState
-from dispatcher.sqlite_schema import SCHEMA_VERSION
-from dispatcher.sqlite_store import SqliteTaskStore
+from dispatcher.store.records import TaskState
+from dispatcher.store.sqlite.schema import SCHEMA_VERSION
+from dispatcher.store.sqlite.store import SqliteTaskStore
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 T1 = T0 + timedelta(seconds=1)

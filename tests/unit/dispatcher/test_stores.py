@@ -9,8 +9,8 @@ from pydantic import SecretStr
 
 from common import ConfigError, load_settings
 from dispatcher.settings import DispatcherSettings, is_postgres_url
-from dispatcher.sqlite_store import SqliteTaskStore
-from dispatcher.stores import open_store
+from dispatcher.store.sqlite.store import SqliteTaskStore
+from dispatcher.store.threaded import open_store
 
 URL = "postgresql://wq:hunter2@db.example:5432/wq"
 

@@ -9,7 +9,7 @@ from uuid import uuid4
 
 import pytest
 
-from dispatcher.task_query import TaskPosition, decode_cursor, encode_cursor
+from dispatcher.store.query import TaskPosition, decode_cursor, encode_cursor
 
 
 def test_a_cursor_round_trips_to_the_same_instant_and_id() -> None:

@@ -12,9 +12,9 @@ from uuid import UUID, uuid4
 import pytest
 
 from common import StoreError, TaskMessage
-from dispatcher.records import TaskState
-from dispatcher.sqlite_store import SqliteTaskStore
-from dispatcher.stores import ThreadedTaskStore
+from dispatcher.store.records import TaskState
+from dispatcher.store.sqlite.store import SqliteTaskStore
+from dispatcher.store.threaded import ThreadedTaskStore
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 

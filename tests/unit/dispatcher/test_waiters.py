@@ -10,9 +10,9 @@ import pytest
 
 from common import Outcome
 from dispatcher import waiters
-from dispatcher.records import TaskRecord, TaskState
 from dispatcher.service import Dispatcher
-from dispatcher.stores import ThreadedTaskStore
+from dispatcher.store.records import TaskRecord, TaskState
+from dispatcher.store.threaded import ThreadedTaskStore
 from tests.unit.dispatcher.fakes import NOW, FakePublisher, succeeded
 
 

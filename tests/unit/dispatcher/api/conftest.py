@@ -12,7 +12,7 @@ from dispatcher.api.app import create_app
 from dispatcher.api.context import ApiContext
 from dispatcher.schedules import ScheduleBook
 from dispatcher.service import Dispatcher
-from dispatcher.stores import ThreadedTaskStore
+from dispatcher.store.threaded import ThreadedTaskStore
 from tests.unit.dispatcher.api.fakes import (
     Clock,
     FakeBroker,

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from dispatcher.queue_depths import QueueDepth
+from dispatcher.amqp.queue_depths import QueueDepth
 from tests.unit.dispatcher.fakes import (
     FakeCancelPublisher,
     FakePublisher,

@@ -11,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from common import BrokerError
-from dispatcher.queue_depths import QueueDepth
+from dispatcher.amqp.queue_depths import QueueDepth
 from dispatcher.service import Dispatcher
 from tests.unit.dispatcher.api.fakes import FakeBroker, FakePublisher, succeeded
 

@@ -12,7 +12,7 @@ import pytest
 from common import ExecutorEvent, Heartbeat
 from dispatcher.api.app import create_app
 from dispatcher.service import Dispatcher
-from dispatcher.stores import ThreadedTaskStore
+from dispatcher.store.threaded import ThreadedTaskStore
 from tests.unit.dispatcher.api.conftest import context_of
 from tests.unit.dispatcher.api.fakes import (
     T0,

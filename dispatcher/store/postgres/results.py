@@ -10,9 +10,9 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from common import ProgressMessage, ResultMessage, TaskMessage
-from dispatcher.postgres_connection import Connection, PostgresConnection, without_nul
-from dispatcher.records import RecordedResult
-from dispatcher.store_rows import OPEN_STATES, STATE_OF_OUTCOME, next_attempt_at, task_record
+from dispatcher.store.postgres.connection import Connection, PostgresConnection, without_nul
+from dispatcher.store.records import RecordedResult
+from dispatcher.store.rows import OPEN_STATES, STATE_OF_OUTCOME, next_attempt_at, task_record
 
 # As in SqliteTaskStore: the first final outcome wins, whichever attempt it comes from, and a
 # late "retrying" report of an earlier attempt never moves a later attempt back. ON CONFLICT

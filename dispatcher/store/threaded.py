@@ -14,12 +14,12 @@ from uuid import UUID
 from pydantic import SecretStr
 
 from common import TaskMessage
-from dispatcher.group_commit import GroupWrite
-from dispatcher.postgres_store import PostgresTaskStore
 from dispatcher.settings import is_postgres_url
-from dispatcher.sqlite_store import SqliteTaskStore
-from dispatcher.store import SyncTaskStore, TaskStore
-from dispatcher.store_rows import keys_for
+from dispatcher.store.group_commit import GroupWrite
+from dispatcher.store.postgres.store import PostgresTaskStore
+from dispatcher.store.protocol import SyncTaskStore, TaskStore
+from dispatcher.store.rows import keys_for
+from dispatcher.store.sqlite.store import SqliteTaskStore
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")

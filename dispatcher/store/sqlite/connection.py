@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from common import StoreError
-from dispatcher.sqlite_schema import migrate
+from dispatcher.store.sqlite.schema import migrate
 
 _T = TypeVar("_T")
 
@@ -114,7 +114,7 @@ class SqliteConnection:
 
 
 def fetch_values(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
-    """The rows left in ``cursor`` as plain values (see ``dispatcher.store_rows``)."""
+    """The rows left in ``cursor`` as plain values (see ``dispatcher.store.rows``)."""
     names = [column[0] for column in cursor.description]
     return [
         {name: _decoded(name, value) for name, value in zip(names, row, strict=True)}

@@ -1,7 +1,7 @@
 """What the task store keeps: task, executor, task-type and schedule records.
 
-The store's interfaces (``dispatcher.store``) read and write these; the HTTP API, the command
-line and the sync client show them.
+The store's interfaces (``dispatcher.store.protocol``) read and write these; the HTTP API, the
+command line and the sync client show them.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from common import Heartbeat, TaskTypeInfo
-from dispatcher.postgres_connection import Connection, PostgresConnection, without_nul
-from dispatcher.records import ExecutorRecord, TaskTypeRecord
-from dispatcher.store_rows import (
+from dispatcher.store.postgres.connection import Connection, PostgresConnection, without_nul
+from dispatcher.store.records import ExecutorRecord, TaskTypeRecord
+from dispatcher.store.rows import (
     executor_record,
     heartbeat_values,
     task_type_record,

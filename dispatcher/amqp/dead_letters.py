@@ -26,7 +26,7 @@ from common import (
 from common.amqp import publish_confirmed, to_message
 from common.codec import task_properties
 from common.topology import TASK_ROUTING_KEY
-from dispatcher.store import TaskStore
+from dispatcher.store.protocol import TaskStore
 
 _HEADER_PREFIX = "x-wq-"
 

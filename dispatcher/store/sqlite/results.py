@@ -9,9 +9,9 @@ from datetime import datetime
 from uuid import UUID
 
 from common import ProgressMessage, ResultMessage, TaskMessage
-from dispatcher.records import RecordedResult, TaskState
-from dispatcher.sqlite_connection import SqliteConnection, fetch_values, utc_text
-from dispatcher.store_rows import OPEN_STATES, STATE_OF_OUTCOME, next_attempt_at, task_record
+from dispatcher.store.records import RecordedResult, TaskState
+from dispatcher.store.rows import OPEN_STATES, STATE_OF_OUTCOME, next_attempt_at, task_record
+from dispatcher.store.sqlite.connection import SqliteConnection, fetch_values, utc_text
 
 # The first final outcome wins, whichever attempt it comes from: the WHERE clause makes a
 # result for a task that already has one (a redelivered task that ran twice) a no-op, and

@@ -24,10 +24,10 @@ from common import (
 from common import exit_codes as codes
 from dispatcher.fleet import Fleet
 from dispatcher.metrics import DispatcherMetrics
-from dispatcher.records import ScheduleRecord
 from dispatcher.schedules import CRON_HELP, ScheduleBook
 from dispatcher.settings import DispatcherSettings
-from dispatcher.stores import ThreadedTaskStore, open_store
+from dispatcher.store.records import ScheduleRecord
+from dispatcher.store.threaded import ThreadedTaskStore, open_store
 
 
 def add_parser(commands: Any) -> None:

@@ -9,10 +9,10 @@ from datetime import datetime
 from uuid import UUID
 
 from common import TaskMessage, TaskNotFound
-from dispatcher.records import TaskRecord, TaskState
-from dispatcher.sqlite_connection import SqliteConnection, utc_key, utc_text
-from dispatcher.store_rows import MESSAGE_COLUMNS, keys_for, task_message, task_record
-from dispatcher.task_query import TaskQuery
+from dispatcher.store.query import TaskQuery
+from dispatcher.store.records import TaskRecord, TaskState
+from dispatcher.store.rows import MESSAGE_COLUMNS, keys_for, task_message, task_record
+from dispatcher.store.sqlite.connection import SqliteConnection, utc_key, utc_text
 
 _ADD_TASK = """
 INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at, idempotency_key,

@@ -9,10 +9,10 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from common import TaskMessage, TaskNotFound
-from dispatcher.postgres_connection import Connection, PostgresConnection
-from dispatcher.records import TaskRecord, TaskState
-from dispatcher.store_rows import MESSAGE_COLUMNS, keys_for, task_message, task_record
-from dispatcher.task_query import TaskQuery
+from dispatcher.store.postgres.connection import Connection, PostgresConnection
+from dispatcher.store.query import TaskQuery
+from dispatcher.store.records import TaskRecord, TaskState
+from dispatcher.store.rows import MESSAGE_COLUMNS, keys_for, task_message, task_record
 
 _ADD_TASK = """
 INSERT INTO wq_tasks (task_id, task_type, params, state, attempt, submitted_at, idempotency_key,

@@ -2,7 +2,7 @@
 
 ``TaskStore`` is the seam: the service depends on it. Each backend implements the synchronous
 ``SyncTaskStore`` (SQLite for one dispatcher, PostgreSQL for replicas), and
-``dispatcher.stores.ThreadedTaskStore`` turns either into a ``TaskStore``.
+``dispatcher.store.threaded.ThreadedTaskStore`` turns either into a ``TaskStore``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
 from common import Heartbeat, ProgressMessage, ResultMessage, TaskMessage, TaskTypeInfo
-from dispatcher.records import (
+from dispatcher.store.records import (
     ExecutorRecord,
     RecordedResult,
     ScheduleRecord,
@@ -22,7 +22,7 @@ from dispatcher.records import (
 )
 
 if TYPE_CHECKING:
-    from dispatcher.task_query import TaskQuery
+    from dispatcher.store.query import TaskQuery
 
 
 class TaskStore(Protocol):

@@ -9,10 +9,10 @@ from datetime import datetime
 from uuid import UUID
 
 from common import ScheduleExists, ScheduleNotFound, TaskMessage
-from dispatcher.records import ScheduleRecord, TaskState
-from dispatcher.sqlite_connection import SqliteConnection, fetch_values, utc_text
-from dispatcher.sqlite_tasks import insert_once_per_key, task_row
-from dispatcher.store_rows import MESSAGE_COLUMNS, keys_for, schedule_record, task_message
+from dispatcher.store.records import ScheduleRecord, TaskState
+from dispatcher.store.rows import MESSAGE_COLUMNS, keys_for, schedule_record, task_message
+from dispatcher.store.sqlite.connection import SqliteConnection, fetch_values, utc_text
+from dispatcher.store.sqlite.tasks import insert_once_per_key, task_row
 
 _ADD_SCHEDULE = """
 INSERT INTO schedules (schedule_id, name, cron, timezone, task_type, params, priority, paused,

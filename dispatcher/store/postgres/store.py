@@ -8,7 +8,7 @@ holder of an idempotency key win however many replicas race.
 https://www.postgresql.org/docs/current/sql-insert.html#SQL-ON-CONFLICT
 
 Each concern is a module of its own, over the one connection of
-``dispatcher.postgres_connection``: tasks, results, fleet and schedules.
+``dispatcher.store.postgres.connection``: tasks, results, fleet and schedules.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import psycopg
 
 from common import StoreError
 from common.logging import get_logger
-from dispatcher.postgres_fleet import PostgresFleet
-from dispatcher.postgres_results import PostgresResults
-from dispatcher.postgres_schedules import PostgresSchedules
-from dispatcher.postgres_schema import SCHEMA_VERSION, migrate
-from dispatcher.postgres_tasks import PostgresTasks
+from dispatcher.store.postgres.fleet import PostgresFleet
+from dispatcher.store.postgres.results import PostgresResults
+from dispatcher.store.postgres.schedules import PostgresSchedules
+from dispatcher.store.postgres.schema import SCHEMA_VERSION, migrate
+from dispatcher.store.postgres.tasks import PostgresTasks
 
 log = get_logger(__name__)
 

@@ -9,10 +9,10 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from common import ScheduleExists, ScheduleNotFound, TaskMessage
-from dispatcher.postgres_connection import Connection, PostgresConnection
-from dispatcher.postgres_tasks import insert_once_per_key, insert_task, task_row
-from dispatcher.records import ScheduleRecord, TaskState
-from dispatcher.store_rows import keys_for, schedule_record, task_message
+from dispatcher.store.postgres.connection import Connection, PostgresConnection
+from dispatcher.store.postgres.tasks import insert_once_per_key, insert_task, task_row
+from dispatcher.store.records import ScheduleRecord, TaskState
+from dispatcher.store.rows import keys_for, schedule_record, task_message
 
 # SKIP LOCKED: replicas claiming at once take disjoint rows instead of queueing on each
 # other; a row another replica claimed and committed meanwhile fails the re-checked WHERE.

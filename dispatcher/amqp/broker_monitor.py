@@ -7,7 +7,7 @@ from typing import Protocol
 from aio_pika.abc import AbstractRobustConnection
 
 from common import BrokerError, Topology
-from dispatcher.queue_depths import QueueDepth, read_queue_depths
+from dispatcher.amqp.queue_depths import QueueDepth, read_queue_depths
 
 
 class BrokerMonitor(Protocol):

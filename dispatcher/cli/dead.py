@@ -14,9 +14,9 @@ from tqdm import tqdm
 from common import AmqpSettings, BrokerUnavailable
 from common import exit_codes as codes
 from common.amqp import connect, declare_topology
-from dispatcher import dead_letters
+from dispatcher.amqp import dead_letters
 from dispatcher.settings import DispatcherSettings
-from dispatcher.stores import ThreadedTaskStore, open_store
+from dispatcher.store.threaded import ThreadedTaskStore, open_store
 
 
 def add_parser(commands: Any) -> None:

@@ -1,7 +1,7 @@
 """``dispatcher``: the command line; parses arguments and hands each command to its module.
 
-serve (serve.py), schedule (schedule_commands.py), dead (dead_commands.py) and the store
-readers status, executors and task-types (store_commands.py) live in their own modules,
+serve (serve.py), schedule (schedule.py), dead (dead.py) and the store
+readers status, executors and task-types (status.py) live in their own modules,
 each with its part of the parser; submit and cancel stay here.
 """
 
@@ -34,11 +34,11 @@ from common import (
 )
 from common import exit_codes as codes
 from common.logging import configure
-from dispatcher import dead_commands, schedule_commands, store_commands
 from dispatcher.api.auth import check_bind
+from dispatcher.cli import dead, schedule, status
+from dispatcher.cli.serve import add_serve_parser, run_serve
 from dispatcher.client import open_dispatcher
 from dispatcher.requests import CancelOutcome
-from dispatcher.serve import add_serve_parser, run_serve
 from dispatcher.settings import DispatcherSettings
 
 _EPILOG = """\
@@ -76,10 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_serve_parser(commands)
     _add_submit_parser(commands)
-    dead_commands.add_parser(commands)
-    store_commands.add_fleet_parsers(commands)
-    schedule_commands.add_parser(commands)
-    store_commands.add_status_parser(commands)
+    dead.add_parser(commands)
+    status.add_fleet_parsers(commands)
+    schedule.add_parser(commands)
+    status.add_status_parser(commands)
     _add_cancel_parser(commands)
     return parser
 
@@ -140,19 +140,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = {"tasks": args.tasks} if getattr(args, "tasks", None) else {}
         settings = load_settings(DispatcherSettings, **overrides)
         if args.command == "status":
-            return store_commands.status(settings, args.task_id, as_json=args.json)
+            return status.status(settings, args.task_id, as_json=args.json)
         if args.command in ("executors", "task-types"):
-            return store_commands.fleet(settings, args.command, as_json=args.json)
+            return status.fleet(settings, args.command, as_json=args.json)
         registry = load_registry(settings.tasks) if settings.tasks else None
         if args.command == "schedule":
-            return schedule_commands.run(settings, registry, args)
+            return schedule.run(settings, registry, args)
         amqp = load_settings(AmqpSettings)
         if args.command == "serve":
             if not args.no_http:
                 check_bind(settings.http_host, settings.http_token)
             return run_serve(amqp, settings, registry, http=not args.no_http)
         if args.command == "dead":
-            return asyncio.run(dead_commands.run(amqp, settings, args))
+            return asyncio.run(dead.run(amqp, settings, args))
         if args.command == "cancel":
             return asyncio.run(_cancel(amqp, settings, args.task_id, as_json=args.json))
         params = _parse_params(args.params)
@@ -231,7 +231,7 @@ async def _submit(
         )
         return codes.WAIT_TIMEOUT
     print(record.model_dump_json(indent=2))
-    return store_commands.exit_code_for(record)
+    return status.exit_code_for(record)
 
 
 async def _cancel(

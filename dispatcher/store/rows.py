@@ -12,7 +12,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from common import ExecutorEvent, Heartbeat, Outcome, ResultMessage, TaskMessage, TaskTypeInfo
-from dispatcher.records import ExecutorRecord, ScheduleRecord, TaskRecord, TaskState, TaskTypeRecord
+from dispatcher.store.records import (
+    ExecutorRecord,
+    ScheduleRecord,
+    TaskRecord,
+    TaskState,
+    TaskTypeRecord,
+)
 
 # A result may still move a task in one of these states; any other state is final (or scheduled,
 # which no executor has seen yet).

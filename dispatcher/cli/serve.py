@@ -18,10 +18,10 @@ from common import exit_codes as codes
 from common.logging import get_logger
 from common.readiness import ReadyFile
 from common.shutdown import install_stop_handlers
+from dispatcher.amqp.broker_monitor import AmqpBrokerMonitor
 from dispatcher.api.app import create_app
 from dispatcher.api.context import ApiContext
 from dispatcher.api.server import bind, serve_api
-from dispatcher.broker_monitor import AmqpBrokerMonitor
 from dispatcher.client import open_dispatcher
 from dispatcher.schedules import ScheduleBook, run_due
 from dispatcher.service import Dispatcher

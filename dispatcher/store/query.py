@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
-from dispatcher.records import TaskRecord, TaskState
+from dispatcher.store.records import TaskRecord, TaskState
 
 
 @dataclass(frozen=True, slots=True)

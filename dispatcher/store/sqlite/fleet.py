@@ -8,14 +8,14 @@ from datetime import datetime
 from typing import Any
 
 from common import Heartbeat, TaskTypeInfo
-from dispatcher.records import ExecutorRecord, TaskTypeRecord
-from dispatcher.sqlite_connection import SqliteConnection, utc_text
-from dispatcher.store_rows import (
+from dispatcher.store.records import ExecutorRecord, TaskTypeRecord
+from dispatcher.store.rows import (
     executor_record,
     heartbeat_values,
     task_type_record,
     task_type_values,
 )
+from dispatcher.store.sqlite.connection import SqliteConnection, utc_text
 
 # Heartbeats may arrive out of order (several dispatchers, a backlog): the newest one wins.
 # Times are stored in UTC so that the text comparison orders them.

@@ -1,0 +1,1 @@
+"""The dispatcher's AMQP adapters (aio-pika): publishing, consuming, dead letters, depths."""

@@ -1,0 +1,1 @@
+"""``dispatcher``: the command line, one module per command group."""

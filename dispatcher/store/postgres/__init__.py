@@ -1,0 +1,1 @@
+"""The PostgreSQL dialect of the task store: shared by dispatcher replicas."""

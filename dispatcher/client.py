@@ -30,7 +30,8 @@ from dispatcher.amqp.side_queues import consume_side_queue
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
-from dispatcher.store.threaded import ThreadedTaskStore, open_store
+from dispatcher.store.backends import open_store
+from dispatcher.store.threaded import ThreadedTaskStore
 
 log = get_logger(__name__)
 

@@ -9,14 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.settings import redact_url
-
-_POSTGRES_SCHEMES = ("postgresql", "postgres")
-
-
-def is_postgres_url(location: str) -> bool:
-    """Whether a store location names a PostgreSQL database rather than an SQLite file."""
-    scheme, separator, _ = location.partition("://")
-    return bool(separator) and scheme in _POSTGRES_SCHEMES  # libpq: lower case only
+from dispatcher.store.backends import url_scheme
 
 
 def _default_store() -> Path:
@@ -93,7 +86,7 @@ class DispatcherSettings(BaseSettings):
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
         if not isinstance(text, str):
             return value
-        if is_postgres_url(text):
+        if url_scheme(text) is not None:
             redact_url(text)  # raises ValueError for what urllib cannot parse, e.g. "[::1"
             return SecretStr(text)
         if "://" in text:

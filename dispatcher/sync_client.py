@@ -40,8 +40,8 @@ from common.amqp import topology_mismatch
 from common.topology import TASK_ROUTING_KEY
 from dispatcher.requests import CancelOutcome, CancelReport, TaskRequest, build_task
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.backends import open_store
 from dispatcher.store.records import TaskRecord, TaskState
-from dispatcher.store.threaded import open_store
 
 _WAIT_POLL_S = 0.1
 

@@ -16,7 +16,8 @@ from common import exit_codes as codes
 from common.amqp import connect, declare_topology
 from dispatcher.amqp import dead_letters
 from dispatcher.settings import DispatcherSettings
-from dispatcher.store.threaded import ThreadedTaskStore, open_store
+from dispatcher.store.backends import open_store
+from dispatcher.store.threaded import ThreadedTaskStore
 
 
 def add_parser(commands: Any) -> None:

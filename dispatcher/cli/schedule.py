@@ -26,8 +26,9 @@ from dispatcher.fleet import Fleet
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.schedules import CRON_HELP, ScheduleBook
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.backends import open_store
 from dispatcher.store.records import ScheduleRecord
-from dispatcher.store.threaded import ThreadedTaskStore, open_store
+from dispatcher.store.threaded import ThreadedTaskStore
 
 
 def add_parser(commands: Any) -> None:

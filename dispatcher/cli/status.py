@@ -14,8 +14,8 @@ from uuid import UUID
 from common import TaskNotFound
 from common import exit_codes as codes
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.backends import open_store
 from dispatcher.store.records import ExecutorRecord, TaskRecord, TaskState
-from dispatcher.store.threaded import open_store
 
 
 def add_fleet_parsers(commands: Any) -> None:

@@ -1,8 +1,8 @@
-"""Store rows as plain Python values: the mapping the SQLite and PostgreSQL backends share.
+"""Store rows as plain Python values: the mapping every SQL dialect shares.
 
-Each backend encodes and decodes its own column types (SQLite: ISO and JSON text; PostgreSQL:
-native types, NUL-free text). Between that and the records, a row is the same dict of column
-name to value in both, so the records are built, and the derived columns computed, once here.
+Each dialect encodes and decodes its own column types (SQLite: ISO and JSON text; PostgreSQL:
+native types). Between that and the records, a row is the same dict of column name to value in
+all of them, so the records are built, and the derived columns computed, once here.
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ from dispatcher.store.records import (
     TaskTypeRecord,
 )
 
-# A result may still move a task in one of these states; any other state is final (or scheduled,
-# which no executor has seen yet).
-OPEN_STATES = (TaskState.SUBMITTED.value, TaskState.QUEUED.value, TaskState.RETRYING.value)
 STATE_OF_OUTCOME = {
     Outcome.SUCCEEDED: TaskState.SUCCEEDED,
     Outcome.FAILED: TaskState.FAILED,
@@ -31,8 +28,14 @@ STATE_OF_OUTCOME = {
     Outcome.CANCELLED: TaskState.CANCELLED,
 }
 
-# The columns a republish needs, in the order both backends select them.
+# The columns a republish needs, in the order every dialect selects them.
 MESSAGE_COLUMNS = "task_id, task_type, params, attempt, submitted_at, priority"
+
+# Columns (and the parameters named after them) that hold JSON, in every table: each dialect
+# stores them its way (SQLite: text; PostgreSQL: jsonb) and reads them back as values.
+JSON_COLUMNS = frozenset(
+    {"params", "result", "error", "task_types", "current_tasks", "params_schema", "options", "info"}
+)
 
 
 def keys_for(

@@ -1,4 +1,4 @@
-"""Opening a task store: SQLite or PostgreSQL by its location, and the async adapter over it."""
+"""The async task store: any ``SyncTaskStore`` on a thread of its own, with group commits."""
 
 from __future__ import annotations
 
@@ -7,34 +7,16 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
-from pydantic import SecretStr
-
 from common import TaskMessage
-from dispatcher.settings import is_postgres_url
 from dispatcher.store.group_commit import GroupWrite
-from dispatcher.store.postgres.store import PostgresTaskStore
 from dispatcher.store.protocol import SyncTaskStore, TaskStore
 from dispatcher.store.rows import keys_for
-from dispatcher.store.sqlite.store import SqliteTaskStore
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-
-
-def open_store(spec: str | Path | SecretStr) -> SyncTaskStore:
-    """The store at ``spec``: PostgreSQL for a ``postgresql://`` URL, else an SQLite file.
-
-    Raises:
-        StoreError: the store cannot be opened or migrated.
-    """
-    location = spec.get_secret_value() if isinstance(spec, SecretStr) else spec
-    if isinstance(location, str) and is_postgres_url(location):
-        return PostgresTaskStore(location)
-    return SqliteTaskStore(location)
 
 
 def _forward(

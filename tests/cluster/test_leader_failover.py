@@ -20,8 +20,9 @@ from devbroker.node import SHARED_NODE
 from dispatcher.client import open_dispatcher
 from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.backends import open_store
+from dispatcher.store.protocol import SyncTaskStore
 from dispatcher.store.records import TaskState
-from dispatcher.store.sqlite.store import SqliteTaskStore
 from tests.checker import assert_exactly_one_outcome_each
 from tests.conftest import unique_prefix
 from tests.integration.broker import Broker
@@ -70,7 +71,7 @@ def cluster_processes(
             print(started.dump_logs())
 
 
-def _finished(store: SqliteTaskStore, ids: list[UUID]) -> int:
+def _finished(store: SyncTaskStore, ids: list[UUID]) -> int:
     return sum(record.state.is_final for record in store.get_many(ids))
 
 
@@ -107,7 +108,7 @@ async def test_kill_9_of_the_task_queue_leader_mid_run_loses_no_task(
     # places a new quorum queue's leader on the declaring client's node: so killing the leader
     # also cuts every service's connections, and each must fail over to another node.
     assert leader == cluster.nodes[0].node
-    store = SqliteTaskStore(store_path)
+    store = open_store(store_path)
     wait_until(lambda: _finished(store, ids) >= BATCH // 10, timeout=60, what="a tenth done")
 
     cluster.node(leader).kill()

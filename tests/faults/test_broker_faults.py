@@ -18,8 +18,9 @@ from common import AmqpSettings, PublishRejected
 from dispatcher.client import open_dispatcher
 from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.backends import open_store
+from dispatcher.store.protocol import SyncTaskStore
 from dispatcher.store.records import TaskState
-from dispatcher.store.sqlite.store import SqliteTaskStore
 from tests.checker import assert_exactly_one_outcome_each
 from tests.faults.private_broker import PrivateBroker
 from tests.faults.proxy import TcpProxy
@@ -31,7 +32,7 @@ BATCH = 200
 TASK = TaskRequest("sleep_ms", {"ms": 150})
 
 
-def _finished(store: SqliteTaskStore, ids: list[UUID]) -> int:
+def _finished(store: SyncTaskStore, ids: list[UUID]) -> int:
     return sum(record.state.is_final for record in store.get_many(ids))
 
 
@@ -58,7 +59,7 @@ async def _batch_through_fault(
     wait_for_consumers(watcher, amqp.topology.results_queue, 1)
     watcher.close()
     ids = await _submit(amqp, store_path, [TASK] * BATCH)
-    store = SqliteTaskStore(store_path)
+    store = open_store(store_path)
     wait_until(lambda: _finished(store, ids) >= BATCH // 10, timeout=60, what="a tenth done")
     inject()
     assert _finished(store, ids) < BATCH, "the fault came too late to hit the run"
@@ -123,7 +124,7 @@ async def test_silent_network_is_detected_by_heartbeats_and_survived(
         wait_for_consumers(watcher, fault_amqp_settings.topology.task_queue, 2)
         watcher.close()
         ids = await _submit(fault_amqp_settings, store_path, [TASK] * BATCH)
-        store = SqliteTaskStore(store_path)
+        store = open_store(store_path)
         wait_until(lambda: _finished(store, ids) >= BATCH // 10, timeout=60, what="a tenth done")
         tcp_proxy.blackhole()
         wait_until(
@@ -204,7 +205,7 @@ async def test_memory_alarm_blocks_publishing_clearly_and_loses_nothing(
     # whatever is still unconfirmed, the outbox publishes again (serve does so every sweep).
     async with open_dispatcher(amqp, settings, consume_results=False) as dispatcher:
         await dispatcher.republish_unconfirmed(older_than_s=0)
-    store = SqliteTaskStore(store_path)
+    store = open_store(store_path)
     wait_until(lambda: _finished(store, ids) == len(ids), timeout=60, what="every outcome")
     records = store.get_many(ids)
     store.close()
@@ -226,7 +227,7 @@ async def test_retry_waiting_in_the_broker_survives_a_broker_restart(
         store_path,
         [TaskRequest("flaky_slow_backoff", {"counter": str(counter), "failures": 1})],
     )
-    store = SqliteTaskStore(store_path)
+    store = open_store(store_path)
     wait_until(
         lambda: store.get(ids[0]).state is TaskState.RETRYING,
         timeout=30,

@@ -10,8 +10,8 @@ from common import AmqpSettings
 from common import exit_codes as codes
 from dispatcher.client import open_dispatcher
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.backends import open_store
 from dispatcher.store.records import TaskState
-from dispatcher.store.sqlite.store import SqliteTaskStore
 from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, wait_until
 from tests.integration.test_cli import run_cli
@@ -71,7 +71,7 @@ async def test_dead_replay_runs_the_task_again_as_its_next_attempt(
     )
     assert replayed.returncode == codes.OK, replayed.stderr
     assert f"replayed {ids[0]}" in replayed.stdout
-    store = SqliteTaskStore(store_path)
+    store = open_store(store_path)
     wait_until(
         lambda: store.get(ids[0]).state is TaskState.SUCCEEDED,
         timeout=20,

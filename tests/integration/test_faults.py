@@ -9,8 +9,8 @@ from common import AmqpSettings
 from dispatcher.client import open_dispatcher
 from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.backends import open_store
 from dispatcher.store.records import TaskState
-from dispatcher.store.sqlite.store import SqliteTaskStore
 from tests.checker import assert_exactly_one_outcome_each
 from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, wait_for_consumers, wait_until_async
@@ -61,7 +61,7 @@ async def test_dispatcher_killed_and_restarted_loses_no_result(
     wait_for_consumers(broker, topology.results_queue, 1)
     async with open_dispatcher(amqp_settings, dispatcher_settings, consume_results=False) as d:
         ids = await d.submit_many([TaskRequest("sleep_ms", {"ms": 5}) for _ in range(300)])
-    store = SqliteTaskStore(store_path)
+    store = open_store(store_path)
 
     def finished() -> int:
         return sum(r.state.is_final for r in store.get_many(ids))

@@ -29,11 +29,10 @@ from common import exit_codes as codes
 from dispatcher.client import open_dispatcher
 from dispatcher.requests import TaskRequest
 from dispatcher.settings import DispatcherSettings
-from dispatcher.store.postgres.connection import PostgresConnection
+from dispatcher.store.backends import open_store
+from dispatcher.store.postgres.connection import PostgresDialect
 from dispatcher.store.postgres.schema import MIGRATIONS, SCHEMA_VERSION
-from dispatcher.store.postgres.store import PostgresTaskStore
 from dispatcher.store.records import TaskState
-from dispatcher.store.threaded import open_store
 from tests.checker import assert_exactly_one_outcome_each
 from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, wait_for_async, wait_for_consumers, wait_until
@@ -126,7 +125,7 @@ async def test_dead_replay_records_the_replay_in_postgresql(
 def test_store_reconnects_after_the_server_drops_its_connection(
     postgres_schema: IsolatedSchema,
 ) -> None:
-    store = PostgresTaskStore(postgres_schema.url)
+    store = open_store(postgres_schema.url)
     task = TaskMessage(task_id=uuid4(), task_type="echo", submitted_at=T0)
     store.add_submitted([task])
     with postgres_schema.connect(admin=True) as admin:
@@ -148,11 +147,11 @@ def test_store_reconnects_after_the_server_drops_its_connection(
 def test_statements_are_limited_to_30_seconds_unless_the_url_says_otherwise(
     postgres_schema: IsolatedSchema,
 ) -> None:
-    default = PostgresConnection(postgres_schema.url)
-    chosen = PostgresConnection(postgres_schema.url_with_options("statement_timeout=5min"))
+    default = PostgresDialect(postgres_schema.url)
+    chosen = PostgresDialect(postgres_schema.url_with_options("statement_timeout=5min"))
     try:
-        assert default._read("SHOW statement_timeout", ()) == [{"statement_timeout": "30s"}]
-        assert chosen._read("SHOW statement_timeout", ()) == [{"statement_timeout": "5min"}]
+        assert default.read("SHOW statement_timeout", {}) == [{"statement_timeout": "30s"}]
+        assert chosen.read("SHOW statement_timeout", {}) == [{"statement_timeout": "5min"}]
     finally:
         default.close()
         chosen.close()
@@ -161,7 +160,7 @@ def test_statements_are_limited_to_30_seconds_unless_the_url_says_otherwise(
 def test_a_statement_stuck_behind_a_lock_fails_as_a_store_error(
     postgres_schema: IsolatedSchema,
 ) -> None:
-    store = PostgresTaskStore(postgres_schema.url_with_options("statement_timeout=1s"))
+    store = open_store(postgres_schema.url_with_options("statement_timeout=1s"))
     try:
         with postgres_schema.connect() as holder, holder.transaction():
             # A forgotten session holding the table: the store must not wait for it forever.

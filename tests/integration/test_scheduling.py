@@ -19,8 +19,8 @@ from dispatcher.client import open_dispatcher
 from dispatcher.requests import TaskRequest
 from dispatcher.schedules import ScheduleBook
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.backends import open_store
 from dispatcher.store.records import TaskState
-from dispatcher.store.threaded import open_store
 from tests.integration.broker import Broker
 from tests.integration.conftest import (
     Processes,

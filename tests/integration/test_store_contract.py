@@ -35,14 +35,16 @@ from common import (
     TaskNotFound,
     TaskTypeInfo,
 )
+from dispatcher.store.backends import open_store
 from dispatcher.store.postgres import schema as postgres_schema
-from dispatcher.store.postgres.connection import PostgresConnection
+from dispatcher.store.postgres.connection import PostgresDialect
 from dispatcher.store.protocol import SyncTaskStore
 from dispatcher.store.query import TaskPosition, TaskQuery
 from dispatcher.store.records import ExecutorState, ScheduleRecord, TaskState
+from dispatcher.store.sql.store import SqlTaskStore
 from dispatcher.store.sqlite import schema as sqlite_schema
-from dispatcher.store.sqlite.connection import SqliteConnection
-from dispatcher.store.threaded import ThreadedTaskStore, open_store
+from dispatcher.store.sqlite.connection import SqliteDialect
+from dispatcher.store.threaded import ThreadedTaskStore
 from tests.integration.postgres import IsolatedSchema
 
 _T = TypeVar("_T")
@@ -696,16 +698,13 @@ async def test_threaded_store_gives_the_async_interface(backend: Backend) -> Non
 
 def _commit_waits_for_disk(store: SyncTaskStore, *, durable: bool) -> bool:
     """Whether a write transaction of ``store`` run with ``durable`` syncs at commit."""
-    if isinstance(store, SqliteConnection):
+    assert isinstance(store, SqlTaskStore)
+    if isinstance(store._db, SqliteDialect):
         # In WAL mode, FULL (2) syncs the log at every commit; NORMAL (1) only at checkpoints.
-        level = store._write(
-            lambda db: db.execute("PRAGMA synchronous").fetchone()[0], durable=durable
-        )
-        return {1: False, 2: True}[level]
-    assert isinstance(store, PostgresConnection)
-    rows = store._write(
-        lambda db: db.execute("SHOW synchronous_commit").fetchall(), durable=durable
-    )
+        rows = store._db.write(lambda tx: tx.run("PRAGMA synchronous", {}).rows, durable=durable)
+        return {1: False, 2: True}[rows[0]["synchronous"]]
+    assert isinstance(store._db, PostgresDialect)
+    rows = store._db.write(lambda tx: tx.run("SHOW synchronous_commit", {}).rows, durable=durable)
     return {"off": False, "on": True}[rows[0]["synchronous_commit"]]
 
 
@@ -720,7 +719,7 @@ def test_a_non_durable_write_skips_the_sync_and_later_writes_sync_again(
         raise RuntimeError("work failed")
 
     with pytest.raises(RuntimeError):
-        store._write(fail, durable=False)  # type: ignore[attr-defined]
+        store._db.write(fail, durable=False)  # type: ignore[attr-defined]
     assert _commit_waits_for_disk(store, durable=True) is True
 
 
@@ -729,7 +728,8 @@ def test_only_advisory_writes_skip_the_sync(
 ) -> None:
     """Marks, heartbeats and progress can be lost to a crash and recovered; nothing else can."""
     durable: dict[str, bool] = {}
-    write = store._write  # type: ignore[attr-defined]
+    db = store._db  # type: ignore[attr-defined]
+    write = db.write
 
     def spy(what: str) -> Callable[..., Any]:
         def spying(work: Any, **kwargs: Any) -> Any:
@@ -739,17 +739,17 @@ def test_only_advisory_writes_skip_the_sync(
         return spying
 
     task = _task()
-    monkeypatch.setattr(store, "_write", spy("add_submitted"))
+    monkeypatch.setattr(db, "write", spy("add_submitted"))
     store.add_submitted([task])
-    monkeypatch.setattr(store, "_write", spy("mark_queued"))
+    monkeypatch.setattr(db, "write", spy("mark_queued"))
     store.mark_queued([task.task_id], T1)
-    monkeypatch.setattr(store, "_write", spy("record_heartbeat"))
+    monkeypatch.setattr(db, "write", spy("record_heartbeat"))
     store.record_heartbeat(_heartbeat())
-    monkeypatch.setattr(store, "_write", spy("record_progress"))
+    monkeypatch.setattr(db, "write", spy("record_progress"))
     store.record_progress(_progress(task.task_id, 50, T2))
-    monkeypatch.setattr(store, "_write", spy("request_cancel"))
+    monkeypatch.setattr(db, "write", spy("request_cancel"))
     store.request_cancel(task.task_id, T2)
-    monkeypatch.setattr(store, "_write", spy("record_results"))
+    monkeypatch.setattr(db, "write", spy("record_results"))
     store.record_result(_outcome(task.task_id))
 
     assert durable == {

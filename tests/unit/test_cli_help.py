@@ -14,7 +14,7 @@ import pytest
 from common import TaskMessage
 from common import exit_codes as codes
 from dispatcher.cli import main as dispatcher_cli
-from dispatcher.store.sqlite.store import SqliteTaskStore
+from dispatcher.store.backends import open_store
 from executor import cli as executor_cli
 
 DISPATCHER_CODES = {
@@ -128,7 +128,7 @@ def test_status_of_an_unknown_task_without_a_store_is_not_found(
 
 
 def test_status_of_an_unknown_task_in_an_empty_store_is_not_found(store_path: Path) -> None:
-    SqliteTaskStore(store_path).close()
+    open_store(store_path).close()
 
     assert dispatcher_cli.main(["status", str(uuid4())]) == codes.NOT_FOUND
 
@@ -142,7 +142,7 @@ def test_status_prints_a_recorded_task(
         params={"text": "a"},
         submitted_at=datetime(2026, 1, 2, tzinfo=UTC),
     )
-    store = SqliteTaskStore(store_path)
+    store = open_store(store_path)
     store.add_submitted([task])
     store.close()
 

@@ -1,7 +1,11 @@
-"""The PostgreSQL store's connection: connecting, one lock, reconnects, transactions.
+"""The PostgreSQL dialect: connecting, one lock, reconnects, transactions and stored values.
 
-Every concern of ``PostgresTaskStore`` (tasks, results, fleet, schedules) is a subclass of
-``PostgresConnection`` and reaches the database only through ``_read`` and ``_write``.
+One connection per store, shared by threads through one lock. Concurrent replicas agree through
+row locks rather than one write lock: ``INSERT ... ON CONFLICT`` waits for a competing
+transaction on the same row and re-checks its condition against the committed row (READ
+COMMITTED), so the first final outcome and the first holder of an idempotency key win however
+many replicas race. https://www.postgresql.org/docs/current/sql-insert.html#SQL-ON-CONFLICT
+Values keep their native types (uuid, timestamptz, jsonb, arrays).
 """
 
 from __future__ import annotations
@@ -14,12 +18,21 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import Jsonb
 
 from common import JsonValue, StoreError
+from common.logging import get_logger
 from common.settings import redact_url
+from dispatcher.store.postgres.queries import QUERIES
+from dispatcher.store.postgres.schema import SCHEMA_VERSION, migrate
+from dispatcher.store.rows import JSON_COLUMNS
+from dispatcher.store.sql.dialect import Params, Ran, Row
+from dispatcher.store.sql.queries import Queries
 
 _T = TypeVar("_T")
 Connection = psycopg.Connection[DictRow]
+
+log = get_logger(__name__)
 
 # Unless the URL says otherwise: fail fast on an unreachable server, and name the client in
 # pg_stat_activity.
@@ -30,25 +43,64 @@ _CONNECT_DEFAULTS = {"connect_timeout": "10", "application_name": "wq-dispatcher
 _STATEMENT_TIMEOUT = "30s"
 
 
-class PostgresConnection:
-    """One connection to the server, shared by threads through one lock; reconnects."""
+class PostgresDialect:
+    """One connection to the server, shared by threads through one lock; reconnects.
+
+    The tables live in the first schema of the connection's ``search_path``; pick another
+    with ``?options=-csearch_path%3Dname`` in the URL. Opening it migrates the schema.
+    """
+
+    queries: Queries = QUERIES
 
     def __init__(self, url: str) -> None:
         self.url = _redacted(url)  # safe to show: the password is masked
         self._conninfo = url
         self._lock = threading.Lock()
         self._closed = False
-        self._db = self._connect()
+        self._connection = self._connect()
+        try:
+            migrated_from = migrate(self._connection)
+        except psycopg.Error as exc:
+            self._connection.close()
+            raise StoreError(f"cannot migrate the task store at {self.url}: {exc}") from exc
+        except BaseException:
+            self._connection.close()
+            raise
+        if migrated_from is not None:
+            log.info("task_store_migrated", from_version=migrated_from, to_version=SCHEMA_VERSION)
 
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
             self._closed = True
-            self._db.close()
+            self._connection.close()
 
     def ping(self) -> None:
         """Query the server (reconnecting if the connection dropped); ``StoreError`` if not."""
-        self._read("SELECT 1", ())
+        self.read("SELECT 1", {})
+
+    def read(self, sql: str, params: Params) -> list[Row]:
+        """The rows one statement returns."""
+        return self._run("read", lambda db: db.execute(sql, _encoded(params)).fetchall())
+
+    def write(self, work: Callable[[_PostgresTransaction], _T], *, durable: bool = True) -> _T:
+        """Run ``work`` in one transaction; ``durable=False`` commits without waiting for WAL.
+
+        The server flushes a non-durable commit within a few hundred milliseconds, and any
+        later durable commit flushes it first.
+        """
+
+        def transaction(db: Connection) -> _T:
+            with db.transaction():
+                if not durable:
+                    db.execute("SET LOCAL synchronous_commit = off")
+                return work(_PostgresTransaction(db))
+
+        return self._run("write", transaction)
+
+    def reported(self, value: JsonValue) -> JsonValue:
+        """``value`` with NUL replaced: PostgreSQL text and jsonb cannot hold it."""
+        return without_nul(value)
 
     def _connect(self) -> Connection:
         try:
@@ -73,40 +125,50 @@ class PostgresConnection:
             raise StoreError(f"cannot open the task store at {self.url}: {exc}") from exc
         return db
 
-    def _read(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> list[DictRow]:
-        return self._run("read", lambda db: db.execute(sql, params).fetchall(), write=False)
-
-    def _write(self, work: Callable[[Connection], _T], *, durable: bool = True) -> _T:
-        """Run ``work`` in one transaction; ``durable=False`` commits without waiting for WAL.
-
-        A non-durable commit is for what can be lost to a server crash and recovered (see
-        ``SqliteConnection._write``): the server flushes it within a few hundred milliseconds,
-        and any later durable commit flushes it first.
-        """
-        if durable:
-            return self._run("write", work, write=True)
-
-        def asynchronously(db: Connection) -> _T:
-            db.execute("SET LOCAL synchronous_commit = off")
-            return work(db)
-
-        return self._run("write", asynchronously, write=True)
-
-    def _run(self, what: str, work: Callable[[Connection], _T], *, write: bool) -> _T:
+    def _run(self, what: str, work: Callable[[Connection], _T]) -> _T:
         with self._lock:
-            if self._db.closed:
+            if self._connection.closed:
                 if self._closed:
                     raise StoreError("the task store is closed")
                 # The server restarted or the network dropped: the call that noticed failed
                 # (its caller retries, e.g. a result is requeued); this one reconnects.
-                self._db = self._connect()
+                self._connection = self._connect()
             try:
-                if not write:
-                    return work(self._db)
-                with self._db.transaction():
-                    return work(self._db)
+                return work(self._connection)
             except psycopg.Error as exc:
                 raise StoreError(f"task store {what} failed: {exc}") from exc
+
+
+class _PostgresTransaction:
+    """Statements inside ``PostgresDialect.write``'s transaction."""
+
+    def __init__(self, db: Connection) -> None:
+        self._db = db
+
+    def run(self, sql: str, params: Params) -> Ran:
+        cursor = self._db.execute(sql, _encoded(params))
+        return Ran(cursor.rowcount, cursor.fetchall() if cursor.description else [])
+
+    def run_many(self, sql: str, params: Sequence[Params]) -> None:
+        with self._db.cursor() as cursor:
+            cursor.executemany(sql, [_encoded(p) for p in params])
+
+    def run_each(self, sql: str, params: Sequence[Params]) -> list[list[Row]]:
+        # One pipelined round trip for all, each statement's rows in its own result set.
+        results: list[list[Row]] = []
+        with self._db.cursor() as cursor:
+            cursor.executemany(sql, [_encoded(p) for p in params], returning=True)
+            for _ in params:
+                results.append(cursor.fetchall())
+                cursor.nextset()
+        return results
+
+
+def _encoded(params: Params) -> dict[str, Any]:
+    return {
+        name: Jsonb(value) if name in JSON_COLUMNS and value is not None else value
+        for name, value in params.items()
+    }
 
 
 def without_nul(value: JsonValue) -> JsonValue:

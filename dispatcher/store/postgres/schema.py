@@ -11,7 +11,8 @@ from psycopg.rows import DictRow
 
 from common import StoreError
 
-# Version n is MIGRATIONS[n - 1]. Each step runs in the transaction that records it, so a
+# Version n is MIGRATIONS[n - 1]; the numbers are this dialect's own (version 1 here is SQLite's
+# 3, whose 1 and 2 predate this store). Each step runs in the transaction that records it, so a
 # crash half-way leaves the schema as it was (PostgreSQL DDL is transactional).
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -39,8 +40,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE UNIQUE INDEX wq_tasks_by_idempotency_key ON wq_tasks (idempotency_key)"
         " WHERE idempotency_key IS NOT NULL",
     ),
-    # v4, the scheduling centre: priority, eta, cancel and progress; schedules, executors and
-    # the task types executors publish.
+    # Version 2 (SQLite's version 4), the scheduling centre: priority, eta, cancel and
+    # progress; schedules, executors and the task types executors publish.
     (
         "ALTER TABLE wq_tasks DROP CONSTRAINT wq_tasks_state_check",
         """ALTER TABLE wq_tasks ADD CONSTRAINT wq_tasks_state_check CHECK (state IN

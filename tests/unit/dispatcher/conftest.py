@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.store.sqlite.store import SqliteTaskStore
+from dispatcher.store.backends import open_store
 from dispatcher.store.threaded import ThreadedTaskStore
 from tests.unit.dispatcher.fakes import FakeCancelPublisher, FakePublisher
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[ThreadedTaskStore]:
-    threaded = ThreadedTaskStore(SqliteTaskStore(tmp_path / "tasks.sqlite3"))
+    threaded = ThreadedTaskStore(open_store(tmp_path / "tasks.sqlite3"))
     yield threaded
     await threaded.close()
 

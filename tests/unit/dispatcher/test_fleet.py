@@ -24,8 +24,8 @@ from common import (
 from dispatcher.fleet import Fleet
 from dispatcher.metrics import DispatcherMetrics, render
 from dispatcher.service import Dispatcher
+from dispatcher.store.backends import open_store
 from dispatcher.store.records import ExecutorState, TaskTypeRecord
-from dispatcher.store.sqlite.store import SqliteTaskStore
 from dispatcher.store.threaded import ThreadedTaskStore
 from dispatcher.task_types import CATALOG_MAX_AGE_S, TaskTypeCatalog
 from tests.unit.dispatcher.fakes import FakePublisher
@@ -52,7 +52,7 @@ class Clock:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[ThreadedTaskStore]:
-    threaded = ThreadedTaskStore(SqliteTaskStore(tmp_path / "tasks.sqlite3"))
+    threaded = ThreadedTaskStore(open_store(tmp_path / "tasks.sqlite3"))
     yield threaded
     await threaded.close()
 

@@ -16,8 +16,15 @@ import pytest
 
 from common import ErrorKind, Outcome, ResultMessage, StoreError, TaskErrorInfo, TaskMessage
 from dispatcher.store.records import TaskState
+from dispatcher.store.sql.dialect import Transaction
+from dispatcher.store.sql.store import SqlTaskStore
+from dispatcher.store.sqlite.connection import SqliteDialect
 from dispatcher.store.sqlite.schema import SCHEMA_VERSION
-from dispatcher.store.sqlite.store import SqliteTaskStore
+
+
+def _sqlite(path: Path | str) -> SqlTaskStore:
+    return SqlTaskStore(SqliteDialect(path))
+
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 T1 = T0 + timedelta(seconds=1)
@@ -53,12 +60,12 @@ def store_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def open_store(store_path: Path) -> Iterator[Callable[[], SqliteTaskStore]]:
+def open_store(store_path: Path) -> Iterator[Callable[[], SqlTaskStore]]:
     """Opens stores on the test's file and closes them all afterwards."""
-    opened: list[SqliteTaskStore] = []
+    opened: list[SqlTaskStore] = []
 
-    def factory() -> SqliteTaskStore:
-        store = SqliteTaskStore(store_path)
+    def factory() -> SqlTaskStore:
+        store = _sqlite(store_path)
         opened.append(store)
         return store
 
@@ -68,7 +75,7 @@ def open_store(store_path: Path) -> Iterator[Callable[[], SqliteTaskStore]]:
 
 
 @pytest.fixture
-def store(open_store: Callable[[], SqliteTaskStore]) -> SqliteTaskStore:
+def store(open_store: Callable[[], SqlTaskStore]) -> SqlTaskStore:
     return open_store()
 
 
@@ -125,7 +132,7 @@ def _user_version(path: Path) -> int:
         db.close()
 
 
-def test_sqlite_errors_become_store_errors_and_roll_back(store: SqliteTaskStore) -> None:
+def test_sqlite_errors_become_store_errors_and_roll_back(store: SqlTaskStore) -> None:
     existing, new = _task(), _task()
     store.add_submitted([existing])
 
@@ -136,32 +143,36 @@ def test_sqlite_errors_become_store_errors_and_roll_back(store: SqliteTaskStore)
 
 
 def test_a_commit_that_fails_is_rolled_back_and_leaves_the_connection_usable(
-    store: SqliteTaskStore,
+    store: SqlTaskStore,
 ) -> None:
-    def deferred_violation(db: sqlite3.Connection) -> None:
+    db = store._db
+    assert isinstance(db, SqliteDialect)
+
+    def deferred_violation(tx: Transaction) -> None:
         # A deferred foreign key is checked only at COMMIT, which then fails and leaves the
         # transaction open.
-        db.execute("INSERT INTO child (parent) VALUES (42)")
+        tx.run("INSERT INTO child (parent) VALUES (42)", {})
 
-    store._write(lambda db: db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)"))
-    store._write(
-        lambda db: db.execute(
-            "CREATE TABLE child (parent REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+    db.write(lambda tx: tx.run("CREATE TABLE parent (id INTEGER PRIMARY KEY)", {}))
+    db.write(
+        lambda tx: tx.run(
+            "CREATE TABLE child (parent REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)", {}
         )
     )
-    store._db.execute("PRAGMA foreign_keys = ON")  # outside a transaction, or it is ignored
+    db._connection.execute("PRAGMA foreign_keys = ON")  # outside a transaction, or it is ignored
 
     for durable in (True, False):
         with pytest.raises(StoreError, match="FOREIGN KEY"):
-            store._write(deferred_violation, durable=durable)
+            db.write(deferred_violation, durable=durable)
         task = _task()
         store.add_submitted([task])
         assert store.get(task.task_id).task_id == task.task_id
-        assert store._write(lambda db: db.execute("PRAGMA synchronous").fetchone()[0]) == 2
-    assert store._read("SELECT count(*) AS n FROM child", ()) == [{"n": 0}]
+        synchronous = db.write(lambda tx: tx.run("PRAGMA synchronous", {}).rows)
+        assert synchronous == [{"synchronous": 2}]
+    assert db.read("SELECT count(*) AS n FROM child", {}) == [{"n": 0}]
 
 
-def test_get_many_handles_more_ids_than_sqlite_binds_at_once(store: SqliteTaskStore) -> None:
+def test_get_many_handles_more_ids_than_sqlite_binds_at_once(store: SqlTaskStore) -> None:
     tasks = [_task() for _ in range(1234)]
     store.add_submitted(tasks)
 
@@ -171,7 +182,7 @@ def test_get_many_handles_more_ids_than_sqlite_binds_at_once(store: SqliteTaskSt
 
 
 def test_in_memory_store_works() -> None:
-    store = SqliteTaskStore(":memory:")
+    store = _sqlite(":memory:")
     task = _task()
     try:
         store.add_submitted([task])
@@ -205,7 +216,7 @@ def test_which_states_are_final(state: TaskState, final: bool) -> None:
 
 
 def test_version_one_store_is_migrated_and_keeps_its_rows(
-    open_store: Callable[[], SqliteTaskStore], store_path: Path
+    open_store: Callable[[], SqlTaskStore], store_path: Path
 ) -> None:
     done, waiting = uuid4(), uuid4()
     _v1_database(
@@ -236,7 +247,7 @@ def test_version_one_store_is_migrated_and_keeps_its_rows(
 
 
 def test_migrated_store_opens_again_without_migrating_twice(
-    open_store: Callable[[], SqliteTaskStore], store_path: Path
+    open_store: Callable[[], SqlTaskStore], store_path: Path
 ) -> None:
     task_id = uuid4()
     _v1_database(
@@ -259,11 +270,11 @@ def test_store_from_newer_code_is_refused(store_path: Path) -> None:
     db.close()
 
     with pytest.raises(StoreError, match="newer"):
-        SqliteTaskStore(store_path)
+        _sqlite(store_path)
 
 
 def test_half_applied_migration_does_not_brick_the_store(
-    open_store: Callable[[], SqliteTaskStore], store_path: Path
+    open_store: Callable[[], SqlTaskStore], store_path: Path
 ) -> None:
     _v1_database(store_path, [])
     db = sqlite3.connect(store_path)
@@ -281,7 +292,7 @@ def test_version_two_store_gains_idempotency_keys(store_path: Path) -> None:
     with sqlite3.connect(store_path) as db:
         db.execute("ALTER TABLE tasks ADD COLUMN next_attempt_at TEXT")
         db.execute("PRAGMA user_version = 2")
-    store = SqliteTaskStore(store_path)
+    store = _sqlite(store_path)
     task = TaskMessage(task_id=uuid4(), task_type="x", submitted_at=datetime.now(UTC))
 
     assert store.add_submitted([task], ["k"]) == [task.task_id]

@@ -8,9 +8,10 @@ import pytest
 from pydantic import SecretStr
 
 from common import ConfigError, load_settings
-from dispatcher.settings import DispatcherSettings, is_postgres_url
-from dispatcher.store.sqlite.store import SqliteTaskStore
-from dispatcher.store.threaded import open_store
+from dispatcher.settings import DispatcherSettings
+from dispatcher.store.backends import open_store, url_scheme
+from dispatcher.store.sql.store import SqlTaskStore
+from dispatcher.store.sqlite.connection import SqliteDialect
 
 URL = "postgresql://wq:hunter2@db.example:5432/wq"
 
@@ -29,7 +30,7 @@ URL = "postgresql://wq:hunter2@db.example:5432/wq"
     ],
 )
 def test_a_postgresql_url_is_told_from_a_file(location: str, postgres: bool) -> None:
-    assert is_postgres_url(location) is postgres
+    assert (url_scheme(location) is not None) is postgres
 
 
 @pytest.mark.parametrize("spec", ["tasks.sqlite3", SecretStr("tasks.sqlite3")])
@@ -41,14 +42,16 @@ def test_anything_but_a_postgresql_url_opens_an_sqlite_file(
     store = open_store(spec)
     store.close()
 
-    assert isinstance(store, SqliteTaskStore)
+    assert isinstance(store, SqlTaskStore)
+    assert isinstance(store._db, SqliteDialect)
     assert (tmp_path / "tasks.sqlite3").exists()
 
 
 def test_open_store_takes_a_path_and_memory() -> None:
     for spec in (Path(":memory:"), ":memory:"):
         store = open_store(spec)
-        assert isinstance(store, SqliteTaskStore)
+        assert isinstance(store, SqlTaskStore)
+        assert isinstance(store._db, SqliteDialect)
         assert store.get_many([]) == []
         store.close()
 

@@ -13,17 +13,18 @@ import pytest
 
 from common import StoreError, TaskMessage
 from dispatcher.store.records import TaskState
-from dispatcher.store.sqlite.store import SqliteTaskStore
+from dispatcher.store.sql.store import SqlTaskStore
+from dispatcher.store.sqlite.connection import SqliteDialect
 from dispatcher.store.threaded import ThreadedTaskStore
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 
 
-class GatedStore(SqliteTaskStore):
+class GatedStore(SqlTaskStore):
     """SQLite whose ``ping`` holds the store's thread until the test opens the gate."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(path)
+        super().__init__(SqliteDialect(path))
         self.gate = threading.Event()
         self.marks: list[tuple[list[UUID], datetime]] = []
         self.fail_marks = False

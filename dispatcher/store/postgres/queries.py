@@ -1,0 +1,149 @@
+"""The PostgreSQL dialect's statements (``Queries``), beside SQLite's in the same order.
+
+Replicas write at once, so the statements that read a condition and then act on it take row
+locks, always in one order (by id, by key) so that two replicas wait for each other instead of
+deadlocking; under READ COMMITTED a locked row's condition is re-checked against the committed
+row. https://www.postgresql.org/docs/current/transaction-iso.html#XACT-READ-COMMITTED
+"""
+
+from __future__ import annotations
+
+from dispatcher.store.rows import MESSAGE_COLUMNS
+from dispatcher.store.sql import queries as sql
+from dispatcher.store.sql.queries import Queries
+
+
+def _param(name: str) -> str:
+    return f"%({name})s"
+
+
+QUERIES = Queries(
+    # Tasks
+    add_task="""
+INSERT INTO wq_tasks (task_id, task_type, params, state, attempt, submitted_at, idempotency_key,
+                      priority, eta, schedule_id)
+VALUES (%(task_id)s, %(task_type)s, %(params)s, %(state)s, %(attempt)s, %(submitted_at)s,
+        %(idempotency_key)s, %(priority)s, %(eta)s, %(schedule_id)s)
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING task_id
+""",
+    holders_of_keys="""
+SELECT idempotency_key, task_id FROM wq_tasks WHERE idempotency_key = ANY(%(keys)s)
+""",
+    # Rows are locked in task id order: two replicas marking overlapping batches (both
+    # re-publish an old unconfirmed task) wait for each other instead of deadlocking. FOR UPDATE
+    # re-checks the state of a row another transaction just changed, so an outcome is never
+    # overwritten.
+    mark_queued="""
+WITH locked AS (
+    SELECT task_id FROM wq_tasks WHERE task_id = ANY(%(ids)s) AND state = 'submitted'
+    ORDER BY task_id FOR UPDATE
+)
+UPDATE wq_tasks SET state = 'queued', queued_at = %(queued_at)s
+FROM locked WHERE wq_tasks.task_id = locked.task_id AND wq_tasks.state = 'submitted'
+""",
+    unconfirmed=f"""
+SELECT {MESSAGE_COLUMNS} FROM wq_tasks
+WHERE state = 'submitted' AND submitted_at < %(before)s AND (eta IS NULL OR eta < %(before)s)
+ORDER BY submitted_at LIMIT %(limit)s
+""",
+    # One array parameter, however many ids: PostgreSQL has no bound-parameter limit here.
+    get_many="SELECT * FROM wq_tasks WHERE task_id = ANY(%(ids)s)",
+    list_tasks="""
+SELECT * FROM wq_tasks {where} ORDER BY submitted_at DESC, task_id DESC LIMIT %(limit)s
+""",
+    tasks_in_states="state = ANY(%(states)s)",
+    tasks_of_type="task_type = %(task_type)s",
+    tasks_submitted_after="submitted_at > %(submitted_after)s",
+    tasks_submitted_before="submitted_at < %(submitted_before)s",
+    # A row comparison: the keyset condition in one term (uuid order is byte order, the same as
+    # SQLite's order of the lower-case text form).
+    tasks_after_position=("(submitted_at, task_id) < (%(after_submitted_at)s, %(after_task_id)s)"),
+    # Outcomes: as in SQLite, the first final outcome wins and a late "retrying" report of an
+    # earlier attempt never moves a later attempt back. ON CONFLICT locks the row even when the
+    # WHERE is false, so the duplicate count that follows is exact too.
+    record_result=f"""
+INSERT INTO wq_tasks (task_id, task_type, params, state, attempt, submitted_at, started_at,
+                      finished_at, next_attempt_at, executor, result, error, redelivered)
+VALUES (%(task_id)s, %(task_type)s, '{{}}', %(state)s, %(attempt)s, %(started_at)s,
+        %(started_at)s, %(finished_at)s, %(next_attempt_at)s, %(executor)s, %(result)s,
+        %(error)s, %(redelivered)s)
+ON CONFLICT (task_id) DO UPDATE SET
+    {sql.set_from_excluded(sql.RESULT_COLUMNS)}
+WHERE wq_tasks.state IN {sql.OPEN_STATES}
+    AND (excluded.state <> 'retrying' OR excluded.attempt >= wq_tasks.attempt)""",
+    count_duplicate_result="""
+UPDATE wq_tasks SET duplicate_results = duplicate_results + 1 WHERE task_id = %(task_id)s
+""",
+    record_replay="""
+INSERT INTO wq_tasks (task_id, task_type, params, state, attempt, submitted_at)
+VALUES (%(task_id)s, %(task_type)s, %(params)s, 'submitted', %(attempt)s, %(submitted_at)s)
+ON CONFLICT (task_id) DO UPDATE SET
+    state = excluded.state, attempt = excluded.attempt, queued_at = NULL,
+    started_at = NULL, finished_at = NULL, next_attempt_at = NULL, executor = NULL,
+    result = NULL, error = NULL, redelivered = false
+WHERE wq_tasks.state = 'dead'
+""",
+    request_cancel=f"""
+UPDATE wq_tasks SET
+    cancel_requested_at = COALESCE(cancel_requested_at, %(cancel_requested_at)s),
+    finished_at = CASE WHEN state = 'scheduled' THEN %(cancel_requested_at)s
+                       ELSE finished_at END,
+    state = CASE WHEN state = 'scheduled' THEN 'cancelled' ELSE state END
+WHERE task_id = %(task_id)s AND state NOT IN {sql.FINAL_STATES}
+""",
+    record_progress=f"""
+UPDATE wq_tasks SET progress = %(progress)s, progress_note = %(progress_note)s,
+    progress_at = %(progress_at)s
+WHERE task_id = %(task_id)s AND state NOT IN {sql.FINAL_STATES}
+    AND (progress_at IS NULL OR progress_at < %(progress_at)s)
+""",
+    # Fleet
+    # The newest heartbeat per executor wins, whatever the order they arrive in.
+    record_heartbeat=sql.upsert(
+        "wq_executors",
+        sql.EXECUTOR_COLUMNS,
+        _param,
+        where="excluded.last_seen_at >= wq_executors.last_seen_at",
+    ),
+    list_executors="SELECT * FROM wq_executors ORDER BY executor_id",
+    publish_task_type=sql.upsert("wq_task_types", sql.TASK_TYPE_COLUMNS, _param),
+    list_task_types="SELECT * FROM wq_task_types ORDER BY task_type",
+    # Schedules. SKIP LOCKED: replicas claiming at once take disjoint rows instead of queueing
+    # on each other; the rows stay locked until the release in the same transaction.
+    # https://www.postgresql.org/docs/current/sql-select.html#SQL-FOR-UPDATE-SHARE
+    due_tasks=f"""
+SELECT {MESSAGE_COLUMNS} FROM wq_tasks WHERE state = 'scheduled' AND eta <= %(now)s
+ORDER BY eta LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+""",
+    release_tasks="""
+UPDATE wq_tasks SET state = 'submitted', eta = %(eta)s
+WHERE task_id = ANY(%(ids)s) AND state = 'scheduled'
+""",
+    add_schedule="""
+INSERT INTO wq_schedules (schedule_id, name, cron, timezone, task_type, params, priority,
+                          paused, next_fire_at, created_at, updated_at)
+VALUES (%(schedule_id)s, %(name)s, %(cron)s, %(timezone)s, %(task_type)s, %(params)s,
+        %(priority)s, %(paused)s, %(next_fire_at)s, %(created_at)s, %(updated_at)s)
+ON CONFLICT (name) DO NOTHING
+""",
+    list_schedules="SELECT * FROM wq_schedules ORDER BY name",
+    get_schedule="SELECT * FROM wq_schedules WHERE name = %(name)s",
+    set_schedule_paused="""
+UPDATE wq_schedules SET paused = %(paused)s,
+    next_fire_at = coalesce(%(next_fire_at)s, next_fire_at), updated_at = %(updated_at)s
+WHERE name = %(name)s RETURNING *
+""",
+    delete_schedule="DELETE FROM wq_schedules WHERE name = %(name)s",
+    due_schedules="""
+SELECT * FROM wq_schedules WHERE NOT paused AND next_fire_at <= %(now)s
+ORDER BY next_fire_at LIMIT %(limit)s
+""",
+    # The schedule row's lock serialises replicas firing it: the second waits for the first to
+    # commit, re-checks next_fire_at against the committed row and updates nothing.
+    advance_schedule="""
+UPDATE wq_schedules SET next_fire_at = %(next_fire_at)s, last_fire_at = %(last_fire_at)s,
+    last_task_id = %(last_task_id)s, updated_at = %(updated_at)s
+WHERE schedule_id = %(schedule_id)s AND next_fire_at = %(last_fire_at)s AND NOT paused
+""",
+)

@@ -1,0 +1,96 @@
+"""The store's outcomes: results, replays of dead tasks, cancel requests and progress (SQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from uuid import UUID
+
+from common import ProgressMessage, ResultMessage, TaskMessage
+from dispatcher.store.records import RecordedResult
+from dispatcher.store.rows import STATE_OF_OUTCOME, next_attempt_at, task_record
+from dispatcher.store.sql.dialect import Params, Transaction
+from dispatcher.store.sql.tasks import SqlConcern
+
+
+class SqlResults(SqlConcern):
+    """What happens to a task once it is out: outcomes, replays, cancels and progress."""
+
+    def record_result(self, result: ResultMessage) -> bool:
+        """Record an outcome unless the task already has one; returns whether it was recorded."""
+        (written,) = self.record_results([result])
+        return written.recorded
+
+    def record_results(
+        self, results: Sequence[ResultMessage], *, read_back: Collection[UUID] = frozenset()
+    ) -> list[RecordedResult]:
+        """``record_result`` for each, in order, in one transaction (one commit for all).
+
+        The first final outcome wins, whichever attempt it comes from; a duplicate only adds
+        to the task's count of them. The records of the ids in ``read_back`` come back as
+        written: only for results someone waits for, since decoding a whole row costs more
+        than the write itself.
+        """
+        rows = [(self._result_row(result), result.task_id in read_back) for result in results]
+        record, record_and_read = self._q.record_result, self._q.record_result + " RETURNING *"
+
+        def write(tx: Transaction) -> list[RecordedResult]:
+            written = []
+            for row, wanted in rows:
+                if wanted and (back := tx.run(record_and_read, row).rows):
+                    written.append(RecordedResult(True, task_record(back[0])))
+                elif not wanted and tx.run(record, row).rowcount:
+                    written.append(RecordedResult(True))
+                else:
+                    tx.run(self._q.count_duplicate_result, {"task_id": row["task_id"]})
+                    written.append(RecordedResult(False))
+            return written
+
+        return self._db.write(write)
+
+    def record_replay(self, task: TaskMessage, at: datetime) -> None:
+        """A dead task is submitted again as a new attempt (recorded even if it was unknown)."""
+        row = {
+            "task_id": task.task_id,
+            "task_type": task.task_type,
+            "params": task.params,
+            "attempt": task.attempt,
+            "submitted_at": task.submitted_at,
+        }
+        self._db.write(lambda tx: tx.run(self._q.record_replay, row))
+
+    def request_cancel(self, task_id: UUID, at: datetime) -> bool:
+        """Flag a task as cancel-requested (a scheduled one is cancelled); False if final."""
+        params = {"task_id": task_id, "cancel_requested_at": at}
+        return self._db.write(lambda tx: tx.run(self._q.request_cancel, params).rowcount > 0)
+
+    def record_progress(self, report: ProgressMessage) -> bool:
+        """Record the latest progress of an open task; False if final or older than the last."""
+        params = {
+            "task_id": report.task_id,
+            "progress": report.percent,
+            "progress_note": self._db.reported(report.note),
+            "progress_at": report.reported_at,
+        }
+        # Not durable: progress is advisory, and the next report replaces a lost one.
+        return self._db.write(
+            lambda tx: tx.run(self._q.record_progress, params).rowcount > 0, durable=False
+        )
+
+    def _result_row(self, result: ResultMessage) -> Params:
+        # An unknown task (its submission record lost) is inserted with its start as
+        # submitted_at. What the executor reported is made storable first.
+        error = result.error.model_dump(mode="json") if result.error else None
+        return {
+            "task_id": result.task_id,
+            "task_type": self._db.reported(result.task_type),
+            "state": STATE_OF_OUTCOME[result.outcome].value,
+            "attempt": result.attempt,
+            "started_at": result.started_at,
+            "finished_at": result.finished_at,
+            "next_attempt_at": next_attempt_at(result),
+            "executor": self._db.reported(result.executor),
+            "result": self._db.reported(result.result),
+            "error": self._db.reported(error) if error is not None else None,
+            "redelivered": result.redelivered,
+        }

@@ -1,0 +1,142 @@
+"""The SQLite dialect's statements (``Queries``), beside PostgreSQL's in the same order.
+
+Writers hold the file's write lock for their whole transaction (``BEGIN IMMEDIATE``), so a
+condition read inside it holds until the commit: no statement here needs a row lock. List
+parameters arrive as JSON arrays and are read with ``json_each``; times are UTC text, compared
+as text, and ``wq_utc`` turns older rows' offsets into the same key for listing.
+"""
+
+from __future__ import annotations
+
+from dispatcher.store.rows import MESSAGE_COLUMNS
+from dispatcher.store.sql import queries as sql
+from dispatcher.store.sql.queries import Queries
+
+
+def _param(name: str) -> str:
+    return f":{name}"
+
+
+QUERIES = Queries(
+    # Tasks
+    add_task="""
+INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at, idempotency_key,
+                   priority, eta, schedule_id)
+VALUES (:task_id, :task_type, :params, :state, :attempt, :submitted_at, :idempotency_key,
+        :priority, :eta, :schedule_id)
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING task_id
+""",
+    holders_of_keys="""
+SELECT idempotency_key, task_id FROM tasks
+WHERE idempotency_key IN (SELECT value FROM json_each(:keys))
+""",
+    mark_queued="""
+UPDATE tasks SET state = 'queued', queued_at = :queued_at
+WHERE task_id IN (SELECT value FROM json_each(:ids)) AND state = 'submitted'
+""",
+    unconfirmed=f"""
+SELECT {MESSAGE_COLUMNS} FROM tasks
+WHERE state = 'submitted' AND submitted_at < :before AND (eta IS NULL OR eta < :before)
+ORDER BY submitted_at LIMIT :limit
+""",
+    get_many="SELECT * FROM tasks WHERE task_id IN (SELECT value FROM json_each(:ids))",
+    list_tasks="""
+SELECT * FROM tasks {where}
+ORDER BY wq_utc(submitted_at) DESC, task_id DESC LIMIT :limit
+""",
+    tasks_in_states="state IN (SELECT value FROM json_each(:states))",
+    tasks_of_type="task_type = :task_type",
+    tasks_submitted_after="wq_utc(submitted_at) > wq_utc(:submitted_after)",
+    tasks_submitted_before="wq_utc(submitted_at) < wq_utc(:submitted_before)",
+    # Row values compare term by term; ids in their lower-case text form sort as PostgreSQL's
+    # uuids do.
+    tasks_after_position=(
+        "(wq_utc(submitted_at), task_id) < (wq_utc(:after_submitted_at), :after_task_id)"
+    ),
+    # Outcomes: the first final outcome wins, whichever attempt it comes from: the WHERE clause
+    # makes a result for a task that already has one (a redelivered task that ran twice) a
+    # no-op, and keeps a late "retrying" report of an earlier attempt from moving a later
+    # attempt back.
+    record_result=f"""
+INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at, started_at,
+                   finished_at, next_attempt_at, executor, result, error, redelivered)
+VALUES (:task_id, :task_type, '{{}}', :state, :attempt, :started_at, :started_at,
+        :finished_at, :next_attempt_at, :executor, :result, :error, :redelivered)
+ON CONFLICT (task_id) DO UPDATE SET
+    {sql.set_from_excluded(sql.RESULT_COLUMNS)}
+WHERE tasks.state IN {sql.OPEN_STATES}
+    AND (excluded.state <> 'retrying' OR excluded.attempt >= tasks.attempt)""",
+    count_duplicate_result="""
+UPDATE tasks SET duplicate_results = duplicate_results + 1 WHERE task_id = :task_id
+""",
+    record_replay="""
+INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at)
+VALUES (:task_id, :task_type, :params, 'submitted', :attempt, :submitted_at)
+ON CONFLICT (task_id) DO UPDATE SET
+    state = excluded.state, attempt = excluded.attempt, queued_at = NULL,
+    started_at = NULL, finished_at = NULL, next_attempt_at = NULL, executor = NULL,
+    result = NULL, error = NULL, redelivered = 0
+WHERE tasks.state = 'dead'
+""",
+    # A scheduled task has never been published, so no executor needs telling: it is cancelled
+    # here and now. Every right-hand side reads the row as it was before the update.
+    request_cancel=f"""
+UPDATE tasks SET
+    cancel_requested_at = COALESCE(cancel_requested_at, :cancel_requested_at),
+    finished_at = CASE WHEN state = 'scheduled' THEN :cancel_requested_at ELSE finished_at END,
+    state = CASE WHEN state = 'scheduled' THEN 'cancelled' ELSE state END
+WHERE task_id = :task_id AND state NOT IN {sql.FINAL_STATES}
+""",
+    # Progress never moves backwards in time (reports travel unordered across executors and
+    # redeliveries), and a report that arrives after the outcome is dropped.
+    record_progress=f"""
+UPDATE tasks SET progress = :progress, progress_note = :progress_note, progress_at = :progress_at
+WHERE task_id = :task_id AND state NOT IN {sql.FINAL_STATES}
+    AND (progress_at IS NULL OR progress_at < :progress_at)
+""",
+    # Fleet
+    # The newest heartbeat per executor wins, whatever the order they arrive in.
+    record_heartbeat=sql.upsert(
+        "executors",
+        sql.EXECUTOR_COLUMNS,
+        _param,
+        where="excluded.last_seen_at >= executors.last_seen_at",
+    ),
+    list_executors="SELECT * FROM executors ORDER BY executor_id",
+    publish_task_type=sql.upsert("task_types", sql.TASK_TYPE_COLUMNS, _param),
+    list_task_types="SELECT * FROM task_types ORDER BY task_type",
+    # Schedules
+    due_tasks=f"""
+SELECT {MESSAGE_COLUMNS} FROM tasks WHERE state = 'scheduled' AND eta <= :now
+ORDER BY eta LIMIT :limit
+""",
+    release_tasks="""
+UPDATE tasks SET state = 'submitted', eta = :eta
+WHERE task_id IN (SELECT value FROM json_each(:ids)) AND state = 'scheduled'
+""",
+    add_schedule="""
+INSERT INTO schedules (schedule_id, name, cron, timezone, task_type, params, priority, paused,
+                       next_fire_at, created_at, updated_at)
+VALUES (:schedule_id, :name, :cron, :timezone, :task_type, :params, :priority, :paused,
+        :next_fire_at, :created_at, :updated_at)
+ON CONFLICT (name) DO NOTHING
+""",
+    list_schedules="SELECT * FROM schedules ORDER BY name",
+    get_schedule="SELECT * FROM schedules WHERE name = :name",
+    set_schedule_paused="""
+UPDATE schedules SET paused = :paused, next_fire_at = coalesce(:next_fire_at, next_fire_at),
+    updated_at = :updated_at
+WHERE name = :name RETURNING *
+""",
+    delete_schedule="DELETE FROM schedules WHERE name = :name",
+    due_schedules="""
+SELECT * FROM schedules WHERE paused = 0 AND next_fire_at <= :now
+ORDER BY next_fire_at LIMIT :limit
+""",
+    advance_schedule="""
+UPDATE schedules SET next_fire_at = :next_fire_at, last_fire_at = :last_fire_at,
+    last_task_id = :last_task_id, updated_at = :updated_at
+WHERE schedule_id = :schedule_id AND next_fire_at = :last_fire_at AND paused = 0
+""",
+)

@@ -7,6 +7,19 @@ from __future__ import annotations
 
 from typing import Final
 
+from common.errors import (
+    BrokerError,
+    ConfigError,
+    InvalidParams,
+    InvalidSchedule,
+    PublishRejected,
+    ScheduleExists,
+    ScheduleNotFound,
+    TaskNotFound,
+    UnknownTaskType,
+    WorkQueueError,
+)
+
 OK: Final = 0
 TASK_FAILED: Final = 1  # submit --wait: the task ran and failed
 USAGE: Final = 2  # bad arguments or configuration (argparse uses 2 as well)
@@ -17,3 +30,25 @@ INTERNAL: Final = 70  # EX_SOFTWARE: a bug; the log has the traceback
 NOT_PUBLISHED: Final = 75  # EX_TEMPFAIL: the broker did not confirm the publish; try again
 WAIT_TIMEOUT: Final = 124  # submit --wait: no outcome in time (as timeout(1) does)
 INTERRUPTED: Final = 130  # stopped by a second Ctrl-C
+
+# The code each kind of error ends a command with; the first entry the error is an instance of
+# wins, so subclasses come before their parents.
+_CODE_OF_ERROR: Final[tuple[tuple[type[WorkQueueError], int], ...]] = (
+    (ConfigError, USAGE),
+    (InvalidSchedule, USAGE),
+    (ScheduleExists, USAGE),
+    (UnknownTaskType, INVALID_TASK),
+    (InvalidParams, INVALID_TASK),
+    (TaskNotFound, NOT_FOUND),
+    (ScheduleNotFound, NOT_FOUND),
+    (PublishRejected, NOT_PUBLISHED),
+    (BrokerError, BROKER_UNAVAILABLE),
+)
+
+
+def exit_code_for(error: WorkQueueError) -> int:
+    """The exit code a command that failed with ``error`` returns (``INTERNAL`` if unlisted)."""
+    for kind, code in _CODE_OF_ERROR:
+        if isinstance(error, kind):
+            return code
+    return INTERNAL

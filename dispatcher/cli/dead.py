@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import json
 import sys
@@ -11,17 +12,17 @@ from uuid import UUID
 
 from tqdm import tqdm
 
-from common import AmqpSettings, BrokerUnavailable
+from common import AmqpSettings
 from common import exit_codes as codes
 from common.amqp import connect, declare_topology
 from dispatcher.amqp import dead_letters
+from dispatcher.cli.command import Command, Wiring
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store.backends import open_store
 from dispatcher.store.threaded import ThreadedTaskStore
 
 
-def add_parser(commands: Any) -> None:
-    """Add the ``dead`` command and its actions to the dispatcher's subparsers."""
+def _add_parser(commands: Any) -> None:
     dead = commands.add_parser("dead", help="list, replay or purge the dead-letter queue")
     actions = dead.add_subparsers(dest="dead_command", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="show dead tasks and why (keeps them)")
@@ -35,15 +36,15 @@ def add_parser(commands: Any) -> None:
     purging.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
 
 
-async def run(amqp: AmqpSettings, settings: DispatcherSettings, args: argparse.Namespace) -> int:
+def _run(wiring: Wiring, args: argparse.Namespace) -> int:
+    return asyncio.run(_act(wiring.amqp(), wiring.settings, args))
+
+
+async def _act(amqp: AmqpSettings, settings: DispatcherSettings, args: argparse.Namespace) -> int:
     if args.dead_command == "purge" and not args.yes:
         print("dispatcher: dead purge deletes every dead message; add --yes", file=sys.stderr)
         return codes.USAGE
-    try:
-        connection = await connect(amqp, name="wq dispatcher dead-letters")
-    except BrokerUnavailable as exc:
-        print(f"dispatcher: {exc}", file=sys.stderr)
-        return codes.BROKER_UNAVAILABLE
+    connection = await connect(amqp, name="wq dispatcher dead-letters")
     topology = amqp.topology
     async with connection:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -89,3 +90,6 @@ def _describe(letter: dead_letters.DeadLetter, *, as_json: bool) -> str:
         f"{letter.task_id}  {letter.task_type or '?'}  {letter.reason}"
         f"  attempts={letter.attempts or '?'}  {letter.dead_at or ''}  {error}"
     )
+
+
+DEAD = Command("dead", _add_parser, _run)

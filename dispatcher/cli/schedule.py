@@ -8,20 +8,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from common import (
-    InvalidParams,
-    InvalidSchedule,
-    ScheduleExists,
-    ScheduleNotFound,
-    TaskRegistry,
-    UnknownTaskType,
-)
+from common import InvalidSchedule, TaskRegistry
 from common import exit_codes as codes
+from dispatcher.cli.command import Command, Wiring
 from dispatcher.fleet import Fleet
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.schedules import CRON_HELP, ScheduleBook
@@ -31,7 +24,7 @@ from dispatcher.store.records import ScheduleRecord
 from dispatcher.store.threaded import ThreadedTaskStore
 
 
-def add_parser(commands: Any) -> None:
+def _add_parser(commands: Any) -> None:
     """Add the ``schedule`` command and its actions to the dispatcher's subparsers."""
     schedule = commands.add_parser(
         "schedule",
@@ -70,24 +63,12 @@ def add_parser(commands: Any) -> None:
             parser.add_argument("--json", action="store_true", help="print it as JSON")
 
 
-def run(
-    settings: DispatcherSettings, registry: TaskRegistry | None, args: argparse.Namespace
-) -> int:
+def _run(wiring: Wiring, args: argparse.Namespace) -> int:
     """Carry out one ``schedule`` action; returns the exit code."""
-    try:
-        return asyncio.run(_run(settings, registry, args))
-    except (InvalidSchedule, ScheduleExists) as exc:
-        print(f"dispatcher: {exc}", file=sys.stderr)
-        return codes.USAGE
-    except (UnknownTaskType, InvalidParams) as exc:
-        print(f"dispatcher: {exc}", file=sys.stderr)
-        return codes.INVALID_TASK
-    except ScheduleNotFound as exc:
-        print(f"dispatcher: {exc}", file=sys.stderr)
-        return codes.NOT_FOUND
+    return asyncio.run(_act(wiring.settings, wiring.registry(), args))
 
 
-async def _run(
+async def _act(
     settings: DispatcherSettings, registry: TaskRegistry | None, args: argparse.Namespace
 ) -> int:
     store = ThreadedTaskStore(open_store(settings.store))
@@ -149,3 +130,6 @@ def _describe(schedule: ScheduleRecord) -> str:
     if schedule.last_fire_at is not None:
         lines.append(f"last      {schedule.last_fire_at.isoformat()} -> {schedule.last_task_id}")
     return "\n".join(lines)
+
+
+SCHEDULE = Command("schedule", _add_parser, _run)

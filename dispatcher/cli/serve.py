@@ -20,8 +20,10 @@ from common.readiness import ReadyFile
 from common.shutdown import install_stop_handlers
 from dispatcher.amqp.broker_monitor import AmqpBrokerMonitor
 from dispatcher.api.app import create_app
+from dispatcher.api.auth import check_bind
 from dispatcher.api.context import ApiContext
 from dispatcher.api.server import bind, serve_api
+from dispatcher.cli.command import Command, Wiring
 from dispatcher.client import open_dispatcher
 from dispatcher.schedules import ScheduleBook, run_due
 from dispatcher.service import Dispatcher
@@ -62,8 +64,7 @@ is refused (exit code 2).
 """
 
 
-def add_serve_parser(commands: Any) -> None:
-    """Add the ``serve`` command to the dispatcher's subparsers."""
+def _add_parser(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
         help="record results and serve the HTTP API until stopped",
@@ -75,10 +76,14 @@ def add_serve_parser(commands: Any) -> None:
     )
 
 
-def run_serve(
-    amqp: AmqpSettings, settings: DispatcherSettings, registry: TaskRegistry | None, *, http: bool
-) -> int:
+def _run(wiring: Wiring, args: argparse.Namespace) -> int:
     """Serve until stopped (SIGTERM/SIGINT); returns the exit code."""
+    registry = wiring.registry()
+    amqp = wiring.amqp()
+    settings = wiring.settings
+    http = not args.no_http
+    if http:
+        check_bind(settings.http_host, settings.http_token)
     # Bound before connecting: a port in use is a configuration error (exit 2), found first.
     sock = bind(settings.http_host, settings.http_port) if http else None
     try:
@@ -165,3 +170,6 @@ async def _run_scheduler(
             log.warning("scheduler_pass_failed", error=str(exc))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=settings.scheduler_interval)
+
+
+SERVE = Command("serve", _add_parser, _run, logs=True)

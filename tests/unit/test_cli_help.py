@@ -14,6 +14,7 @@ import pytest
 from common import TaskMessage
 from common import exit_codes as codes
 from dispatcher.cli import main as dispatcher_cli
+from dispatcher.cli import tasks as cli_tasks
 from dispatcher.store.backends import open_store
 from executor import cli as executor_cli
 
@@ -50,7 +51,7 @@ def no_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         pytest.fail("the command tried to reach the broker")
 
-    monkeypatch.setattr(dispatcher_cli, "open_dispatcher", refuse)
+    monkeypatch.setattr(cli_tasks, "open_dispatcher", refuse)
 
 
 @pytest.fixture

@@ -21,12 +21,16 @@ from common.amqp import DeclaredTopology, connect, declare_results_queue, declar
 from common.logging import get_logger
 from common.readiness import ReadyFile
 from dispatcher.amqp.broker_monitor import AmqpBrokerMonitor
-from dispatcher.amqp.heartbeats import heartbeat_handler, log_oversized_heartbeat
-from dispatcher.amqp.progress import log_oversized_progress, progress_handler
 from dispatcher.amqp.publisher import AmqpCancelPublisher, AmqpPublisher
 from dispatcher.amqp.queue_depths import read_queue_depths
 from dispatcher.amqp.results import ResultRecorder
-from dispatcher.amqp.side_queues import consume_side_queue
+from dispatcher.amqp.side_queues import (
+    consume_side_queue,
+    heartbeat_handler,
+    log_oversized_heartbeat,
+    log_oversized_progress,
+    progress_handler,
+)
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings

@@ -1,7 +1,9 @@
-"""Consuming an advisory side queue (heartbeats, progress) on a channel of its own (aio-pika).
+"""The advisory side queues, heartbeats and progress, each consumed on a channel of its own.
 
 A channel per queue: a flood on one cannot slow the results consumer, and its prefetch is its
-own. Every message is acked whatever happens to it, since the next one supersedes it.
+own. Both are advisory and repeated: every message is acked whatever happens to it (one that
+cannot be decoded or recorded is logged and dropped, never requeued), since the next one
+supersedes it, so it can hold up neither the queue nor the results (aio-pika).
 """
 
 from __future__ import annotations
@@ -10,8 +12,19 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from common import BrokerError
+from common import (
+    BrokerError,
+    Heartbeat,
+    MessageError,
+    ProgressMessage,
+    StoreError,
+    decode_heartbeat,
+    decode_progress,
+)
 from common.amqp import CONNECTION_ERRORS
+from common.logging import get_logger
+
+log = get_logger(__name__)
 
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
 # Logs a message dropped unread for its size, under the event its queue's handler logs for
@@ -65,3 +78,73 @@ def size_limited(handler: Handler, *, max_body_bytes: int, oversized: Oversized)
         await handler(message)
 
     return on_message
+
+
+# Heartbeats, from wq.executors
+
+RecordHeartbeat = Callable[[Heartbeat], Awaitable[None]]
+
+
+def heartbeat_handler(
+    record: RecordHeartbeat,
+) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+    """A consumer callback that records a heartbeat, then acks it whatever happened.
+
+    It parses any body: ``consume_side_queue`` drops the oversized ones before it.
+    """
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        try:
+            heartbeat = decode_heartbeat(message.body)
+            await record(heartbeat)
+        except MessageError as exc:
+            log.warning("heartbeat_rejected", error=str(exc))
+        except StoreError as exc:
+            log.warning("heartbeat_not_recorded", error=str(exc))
+        else:
+            log.debug("heartbeat_recorded", executor=heartbeat.executor, kind=heartbeat.event.value)
+        await message.ack()
+
+    return on_message
+
+
+def log_oversized_heartbeat(message: AbstractIncomingMessage) -> None:
+    """Log a heartbeat dropped unread for its size, as one that does not decode."""
+    error = f"heartbeat body of {len(message.body)} bytes is over the limit"
+    log.warning("heartbeat_rejected", error=error)
+
+
+# Progress reports, from wq.progress
+
+RecordProgress = Callable[[ProgressMessage], Awaitable[bool]]
+
+
+def progress_handler(
+    record: RecordProgress,
+) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+    """A consumer callback that records each report and acks it, whatever happens.
+
+    It parses any body: ``consume_side_queue`` drops the oversized ones before it.
+    """
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        try:
+            report = decode_progress(message.body)
+            recorded = await record(report)
+        except (MessageError, StoreError) as exc:
+            log.warning("progress_dropped", message_id=message.message_id, error=str(exc))
+        else:
+            log.debug(
+                "progress_recorded" if recorded else "progress_ignored",
+                task_id=str(report.task_id),
+                percent=report.percent,
+            )
+        await message.ack()
+
+    return on_message
+
+
+def log_oversized_progress(message: AbstractIncomingMessage) -> None:
+    """Log a report dropped unread for its size, as one that does not decode."""
+    error = f"progress body of {len(message.body)} bytes is over the limit"
+    log.warning("progress_dropped", message_id=message.message_id, error=error)

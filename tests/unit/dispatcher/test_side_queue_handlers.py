@@ -16,9 +16,15 @@ from structlog.testing import capture_logs
 from structlog.typing import EventDict
 
 from common import ExecutorEvent, Heartbeat, ProgressMessage
-from dispatcher.amqp.heartbeats import heartbeat_handler, log_oversized_heartbeat
-from dispatcher.amqp.progress import log_oversized_progress, progress_handler
-from dispatcher.amqp.side_queues import Handler, Oversized, size_limited
+from dispatcher.amqp.side_queues import (
+    Handler,
+    Oversized,
+    heartbeat_handler,
+    log_oversized_heartbeat,
+    log_oversized_progress,
+    progress_handler,
+    size_limited,
+)
 
 LIMIT = 4096
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: a clean environment, settings factories, the broker URL."""
+"""Shared fixtures: a clean environment, settings factories, the broker URL, PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
 
+import psycopg
 import pytest
 import structlog
 from pydantic import SecretStr
 
-from common import AmqpSettings
+from common import AmqpSettings, redact_url
 from dispatcher.settings import DispatcherSettings
+from tests.postgres import DEFAULT_TEST_POSTGRES_URL, START_HINT, IsolatedSchema
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TEST_AMQP_URL = "amqp://guest:guest@localhost:5672/"
@@ -76,3 +78,26 @@ def restore_logging() -> Iterator[None]:
     root.setLevel(level)
     for name, noisy_level in noisy.items():
         logging.getLogger(name).setLevel(noisy_level)
+
+
+@pytest.fixture(scope="session")
+def postgres_reachable() -> str:
+    """``WQ_TEST_POSTGRES_URL``; fail (never skip) the tests that need it when it is down."""
+    url = os.environ.get("WQ_TEST_POSTGRES_URL", DEFAULT_TEST_POSTGRES_URL)
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {redact_url(url)} ({type(exc).__name__}: {exc}).\n"
+            + START_HINT,
+            pytrace=False,
+        )
+    return url
+
+
+@pytest.fixture
+def postgres_schema(postgres_reachable: str) -> Iterator[IsolatedSchema]:
+    """A fresh schema for this test (its ``url`` selects it), dropped afterwards."""
+    schema = IsolatedSchema(postgres_reachable)
+    yield schema
+    schema.drop()

@@ -15,7 +15,6 @@ from uuid import UUID
 
 import pika
 import pika.exceptions
-import psycopg
 import pytest
 from pydantic import SecretStr
 
@@ -23,7 +22,6 @@ from common import AmqpSettings, redact_url
 from dispatcher.service import Dispatcher
 from tests.conftest import REPO, unique_prefix
 from tests.integration.broker import Broker
-from tests.integration.postgres import DEFAULT_TEST_POSTGRES_URL, START_HINT, IsolatedSchema
 
 TEST_TASKS = "tests.integration.tasks"
 
@@ -41,29 +39,6 @@ def broker_reachable(amqp_url: str) -> str:
             pytrace=False,
         )
     return amqp_url
-
-
-@pytest.fixture(scope="session")
-def postgres_reachable() -> str:
-    """``WQ_TEST_POSTGRES_URL``; fail (never skip) the tests that need it when it is down."""
-    url = os.environ.get("WQ_TEST_POSTGRES_URL", DEFAULT_TEST_POSTGRES_URL)
-    try:
-        psycopg.connect(url, connect_timeout=5).close()
-    except psycopg.Error as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {redact_url(url)} ({type(exc).__name__}: {exc}).\n"
-            + START_HINT,
-            pytrace=False,
-        )
-    return url
-
-
-@pytest.fixture
-def postgres_schema(postgres_reachable: str) -> Iterator[IsolatedSchema]:
-    """A fresh schema for this test (its ``url`` selects it), dropped afterwards."""
-    schema = IsolatedSchema(postgres_reachable)
-    yield schema
-    schema.drop()
 
 
 @pytest.fixture

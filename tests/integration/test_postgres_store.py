@@ -1,6 +1,6 @@
 """The PostgreSQL store in service: replicas, the command line, lost connections and secrets.
 
-What every store promises is in test_store_contract.py; this module covers what only a store
+What every store promises is in tests/contract/store/; this module covers what only a store
 on a server has: more than one ``dispatcher serve`` on one database, a connection the server
 drops, and a URL whose password must never show.
 """
@@ -36,9 +36,9 @@ from dispatcher.store.records import TaskState
 from tests.checker import assert_exactly_one_outcome_each
 from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, wait_for_async, wait_for_consumers, wait_until
-from tests.integration.postgres import IsolatedSchema, with_params
 from tests.integration.test_cli import run_cli
 from tests.integration.test_dead_letters import _two_dead_tasks
+from tests.postgres import IsolatedSchema, with_params
 
 T0 = datetime(2026, 1, 2, tzinfo=UTC)
 

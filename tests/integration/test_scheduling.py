@@ -28,8 +28,8 @@ from tests.integration.conftest import (
     wait_for_consumers,
     wait_until,
 )
-from tests.integration.postgres import IsolatedSchema
 from tests.integration.test_cli import run_cli
+from tests.postgres import IsolatedSchema
 
 
 async def test_a_high_priority_task_overtakes_a_backlog(

@@ -1,7 +1,7 @@
 """What only the SQLite task store does: old schema versions, ``:memory:``, its file and limits.
 
 The promises every store keeps (lifecycle, first result wins, keys, schedules, sharing a
-database) are tested on SQLite and PostgreSQL alike in tests/integration/test_store_contract.py.
+database) are tested on SQLite and PostgreSQL alike in tests/contract/store/.
 """
 
 from __future__ import annotations

@@ -1,16 +1,27 @@
-"""What both services agree on: wire models, codec, topology, registry, task context, settings."""
+"""What both services agree on: wire models, codec, topology, registry, task context, settings.
+
+The names below are the supported surface, grouped by who uses them. The services import them
+from ``common`` itself; only the runtime adapters (``common.amqp``, ``common.logging``,
+``common.readiness``, ``common.shutdown``) and ``common.exit_codes`` are imported as modules
+(``tests/unit/test_exports.py`` holds that list).
+"""
 
 from pydantic import JsonValue
 
 from common.codec import (
+    CANCEL_TYPE,
+    MARKER_TYPE,
+    DeadLetterHeaders,
     MessageProperties,
     cancel_properties,
     check_body_size,
     decode_cancel,
+    decode_heartbeat,
     decode_progress,
     decode_result,
     decode_task,
     encode,
+    heartbeat_properties,
     marker_properties,
     progress_properties,
     result_properties,
@@ -41,22 +52,22 @@ from common.errors import (
     UnsupportedVersion,
     WorkQueueError,
 )
-from common.heartbeat import (
+from common.messages import (
+    MAX_PRIORITY,
+    SCHEMA_VERSION,
+    TASK_TYPE_PATTERN,
+    CancelNotice,
+    DeadReason,
+    ErrorKind,
     ExecutorEvent,
     Heartbeat,
-    RunningTask,
-    TaskTypeInfo,
-    decode_heartbeat,
-)
-from common.messages import (
-    SCHEMA_VERSION,
-    CancelNotice,
-    ErrorKind,
     Outcome,
     ProgressMessage,
     ResultMessage,
+    RunningTask,
     TaskErrorInfo,
     TaskMessage,
+    TaskTypeInfo,
 )
 from common.registry import (
     TaskDefinition,
@@ -65,70 +76,107 @@ from common.registry import (
     invalid_params,
     load_registry,
 )
+from common.retry import backoff_delay, delay_bucket
 from common.settings import AmqpSettings, LogSettings, load_settings, redact_url
-from common.topology import Topology
+from common.topology import (
+    ATTEMPT_HEADER,
+    DELIVERIES_HEADER,
+    DELIVERY_COUNT_HEADER,
+    DISPATCHER_APP_ID,
+    EXECUTOR_APP_ID,
+    TASK_ROUTING_KEY,
+    Topology,
+)
 
+# Wire: the messages, how they are encoded, and the broker's names (docs/protocol.md).
 __all__ = [
+    "ATTEMPT_HEADER",
+    "CANCEL_TYPE",
+    "DELIVERIES_HEADER",
+    "DELIVERY_COUNT_HEADER",
+    "DISPATCHER_APP_ID",
+    "EXECUTOR_APP_ID",
+    "MARKER_TYPE",
+    "MAX_PRIORITY",
     "SCHEMA_VERSION",
-    "AmqpSettings",
-    "BrokerError",
-    "BrokerUnavailable",
+    "TASK_ROUTING_KEY",
+    "TASK_TYPE_PATTERN",
     "CancelNotice",
-    "ConfigError",
-    "DecodeError",
+    "DeadLetterHeaders",
+    "DeadReason",
     "ErrorKind",
     "ExecutorEvent",
     "Heartbeat",
-    "InvalidParams",
-    "InvalidSchedule",
     "JsonValue",
-    "LogSettings",
-    "MessageError",
     "MessageProperties",
     "Outcome",
-    "PermanentTaskError",
     "ProgressMessage",
-    "ProgressUpdate",
-    "PublishRejected",
     "ResultMessage",
-    "RetryableTaskError",
     "RunningTask",
-    "ScheduleExists",
-    "ScheduleNotFound",
-    "SoftTimeLimitExceeded",
-    "StoreError",
-    "TaskCancelled",
-    "TaskContext",
-    "TaskDefinition",
-    "TaskError",
     "TaskErrorInfo",
     "TaskMessage",
-    "TaskNotFound",
-    "TaskOptions",
-    "TaskRegistry",
     "TaskTypeInfo",
-    "TimeLimitExceeded",
     "Topology",
-    "UnknownTaskType",
-    "UnsupportedVersion",
-    "WorkQueueError",
     "cancel_properties",
     "check_body_size",
-    "current_task_context",
     "decode_cancel",
     "decode_heartbeat",
     "decode_progress",
     "decode_result",
     "decode_task",
     "encode",
-    "invalid_params",
-    "load_registry",
-    "load_settings",
+    "heartbeat_properties",
     "marker_properties",
     "progress_properties",
-    "redact_url",
     "result_properties",
-    "running_in",
     "task_id_from_properties",
     "task_properties",
+]
+# Task authors: registering task types, and what a running handler may use.
+__all__ += [
+    "ProgressUpdate",
+    "TaskContext",
+    "TaskDefinition",
+    "TaskOptions",
+    "TaskRegistry",
+    "current_task_context",
+    "invalid_params",
+    "load_registry",
+]
+# Errors: one tree (common/errors.py); task authors raise the TaskError ones.
+__all__ += [
+    "BrokerError",
+    "BrokerUnavailable",
+    "ConfigError",
+    "DecodeError",
+    "InvalidParams",
+    "InvalidSchedule",
+    "MessageError",
+    "PermanentTaskError",
+    "PublishRejected",
+    "RetryableTaskError",
+    "ScheduleExists",
+    "ScheduleNotFound",
+    "SoftTimeLimitExceeded",
+    "StoreError",
+    "TaskCancelled",
+    "TaskError",
+    "TaskNotFound",
+    "TimeLimitExceeded",
+    "UnknownTaskType",
+    "UnsupportedVersion",
+    "WorkQueueError",
+]
+# Settings: one class per concern, read from WQ_* variables.
+__all__ += [
+    "AmqpSettings",
+    "LogSettings",
+    "load_settings",
+    "redact_url",
+]
+# Runtime: what the services run tasks and retries with.
+__all__ += [
+    "backoff_delay",
+    "delay_bucket",
+    "running_in",
 ]

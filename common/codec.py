@@ -7,9 +7,10 @@ their own property objects, so both clients publish byte-identical messages.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
@@ -18,9 +19,24 @@ from common.errors import DecodeError, MessageError, UnsupportedVersion
 from common.messages import (
     SCHEMA_VERSION,
     CancelNotice,
+    DeadReason,
+    Heartbeat,
     ProgressMessage,
     ResultMessage,
+    TaskErrorInfo,
     TaskMessage,
+)
+from common.topology import (
+    ATTEMPT_HEADER,
+    ATTEMPTS_HEADER,
+    DEAD_AT_HEADER,
+    DEAD_REASON_HEADER,
+    ERROR_HEADER,
+    ERROR_KIND_HEADER,
+    ERROR_TYPE_HEADER,
+    EXECUTOR_HEADER,
+    ORIGINAL_QUEUE_HEADER,
+    OUTCOME_HEADER,
 )
 
 CONTENT_TYPE = "application/json"
@@ -39,9 +55,9 @@ _Model = TypeVar("_Model", bound=BaseModel)
 class MessageProperties:
     """The AMQP basic properties this project sets, independent of any client library."""
 
-    message_id: str
+    message_id: str | None
     type: str
-    correlation_id: str
+    correlation_id: str | None
     timestamp: datetime
     app_id: str
     reply_to: str | None = None
@@ -87,6 +103,11 @@ def decode_progress(body: bytes) -> ProgressMessage:
     return _decode(body, ProgressMessage)
 
 
+def decode_heartbeat(body: bytes) -> Heartbeat:
+    """Decode an executor heartbeat, raising ``DecodeError`` or ``UnsupportedVersion``."""
+    return _decode(body, Heartbeat)
+
+
 def _decode(body: bytes, model: type[_Model]) -> _Model:
     try:
         return model.model_validate_json(body)
@@ -121,7 +142,7 @@ def task_properties(task: TaskMessage, *, reply_to: str | None, app_id: str) -> 
         timestamp=task.submitted_at,
         app_id=app_id,
         reply_to=reply_to,
-        headers={"x-wq-attempt": task.attempt},
+        headers={ATTEMPT_HEADER: task.attempt},
         priority=task.priority,
     )
 
@@ -134,7 +155,7 @@ def result_properties(result: ResultMessage, *, app_id: str) -> MessagePropertie
         correlation_id=str(result.task_id),
         timestamp=result.finished_at,
         app_id=app_id,
-        headers={"x-wq-outcome": result.outcome.value, "x-wq-executor": result.executor},
+        headers={OUTCOME_HEADER: result.outcome.value, EXECUTOR_HEADER: result.executor},
     )
 
 
@@ -170,6 +191,99 @@ def progress_properties(report: ProgressMessage, *, app_id: str) -> MessagePrope
         app_id=app_id,
         delivery_mode=TRANSIENT,
     )
+
+
+def heartbeat_properties(heartbeat: Heartbeat, *, app_id: str) -> MessageProperties:
+    """Properties for a heartbeat: transient, typed by its event, naming its executor."""
+    return MessageProperties(
+        message_id=None,
+        type=heartbeat.event.value,
+        correlation_id=None,
+        timestamp=heartbeat.sent_at,
+        app_id=app_id,
+        headers={EXECUTOR_HEADER: heartbeat.executor},
+        delivery_mode=TRANSIENT,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterHeaders:
+    """Why a task was dead-lettered: the headers an executor sets on the dead copy.
+
+    Readable in the management UI, and read back by ``dispatcher dead list``; every field is
+    optional when reading, since RabbitMQ dead-letters some messages itself (expired, or a
+    copy the broker refused) without them.
+    """
+
+    reason: DeadReason | str | None
+    error_kind: str | None = None
+    error_type: str | None = None
+    error: str | None = None
+    attempts: int | None = None
+    original_queue: str | None = None
+    executor: str | None = None
+    dead_at: str | None = None
+
+    # An error message is cut to this many characters: headers are small, and shown whole.
+    MAX_TEXT: ClassVar[int] = 1000
+
+    @classmethod
+    def of(
+        cls,
+        reason: DeadReason,
+        error: TaskErrorInfo,
+        *,
+        attempts: int,
+        queue: str,
+        executor: str,
+        at: datetime,
+    ) -> DeadLetterHeaders:
+        """The headers for a task dead-lettered now for ``reason`` after ``error``."""
+        return cls(
+            reason=reason,
+            error_kind=error.kind.value,
+            error_type=error.type,
+            error=error.message[: cls.MAX_TEXT],
+            attempts=attempts,
+            original_queue=queue,
+            executor=executor,
+            dead_at=at.isoformat(),
+        )
+
+    def to_headers(self) -> dict[str, str | int]:
+        """As AMQP headers (docs/protocol.md, "Dead letters"); fields left None are left out."""
+        reason = self.reason.value if isinstance(self.reason, DeadReason) else self.reason
+        values: dict[str, str | int | None] = {
+            DEAD_REASON_HEADER: reason,
+            ERROR_KIND_HEADER: self.error_kind,
+            ERROR_TYPE_HEADER: self.error_type,
+            ERROR_HEADER: self.error,
+            ATTEMPTS_HEADER: self.attempts,
+            ORIGINAL_QUEUE_HEADER: self.original_queue,
+            EXECUTOR_HEADER: self.executor,
+            DEAD_AT_HEADER: self.dead_at,
+        }
+        return {name: value for name, value in values.items() if value is not None}
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, object]) -> DeadLetterHeaders:
+        """What a dead message's headers say; anything missing or mistyped reads as None."""
+
+        def text(name: str) -> str | None:
+            value = headers.get(name)
+            return str(value) if value is not None else None
+
+        attempts = headers.get(ATTEMPTS_HEADER)
+        return cls(
+            reason=text(DEAD_REASON_HEADER),
+            error_kind=text(ERROR_KIND_HEADER),
+            error_type=text(ERROR_TYPE_HEADER),
+            error=text(ERROR_HEADER),
+            attempts=attempts if type(attempts) is int else None,
+            original_queue=text(ORIGINAL_QUEUE_HEADER),
+            executor=text(EXECUTOR_HEADER),
+            dead_at=text(DEAD_AT_HEADER),
+        )
 
 
 def task_id_from_properties(message_id: str | None, correlation_id: str | None) -> UUID | None:

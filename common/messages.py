@@ -1,4 +1,7 @@
-"""Wire models: task, result, cancel notice and progress messages (docs/protocol.md, version 1)."""
+"""Wire models: task, result, cancel notice, progress and heartbeat messages (docs/protocol.md).
+
+Every message carries ``version`` 1 of the schema.
+"""
 
 from __future__ import annotations
 
@@ -123,3 +126,62 @@ class ProgressMessage(_Wire):
     percent: float = Field(ge=0, le=100, allow_inf_nan=False)
     note: str | None = Field(default=None, max_length=MAX_PROGRESS_NOTE)
     reported_at: AwareDatetime
+
+
+class DeadReason(StrEnum):
+    """Why a task was dead-lettered (header ``x-wq-dead-reason``)."""
+
+    REJECTED = "rejected"  # it can never run: bad body, unknown type, invalid params, too big
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    DELIVERY_LIMIT = "delivery_limit"  # delivered too often without being settled
+
+
+# Executor heartbeats, on ``wq.executors`` (docs/protocol.md, "Executor heartbeats"). An
+# executor sends one when it starts, one every heartbeat interval, and one when it stops
+# cleanly; every one carries its task types with their params JSON Schemas, so a dispatcher
+# that starts later still learns them from the next heartbeat.
+
+
+class ExecutorEvent(StrEnum):
+    """Why a heartbeat was sent."""
+
+    STARTED = "started"
+    HEARTBEAT = "heartbeat"
+    STOPPED = "stopped"  # the last one, after a clean stop
+
+
+class RunningTask(_Wire):
+    """A task an executor is running right now."""
+
+    task_id: UUID
+    task_type: str
+    attempt: int = 1
+    started_at: AwareDatetime
+
+
+class TaskTypeInfo(_Wire):
+    """A task type as an executor publishes it: params JSON Schema, description, options."""
+
+    name: str
+    params_schema: dict[str, JsonValue]
+    description: str | None = None
+    options: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class Heartbeat(_Wire):
+    """One executor's state at ``sent_at``."""
+
+    version: Literal[1] = 1
+    event: ExecutorEvent
+    executor: str
+    host: str
+    pid: int
+    slots: int
+    started_at: AwareDatetime
+    sent_at: AwareDatetime
+    task_types: list[TaskTypeInfo] = Field(default_factory=list)
+    current_tasks: list[RunningTask] = Field(default_factory=list)
+    processed: int = Field(default=0, ge=0)
+    failed: int = Field(default=0, ge=0)
+    cpu_percent: float | None = None
+    rss_bytes: int | None = None

@@ -17,8 +17,7 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from common.errors import ConfigError, InvalidParams, PermanentTaskError, UnknownTaskType
-from common.heartbeat import TaskTypeInfo
-from common.messages import TASK_TYPE_PATTERN
+from common.messages import TASK_TYPE_PATTERN, TaskTypeInfo
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 

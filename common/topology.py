@@ -29,6 +29,27 @@ _CANCEL_MAX_BYTES: Final = 100_000_000
 # Progress is advisory: a backlog (no dispatcher consuming) keeps only the newest reports.
 PROGRESS_MAX_LENGTH: Final = 10_000
 
+# The ``app_id`` property of what each service publishes.
+DISPATCHER_APP_ID: Final = "wq-dispatcher"
+EXECUTOR_APP_ID: Final = "wq-executor"
+
+# Message headers (docs/protocol.md). On a task: its attempt, and the runs an executor counted.
+ATTEMPT_HEADER: Final = "x-wq-attempt"
+DELIVERIES_HEADER: Final = "x-wq-deliveries"
+# On a result and a heartbeat.
+OUTCOME_HEADER: Final = "x-wq-outcome"
+EXECUTOR_HEADER: Final = "x-wq-executor"
+# On a dead-lettered copy of a task: why it is there (``common.codec.DeadLetterHeaders``).
+DEAD_REASON_HEADER: Final = "x-wq-dead-reason"
+ERROR_KIND_HEADER: Final = "x-wq-error-kind"
+ERROR_TYPE_HEADER: Final = "x-wq-error-type"
+ERROR_HEADER: Final = "x-wq-error"
+ATTEMPTS_HEADER: Final = "x-wq-attempts"
+ORIGINAL_QUEUE_HEADER: Final = "x-wq-original-queue"
+DEAD_AT_HEADER: Final = "x-wq-dead-at"
+# What RabbitMQ sets on a quorum queue's redelivery: how often it was returned.
+DELIVERY_COUNT_HEADER: Final = "x-delivery-count"
+
 
 @dataclass(frozen=True, slots=True)
 class Topology:

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.settings import redact_url
+from common import DISPATCHER_APP_ID, redact_url
 from dispatcher.store.backends import url_scheme
 
 
@@ -32,7 +32,7 @@ class DispatcherSettings(BaseSettings):
         default=None,
         description="Task module to validate task types and params against before publishing.",
     )
-    app_id: str = Field(default="wq-dispatcher", description="app_id property of task messages.")
+    app_id: str = Field(default=DISPATCHER_APP_ID, description="app_id property of task messages.")
     publish_window: int = Field(
         default=256, ge=1, le=10_000, description="Unconfirmed publishes in flight at once."
     )

@@ -22,6 +22,7 @@ import pika
 import pika.exceptions
 
 from common import (
+    TASK_ROUTING_KEY,
     AmqpSettings,
     BrokerError,
     BrokerUnavailable,
@@ -37,7 +38,6 @@ from common import (
     task_properties,
 )
 from common.amqp import topology_mismatch
-from common.topology import TASK_ROUTING_KEY
 from dispatcher.requests import CancelOutcome, CancelReport, TaskRequest, build_task
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store.backends import open_store

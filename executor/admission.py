@@ -10,13 +10,20 @@ from __future__ import annotations
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
-from common import AmqpSettings, ErrorKind, Outcome, TaskErrorInfo, TaskRegistry
-from common.logging import get_logger
-from common.topology import TASK_ROUTING_KEY
-from executor.cancellations import Cancellations
-from executor.decisions import DeadReason, decide_cancelled, decide_rejection
-from executor.deliveries import (
+from common import (
     DELIVERIES_HEADER,
+    TASK_ROUTING_KEY,
+    AmqpSettings,
+    DeadReason,
+    ErrorKind,
+    Outcome,
+    TaskErrorInfo,
+    TaskRegistry,
+)
+from common.logging import get_logger
+from executor.cancellations import Cancellations
+from executor.decisions import decide_cancelled, decide_rejection
+from executor.deliveries import (
     copy_message,
     quorum_run_number,
     run_number,

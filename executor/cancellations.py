@@ -20,6 +20,9 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from common import (
+    CANCEL_TYPE,
+    EXECUTOR_APP_ID,
+    MARKER_TYPE,
     BrokerError,
     CancelNotice,
     MessageError,
@@ -30,7 +33,6 @@ from common import (
     marker_properties,
 )
 from common.amqp import CONNECTION_ERRORS, to_message
-from common.codec import CANCEL_TYPE, MARKER_TYPE
 from common.logging import get_logger
 
 log = get_logger(__name__)
@@ -122,7 +124,7 @@ class Cancellations:
     async def _catch_up(self, topology: Topology, *, publish: Publish, timeout: float) -> None:
         marker = f"{self._executor}.{uuid4()}"
         seen = self._markers[marker] = asyncio.Event()
-        properties = marker_properties(marker, at=datetime.now(UTC), app_id="wq-executor")
+        properties = marker_properties(marker, at=datetime.now(UTC), app_id=EXECUTOR_APP_ID)
         try:
             await publish("", topology.cancel_stream, to_message(b"{}", properties))
             await self._read_until(seen, stalled_after=timeout)

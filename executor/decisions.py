@@ -12,15 +12,16 @@ from datetime import UTC, datetime
 from enum import Enum
 
 from common import (
+    DeadReason,
     ErrorKind,
     Outcome,
     ResultMessage,
     RetryableTaskError,
     TaskCancelled,
     TaskMessage,
+    backoff_delay,
     encode,
 )
-from common.retry import backoff_delay
 from executor.jobs import Job, Rejection, error_info
 from executor.runner import Attempt
 
@@ -31,14 +32,6 @@ class Action(Enum):
     ACK = "ack"  # done: the result says how it went
     RETRY = "retry"  # a copy with the next attempt number is parked in a retry queue first
     DEAD = "dead"  # a copy with the reasons in its headers goes to the dead-letter queue first
-
-
-class DeadReason(Enum):
-    """Why a message was dead-lettered (header ``x-wq-dead-reason``)."""
-
-    REJECTED = "rejected"  # it can never run: bad body, unknown type, invalid params, too big
-    RETRIES_EXHAUSTED = "retries_exhausted"
-    DELIVERY_LIMIT = "delivery_limit"  # delivered too often without being settled
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,21 +6,17 @@ publishes them.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from common import TaskErrorInfo
+from common import DELIVERIES_HEADER, DELIVERY_COUNT_HEADER
 
-DELIVERIES_HEADER = "x-wq-deliveries"
-ATTEMPT_HEADER = "x-wq-attempt"
 # Headers RabbitMQ adds when dead-lettering; a fresh copy starts without them.
 _BROKER_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue",
                    "x-first-death-reason", "x-last-death-exchange", "x-last-death-queue",
                    "x-last-death-reason")  # fmt: skip
-_MAX_HEADER_TEXT = 1000
 
 
 def run_number(headers: dict[str, Any] | None, *, redelivered: bool) -> int:
@@ -38,7 +34,7 @@ def run_number(headers: dict[str, Any] | None, *, redelivered: bool) -> int:
 
 def quorum_run_number(headers: dict[str, Any] | None) -> int:
     """Which run this delivery is on a quorum queue, which counts returns itself."""
-    returned = (headers or {}).get("x-delivery-count")
+    returned = (headers or {}).get(DELIVERY_COUNT_HEADER)
     return (returned if type(returned) is int and returned >= 0 else 0) + 1
 
 
@@ -68,19 +64,3 @@ def copy_message(
         priority=message.priority,
         expiration=expiration_s,
     )
-
-
-def dead_letter_headers(
-    *, reason: str, error: TaskErrorInfo, attempts: int, queue: str, executor: str
-) -> dict[str, Any]:
-    """Why a message was dead-lettered, readable in the management UI."""
-    return {
-        "x-wq-dead-reason": reason,
-        "x-wq-error-kind": error.kind.value,
-        "x-wq-error-type": error.type,
-        "x-wq-error": error.message[:_MAX_HEADER_TEXT],
-        "x-wq-attempts": attempts,
-        "x-wq-original-queue": queue,
-        "x-wq-executor": executor,
-        "x-wq-dead-at": datetime.now(UTC).isoformat(),
-    }

@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import aio_pika
 from aio_pika.abc import AbstractChannel
 
-from common import ExecutorEvent, WorkQueueError, encode
-from common.amqp import publish_confirmed
+from common import EXECUTOR_APP_ID, ExecutorEvent, WorkQueueError, encode, heartbeat_properties
+from common.amqp import publish_confirmed, to_message
 from common.logging import get_logger
 from executor.monitor import Monitor
 
@@ -35,16 +34,8 @@ class HeartbeatSender:
     async def send(self, event: ExecutorEvent) -> bool:
         """Send one heartbeat; False (and a warning) if the broker did not take it."""
         heartbeat = self._monitor.heartbeat(event)
-        message = aio_pika.Message(
-            encode(heartbeat),
-            content_type="application/json",
-            content_encoding="utf-8",
-            delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
-            type=event.value,
-            app_id="wq-executor",
-            timestamp=heartbeat.sent_at,
-            headers={"x-wq-executor": heartbeat.executor},
-        )
+        properties = heartbeat_properties(heartbeat, app_id=EXECUTOR_APP_ID)
+        message = to_message(encode(heartbeat), properties)
         try:
             await publish_confirmed(
                 self._channel.default_exchange, self._queue, message, timeout=self._timeout

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import aio_pika
 
 from common import (
+    EXECUTOR_APP_ID,
     ProgressMessage,
     ProgressUpdate,
     TaskContext,
@@ -66,7 +67,7 @@ class ProgressReporter:
         send.add_done_callback(self._sends.discard)
 
     async def _publish_one(self, report: ProgressMessage) -> None:
-        message = to_message(encode(report), progress_properties(report, app_id="wq-executor"))
+        message = to_message(encode(report), progress_properties(report, app_id=EXECUTOR_APP_ID))
         try:
             await self._publish("", self._queue, message)
         except WorkQueueError as exc:

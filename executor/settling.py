@@ -4,29 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from common import (
+    ATTEMPT_HEADER,
+    DELIVERIES_HEADER,
+    EXECUTOR_APP_ID,
     AmqpSettings,
     BrokerError,
+    DeadLetterHeaders,
     PublishRejected,
     ResultMessage,
     TaskErrorInfo,
+    delay_bucket,
     encode,
     result_properties,
 )
 from common.amqp import CONNECTION_ERRORS, publish_confirmed, to_message
 from common.logging import get_logger
-from common.retry import delay_bucket
 from executor.decisions import Action, Decision, fit_result, next_attempt
-from executor.deliveries import (
-    ATTEMPT_HEADER,
-    DELIVERIES_HEADER,
-    copy_message,
-    dead_letter_headers,
-)
+from executor.deliveries import copy_message
 from executor.jobs import Job
 
 log = get_logger(__name__)
@@ -104,16 +104,17 @@ class Settler:
         self, message: AbstractIncomingMessage, decision: Decision, error: TaskErrorInfo
     ) -> None:
         assert decision.dead_reason is not None
-        headers = dead_letter_headers(
-            reason=decision.dead_reason.value,
-            error=error,
+        reasons = DeadLetterHeaders.of(
+            decision.dead_reason,
+            error,
             attempts=decision.result.attempt if decision.result else 1,
             queue=self._topology.task_queue,
             executor=self._executor,
+            at=datetime.now(UTC),
         )
-        dead_queue = self._topology.task_dead_queue
-        await self.publish("", dead_queue, copy_message(message, headers=headers))
-        log.warning("task_dead_lettered", reason=headers["x-wq-dead-reason"])
+        copy = copy_message(message, headers=reasons.to_headers())
+        await self.publish("", self._topology.task_dead_queue, copy)
+        log.warning("task_dead_lettered", reason=decision.dead_reason.value)
 
     async def _reply(self, message: AbstractIncomingMessage, result: ResultMessage) -> bool:
         """Publish the result and wait for its confirm; False if the delivery was settled."""
@@ -121,7 +122,7 @@ class Settler:
         result, body = fit_result(result, max_body_bytes=self._amqp.max_body_bytes)
         if result.error is not None and result.error.type == "ResultTooLarge":
             log.error("result_too_large", error=result.error.message)
-        properties = result_properties(result, app_id="wq-executor")
+        properties = result_properties(result, app_id=EXECUTOR_APP_ID)
         try:
             await self.publish("", message.reply_to, to_message(body, properties))
         except PublishRejected as exc:

@@ -16,19 +16,18 @@ from uuid import UUID
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from common import (
+    TASK_ROUTING_KEY,
+    DeadLetterHeaders,
     MessageError,
     TaskMessage,
     Topology,
     decode_task,
     encode,
     task_id_from_properties,
+    task_properties,
 )
 from common.amqp import publish_confirmed, to_message
-from common.codec import task_properties
-from common.topology import TASK_ROUTING_KEY
 from dispatcher.store.protocol import TaskStore
-
-_HEADER_PREFIX = "x-wq-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,21 +45,15 @@ class DeadLetter:
 
 def describe(message: AbstractIncomingMessage) -> DeadLetter:
     """What a dead message says about itself (our headers, else RabbitMQ's x-death)."""
-    headers = message.headers or {}
-
-    def text(name: str) -> str | None:
-        value = headers.get(_HEADER_PREFIX + name)
-        return str(value) if value is not None else None
-
-    attempts = headers.get("x-wq-attempts")
+    reasons = DeadLetterHeaders.from_headers(message.headers or {})
     return DeadLetter(
         task_id=task_id_from_properties(message.message_id, message.correlation_id),
         task_type=message.type,
-        reason=text("dead-reason") or "rejected by the broker (see x-death)",
-        error_kind=text("error-kind"),
-        error=text("error"),
-        attempts=attempts if isinstance(attempts, int) else None,
-        dead_at=text("dead-at"),
+        reason=str(reasons.reason or "rejected by the broker (see x-death)"),
+        error_kind=reasons.error_kind,
+        error=reasons.error,
+        attempts=reasons.attempts,
+        dead_at=reasons.dead_at,
     )
 
 

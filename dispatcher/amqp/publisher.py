@@ -9,6 +9,7 @@ from typing import Protocol
 from aio_pika.abc import AbstractExchange
 
 from common import (
+    TASK_ROUTING_KEY,
     CancelNotice,
     PublishRejected,
     TaskMessage,
@@ -18,7 +19,6 @@ from common import (
     task_properties,
 )
 from common.amqp import publish_confirmed, to_message
-from common.topology import TASK_ROUTING_KEY
 
 
 class Publisher(Protocol):

@@ -10,7 +10,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
 from pydantic.config import JsonDict
 
-from common.messages import MAX_PRIORITY, TASK_TYPE_PATTERN
+from common import MAX_PRIORITY, TASK_TYPE_PATTERN
 from dispatcher.requests import CancelOutcome
 from dispatcher.store.records import ExecutorRecord, ScheduleRecord, TaskRecord, TaskState
 

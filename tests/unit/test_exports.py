@@ -32,8 +32,30 @@ def _isort_key(name: str) -> tuple[int, str]:
     return (1 if name[0].isupper() else 2, name)
 
 
-def test_all_is_sorted() -> None:
-    assert common.__all__ == sorted(common.__all__, key=_isort_key)
+def _audience_groups() -> list[list[str]]:
+    """The lists ``common/__init__.py`` builds ``__all__`` from, one per audience, in order."""
+    groups: list[list[str]] = []
+    for node in ast.parse((REPO / "common" / "__init__.py").read_text()).body:
+        target: ast.expr
+        if isinstance(node, ast.AugAssign):
+            target, value = node.target, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id == "__all__":
+            assert isinstance(value, ast.List)
+            groups.append([ast.literal_eval(item) for item in value.elts])
+    return groups
+
+
+def test_all_is_grouped_by_audience_and_sorted_within_each_group() -> None:
+    groups = _audience_groups()
+
+    assert len(groups) >= 4, "wire, task authors, errors, settings, runtime"
+    assert [name for group in groups for name in group] == common.__all__
+    for group in groups:
+        assert group == sorted(group, key=_isort_key)
 
 
 def test_all_has_no_duplicates() -> None:
@@ -68,3 +90,46 @@ def test_no_private_names_are_imported_from_common() -> None:
     }
 
     assert not private
+
+
+# Modules of common the services may import as modules: runtime adapters and the exit codes.
+# Everything else comes from ``common`` itself, so that its __all__ is the whole surface.
+DEEP_IMPORTS_ALLOWED = {"amqp", "exit_codes", "logging", "readiness", "shutdown"}
+
+
+def _deep_imports() -> dict[str, list[str]]:
+    """Each ``common.<module>`` the services import directly, with where."""
+    found: dict[str, list[str]] = {}
+    for package in SERVICES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                where = f"{path.relative_to(REPO)}:{getattr(node, 'lineno', 0)}"
+                if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                    modules = [node.module]
+                    if node.module == "common":
+                        modules = [f"common.{alias.name}" for alias in node.names]
+                elif isinstance(node, ast.Import):
+                    modules = [alias.name for alias in node.names]
+                else:
+                    continue
+                for module in modules:
+                    parts = module.split(".")
+                    submodule = ".".join(parts[:2])
+                    if (
+                        parts[0] == "common"
+                        and len(parts) > 1
+                        and importlib.util.find_spec(submodule)
+                    ):
+                        found.setdefault(parts[1], []).append(where)
+    return found
+
+
+def test_services_import_common_modules_only_from_the_allowlist() -> None:
+    deep = _deep_imports()
+    assert "logging" in deep, "no deep import found at all: is the walk broken?"
+
+    refused = {
+        module: where for module, where in deep.items() if module not in DEEP_IMPORTS_ALLOWED
+    }
+
+    assert not refused, f"import these from common instead: {refused}"

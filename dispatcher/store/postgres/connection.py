@@ -20,9 +20,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
-from common import JsonValue, StoreError
+from common import JsonValue, StoreError, redact_url
 from common.logging import get_logger
-from common.settings import redact_url
 from dispatcher.store.postgres.queries import QUERIES
 from dispatcher.store.postgres.schema import SCHEMA_VERSION, migrate
 from dispatcher.store.rows import JSON_COLUMNS

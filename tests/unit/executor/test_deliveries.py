@@ -9,15 +9,8 @@ from typing import Any
 import aio_pika
 import pytest
 
-from common import ErrorKind, TaskErrorInfo
-from executor.deliveries import (
-    ATTEMPT_HEADER,
-    DELIVERIES_HEADER,
-    copy_message,
-    dead_letter_headers,
-    quorum_run_number,
-    run_number,
-)
+from common import ATTEMPT_HEADER, DELIVERIES_HEADER
+from executor.deliveries import copy_message, quorum_run_number, run_number
 
 SENT_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -173,52 +166,6 @@ def test_copy_of_a_message_with_bare_properties() -> None:
     assert copy.reply_to is None
     assert copy.timestamp is None
     assert copy.delivery_mode is aio_pika.DeliveryMode.PERSISTENT
-
-
-# dead_letter_headers
-
-
-def _error(message: str = "no rate for XXX") -> TaskErrorInfo:
-    return TaskErrorInfo(kind=ErrorKind.HANDLER_ERROR, type="LookupError", message=message)
-
-
-def test_dead_letter_headers_say_why_where_and_who() -> None:
-    before = datetime.now(UTC)
-
-    headers = dead_letter_headers(
-        reason="retries_exhausted", error=_error(), attempts=4, queue="wq.tasks", executor="h.7"
-    )
-
-    dead_at = datetime.fromisoformat(headers.pop("x-wq-dead-at"))
-    assert headers == {
-        "x-wq-dead-reason": "retries_exhausted",
-        "x-wq-error-kind": "handler_error",
-        "x-wq-error-type": "LookupError",
-        "x-wq-error": "no rate for XXX",
-        "x-wq-attempts": 4,
-        "x-wq-original-queue": "wq.tasks",
-        "x-wq-executor": "h.7",
-    }
-    assert before <= dead_at <= datetime.now(UTC)
-
-
-def test_dead_letter_headers_truncate_long_error_text() -> None:
-    message = "x" * 999 + "yz" + "w" * 5000
-
-    headers = dead_letter_headers(
-        reason="rejected", error=_error(message), attempts=1, queue="q", executor="e"
-    )
-
-    assert headers["x-wq-error"] == "x" * 999 + "y"
-    assert len(headers["x-wq-error"]) == 1000
-
-
-def test_dead_letter_headers_are_amqp_table_values() -> None:
-    headers = dead_letter_headers(
-        reason="delivery_limit", error=_error(), attempts=2, queue="q", executor="e"
-    )
-
-    assert all(isinstance(v, str | int) for v in headers.values())
 
 
 @pytest.mark.parametrize(

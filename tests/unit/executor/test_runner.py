@@ -14,6 +14,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from common import (
+    DeadReason,
     ErrorKind,
     InvalidParams,
     Outcome,
@@ -30,7 +31,6 @@ from common import (
 )
 from executor.decisions import (
     Action,
-    DeadReason,
     Decision,
     decide,
     decide_cancelled,

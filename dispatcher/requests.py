@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from uuid import UUID, uuid4
@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 from pydantic import ValidationError
 
 from common import (
+    CancelNotice,
     InvalidParams,
     JsonValue,
     TaskMessage,
@@ -23,17 +24,18 @@ from common import (
     encode,
     invalid_params,
 )
-from dispatcher.store.records import TaskRecord
+from dispatcher.store.records import TaskRecord, TaskState
 
 Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True, slots=True)
 class TaskRequest:
-    """One task to submit."""
+    """One task to submit: ``TaskRequest("word_count", {"text": "hi"}, priority=5)``."""
 
     task_type: str
     params: Mapping[str, JsonValue] = field(default_factory=dict)
+    _: KW_ONLY
     # Submitting again with a key already used returns the first task instead of a new one.
     idempotency_key: str | None = None
     # Broker priority, 0 (default) to 255; the classic task queue orders by it, up to
@@ -84,6 +86,23 @@ class CancelReport:
 
     outcome: CancelOutcome
     record: TaskRecord
+
+    @classmethod
+    def of(cls, record: TaskRecord, *, requested: bool) -> CancelReport:
+        """The report on ``record`` after the store flagged it (``requested``) or not."""
+        if not requested:
+            return cls(CancelOutcome.ALREADY_FINAL, record)
+        if record.state is TaskState.CANCELLED:
+            return cls(CancelOutcome.CANCELLED, record)
+        return cls(CancelOutcome.REQUESTED, record)
+
+
+def cancel_notice(record: TaskRecord, now: datetime) -> CancelNotice:
+    """The notice that tells executors about ``record``'s cancel, at the first request's time.
+
+    Published for a scheduled task too: whatever claims due tasks may have raced the flag.
+    """
+    return CancelNotice(task_id=record.task_id, requested_at=record.cancel_requested_at or now)
 
 
 def utcnow() -> datetime:

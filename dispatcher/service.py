@@ -12,7 +12,6 @@ from uuid import UUID
 from structlog.contextvars import bound_contextvars
 
 from common import (
-    CancelNotice,
     ConfigError,
     JsonValue,
     ProgressMessage,
@@ -27,17 +26,17 @@ from dispatcher.fleet import Fleet
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.queued_marks import QueuedMarks
 from dispatcher.requests import (
-    CancelOutcome,
     CancelReport,
     Clock,
     Submission,
     TaskRequest,
     build_task,
+    cancel_notice,
     utcnow,
 )
 from dispatcher.store.protocol import TaskStore
 from dispatcher.store.query import TaskQuery
-from dispatcher.store.records import TaskRecord, TaskState
+from dispatcher.store.records import TaskRecord
 from dispatcher.waiters import Waiters
 
 log = get_logger(__name__)
@@ -99,7 +98,14 @@ class Dispatcher:
                 or when its body would be over ``max_body_bytes``.
             PublishRejected, BrokerError: the task is recorded as submitted but not queued.
         """
-        request = TaskRequest(task_type, params or {}, idempotency_key, priority, eta, countdown)
+        request = TaskRequest(
+            task_type,
+            params or {},
+            idempotency_key=idempotency_key,
+            priority=priority,
+            eta=eta,
+            countdown=countdown,
+        )
         (task_id,) = await self.submit_many([request])
         return task_id
 
@@ -332,16 +338,11 @@ class Dispatcher:
         with bound_contextvars(task_id=str(task_id)):
             if not requested:
                 log.info("task_cancel_ignored", state=record.state.value)
-                return CancelReport(CancelOutcome.ALREADY_FINAL, record)
-            # Published for a scheduled task too: whatever claims due tasks may have raced us.
-            at = record.cancel_requested_at or self._clock()
-            await self._cancel_publisher.publish_cancel(
-                CancelNotice(task_id=task_id, requested_at=at)
-            )
-            log.info("task_cancel_requested", state=record.state.value)
-        if record.state is TaskState.CANCELLED:
-            return CancelReport(CancelOutcome.CANCELLED, record)
-        return CancelReport(CancelOutcome.REQUESTED, record)
+            else:
+                notice = cancel_notice(record, self._clock())
+                await self._cancel_publisher.publish_cancel(notice)
+                log.info("task_cancel_requested", state=record.state.value)
+        return CancelReport.of(record, requested=requested)
 
     async def record_progress(self, report: ProgressMessage) -> bool:
         """Record a progress report (the latest in time wins; none after the outcome)."""

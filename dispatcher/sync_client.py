@@ -26,7 +26,6 @@ from common import (
     AmqpSettings,
     BrokerError,
     BrokerUnavailable,
-    CancelNotice,
     ConfigError,
     JsonValue,
     MessageProperties,
@@ -38,10 +37,10 @@ from common import (
     task_properties,
 )
 from common.amqp import topology_mismatch
-from dispatcher.requests import CancelOutcome, CancelReport, TaskRequest, build_task
+from dispatcher.requests import CancelReport, TaskRequest, build_task, cancel_notice
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store.backends import open_store
-from dispatcher.store.records import TaskRecord, TaskState
+from dispatcher.store.records import TaskRecord
 
 _WAIT_POLL_S = 0.1
 
@@ -80,7 +79,14 @@ class SyncDispatcher:
         A task due later (``eta``, ``countdown``) is only recorded; ``dispatcher serve``
         publishes it when it is due.
         """
-        request = TaskRequest(task_type, params or {}, idempotency_key, priority, eta, countdown)
+        request = TaskRequest(
+            task_type,
+            params or {},
+            idempotency_key=idempotency_key,
+            priority=priority,
+            eta=eta,
+            countdown=countdown,
+        )
         (task_id,) = self.submit_many([request])
         return task_id
 
@@ -131,15 +137,13 @@ class SyncDispatcher:
         now = datetime.now(UTC)
         requested = self._store.request_cancel(task_id, now)
         record = self._store.get(task_id)
-        if not requested:
-            return CancelReport(CancelOutcome.ALREADY_FINAL, record)
-        notice = CancelNotice(task_id=task_id, requested_at=record.cancel_requested_at or now)
-        properties = cancel_properties(notice, app_id=self._settings.app_id)
-        with self._lock:
-            self._send("", self._amqp.topology.cancel_stream, encode(notice), properties, task_id)
-        if record.state is TaskState.CANCELLED:
-            return CancelReport(CancelOutcome.CANCELLED, record)
-        return CancelReport(CancelOutcome.REQUESTED, record)
+        if requested:
+            notice = cancel_notice(record, now)
+            properties = cancel_properties(notice, app_id=self._settings.app_id)
+            with self._lock:
+                stream = self._amqp.topology.cancel_stream
+                self._send("", stream, encode(notice), properties, task_id)
+        return CancelReport.of(record, requested=requested)
 
     def get(self, task_id: UUID) -> TaskRecord:
         """The task's record, or ``TaskNotFound``."""

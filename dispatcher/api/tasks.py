@@ -152,7 +152,14 @@ async def _submit(
     context: ApiContext, tasks: Sequence[TaskSubmission]
 ) -> tuple[list[SubmittedTask], Exception | None]:
     requests = [
-        TaskRequest(t.task_type, t.params, t.idempotency_key, t.priority, t.eta, t.countdown)
+        TaskRequest(
+            t.task_type,
+            t.params,
+            idempotency_key=t.idempotency_key,
+            priority=t.priority,
+            eta=t.eta,
+            countdown=t.countdown,
+        )
         for t in tasks
     ]
     submission = await context.dispatcher.submit_all(requests)

@@ -133,3 +133,15 @@ def test_services_import_common_modules_only_from_the_allowlist() -> None:
     }
 
     assert not refused, f"import these from common instead: {refused}"
+
+
+def test_the_dispatcher_exports_the_producer_api_the_readme_documents() -> None:
+    import dispatcher
+
+    readme = (REPO / "README.md").read_text()
+
+    assert dispatcher.__all__ == sorted(dispatcher.__all__, key=_isort_key)
+    assert all(hasattr(dispatcher, name) for name in dispatcher.__all__)
+    for name in ("open_dispatcher", "SyncDispatcher", "TaskRequest", "TaskRecord"):
+        assert name in dispatcher.__all__
+    assert "from dispatcher import open_dispatcher, SyncDispatcher" in readme

@@ -7,12 +7,13 @@ count) are settled here; the consumer runs the rest.
 
 from __future__ import annotations
 
+from enum import Enum
+
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
 from common import (
     DELIVERIES_HEADER,
-    TASK_ROUTING_KEY,
     AmqpSettings,
     DeadReason,
     ErrorKind,
@@ -33,6 +34,14 @@ from executor.monitor import Monitor
 from executor.settling import Settler
 
 log = get_logger(__name__)
+
+
+class Admitted(Enum):
+    """What admission made of a delivery that carries a valid task."""
+
+    FIRST_RUN = "first_run"  # run it: no earlier run of this delivery can have happened
+    RERUN = "rerun"  # run it: an earlier run may have happened, never settled
+    SETTLED = "settled"  # do not run it: settled here (cancelled, over the limit, counted)
 
 
 class Admission:
@@ -92,34 +101,35 @@ class Admission:
             await self._settler.carry_out(message, decision, error=rejection.error)
             self._monitor.settled(rejection.task_type, Outcome.DEAD, duration_s=None)
 
-    async def admit(self, message: AbstractIncomingMessage, job: Job) -> bool | None:
-        """Whether ``job`` runs again after a run that was never settled.
+    async def admit(self, message: AbstractIncomingMessage, job: Job) -> Admitted:
+        """Whether ``job`` runs now, and whether it may have run before; settles it if not.
 
-        ``None`` when it must not run now: it has been settled here instead.
+        The cancellations are checked here, once: nothing awaits between this check and the
+        start of the run, so a notice that arrives later is the running task's to honour.
         """
         if self._cancellations.is_cancelled(job.task.task_id):
-            await self.skip_cancelled(message, job)
-            return None
+            await self._skip_cancelled(message, job)
+            return Admitted.SETTLED
         if self._topology.queue_type == "quorum":
             return await self._counted_by_broker(message, job)
         if message.redelivered:
             await self._count_redelivery(message, job)
-            return None
-        return False
+            return Admitted.SETTLED
+        return Admitted.FIRST_RUN
 
-    async def skip_cancelled(self, message: AbstractIncomingMessage, job: Job) -> None:
+    async def _skip_cancelled(self, message: AbstractIncomingMessage, job: Job) -> None:
         """Ack a task cancelled before it started, after its ``cancelled`` result."""
         log.info("task_skipped_cancelled")
         redelivered = bool(message.redelivered)
         decision = decide_cancelled(job, executor=self._executor, redelivered=redelivered)
         await self._settler.carry_out(message, decision, error=None, job=job)
 
-    async def _counted_by_broker(self, message: AbstractIncomingMessage, job: Job) -> bool | None:
+    async def _counted_by_broker(self, message: AbstractIncomingMessage, job: Job) -> Admitted:
         run = quorum_run_number(message.headers)
         if run > self._amqp.delivery_limit:
             await self._dead_letter_over_limit(message, job, run)
-            return None
-        return run > 1
+            return Admitted.SETTLED
+        return Admitted.RERUN if run > 1 else Admitted.FIRST_RUN
 
     async def _count_redelivery(self, message: AbstractIncomingMessage, job: Job) -> None:
         run = run_number(message.headers, redelivered=True)
@@ -128,8 +138,7 @@ class Admission:
             return
         log.warning("task_redelivered", run=run)
         copy = copy_message(message, headers={DELIVERIES_HEADER: run - 1})
-        await self._settler.publish(self._topology.task_exchange, TASK_ROUTING_KEY, copy)
-        await message.ack()
+        await self._settler.replace(message, copy, exchange=self._topology.task_exchange)
 
     async def _dead_letter_over_limit(
         self, message: AbstractIncomingMessage, job: Job, run: int

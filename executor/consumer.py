@@ -7,7 +7,6 @@ decisions about the rest.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
@@ -19,7 +18,7 @@ from common.amqp import connect, declare_topology
 from common.logging import get_logger
 from common.readiness import ReadyFile
 from executor import timeouts
-from executor.admission import Admission
+from executor.admission import Admission, Admitted
 from executor.cancellations import Cancellations
 from executor.decisions import Decision, decide
 from executor.deliveries import run_number
@@ -28,7 +27,7 @@ from executor.jobs import Job
 from executor.monitor import Monitor
 from executor.progress import ProgressReporter
 from executor.runner import Attempt, execute
-from executor.settling import Settler, return_to_queue
+from executor.settling import Settler, drop, give_back, return_to_queue
 from executor.threads import HandlerThreads
 
 log = get_logger(__name__)
@@ -209,8 +208,7 @@ class Executor:
             for task, message in list(self._in_flight.items()):
                 # Back to the queue for another executor; a result this run may still
                 # produce is a duplicate the dispatcher ignores.
-                with contextlib.suppress(Exception):
-                    await message.nack(requeue=True)
+                await give_back(message)
                 task.cancel()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
@@ -228,8 +226,7 @@ class Executor:
         except Exception:
             # A bug, not bad input: keep the message (dead-lettered) rather than loop on it.
             log.exception("delivery_handling_failed")
-            with contextlib.suppress(Exception):
-                await message.reject(requeue=False)
+            await drop(message)
         finally:
             del self._in_flight[task]
             if not self._in_flight:
@@ -242,14 +239,11 @@ class Executor:
         with structlog.contextvars.bound_contextvars(
             task_id=str(job.task.task_id), task_type=job.task.task_type, attempt=job.task.attempt
         ):
-            rerun = await self._admission.admit(message, job)
-            if rerun is not None:
-                await self._run(message, job, rerun=rerun)
+            admitted = await self._admission.admit(message, job)
+            if admitted is not Admitted.SETTLED:
+                await self._run(message, job, rerun=admitted is Admitted.RERUN)
 
     async def _run(self, message: AbstractIncomingMessage, job: Job, *, rerun: bool) -> None:
-        if self._cancellations.is_cancelled(job.task.task_id):
-            await self._admission.skip_cancelled(message, job)  # it arrived while we settled
-            return
         began = time.perf_counter()
         context = self._progress.context_for(job)
         try:

@@ -1,4 +1,8 @@
-"""Settling a delivery: park what must outlive it, report the result, then ack (aio-pika)."""
+"""Settling a task delivery: park what must outlive it, report the result, then ack (aio-pika).
+
+The one place that acks, nacks or rejects a task delivery: admission and the consumer decide,
+this module settles.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from common import (
     ATTEMPT_HEADER,
     DELIVERIES_HEADER,
     EXECUTOR_APP_ID,
+    TASK_ROUTING_KEY,
     AmqpSettings,
     BrokerError,
     DeadLetterHeaders,
@@ -66,6 +71,16 @@ class Settler:
         result = decision.result
         if result is not None and message.reply_to and not await self._reply(message, result):
             return
+        await ack(message)
+
+    async def replace(
+        self, message: AbstractIncomingMessage, copy: aio_pika.Message, *, exchange: str
+    ) -> None:
+        """Publish ``copy`` to ``exchange`` (the task exchange) with a confirm, then ack.
+
+        A crash in between leaves both: the run counts one delivery too many, none is lost.
+        """
+        await self.publish(exchange, TASK_ROUTING_KEY, copy)
         await ack(message)
 
     async def publish(
@@ -150,6 +165,21 @@ async def ack(message: AbstractIncomingMessage) -> None:
 # Pause before requeueing after a failed publish: the publishing connection is reconnecting
 # (every 5 s), and an immediate requeue would redeliver the task into the same failure.
 _REQUEUE_PAUSE_S = 1.0
+
+
+async def give_back(message: AbstractIncomingMessage) -> None:
+    """Requeue a delivery at once (a run cut short at shutdown); a lost channel did already."""
+    with contextlib.suppress(Exception):
+        await message.nack(requeue=True)
+
+
+async def drop(message: AbstractIncomingMessage) -> None:
+    """Reject a delivery nothing could handle (a bug, not bad input) into the dead letters.
+
+    Kept rather than requeued: requeued, it would loop on the same failure.
+    """
+    with contextlib.suppress(Exception):
+        await message.reject(requeue=False)
 
 
 async def return_to_queue(message: AbstractIncomingMessage) -> None:

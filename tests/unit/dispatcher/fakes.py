@@ -1,12 +1,14 @@
-"""Fakes of the dispatcher's seams; the task module, time and result its unit tests share."""
+"""Fakes of the dispatcher's seams (publishers, the broker, an in-process HTTP client), and the
+task module, time and result its unit tests share."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
+import httpx
 from pydantic import Field
 
 from common import (
@@ -18,6 +20,7 @@ from common import (
     TaskRegistry,
     WorkQueueError,
 )
+from dispatcher.amqp.queue_depths import QueueDepth
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 
@@ -74,3 +77,19 @@ class FakeCancelPublisher:
         if self.fail is not None:
             raise self.fail
         self.notices.append(notice)
+
+
+class FakeBroker:
+    def __init__(self) -> None:
+        self.connected = True
+
+    def is_connected(self) -> bool:
+        return self.connected
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        return [QueueDepth("wq.tasks", 3, 2)]
+
+
+def client_of(app: Any) -> httpx.AsyncClient:
+    """An httpx client that calls ``app`` in process."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")

@@ -19,24 +19,15 @@ from dispatcher.schedules import (
 from dispatcher.service import Dispatcher
 from dispatcher.store.records import TaskState
 from dispatcher.store.threaded import ThreadedTaskStore
+from tests.clock import Clock
 from tests.unit.dispatcher.fakes import FakePublisher, registry
 
 START = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(START)
 
 
 @pytest.fixture

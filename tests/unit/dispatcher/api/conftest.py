@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -13,8 +14,8 @@ from dispatcher.api.context import ApiContext
 from dispatcher.schedules import ScheduleBook
 from dispatcher.service import Dispatcher
 from dispatcher.store.threaded import ThreadedTaskStore
-from tests.unit.dispatcher.api.fakes import (
-    Clock,
+from tests.clock import Clock
+from tests.unit.dispatcher.fakes import (
     FakeBroker,
     FakeCancelPublisher,
     FakePublisher,
@@ -30,7 +31,8 @@ def broker() -> FakeBroker:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    # Each reading is a millisecond after the last: listing order is submission order.
+    return Clock(tick=timedelta(milliseconds=1))
 
 
 @pytest.fixture

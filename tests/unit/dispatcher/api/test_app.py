@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 from common import BrokerError
 from dispatcher.amqp.queue_depths import QueueDepth
 from dispatcher.service import Dispatcher
-from tests.unit.dispatcher.api.fakes import FakeBroker, FakePublisher, succeeded
+from tests.unit.dispatcher.fakes import FakeBroker, FakePublisher, succeeded
 
 # Submitting
 

@@ -9,7 +9,7 @@ from structlog.testing import capture_logs
 
 from common import BrokerError
 from dispatcher.service import Dispatcher
-from tests.unit.dispatcher.api.fakes import FakeCancelPublisher, succeeded
+from tests.unit.dispatcher.fakes import FakeCancelPublisher, succeeded
 
 TEXT = {"task_type": "word_count", "params": {"text": "a b"}}
 

@@ -11,7 +11,7 @@ import pytest
 
 from common import ExecutorEvent, Heartbeat, RunningTask, TaskRegistry, TaskTypeInfo
 from dispatcher.service import Dispatcher
-from tests.unit.dispatcher.api.fakes import T0
+from tests.clock import T0
 
 published = TaskRegistry()
 

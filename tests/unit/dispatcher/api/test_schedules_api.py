@@ -13,10 +13,9 @@ from common import ExecutorEvent, Heartbeat
 from dispatcher.api.app import create_app
 from dispatcher.service import Dispatcher
 from dispatcher.store.threaded import ThreadedTaskStore
+from tests.clock import T0, Clock
 from tests.unit.dispatcher.api.conftest import context_of
-from tests.unit.dispatcher.api.fakes import (
-    T0,
-    Clock,
+from tests.unit.dispatcher.fakes import (
     FakeBroker,
     FakePublisher,
     client_of,

@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.unit.dispatcher.api.fakes import T0, FakePublisher
+from tests.clock import T0
+from tests.unit.dispatcher.fakes import FakePublisher
 
 TEXT = {"task_type": "word_count", "params": {"text": "a b"}}
 

@@ -1,0 +1,109 @@
+"""The consumer's edge on a stub channel: every delivery is settled, whatever its handling raises.
+
+``Executor._on_message`` is where a delivery enters; a task runs and is settled through the
+settler, a broker failure half-way requeues it, and a bug is dead-lettered instead of looping.
+Each way, the delivery leaves the in-flight set, so a stop is never held up by it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from common import AmqpSettings, TaskRegistry
+from executor import settling
+from executor.consumer import Executor
+from tests.unit.executor.stub_channel import StubChannel, StubDelivery, task_delivery
+
+registry = TaskRegistry()
+
+
+@registry.task("echo")
+def echo(value: int) -> dict[str, Any]:
+    return {"value": value}
+
+
+class StubConnection:
+    """Hands out the one stub channel, as a publishing connection would its confirm channel."""
+
+    def __init__(self, channel: StubChannel) -> None:
+        self._channel = channel
+
+    async def channel(self, **_: Any) -> StubChannel:
+        return self._channel
+
+
+@pytest.fixture
+async def wired() -> AsyncIterator[tuple[Executor, StubChannel]]:
+    """An executor whose publishing side is wired to a stub channel, as ``run`` wires it."""
+    channel = StubChannel()
+    executor = Executor(amqp=AmqpSettings(), registry=registry, name="e1")
+    await executor._open_publishing(StubConnection(channel))  # type: ignore[arg-type]
+    yield executor, channel
+    executor._threads.close()
+
+
+def _in_flight(executor: Executor) -> int:
+    return len(executor._in_flight)
+
+
+async def test_a_task_runs_then_is_reported_then_acked(wired: tuple[Executor, StubChannel]) -> None:
+    executor, channel = wired
+
+    await executor._on_message(task_delivery(channel))  # type: ignore[arg-type]
+
+    assert channel.events == [("published", "wq.results"), ("ack",)]
+    assert _in_flight(executor) == 0
+
+
+async def test_a_bug_in_handling_dead_letters_the_delivery_instead_of_looping(
+    wired: tuple[Executor, StubChannel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executor, channel = wired
+
+    async def broken(message: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(executor._admission, "job_for", broken)
+
+    with capture_logs() as logs:
+        await executor._on_message(task_delivery(channel))  # type: ignore[arg-type]
+
+    assert channel.events == [("reject", "drop")]
+    assert [line["event"] for line in logs] == ["delivery_handling_failed"]
+    assert _in_flight(executor) == 0
+
+
+async def test_a_broker_failure_half_way_gives_the_delivery_back(
+    wired: tuple[Executor, StubChannel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executor, channel = wired
+    monkeypatch.setattr(settling, "_REQUEUE_PAUSE_S", 0.0)
+    delivery = task_delivery(channel)
+    delivery.fail_ack = True  # the consuming channel is gone when the ack is sent
+
+    with capture_logs() as logs:
+        await executor._on_message(delivery)  # type: ignore[arg-type]
+
+    assert channel.events == [("published", "wq.results"), ("nack", "requeue")]
+    assert "delivery_unsettled" in [line["event"] for line in logs]
+    assert _in_flight(executor) == 0
+
+
+async def test_an_undecodable_body_is_dead_lettered_and_the_consumer_goes_on(
+    wired: tuple[Executor, StubChannel],
+) -> None:
+    executor, channel = wired
+
+    await executor._on_message(StubDelivery(channel, b"\xff not json"))  # type: ignore[arg-type]
+    await executor._on_message(task_delivery(channel))  # type: ignore[arg-type]
+
+    assert channel.events == [
+        ("published", "wq.tasks.dead"),
+        ("ack",),
+        ("published", "wq.results"),
+        ("ack",),
+    ]

@@ -152,15 +152,16 @@ class _PostgresTransaction:
         with self._db.cursor() as cursor:
             cursor.executemany(sql, [_encoded(p) for p in params])
 
-    def run_each(self, sql: str, params: Sequence[Params]) -> list[list[Row]]:
-        # One pipelined round trip for all, each statement's rows in its own result set.
-        results: list[list[Row]] = []
+    def run_each(self, sql: str, params: Sequence[Params]) -> list[bool]:
+        # One pipelined round trip for all, each statement's rows in its own result set: the
+        # statement returns the rows it changed (``RETURNING``), and a row back means a change.
+        changed: list[bool] = []
         with self._db.cursor() as cursor:
             cursor.executemany(sql, [_encoded(p) for p in params], returning=True)
             for _ in params:
-                results.append(cursor.fetchall())
+                changed.append(cursor.fetchone() is not None)
                 cursor.nextset()
-        return results
+        return changed
 
 
 def _encoded(params: Params) -> dict[str, Any]:

@@ -30,17 +30,12 @@ RETURNING task_id
     holders_of_keys="""
 SELECT idempotency_key, task_id FROM wq_tasks WHERE idempotency_key = ANY(%(keys)s)
 """,
-    # Rows are locked in task id order: two replicas marking overlapping batches (both
-    # re-publish an old unconfirmed task) wait for each other instead of deadlocking. FOR UPDATE
-    # re-checks the state of a row another transaction just changed, so an outcome is never
+    # Run for each id in id order, so replicas lock rows in one order; an UPDATE that waited
+    # for a row re-checks its state against the committed row, so an outcome is never
     # overwritten.
     mark_queued="""
-WITH locked AS (
-    SELECT task_id FROM wq_tasks WHERE task_id = ANY(%(ids)s) AND state = 'submitted'
-    ORDER BY task_id FOR UPDATE
-)
 UPDATE wq_tasks SET state = 'queued', queued_at = %(queued_at)s
-FROM locked WHERE wq_tasks.task_id = locked.task_id AND wq_tasks.state = 'submitted'
+WHERE task_id = %(task_id)s AND state = 'submitted'
 """,
     unconfirmed=f"""
 SELECT {MESSAGE_COLUMNS} FROM wq_tasks

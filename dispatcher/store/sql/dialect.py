@@ -47,8 +47,12 @@ class Transaction(Protocol):
     def run_many(self, sql: str, params: Sequence[Params]) -> None:
         """Run one statement per parameter set, returning nothing."""
 
-    def run_each(self, sql: str, params: Sequence[Params]) -> list[list[Row]]:
-        """Run one statement per parameter set, in order; the rows each returned."""
+    def run_each(self, sql: str, params: Sequence[Params]) -> list[bool]:
+        """Run one statement per parameter set, in order; whether each returned a row.
+
+        The statement returns the rows it changed (``RETURNING``), so that the answer says
+        which changed anything; the dialect may send them all at once (a pipeline).
+        """
 
 
 class Dialect(Protocol):

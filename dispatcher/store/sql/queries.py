@@ -75,8 +75,8 @@ class Queries:
     """idempotency_key and task_id of the tasks holding any of ``keys`` (a list)."""
 
     mark_queued: str
-    """Move the tasks in ``ids`` (a list) that are still submitted to queued at ``queued_at``;
-    concurrent marks of overlapping ids must not deadlock."""
+    """Move task ``task_id`` to queued at ``queued_at`` if it is still submitted (run for each
+    id of a batch, in id order)."""
 
     unconfirmed: str
     """The message columns of tasks still submitted, submitted before ``before`` and with no
@@ -113,7 +113,7 @@ class Queries:
     started_at), or update an open (submitted, queued, retrying) task's state, attempt,
     started_at, finished_at, next_attempt_at, executor, result, error and redelivered; but
     never move a task back with a retrying result of an earlier attempt. Affects no row
-    otherwise. Must end without a semicolon: ``RETURNING *`` may be appended."""
+    otherwise. Must end without a semicolon: a ``RETURNING`` clause is appended."""
 
     count_duplicate_result: str
     """Add one to duplicate_results of ``task_id``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from uuid import UUID
@@ -32,21 +33,32 @@ class SqlResults(SqlConcern):
         than the write itself.
         """
         rows = [(self._result_row(result), result.task_id in read_back) for result in results]
-        record, record_and_read = self._q.record_result, self._q.record_result + " RETURNING *"
 
         def write(tx: Transaction) -> list[RecordedResult]:
-            written = []
-            for row, wanted in rows:
-                if wanted and (back := tx.run(record_and_read, row).rows):
-                    written.append(RecordedResult(True, task_record(back[0])))
-                elif not wanted and tx.run(record, row).rowcount:
-                    written.append(RecordedResult(True))
+            written: list[RecordedResult | None] = []
+            # In order, a run of results at a time: those nobody waits for in one call, each
+            # awaited one with its row read back.
+            for wanted, run in itertools.groupby(rows, key=lambda row: row[1]):
+                params = [row for row, _ in run]
+                if wanted:
+                    written.extend(self._record_and_read(tx, row) for row in params)
                 else:
-                    tx.run(self._q.count_duplicate_result, {"task_id": row["task_id"]})
-                    written.append(RecordedResult(False))
-            return written
+                    changed = tx.run_each(self._q.record_result + " RETURNING task_id", params)
+                    written.extend(RecordedResult(True) if new else None for new in changed)
+            duplicates = [
+                {"task_id": row["task_id"]}
+                for (row, _), w in zip(rows, written, strict=True)
+                if w is None
+            ]
+            if duplicates:
+                tx.run_many(self._q.count_duplicate_result, duplicates)
+            return [w or RecordedResult(False) for w in written]
 
         return self._db.write(write)
+
+    def _record_and_read(self, tx: Transaction, row: Params) -> RecordedResult | None:
+        back = tx.run(self._q.record_result + " RETURNING *", row).rows
+        return RecordedResult(True, task_record(back[0])) if back else None
 
     def record_replay(self, task: TaskMessage, at: datetime) -> None:
         """A dead task is submitted again as a new attempt (recorded even if it was unknown)."""

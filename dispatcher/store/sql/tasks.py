@@ -44,9 +44,12 @@ class SqlTasks(SqlConcern):
 
     def mark_queued(self, task_ids: Sequence[UUID], at: datetime) -> None:
         """Move submitted tasks to queued; a task that already has an outcome keeps it."""
-        params = {"ids": list(task_ids), "queued_at": at}
-        # Not durable: a mark lost to a crash leaves the task to the outbox.
-        self._db.write(lambda tx: tx.run(self._q.mark_queued, params), durable=False)
+        # In id order: replicas marking overlapping batches (both re-published an old task)
+        # lock rows in one order, so they wait for each other instead of deadlocking.
+        params = [{"task_id": task_id, "queued_at": at} for task_id in sorted(set(task_ids))]
+        if params:
+            # Not durable: a mark lost to a crash leaves the task to the outbox.
+            self._db.write(lambda tx: tx.run_many(self._q.mark_queued, params), durable=False)
 
     def unconfirmed(self, submitted_before: datetime, limit: int) -> list[TaskMessage]:
         """Tasks still ``submitted`` since before ``submitted_before``, oldest first.
@@ -126,7 +129,7 @@ def insert_once_per_key(tx: Transaction, q: Queries, rows: Sequence[Params]) -> 
     # of two equal keys in one batch first, so that one is recorded.
     order = sorted(range(len(rows)), key=lambda i: _key_order(rows[i]))
     inserted = tx.run_each(q.add_task, [rows[i] for i in order])
-    recorded = {i: back[0]["task_id"] for i, back in zip(order, inserted, strict=True) if back}
+    recorded = {i: rows[i]["task_id"] for i, new in zip(order, inserted, strict=True) if new}
     if len(recorded) < len(rows):
         # The holder of a key we could not insert committed before our statement began
         # (PostgreSQL, READ COMMITTED), or earlier in this transaction: visible here either way.

@@ -33,7 +33,7 @@ WHERE idempotency_key IN (SELECT value FROM json_each(:keys))
 """,
     mark_queued="""
 UPDATE tasks SET state = 'queued', queued_at = :queued_at
-WHERE task_id IN (SELECT value FROM json_each(:ids)) AND state = 'submitted'
+WHERE task_id = :task_id AND state = 'submitted'
 """,
     unconfirmed=f"""
 SELECT {MESSAGE_COLUMNS} FROM tasks

@@ -43,3 +43,18 @@ def test_private_broker_answers_and_is_gone_after() -> None:
         assert broker.version
     with pytest.raises(pika.exceptions.AMQPConnectionError):
         pika.BlockingConnection(pika.URLParameters(broker.url))
+
+
+def test_the_store_benchmark_runs_and_prints_its_table() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.store", "--tasks=20", "--batch=5", "--repeats=1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=55,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    for step in ("add_submitted", "mark_queued", "record_results"):
+        assert re.search(rf"^\| {step} \| \d+\.\d{{3}} \| \d+\.\d{{3}} \|$", done.stdout, re.M)

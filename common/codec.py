@@ -6,7 +6,6 @@ their own property objects, so both clients publish byte-identical messages.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +13,7 @@ from typing import ClassVar, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json
 
 from common.errors import DecodeError, MessageError, UnsupportedVersion
 from common.messages import (
@@ -117,10 +117,17 @@ def _decode(body: bytes, model: type[_Model]) -> _Model:
 
 
 def _explain(body: bytes, exc: ValidationError) -> DecodeError | UnsupportedVersion:
+    # Explained with pydantic's own parser, which bounds nesting and number size: the
+    # standard library's json raises RecursionError on deep nesting and ValueError past 4,300
+    # digits, and a body from the broker is anything anyone with publish rights sent.
     excerpt = body[:_EXCERPT_BYTES]
+    invalid = [e["msg"] for e in exc.errors(include_url=False) if e["type"] == "json_invalid"]
+    if invalid:
+        reason = invalid[0].removeprefix("Invalid JSON: ")
+        return DecodeError(f"body is not UTF-8 JSON: {reason}", excerpt=excerpt)
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        document = from_json(body)
+    except ValueError:
         return DecodeError("body is not UTF-8 JSON", excerpt=excerpt)
     if not isinstance(document, dict):
         return DecodeError("body is not a JSON object", excerpt=excerpt)

@@ -172,3 +172,7 @@ class Cancellations:
             self.note(decode_cancel(message.body))
         except MessageError as exc:
             log.warning("cancel_notice_rejected", message_id=message.message_id, error=str(exc))
+        except Exception:
+            # A bug, not bad input: skip the notice rather than stop reading the stream, which
+            # would keep every later cancel from every executor that reads it.
+            log.exception("cancel_notice_rejected", message_id=message.message_id)

@@ -58,6 +58,14 @@ class ResultRecorder:
             )
             await message.reject(requeue=False)
             return
+        except Exception:
+            # A bug in decoding, not bad input: dead-lettered rather than left unacked, where
+            # it would hold a prefetch slot, or be acked by the next batch's ``multiple`` ack.
+            log.exception(
+                "result_rejected", message_id=message.message_id, dead_letter_queue=self._dead_queue
+            )
+            await message.reject(requeue=False)
+            return
         self._pending.append((message, result))
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush())

@@ -8,6 +8,7 @@ supersedes it, so it can hold up neither the queue nor the results (aio-pika).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
@@ -66,7 +67,12 @@ async def consume_side_queue(
 
 
 def size_limited(handler: Handler, *, max_body_bytes: int, oversized: Oversized) -> Handler:
-    """``handler`` for bodies up to ``max_body_bytes``; a larger one is logged and acked."""
+    """``handler`` for bodies up to ``max_body_bytes``; a larger one is logged and acked.
+
+    Whatever ``handler`` raises, the message is acked (and the error logged once): left
+    unacked, one message that trips a bug would hold the queue's prefetch for good, and be
+    redelivered into the same bug at every restart.
+    """
 
     async def on_message(message: AbstractIncomingMessage) -> None:
         # Anyone with publish rights can write to the queue: size is checked before the body
@@ -75,7 +81,12 @@ def size_limited(handler: Handler, *, max_body_bytes: int, oversized: Oversized)
             oversized(message)
             await message.ack()
             return
-        await handler(message)
+        try:
+            await handler(message)
+        except Exception:
+            log.exception("side_message_dropped", message_id=message.message_id)
+            with contextlib.suppress(Exception):  # a lost channel has requeued it already
+                await message.ack()
 
     return on_message
 

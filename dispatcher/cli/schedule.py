@@ -106,7 +106,7 @@ async def _act(
         else:
             await book.delete(args.name)
             print(f"deleted {args.name}")
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise InvalidSchedule("params", f"not valid JSON: {exc}") from exc
     finally:
         await store.close()

@@ -153,7 +153,7 @@ async def _cancel_one(wiring: Wiring, amqp: AmqpSettings, task_id: UUID, *, as_j
 def _parse_params(text: str) -> dict[str, Any]:
     try:
         params = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ConfigError(f"--params is not valid JSON: {exc}") from exc
     if not isinstance(params, dict):
         raise ConfigError('--params must be a JSON object, e.g. \'{"text": "hello"}\'')

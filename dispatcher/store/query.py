@@ -65,7 +65,7 @@ def decode_cursor(cursor: str) -> TaskPosition:
         instant, task_id = json.loads(raw)
         submitted_at = datetime.fromisoformat(instant)
         position = TaskPosition(submitted_at, UUID(task_id))
-    except (binascii.Error, ValueError, TypeError, AttributeError) as exc:
+    except (binascii.Error, ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise ValueError("not a cursor returned by this API") from exc
     if submitted_at.tzinfo is None:
         raise ValueError("not a cursor returned by this API")

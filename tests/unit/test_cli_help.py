@@ -95,7 +95,9 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.usefixtures("no_broker")
-@pytest.mark.parametrize("params", ["[1]", "not json", '"text"'])
+@pytest.mark.parametrize(
+    "params", ["[1]", "not json", '"text"', '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"]
+)
 def test_submit_with_params_that_are_not_an_object_is_a_usage_error(
     params: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

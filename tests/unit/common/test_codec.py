@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -22,6 +23,7 @@ from common import (
     UnsupportedVersion,
     cancel_properties,
     decode_cancel,
+    decode_heartbeat,
     decode_progress,
     decode_result,
     decode_task,
@@ -298,3 +300,25 @@ def test_progress_outside_0_to_100_does_not_decode(percent: object) -> None:
 
     with pytest.raises(DecodeError):
         decode_progress(body)
+
+
+# Bodies anyone with publish rights can send: every decoder answers with a DecodeError that
+# says what is wrong, never an exception of the parser's own (RecursionError, ValueError).
+_DECODERS = [decode_task, decode_result, decode_cancel, decode_progress, decode_heartbeat]
+_DEEP = b'{"version": 1, "params": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+_HUGE_NUMBER = b'{"version": 1, "attempt": ' + b"9" * 5_000 + b"}"
+
+
+@pytest.mark.parametrize("decode", _DECODERS, ids=lambda d: d.__name__)
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [(_DEEP, "recursion limit exceeded"), (_HUGE_NUMBER, "number out of range")],
+    ids=["nested 100,000 deep", "a 5,000-digit number"],
+)
+def test_hostile_json_is_a_decode_error_that_says_why(
+    decode: Callable[[bytes], object], body: bytes, reason: str
+) -> None:
+    with pytest.raises(DecodeError, match=reason) as caught:
+        decode(body)
+
+    assert caught.value.excerpt == body[:200]

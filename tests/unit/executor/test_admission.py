@@ -144,3 +144,19 @@ async def test_on_a_quorum_queue_a_delivery_over_the_limit_is_dead_lettered() ->
     assert await _admit(admission, delivery) is Admitted.SETTLED
     assert channel.events[0] == ("published", "wq.tasks.dead")
     assert channel.events[-1] == ("ack",)
+
+
+async def test_a_task_whose_params_nest_100_000_deep_is_dead_lettered_with_its_reasons() -> None:
+    channel = StubChannel()
+    admission, _ = _admission(channel, AmqpSettings())
+    deep = b"[" * 100_000 + b"]" * 100_000
+    delivery = task_delivery(channel)
+    delivery.body = delivery.body.replace(b'{"value":1}', b'{"value":' + deep + b"}")
+    assert deep in delivery.body
+
+    assert await _admit(admission, delivery) is None
+    (copy,) = channel.published_to("wq.tasks.dead")
+    assert copy.headers["x-wq-dead-reason"] == "rejected"
+    assert copy.headers["x-wq-error-kind"] == "decode_error"
+    assert _result(channel)["outcome"] == "dead"
+    assert channel.events[-1] == ("ack",)

@@ -106,3 +106,40 @@ async def test_a_notice_of_exactly_the_limit_is_noted() -> None:
     cancellations = Cancellations(executor="e", max_body_bytes=len(body))
     await _read(cancellations, body)
     assert cancellations.is_cancelled(notice.task_id)
+
+
+async def test_notices_nested_5_000_deep_are_skipped_and_the_next_is_still_noted() -> None:
+    cancellations = Cancellations(executor="e", max_body_bytes=1_000_000)
+    deep = b'{"version": 1, "task_id": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+    notice = _notice()
+
+    with capture_logs() as logs:
+        for _ in range(5):
+            await _read(cancellations, deep)
+        await _read(cancellations, encode(notice))
+
+    assert [line["event"] for line in logs] == ["cancel_notice_rejected"] * 5 + [
+        "task_cancel_received"
+    ]
+    assert cancellations.is_cancelled(notice.task_id)
+
+
+async def test_a_notice_that_trips_a_bug_is_skipped_and_reading_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cancellations = Cancellations(executor="e", max_body_bytes=LIMIT)
+    first, second = _notice(), _notice()
+    noted = cancellations.note
+
+    def note(notice: CancelNotice) -> None:
+        if notice.task_id == first.task_id:
+            raise OverflowError("a bug")
+        noted(notice)
+
+    monkeypatch.setattr(cancellations, "note", note)
+    with capture_logs() as logs:
+        await _read(cancellations, encode(first))
+        await _read(cancellations, encode(second))
+
+    assert [line["event"] for line in logs] == ["cancel_notice_rejected", "task_cancel_received"]
+    assert cancellations.is_cancelled(second.task_id)

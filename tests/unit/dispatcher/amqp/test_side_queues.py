@@ -150,3 +150,35 @@ async def test_oversized_progress_is_dropped_unparsed_and_acked() -> None:
     assert logs == [
         {"event": "progress_dropped", "message_id": "m-1", "error": error, "log_level": "warning"}
     ]
+
+
+async def test_a_heartbeat_that_trips_a_bug_is_acked_and_logged_once() -> None:
+    async def broken(heartbeat: Heartbeat) -> None:
+        raise RuntimeError("a bug in recording")
+
+    delivery, logs = await _behind_size_check(
+        heartbeat_handler(broken), log_oversized_heartbeat, _heartbeat()
+    )
+
+    assert delivery.acks == 1
+    assert [line["event"] for line in logs] == ["side_message_dropped"]
+
+
+async def test_a_progress_report_that_trips_a_bug_is_acked_and_logged_once() -> None:
+    async def broken(report: ProgressMessage) -> bool:
+        raise RuntimeError("a bug in recording")
+
+    body = ProgressMessage(
+        task_id=uuid.uuid4(),
+        task_type="t",
+        executor="e-1",
+        percent=5,
+        reported_at=datetime.now(UTC),
+    ).model_dump_json()
+
+    delivery, logs = await _behind_size_check(
+        progress_handler(broken), log_oversized_progress, body.encode()
+    )
+
+    assert delivery.acks == 1
+    assert [line["event"] for line in logs] == ["side_message_dropped"]

@@ -54,6 +54,7 @@ from common.errors import (
 )
 from common.messages import (
     MAX_PRIORITY,
+    MAX_RETRY_DELAY_S,
     SCHEMA_VERSION,
     TASK_TYPE_PATTERN,
     CancelNotice,
@@ -98,6 +99,7 @@ __all__ = [
     "EXECUTOR_APP_ID",
     "MARKER_TYPE",
     "MAX_PRIORITY",
+    "MAX_RETRY_DELAY_S",
     "SCHEMA_VERSION",
     "TASK_ROUTING_KEY",
     "TASK_TYPE_PATTERN",

@@ -5,12 +5,20 @@ Every message carries ``version`` 1 of the schema.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    field_validator,
+)
 
 SCHEMA_VERSION = 1
 MAX_ATTEMPT = 10_000  # far above any retry policy; keeps the number a 64-bit integer anywhere
@@ -18,6 +26,33 @@ MAX_PRIORITY = 255  # the AMQP priority property is one octet
 
 # Task types appear in routing, the management UI and logs: keep them readable and safe.
 TASK_TYPE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$"
+
+# The longest wait a retry may ask for (ten years): a result's next attempt time must still be a
+# time every store can hold.
+MAX_RETRY_DELAY_S = 10 * 365 * 24 * 3600
+# Times on the wire must lie in this range once in UTC: every store and every computation on
+# them (a retry's next attempt, a countdown) then stays inside ``datetime``'s years 1 to 9999.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(9000, 1, 1, tzinfo=UTC)
+# Counters and sizes fit a signed 64-bit integer: SQLite's and PostgreSQL's bigint.
+MAX_COUNT = 2**63 - 1
+
+
+def _in_range(moment: datetime) -> datetime:
+    try:
+        instant = moment.astimezone(UTC) if moment.tzinfo is not None else moment
+    except OverflowError:  # 9999-12-31T23:00-05:00 has no UTC equivalent in datetime's range
+        instant = None
+    if instant is None or not EARLIEST_TIME <= instant.replace(tzinfo=UTC) < LATEST_TIME:
+        first, last = EARLIEST_TIME.year, LATEST_TIME.year
+        raise ValueError(f"time out of range: must lie between the years {first} and {last} UTC")
+    return moment
+
+
+# A time a message carries, with the offset it was sent with, checked to be in range.
+WireTime = Annotated[datetime, AfterValidator(_in_range)]
+AwareWireTime = Annotated[AwareDatetime, AfterValidator(_in_range)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 
 class _Wire(BaseModel):
@@ -42,7 +77,7 @@ class TaskMessage(_Wire):
     task_type: str = Field(pattern=TASK_TYPE_PATTERN)
     params: dict[str, JsonValue] = Field(default_factory=dict)
     attempt: int = Field(default=1, ge=1, le=MAX_ATTEMPT)
-    submitted_at: AwareDatetime
+    submitted_at: AwareWireTime
     # Also sent as the AMQP ``priority`` property, which is what the broker orders by; kept
     # in the body so that every republished copy (retry, outbox, replay) carries it on.
     priority: int = Field(default=0, ge=0, le=MAX_PRIORITY)
@@ -98,9 +133,9 @@ class ResultMessage(_Wire):
     attempt: int = Field(default=1, ge=1, le=MAX_ATTEMPT)
     executor: str
     redelivered: bool = False
-    started_at: datetime
-    finished_at: datetime
-    retry_in_s: float | None = Field(default=None, ge=0)
+    started_at: WireTime
+    finished_at: WireTime
+    retry_in_s: float | None = Field(default=None, ge=0, le=MAX_RETRY_DELAY_S, allow_inf_nan=False)
 
 
 # Longest progress note a handler may report: a status line, not a log.
@@ -112,7 +147,7 @@ class CancelNotice(_Wire):
 
     version: Literal[1] = 1
     task_id: UUID
-    requested_at: AwareDatetime
+    requested_at: AwareWireTime
 
 
 class ProgressMessage(_Wire):
@@ -125,7 +160,7 @@ class ProgressMessage(_Wire):
     executor: str
     percent: float = Field(ge=0, le=100, allow_inf_nan=False)
     note: str | None = Field(default=None, max_length=MAX_PROGRESS_NOTE)
-    reported_at: AwareDatetime
+    reported_at: AwareWireTime
 
 
 class DeadReason(StrEnum):
@@ -155,8 +190,8 @@ class RunningTask(_Wire):
 
     task_id: UUID
     task_type: str
-    attempt: int = 1
-    started_at: AwareDatetime
+    attempt: int = Field(default=1, ge=1, le=MAX_ATTEMPT)
+    started_at: AwareWireTime
 
 
 class TaskTypeInfo(_Wire):
@@ -175,13 +210,13 @@ class Heartbeat(_Wire):
     event: ExecutorEvent
     executor: str
     host: str
-    pid: int
-    slots: int
-    started_at: AwareDatetime
-    sent_at: AwareDatetime
+    pid: Count
+    slots: Count
+    started_at: AwareWireTime
+    sent_at: AwareWireTime
     task_types: list[TaskTypeInfo] = Field(default_factory=list)
     current_tasks: list[RunningTask] = Field(default_factory=list)
-    processed: int = Field(default=0, ge=0)
-    failed: int = Field(default=0, ge=0)
-    cpu_percent: float | None = None
-    rss_bytes: int | None = None
+    processed: Count = 0
+    failed: Count = 0
+    cpu_percent: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    rss_bytes: Count | None = None

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from enum import Enum
 
 from common import (
+    MAX_RETRY_DELAY_S,
     DeadReason,
     ErrorKind,
     Outcome,
@@ -84,7 +85,8 @@ def decide(
         return Decision(Action.DEAD, dead, dead_reason=DeadReason.RETRIES_EXHAUSTED)
     asked = exception.delay if isinstance(exception, RetryableTaskError) else None
     if asked is not None:
-        delay = max(0.0, asked)
+        # A result may not carry a longer wait (MAX_RETRY_DELAY_S), nor a negative one.
+        delay = min(max(0.0, asked), MAX_RETRY_DELAY_S)
     else:
         base, cap = options.retry_backoff, options.retry_backoff_max
         delay = backoff_delay(task.attempt, base=base, cap=cap, rng=rng)

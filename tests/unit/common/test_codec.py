@@ -322,3 +322,69 @@ def test_hostile_json_is_a_decode_error_that_says_why(
         decode(body)
 
     assert caught.value.excerpt == body[:200]
+
+
+_TASK = {
+    "version": 1,
+    "task_id": "3f1c9a52-0000-4000-8000-000000000001",
+    "task_type": "echo",
+    "submitted_at": "2026-12-01T21:00:00+00:00",
+}
+
+
+@pytest.mark.parametrize(
+    "submitted_at",
+    [
+        "9999-12-31T23:00:00-05:00",  # no UTC equivalent within datetime's range
+        "0001-01-01T00:00:00+05:00",  # the same, at the other end
+        "9500-01-01T00:00:00+00:00",  # after the latest time a store must hold
+        "1969-12-31T23:59:59+00:00",  # before the earliest
+    ],
+)
+def test_a_time_out_of_range_is_a_decode_error_that_names_the_field(submitted_at: str) -> None:
+    body = json.dumps(_TASK | {"submitted_at": submitted_at}).encode()
+
+    with pytest.raises(DecodeError, match=r"submitted_at: .*time out of range"):
+        decode_task(body)
+
+
+def test_times_at_the_edges_of_the_range_decode() -> None:
+    for edge in ("1970-01-01T00:00:00+00:00", "8999-12-31T23:59:59.999999+00:00"):
+        assert decode_task(json.dumps(_TASK | {"submitted_at": edge}).encode()).submitted_at
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("retry_in_s", 1e300), ("started_at", "9999-12-31T23:00:00-05:00")],
+)
+def test_a_result_whose_numbers_or_times_no_store_can_hold_does_not_decode(
+    field: str, value: object
+) -> None:
+    result = ResultMessage(
+        task_id=uuid4(),
+        task_type="echo",
+        outcome=Outcome.RETRYING,
+        executor="e",
+        started_at=datetime(2026, 12, 1, tzinfo=UTC),
+        finished_at=datetime(2026, 12, 1, tzinfo=UTC),
+        retry_in_s=1.0,
+    ).model_dump(mode="json")
+
+    with pytest.raises(DecodeError, match=field):
+        decode_result(json.dumps(result | {field: value}).encode())
+
+
+@pytest.mark.parametrize("field", ["pid", "processed", "rss_bytes"])
+def test_a_heartbeat_count_past_64_bits_does_not_decode(field: str) -> None:
+    heartbeat = {
+        "event": "heartbeat",
+        "executor": "e",
+        "host": "h",
+        "pid": 1,
+        "slots": 1,
+        "started_at": "2026-12-01T21:00:00+00:00",
+        "sent_at": "2026-12-01T21:00:00+00:00",
+    }
+
+    with pytest.raises(DecodeError, match=field):
+        decode_heartbeat(json.dumps(heartbeat | {field: 2**63}).encode())

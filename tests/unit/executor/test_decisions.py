@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common import (
+    MAX_RETRY_DELAY_S,
     DeadReason,
     ErrorKind,
     InvalidParams,
@@ -319,3 +320,12 @@ async def test_oversized_result_becomes_a_message_too_large_failure() -> None:
     assert fitted.error.kind is ErrorKind.MESSAGE_TOO_LARGE
     assert fitted.task_id == decision.result.task_id
     assert len(body) < 1_000
+
+
+@pytest.mark.parametrize("delay", [1e300, float("inf")])
+def test_a_retry_delay_past_the_wire_limit_is_cut_to_it(delay: float) -> None:
+    decision = decided(a_job("flaky", attempt=2), failed_attempt(RetryableTaskError(delay=delay)))
+
+    assert decision.retry_in_s == MAX_RETRY_DELAY_S
+    assert decision.result is not None
+    assert decision.result.retry_in_s == MAX_RETRY_DELAY_S

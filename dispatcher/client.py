@@ -237,6 +237,10 @@ async def _update_gauges(
             await dispatcher.fleet.update_gauges()
         except WorkQueueError as exc:
             log.warning("gauges_not_updated", error=str(exc))
+        except Exception:
+            # The gauges are advisory: a bug here must not stop them for good, nor end
+            # ``dispatcher serve`` with a traceback at its next stop.
+            log.exception("gauges_not_updated")
         await asyncio.sleep(GAUGE_INTERVAL_S)
 
 

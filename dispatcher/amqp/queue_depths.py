@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -10,6 +11,10 @@ from aio_pika.abc import AbstractRobustConnection
 
 from common import BrokerError
 from common.amqp import CONNECTION_ERRORS
+
+# While a robust connection reconnects, opening a channel raises a plain RuntimeError
+# ("Connection was not opened"): the broker is away, as much as with the connection errors.
+_UNAVAILABLE: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, RuntimeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +43,17 @@ async def _passive_declare(connection: AbstractRobustConnection, name: str) -> Q
     # channel of its own. https://www.rabbitmq.com/docs/queues#passive-declaration
     try:
         channel = await connection.channel()
-    except CONNECTION_ERRORS as exc:
-        raise BrokerError(f"cannot open a channel: {type(exc).__name__}") from exc
+    except _UNAVAILABLE as exc:
+        raise BrokerError(f"cannot open a channel: {type(exc).__name__}: {exc}") from exc
     try:
         queue = await channel.declare_queue(name, passive=True)
     except aiormq.exceptions.ChannelNotFoundEntity:
         return None
-    except CONNECTION_ERRORS as exc:
+    except _UNAVAILABLE as exc:
         raise BrokerError(f"cannot read queue {name}: {type(exc).__name__}") from exc
     finally:
         if not channel.is_closed:
-            await channel.close()
+            with contextlib.suppress(*_UNAVAILABLE):  # the connection went with the answer
+                await channel.close()
     declared = queue.declaration_result
     return QueueDepth(name, declared.message_count or 0, declared.consumer_count or 0)

@@ -10,12 +10,18 @@ from uuid import UUID
 from common import ProgressMessage, ResultMessage, TaskMessage
 from dispatcher.store.records import RecordedResult
 from dispatcher.store.rows import STATE_OF_OUTCOME, next_attempt_at, task_record
-from dispatcher.store.sql.dialect import Params, Transaction
+from dispatcher.store.sql.dialect import Dialect, Params, Transaction
 from dispatcher.store.sql.tasks import SqlConcern
 
 
 class SqlResults(SqlConcern):
     """What happens to a task once it is out: outcomes, replays, cancels and progress."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        super().__init__(dialect)
+        # Built once: every result batch runs one of them.
+        self._record_result = self._q.record_result + " RETURNING task_id"
+        self._record_result_read_back = self._q.record_result + " RETURNING *"
 
     def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome unless the task already has one; returns whether it was recorded."""
@@ -43,7 +49,7 @@ class SqlResults(SqlConcern):
                 if wanted:
                     written.extend(self._record_and_read(tx, row) for row in params)
                 else:
-                    changed = tx.run_each(self._q.record_result + " RETURNING task_id", params)
+                    changed = tx.run_each(self._record_result, params)
                     written.extend(RecordedResult(True) if new else None for new in changed)
             duplicates = [
                 {"task_id": row["task_id"]}
@@ -57,7 +63,7 @@ class SqlResults(SqlConcern):
         return self._db.write(write)
 
     def _record_and_read(self, tx: Transaction, row: Params) -> RecordedResult | None:
-        back = tx.run(self._q.record_result + " RETURNING *", row).rows
+        back = tx.run(self._record_result_read_back, row).rows
         return RecordedResult(True, task_record(back[0])) if back else None
 
     def record_replay(self, task: TaskMessage, at: datetime) -> None:

@@ -52,6 +52,16 @@ def next_attempt_at(result: ResultMessage) -> datetime | None:
     return result.finished_at + timedelta(seconds=result.retry_in_s)
 
 
+# The columns of the rows below, in the order every dialect's upsert lists them (the key first).
+EXECUTOR_COLUMNS = (
+    *("executor_id", "host", "pid", "slots", "task_types", "started_at", "last_seen_at"),
+    *("stopped_at", "current_tasks", "processed", "failed", "cpu_percent", "rss_bytes", "info"),
+)
+TASK_TYPE_COLUMNS = (
+    *("task_type", "params_schema", "description", "options", "published_by", "updated_at"),
+)
+
+
 def heartbeat_values(heartbeat: Heartbeat) -> dict[str, Any]:
     """The executors row a heartbeat upserts, column by column."""
     return {

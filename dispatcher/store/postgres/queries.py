@@ -8,7 +8,7 @@ row. https://www.postgresql.org/docs/current/transaction-iso.html#XACT-READ-COMM
 
 from __future__ import annotations
 
-from dispatcher.store.rows import MESSAGE_COLUMNS
+from dispatcher.store.rows import EXECUTOR_COLUMNS, MESSAGE_COLUMNS, TASK_TYPE_COLUMNS
 from dispatcher.store.sql import queries as sql
 from dispatcher.store.sql.queries import Queries
 
@@ -97,12 +97,12 @@ WHERE task_id = %(task_id)s AND state NOT IN {sql.FINAL_STATES}
     # The newest heartbeat per executor wins, whatever the order they arrive in.
     record_heartbeat=sql.upsert(
         "wq_executors",
-        sql.EXECUTOR_COLUMNS,
+        EXECUTOR_COLUMNS,
         _param,
         where="excluded.last_seen_at >= wq_executors.last_seen_at",
     ),
     list_executors="SELECT * FROM wq_executors ORDER BY executor_id",
-    publish_task_type=sql.upsert("wq_task_types", sql.TASK_TYPE_COLUMNS, _param),
+    publish_task_type=sql.upsert("wq_task_types", TASK_TYPE_COLUMNS, _param),
     list_task_types="SELECT * FROM wq_task_types ORDER BY task_type",
     # Schedules. SKIP LOCKED: replicas claiming at once take disjoint rows instead of queueing
     # on each other; the rows stay locked until the release in the same transaction.

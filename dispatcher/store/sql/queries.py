@@ -16,14 +16,6 @@ FINAL_STATES = "('succeeded', 'failed', 'dead', 'cancelled')"
 # The states a result may still move a task out of.
 OPEN_STATES = "('submitted', 'queued', 'retrying')"
 
-# Columns that more than one statement lists, in one order for every dialect.
-EXECUTOR_COLUMNS = (
-    *("executor_id", "host", "pid", "slots", "task_types", "started_at", "last_seen_at"),
-    *("stopped_at", "current_tasks", "processed", "failed", "cpu_percent", "rss_bytes", "info"),
-)
-TASK_TYPE_COLUMNS = (
-    *("task_type", "params_schema", "description", "options", "published_by", "updated_at"),
-)
 # What a result sets on a task it may still move.
 RESULT_COLUMNS = (
     *("state", "attempt", "started_at", "finished_at", "next_attempt_at", "executor"),

@@ -8,7 +8,7 @@ as text, and ``wq_utc`` turns older rows' offsets into the same key for listing.
 
 from __future__ import annotations
 
-from dispatcher.store.rows import MESSAGE_COLUMNS
+from dispatcher.store.rows import EXECUTOR_COLUMNS, MESSAGE_COLUMNS, TASK_TYPE_COLUMNS
 from dispatcher.store.sql import queries as sql
 from dispatcher.store.sql.queries import Queries
 
@@ -99,12 +99,12 @@ WHERE task_id = :task_id AND state NOT IN {sql.FINAL_STATES}
     # The newest heartbeat per executor wins, whatever the order they arrive in.
     record_heartbeat=sql.upsert(
         "executors",
-        sql.EXECUTOR_COLUMNS,
+        EXECUTOR_COLUMNS,
         _param,
         where="excluded.last_seen_at >= executors.last_seen_at",
     ),
     list_executors="SELECT * FROM executors ORDER BY executor_id",
-    publish_task_type=sql.upsert("task_types", sql.TASK_TYPE_COLUMNS, _param),
+    publish_task_type=sql.upsert("task_types", TASK_TYPE_COLUMNS, _param),
     list_task_types="SELECT * FROM task_types ORDER BY task_type",
     # Schedules
     due_tasks=f"""

@@ -191,5 +191,4 @@ async def return_to_queue(message: AbstractIncomingMessage) -> None:
     requeued the delivery and the nack simply fails.
     """
     await asyncio.sleep(_REQUEUE_PAUSE_S)
-    with contextlib.suppress(Exception):
-        await message.nack(requeue=True)
+    await give_back(message)

@@ -77,7 +77,7 @@ from common.registry import (
     invalid_params,
     load_registry,
 )
-from common.retry import backoff_delay, delay_bucket
+from common.retry import backoff_delay
 from common.settings import AmqpSettings, LogSettings, load_settings, redact_url
 from common.topology import (
     ATTEMPT_HEADER,
@@ -179,6 +179,5 @@ __all__ += [
 # Runtime: what the services run tasks and retries with.
 __all__ += [
     "backoff_delay",
-    "delay_bucket",
     "running_in",
 ]

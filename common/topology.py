@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from common.retry import MAX_BUCKET_S
-
 DEFAULT_PREFIX: Final = "wq"
 TASK_ROUTING_KEY: Final = "task"
 # Heartbeats are advisory and repeated: a stale one is worthless, so the queue keeps each for
@@ -112,23 +110,10 @@ class Topology:
         """Bounded queue of progress reports that the dispatcher consumes."""
         return f"{self.prefix}.progress"
 
-    def retry_queue(self, bucket_s: int) -> str:
-        """Delay queue for retries waiting between ``bucket_s`` and twice that."""
-        return f"{self.task_queue}.retry.{bucket_s}s"
-
-    def retry_queue_arguments(self) -> dict[str, str]:
-        """Expired retries dead-letter back to the task exchange, into the task queue."""
-        return {
-            "x-queue-type": "classic",
-            "x-dead-letter-exchange": self.task_exchange,
-            "x-dead-letter-routing-key": TASK_ROUTING_KEY,
-        }
-
     def queue_declarations(self) -> list[tuple[str, dict[str, str | int]]]:
         """Every durable queue declared at start-up, with its arguments, in declaration order.
 
         One list for every client adapter (aio-pika and pika), so that they cannot drift.
-        Retry queues are not in it: they are declared on first use.
         """
         return [
             (self.task_dead_queue, self.dead_queue_arguments()),
@@ -141,15 +126,11 @@ class Topology:
         ]
 
     def every_queue(self) -> list[str]:
-        """The name of every queue a deployment may have, retry queues included.
+        """The name of every queue a deployment has.
 
         For tearing a deployment (a test's, a benchmark's) down without leaving any behind.
         """
-        buckets = [2**n for n in range(MAX_BUCKET_S.bit_length())]
-        return [
-            *(name for name, _ in self.queue_declarations()),
-            *(self.retry_queue(bucket) for bucket in buckets),
-        ]
+        return [name for name, _ in self.queue_declarations()]
 
     def task_queue_arguments(self) -> dict[str, str | int]:
         """Arguments of the task queue; changing them needs a queue migration."""

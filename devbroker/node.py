@@ -341,6 +341,15 @@ class LocalNode:
         self._kill_stray_beam()
         self._signal_group(signal.SIGKILL, wait=10.0)
 
+    def crash(self, timeout: float = 90.0) -> None:
+        """``kill -9`` the node, as a host crash would, then boot it again from its files."""
+        self.kill()
+        if self._watchdog is not None and self._watchdog.poll() is None:
+            self._watchdog.kill()
+            self._watchdog.wait(timeout=10)
+        self._process = None
+        self.start(timeout)
+
     def _wait_exit(self, timeout: float) -> None:
         if self._process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):

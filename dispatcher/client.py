@@ -32,7 +32,7 @@ from dispatcher.amqp.side_queues import (
     progress_handler,
 )
 from dispatcher.metrics import DispatcherMetrics
-from dispatcher.service import Dispatcher
+from dispatcher.service import RELEASE_BATCH, Dispatcher
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store.backends import open_store
 from dispatcher.store.threaded import ThreadedTaskStore
@@ -68,6 +68,10 @@ async def open_dispatcher(
     the queue-depth and executor gauges of ``metrics`` current.
 
     ``monitor``, when given, watches both connections (the HTTP API's readiness and queues).
+
+    A dispatcher that records results also publishes what the store says is owed: delayed
+    tasks whose eta has come and retries whose next attempt is due, every
+    ``scheduler_interval`` seconds (any number of them may run: each task is claimed once).
     """
     identity = f"{socket.gethostname()}.{os.getpid()}"
     async with AsyncExitStack() as stack:
@@ -100,6 +104,8 @@ async def open_dispatcher(
                 identity=identity,
                 monitor_executors=monitor_executors,
             )
+            releases = asyncio.create_task(_release_due(dispatcher, settings.scheduler_interval))
+            stack.push_async_callback(_cancel, releases)
             if ready_file is not None:
                 ready_file.set()
                 ready_file.follow(consuming)
@@ -242,6 +248,22 @@ async def _update_gauges(
             # ``dispatcher serve`` with a traceback at its next stop.
             log.exception("gauges_not_updated")
         await asyncio.sleep(GAUGE_INTERVAL_S)
+
+
+async def _release_due(dispatcher: Dispatcher, interval: float) -> None:
+    """Publish due delayed tasks and retries, every ``interval`` seconds, until cancelled."""
+    while True:
+        try:
+            # A full batch means more may be due: go again at once.
+            while await dispatcher.release_due() >= RELEASE_BATCH:
+                pass
+        except WorkQueueError as exc:
+            # The broker or store is down for now; the next pass tries again, and nothing
+            # is lost meanwhile: what is owed stays in the store.
+            log.warning("release_pass_failed", error=str(exc))
+        except Exception:
+            log.exception("release_pass_failed")
+        await asyncio.sleep(interval)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -241,13 +241,10 @@ def _build(
 
 
 async def run_due(dispatcher: Dispatcher, book: ScheduleBook, *, limit: int) -> int:
-    """One scheduler pass: release due delayed tasks, fire due schedules, publish both.
+    """One scheduler pass: fire due schedules and publish their tasks; returns how many.
 
-    Returns how many tasks were published. Safe with any number of dispatcher replicas:
-    each task is claimed or recorded by exactly one of them.
+    Safe with any number of dispatcher replicas: each fire time is recorded by exactly one.
+    (Delayed tasks and retries are released by every dispatcher that records results.)
     """
-    published = await dispatcher.release_due(limit=limit)
     fired = await book.fire_due(limit)
-    if fired:
-        published += await dispatcher.publish_recorded(fired)
-    return published
+    return await dispatcher.publish_recorded(fired) if fired else 0

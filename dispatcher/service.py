@@ -44,6 +44,8 @@ log = get_logger(__name__)
 Progress = Callable[[int], object]
 
 _BATCH = 500
+# Most tasks one release pass claims and publishes.
+RELEASE_BATCH = _BATCH
 
 
 class Dispatcher:
@@ -238,8 +240,8 @@ class Dispatcher:
         log.warning("tasks_republished", count=len(confirmed), failed=len(tasks) - len(confirmed))
         return len(confirmed)
 
-    async def release_due(self, *, limit: int = _BATCH) -> int:
-        """Claim the delayed tasks that are due and publish them; returns how many confirmed.
+    async def release_due(self, *, limit: int = RELEASE_BATCH) -> int:
+        """Claim the delayed tasks and retries that are due, publish them; how many confirmed.
 
         The claim is atomic, so with several dispatcher replicas each task is published by
         exactly one. A publish that fails leaves the task submitted, for the outbox.

@@ -71,7 +71,7 @@ class DispatcherSettings(BaseSettings):
     scheduler_interval: float = Field(
         default=1.0,
         gt=0,
-        description="Seconds between two scans for due delayed tasks and cron schedules.",
+        description="Seconds between two scans for due delayed tasks, retries and cron schedules.",
     )
     executor_lost_after: float = Field(
         default=60.0,

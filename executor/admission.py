@@ -122,7 +122,7 @@ class Admission:
         log.info("task_skipped_cancelled")
         redelivered = bool(message.redelivered)
         decision = decide_cancelled(job, executor=self._executor, redelivered=redelivered)
-        await self._settler.carry_out(message, decision, error=None, job=job)
+        await self._settler.carry_out(message, decision, error=None)
 
     async def _counted_by_broker(self, message: AbstractIncomingMessage, job: Job) -> Admitted:
         run = quorum_run_number(message.headers)

@@ -259,7 +259,7 @@ class Executor:
         decision = decide(job, attempt, executor=self._name, redelivered=rerun)
         duration_ms = round((time.perf_counter() - began) * 1000, 3)
         _log_outcome(attempt, decision, duration_ms)
-        await self._settler.carry_out(message, decision, error=attempt.error, job=job)
+        await self._settler.carry_out(message, decision, error=attempt.error)
         if decision.result is not None:
             outcome, duration_s = decision.result.outcome, duration_ms / 1000
             self._monitor.settled(job.task.task_type, outcome, duration_s=duration_s)

@@ -31,7 +31,7 @@ class Action(Enum):
     """How the task message is settled once everything it needs is safe with the broker."""
 
     ACK = "ack"  # done: the result says how it went
-    RETRY = "retry"  # a copy with the next attempt number is parked in a retry queue first
+    RETRY = "retry"  # acked after a ``retrying`` result: the dispatcher publishes the next attempt
     DEAD = "dead"  # a copy with the reasons in its headers goes to the dead-letter queue first
 
 

@@ -1,4 +1,4 @@
-"""Settling a task delivery: park what must outlive it, report the result, then ack (aio-pika).
+"""Settling a task delivery: copy what must outlive it, report the result, then ack (aio-pika).
 
 The one place that acks, nacks or rejects a task delivery: admission and the consumer decide,
 this module settles.
@@ -14,8 +14,6 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from common import (
-    ATTEMPT_HEADER,
-    DELIVERIES_HEADER,
     EXECUTOR_APP_ID,
     TASK_ROUTING_KEY,
     AmqpSettings,
@@ -24,28 +22,24 @@ from common import (
     PublishRejected,
     ResultMessage,
     TaskErrorInfo,
-    delay_bucket,
-    encode,
     result_properties,
 )
-from common.amqp import CONNECTION_ERRORS, publish_confirmed, to_message
+from common.amqp import publish_confirmed, to_message
 from common.logging import get_logger
-from executor.decisions import Action, Decision, fit_result, next_attempt
+from executor.decisions import Action, Decision, fit_result
 from executor.deliveries import copy_message
-from executor.jobs import Job
 
 log = get_logger(__name__)
 
 
 class Settler:
-    """Publishes retry copies, dead-letter copies and results with confirms, then acks."""
+    """Publishes dead-letter copies and results with confirms, then acks."""
 
     def __init__(self, channel: AbstractChannel, *, amqp: AmqpSettings, executor: str) -> None:
         self._channel = channel
         self._amqp = amqp
         self._topology = amqp.topology
         self._executor = executor
-        self._retry_queues: set[str] = set()
 
     async def carry_out(
         self,
@@ -53,21 +47,26 @@ class Settler:
         decision: Decision,
         *,
         error: TaskErrorInfo | None,
-        job: Job | None = None,
     ) -> None:
-        """Park the copy a decision needs, report the result, then ack: in that order.
+        """Dead-letter the copy a decision needs, report the result, then ack: in that order.
 
-        A crash between any two steps means redelivery, never a lost task or result.
+        A crash between any two steps means redelivery, never a lost task or result. A retry
+        needs no copy: its ``retrying`` result is the record the dispatcher publishes the next
+        attempt from, when it is due.
         """
-        try:
-            if decision.action is Action.RETRY and job and decision.retry_in_s is not None:
-                await self._park_retry(message, job, decision.retry_in_s)
-            elif decision.action is Action.DEAD and error is not None:
+        if decision.action is Action.DEAD and error is not None:
+            try:
                 await self._dead_letter(message, decision, error)
-        except PublishRejected as exc:
-            log.error("task_copy_not_published", action=decision.action.value, error=str(exc))
-            await message.reject(requeue=False)  # the queue's own dead-lettering keeps it
-            return
+            except PublishRejected as exc:
+                if exc.reason == "timeout":
+                    # The copy may still land (an alarm holds confirms back): requeue rather
+                    # than dead-letter twice; the next delivery decides again.
+                    log.warning("task_copy_unconfirmed", action=decision.action.value)
+                    await give_back(message)
+                    return
+                log.error("task_copy_not_published", action=decision.action.value, error=str(exc))
+                await message.reject(requeue=False)  # the queue's own dead-lettering keeps it
+                return
         result = decision.result
         if result is not None and message.reply_to and not await self._reply(message, result):
             return
@@ -93,27 +92,6 @@ class Settler:
             else await self._channel.get_exchange(exchange_name, ensure=False)
         )
         await publish_confirmed(exchange, routing_key, message, timeout=self._amqp.confirm_timeout)
-
-    async def _park_retry(self, message: AbstractIncomingMessage, job: Job, delay: float) -> None:
-        retry = next_attempt(job.task)
-        queue = self._topology.retry_queue(delay_bucket(delay))
-        if queue not in self._retry_queues:
-            # Declared on first use: the management UI shows only the buckets in use.
-            try:
-                await self._channel.declare_queue(
-                    queue, durable=True, arguments=dict(self._topology.retry_queue_arguments())
-                )
-            except CONNECTION_ERRORS as exc:
-                raise BrokerError(f"declaring {queue} failed: {type(exc).__name__}") from exc
-            self._retry_queues.add(queue)
-        copy = copy_message(
-            message,
-            body=encode(retry),
-            headers={ATTEMPT_HEADER: retry.attempt, DELIVERIES_HEADER: 0},
-            expiration_s=delay,
-        )
-        await self.publish("", queue, copy)
-        log.info("task_retry_scheduled", retry_in_s=round(delay, 3), queue=queue)
 
     async def _dead_letter(
         self, message: AbstractIncomingMessage, decision: Decision, error: TaskErrorInfo

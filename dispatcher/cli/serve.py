@@ -158,7 +158,7 @@ async def _sweep_outbox(
 async def _run_scheduler(
     dispatcher: Dispatcher, settings: DispatcherSettings, stop: asyncio.Event
 ) -> None:
-    """Publish due delayed tasks and fire due schedules every ``scheduler_interval`` s."""
+    """Fire due cron schedules every ``scheduler_interval`` seconds."""
     book = ScheduleBook.of(dispatcher)
     while not stop.is_set():
         try:

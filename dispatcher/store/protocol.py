@@ -97,8 +97,9 @@ class TaskStore(Protocol):
     async def request_cancel(self, task_id: UUID, at: datetime) -> bool:
         """Flag a task as cancel-requested at ``at``; False if it is final (or unknown).
 
-        The first request's time is kept. A ``scheduled`` task, never published, becomes
-        ``cancelled`` at once; any other open task keeps its state until an outcome arrives.
+        The first request's time is kept. A ``scheduled`` or ``retrying`` task, with no message
+        on the broker, becomes ``cancelled`` at once; any other open task keeps its state until
+        an outcome arrives.
         """
 
     async def record_progress(self, report: ProgressMessage) -> bool:
@@ -116,10 +117,12 @@ class TaskStore(Protocol):
         """
 
     async def claim_due(self, now: datetime, limit: int) -> list[TaskMessage]:
-        """Move scheduled tasks whose eta is at or before ``now`` to submitted; returns them.
+        """Move the tasks owed a publish at ``now`` to submitted; returns their messages.
 
-        Atomic: of stores racing for one task, exactly one claims it. A claimed task's eta
-        becomes ``now``, its release time, so the outbox waits its full age from there.
+        Those are scheduled tasks whose eta has come, and retrying tasks whose next attempt is
+        due (returned with that attempt's number, which the record takes). Atomic: of stores
+        racing for one task, exactly one claims it. A claimed task's eta becomes ``now``, its
+        release time, so the outbox waits its full age from there.
         """
 
     async def add_schedule(self, schedule: ScheduleRecord) -> None:

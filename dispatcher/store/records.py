@@ -22,7 +22,7 @@ class TaskState(StrEnum):
     SCHEDULED = "scheduled"  # recorded with an eta; published when it is due
     SUBMITTED = "submitted"  # recorded, publish not yet confirmed
     QUEUED = "queued"  # the broker confirmed the task message
-    RETRYING = "retrying"  # an attempt failed; the next one waits in a retry queue
+    RETRYING = "retrying"  # an attempt failed; the store holds the next until it is due
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     DEAD = "dead"  # in the dead-letter queue: poison, retries exhausted or delivery limit

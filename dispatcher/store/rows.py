@@ -30,6 +30,8 @@ STATE_OF_OUTCOME = {
 
 # The columns a republish needs, in the order every dialect selects them.
 MESSAGE_COLUMNS = "task_id, task_type, params, attempt, submitted_at, priority"
+# The same, for the message of a retrying task's next attempt.
+NEXT_ATTEMPT_COLUMNS = "task_id, task_type, params, attempt + 1 AS attempt, submitted_at, priority"
 
 # Columns (and the parameters named after them) that hold JSON, in every table: each dialect
 # stores them its way (SQLite: text; PostgreSQL: jsonb) and reads them back as values.

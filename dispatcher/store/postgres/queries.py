@@ -8,7 +8,12 @@ row. https://www.postgresql.org/docs/current/transaction-iso.html#XACT-READ-COMM
 
 from __future__ import annotations
 
-from dispatcher.store.rows import EXECUTOR_COLUMNS, MESSAGE_COLUMNS, TASK_TYPE_COLUMNS
+from dispatcher.store.rows import (
+    EXECUTOR_COLUMNS,
+    MESSAGE_COLUMNS,
+    NEXT_ATTEMPT_COLUMNS,
+    TASK_TYPE_COLUMNS,
+)
 from dispatcher.store.sql import queries as sql
 from dispatcher.store.sql.queries import Queries
 
@@ -82,9 +87,10 @@ WHERE wq_tasks.state = 'dead'
     request_cancel=f"""
 UPDATE wq_tasks SET
     cancel_requested_at = COALESCE(cancel_requested_at, %(cancel_requested_at)s),
-    finished_at = CASE WHEN state = 'scheduled' THEN %(cancel_requested_at)s
+    finished_at = CASE WHEN state IN ('scheduled', 'retrying') THEN %(cancel_requested_at)s
                        ELSE finished_at END,
-    state = CASE WHEN state = 'scheduled' THEN 'cancelled' ELSE state END
+    next_attempt_at = CASE WHEN state = 'retrying' THEN NULL ELSE next_attempt_at END,
+    state = CASE WHEN state IN ('scheduled', 'retrying') THEN 'cancelled' ELSE state END
 WHERE task_id = %(task_id)s AND state NOT IN {sql.FINAL_STATES}
 """,
     record_progress=f"""
@@ -114,6 +120,16 @@ ORDER BY eta LIMIT %(limit)s FOR UPDATE SKIP LOCKED
     release_tasks="""
 UPDATE wq_tasks SET state = 'submitted', eta = %(eta)s
 WHERE task_id = ANY(%(ids)s) AND state = 'scheduled'
+""",
+    due_retries=f"""
+SELECT {NEXT_ATTEMPT_COLUMNS} FROM wq_tasks
+WHERE state = 'retrying' AND next_attempt_at <= %(now)s
+ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+""",
+    release_retries="""
+UPDATE wq_tasks SET state = 'submitted', attempt = attempt + 1, eta = %(eta)s,
+    next_attempt_at = NULL
+WHERE task_id = ANY(%(ids)s) AND state = 'retrying'
 """,
     add_schedule="""
 INSERT INTO wq_schedules (schedule_id, name, cron, timezone, task_type, params, priority,

@@ -100,6 +100,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_at timestamptz NOT NULL
         )""",
     ),
+    # Retries wait in the store, not in broker queues: the dispatcher releases them when due.
+    ("CREATE INDEX wq_tasks_retry_due ON wq_tasks (next_attempt_at) WHERE state = 'retrying'",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -116,7 +116,8 @@ class Queries:
 
     request_cancel: str
     """Set cancel_requested_at of the open task ``task_id`` (keeping an earlier one); a
-    scheduled task becomes cancelled, finished at ``cancel_requested_at``."""
+    scheduled or retrying task (nothing of it is on the broker) becomes cancelled, finished at
+    ``cancel_requested_at``."""
 
     record_progress: str
     """Set progress, progress_note and progress_at of the open task ``task_id`` unless its
@@ -146,6 +147,14 @@ class Queries:
 
     release_tasks: str
     """Move the still-scheduled tasks in ``ids`` (a list) to submitted, eta = ``eta``."""
+
+    due_retries: str
+    """``NEXT_ATTEMPT_COLUMNS`` of retrying tasks whose next attempt is due at ``now``,
+    earliest first, at most ``limit``; locked as ``due_tasks`` locks."""
+
+    release_retries: str
+    """Move the still-retrying tasks in ``ids`` to submitted with their next attempt number,
+    eta = ``eta`` (the release time)."""
 
     add_schedule: str
     """Insert a schedules row from every column but last_fire_at and last_task_id; do nothing

@@ -1,4 +1,4 @@
-"""The store's schedules: delayed tasks released when due, and cron schedules (SQL)."""
+"""The store's schedules: delayed tasks and retries released when due, cron schedules (SQL)."""
 
 from __future__ import annotations
 
@@ -33,19 +33,28 @@ class SqlSchedules(SqlConcern):
         return self._db.write(lambda tx: insert_once_per_key(tx, self._q, rows))
 
     def claim_due(self, now: datetime, limit: int) -> list[TaskMessage]:
-        """Move due scheduled tasks to submitted (eta = ``now``) and return them, due first.
+        """Move the tasks owed a publish at ``now`` to submitted and return their messages.
 
-        The rows read stay locked until the commit (SQLite: the write lock taken at the start
-        of the transaction; PostgreSQL: row locks, skipping those another replica holds), so
-        of stores racing for one task exactly one claims it.
+        Those are scheduled tasks whose eta has come (eta becomes ``now``), then retrying tasks
+        whose next attempt is due (their attempt number moves on, eta becomes ``now``), each
+        earliest first, ``limit`` in all. The rows read stay locked until the commit (SQLite:
+        the write lock taken at the start of the transaction; PostgreSQL: row locks, skipping
+        those another replica holds), so of stores racing for one task exactly one claims it.
         """
 
         def write(tx: Transaction) -> list[TaskMessage]:
-            due = tx.run(self._q.due_tasks, {"now": now, "limit": limit}).rows
-            if due:
-                ids = [row["task_id"] for row in due]
-                tx.run(self._q.release_tasks, {"ids": ids, "eta": now})
-            return [task_message(row) for row in due]
+            claimed: list[TaskMessage] = []
+            for select, release in (
+                (self._q.due_tasks, self._q.release_tasks),
+                (self._q.due_retries, self._q.release_retries),
+            ):
+                if len(claimed) >= limit:
+                    break
+                due = tx.run(select, {"now": now, "limit": limit - len(claimed)}).rows
+                if due:
+                    tx.run(release, {"ids": [row["task_id"] for row in due], "eta": now})
+                    claimed.extend(task_message(row) for row in due)
+            return claimed
 
         return self._db.write(write)
 

@@ -8,7 +8,12 @@ as text, and ``wq_utc`` turns older rows' offsets into the same key for listing.
 
 from __future__ import annotations
 
-from dispatcher.store.rows import EXECUTOR_COLUMNS, MESSAGE_COLUMNS, TASK_TYPE_COLUMNS
+from dispatcher.store.rows import (
+    EXECUTOR_COLUMNS,
+    MESSAGE_COLUMNS,
+    NEXT_ATTEMPT_COLUMNS,
+    TASK_TYPE_COLUMNS,
+)
 from dispatcher.store.sql import queries as sql
 from dispatcher.store.sql.queries import Queries
 
@@ -79,13 +84,15 @@ ON CONFLICT (task_id) DO UPDATE SET
     result = NULL, error = NULL, redelivered = 0
 WHERE tasks.state = 'dead'
 """,
-    # A scheduled task has never been published, so no executor needs telling: it is cancelled
-    # here and now. Every right-hand side reads the row as it was before the update.
+    # A scheduled or retrying task has no message on the broker, so no executor needs telling:
+    # it is cancelled here and now. Every right-hand side reads the row as it was before the update.
     request_cancel=f"""
 UPDATE tasks SET
     cancel_requested_at = COALESCE(cancel_requested_at, :cancel_requested_at),
-    finished_at = CASE WHEN state = 'scheduled' THEN :cancel_requested_at ELSE finished_at END,
-    state = CASE WHEN state = 'scheduled' THEN 'cancelled' ELSE state END
+    finished_at = CASE WHEN state IN ('scheduled', 'retrying') THEN :cancel_requested_at
+                       ELSE finished_at END,
+    next_attempt_at = CASE WHEN state = 'retrying' THEN NULL ELSE next_attempt_at END,
+    state = CASE WHEN state IN ('scheduled', 'retrying') THEN 'cancelled' ELSE state END
 WHERE task_id = :task_id AND state NOT IN {sql.FINAL_STATES}
 """,
     # Progress never moves backwards in time (reports travel unordered across executors and
@@ -114,6 +121,14 @@ ORDER BY eta LIMIT :limit
     release_tasks="""
 UPDATE tasks SET state = 'submitted', eta = :eta
 WHERE task_id IN (SELECT value FROM json_each(:ids)) AND state = 'scheduled'
+""",
+    due_retries=f"""
+SELECT {NEXT_ATTEMPT_COLUMNS} FROM tasks WHERE state = 'retrying' AND next_attempt_at <= :now
+ORDER BY next_attempt_at LIMIT :limit
+""",
+    release_retries="""
+UPDATE tasks SET state = 'submitted', attempt = attempt + 1, eta = :eta, next_attempt_at = NULL
+WHERE task_id IN (SELECT value FROM json_each(:ids)) AND state = 'retrying'
 """,
     add_schedule="""
 INSERT INTO schedules (schedule_id, name, cron, timezone, task_type, params, priority, paused,

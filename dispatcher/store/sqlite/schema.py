@@ -11,11 +11,12 @@ from collections.abc import Callable
 
 from common import StoreError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: lambda db: _add_column(db, "tasks", "next_attempt_at", "TEXT"),
     3: lambda db: _add_idempotency_key(db),
     4: lambda db: _add_scheduling_centre(db),
+    5: lambda db: _add_retries_due(db),
 }
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -84,6 +85,16 @@ def _add_idempotency_key(db: sqlite3.Connection) -> None:
         "CREATE UNIQUE INDEX IF NOT EXISTS tasks_by_idempotency_key ON tasks (idempotency_key)"
         " WHERE idempotency_key IS NOT NULL"
     )
+
+
+# Schema v5: retries wait in the store, not in broker queues (the dispatcher releases them).
+_RETRIES_DUE = (
+    "CREATE INDEX IF NOT EXISTS tasks_retry_due ON tasks (next_attempt_at) WHERE state = 'retrying'"
+)
+
+
+def _add_retries_due(db: sqlite3.Connection) -> None:
+    db.execute(_RETRIES_DUE)
 
 
 _V4_TASK_COLUMNS = (

@@ -22,7 +22,10 @@ from tests.contract.store.samples import (
     T3,
     T4,
     T5,
+    a_queued_task,
+    a_retry,
     a_task,
+    an_outcome,
     race,
 )
 
@@ -104,6 +107,76 @@ def test_two_stores_claiming_at_once_claim_each_task_once(backend: Backend) -> N
 
     ids = [t.task_id for batch in claimed for t in batch]
     assert sorted(ids) == sorted(t.task_id for t in tasks)
+
+
+def test_a_due_retry_is_claimed_once_with_its_next_attempt(store: SyncTaskStore) -> None:
+    task = a_queued_task(store)
+    store.record_result(a_retry(task.task_id, attempt=1, retry_in_s=2.0, at=T1))  # due at T3
+
+    assert store.claim_due(T2, 10) == []
+    (claimed,) = store.claim_due(T3, 10)
+    assert store.claim_due(T5, 10) == []
+
+    assert claimed == task.model_copy(update={"attempt": 2})
+    record = store.get(task.task_id)
+    assert (record.state, record.attempt, record.eta) == (TaskState.SUBMITTED, 2, T3)
+    assert record.next_attempt_at is None
+    # A late report of the attempt before does not move it back.
+    assert store.record_result(a_retry(task.task_id, attempt=1, at=T4)) is False
+    store.mark_queued([task.task_id], T4)
+    assert store.record_result(an_outcome(task.task_id, attempt=2, finished_at=T5)) is True
+    assert store.get(task.task_id).state is TaskState.SUCCEEDED
+
+
+def test_an_unpublished_released_retry_is_in_the_outbox(store: SyncTaskStore) -> None:
+    task = a_queued_task(store)
+    store.record_result(a_retry(task.task_id, attempt=1, retry_in_s=1.0, at=T1))
+    store.claim_due(T2, 10)
+
+    assert store.unconfirmed(T2, 10) == []
+    assert store.unconfirmed(T3, 10) == [task.model_copy(update={"attempt": 2})]
+
+
+def test_a_claim_takes_due_delays_and_retries_within_its_limit(store: SyncTaskStore) -> None:
+    retried = a_queued_task(store)
+    store.record_result(a_retry(retried.task_id, attempt=1, retry_in_s=0.5, at=T1))
+    delayed = [a_task(), a_task()]
+    store.add_scheduled(delayed, [T1, T2])
+
+    first = store.claim_due(T5, 2)
+    second = store.claim_due(T5, 2)
+
+    assert [t.task_id for t in first] == [t.task_id for t in delayed]
+    assert [(t.task_id, t.attempt) for t in second] == [(retried.task_id, 2)]
+
+
+def test_two_stores_claiming_retries_at_once_claim_each_once(backend: Backend) -> None:
+    a, b = backend.open(), backend.open()
+    tasks = [a_queued_task(a) for _ in range(30)]
+    for task in tasks:
+        a.record_result(a_retry(task.task_id, attempt=1, retry_in_s=0.5, at=T1))
+
+    claimed = race(*(partial(s.claim_due, T3, 7) for s in (a, b, a, b)))
+    while more := a.claim_due(T3, 100):
+        claimed.append(more)
+
+    ids = [t.task_id for batch in claimed for t in batch]
+    assert sorted(ids) == sorted(t.task_id for t in tasks)
+
+
+def test_a_retrying_task_is_cancelled_outright(store: SyncTaskStore) -> None:
+    task = a_queued_task(store)
+    store.record_result(a_retry(task.task_id, attempt=1, retry_in_s=1.0, at=T1))
+
+    assert store.request_cancel(task.task_id, T2) is True
+
+    record = store.get(task.task_id)
+    assert (record.state, record.finished_at, record.next_attempt_at) == (
+        TaskState.CANCELLED,
+        T2,
+        None,
+    )
+    assert store.claim_due(T5, 10) == []
 
 
 def test_a_schedule_round_trips(store: SyncTaskStore) -> None:

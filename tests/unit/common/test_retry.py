@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from common.retry import MAX_BUCKET_S, MIN_BUCKET_S, backoff_delay, delay_bucket
+from common.retry import backoff_delay
 
 
 class Extreme(random.Random):
@@ -69,37 +69,3 @@ def test_attempt_zero_is_treated_as_the_first() -> None:
 
 def test_backoff_of_a_very_late_attempt_is_the_cap() -> None:
     assert backoff_delay(2000, base=1.0, cap=600.0, rng=Extreme(high=True)) == 600.0
-
-
-@pytest.mark.parametrize(
-    ("delay", "bucket"),
-    [
-        (0.0, 1),
-        (0.2, 1),
-        (1.0, 1),
-        (1.99, 1),
-        (2.0, 2),
-        (3.9, 2),
-        (4.0, 4),
-        (7.999, 4),
-        (600.0, 512),
-        (65536.0, 65536),
-        (10.0**9, 65536),
-    ],
-)
-def test_delay_bucket_is_the_power_of_two_at_or_below_the_delay(delay: float, bucket: int) -> None:
-    assert delay_bucket(delay) == bucket
-
-
-def test_buckets_are_clamped_to_one_second_and_about_eighteen_hours() -> None:
-    assert (MIN_BUCKET_S, MAX_BUCKET_S) == (1, 65536)
-    assert delay_bucket(-5.0) == MIN_BUCKET_S
-    assert delay_bucket(float("inf")) == MAX_BUCKET_S
-
-
-def test_every_delay_below_the_top_bucket_fits_its_bucket() -> None:
-    rng = random.Random(0)
-    for delay in (rng.uniform(1, MAX_BUCKET_S) for _ in range(1000)):
-        bucket = delay_bucket(delay)
-
-        assert bucket <= delay < 2 * bucket

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common import Topology
-from common.topology import DEFAULT_PREFIX, TASK_ROUTING_KEY, QueueType, dead_letter_queue
+from common.topology import DEFAULT_PREFIX, QueueType, dead_letter_queue
 
 
 def test_default_names_use_the_wq_prefix() -> None:
@@ -72,36 +72,6 @@ def test_topologies_with_the_same_prefix_are_equal() -> None:
     assert Topology(prefix="a") != Topology(prefix="b")
 
 
-@pytest.mark.parametrize(("bucket", "name"), [(1, "wq.tasks.retry.1s"), (64, "wq.tasks.retry.64s")])
-def test_retry_queues_are_named_after_their_bucket(bucket: int, name: str) -> None:
-    assert Topology().retry_queue(bucket) == name
-
-
-def test_retry_queue_names_derive_from_the_prefix() -> None:
-    assert Topology(prefix="test.abc").retry_queue(8) == "test.abc.tasks.retry.8s"
-
-
-def test_expired_retries_dead_letter_back_into_the_task_queue() -> None:
-    topology = Topology(prefix="p")
-
-    arguments = topology.retry_queue_arguments()
-
-    assert arguments == {
-        "x-queue-type": "classic",
-        "x-dead-letter-exchange": "p.tasks",
-        "x-dead-letter-routing-key": TASK_ROUTING_KEY,
-    }
-    assert arguments["x-dead-letter-exchange"] == topology.task_exchange
-    assert TASK_ROUTING_KEY == "task"
-
-
-def test_retry_queue_arguments_are_fresh_copies() -> None:
-    topology = Topology()
-    topology.retry_queue_arguments()["x-dead-letter-exchange"] = "elsewhere"
-
-    assert topology.retry_queue_arguments()["x-dead-letter-exchange"] == "wq.tasks"
-
-
 def test_quorum_queues_carry_a_delivery_limit_one_above_ours_and_safe_dead_lettering() -> None:
     topology = Topology(prefix="wq", queue_type="quorum", delivery_limit=4)
 
@@ -114,8 +84,6 @@ def test_quorum_queues_carry_a_delivery_limit_one_above_ours_and_safe_dead_lette
     assert arguments["x-dead-letter-routing-key"] == "wq.tasks.dead"
     assert topology.results_queue_arguments()["x-queue-type"] == "quorum"
     assert topology.dead_queue_arguments() == {"x-queue-type": "quorum"}
-    # Retry queues rely on per-message TTL and stay classic.
-    assert topology.retry_queue_arguments()["x-queue-type"] == "classic"
 
 
 def test_classic_queues_have_no_quorum_arguments() -> None:
@@ -165,7 +133,6 @@ def test_a_classic_task_queue_gets_its_priority_levels() -> None:
     assert topology.task_queue_arguments()["x-max-priority"] == 10
     assert "x-max-priority" not in topology.results_queue_arguments()
     assert "x-max-priority" not in topology.dead_queue_arguments()
-    assert "x-max-priority" not in topology.retry_queue_arguments()
 
 
 def test_max_priority_zero_declares_no_priority_queue() -> None:
@@ -178,11 +145,11 @@ def test_a_quorum_task_queue_never_gets_x_max_priority() -> None:
     assert "x-max-priority" not in topology.task_queue_arguments()
 
 
-def test_every_queue_names_each_declared_queue_and_every_retry_bucket() -> None:
+def test_every_queue_names_each_declared_queue_once() -> None:
     topology = Topology(prefix="p")
 
     names = topology.every_queue()
 
-    assert {name for name, _ in topology.queue_declarations()} <= set(names)
-    assert {"p.tasks.retry.1s", "p.tasks.retry.65536s"} <= set(names)
+    assert names == [name for name, _ in topology.queue_declarations()]
     assert len(names) == len(set(names))
+    assert not any(".retry." in name for name in names)  # retries wait in the store

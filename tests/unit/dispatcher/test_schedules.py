@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from common import InvalidParams, InvalidSchedule, ScheduleExists
+from common import InvalidParams, InvalidSchedule, Outcome, ResultMessage, ScheduleExists
 from dispatcher.requests import TaskRequest
 from dispatcher.schedules import (
     ScheduleBook,
@@ -201,12 +201,12 @@ async def test_a_delayed_task_is_published_once_when_due(
     dispatcher: Dispatcher, book: ScheduleBook, publisher: FakePublisher, clock: Clock
 ) -> None:
     task_id = await dispatcher.submit("word_count", {"text": "a"}, eta=START + timedelta(minutes=1))
-    await run_due(dispatcher, book, limit=10)
+    assert await dispatcher.release_due() == 0
     assert publisher.published == []
 
     clock.now = START + timedelta(minutes=1)
-    await run_due(dispatcher, book, limit=10)
-    await run_due(dispatcher, book, limit=10)
+    assert await dispatcher.release_due() == 1
+    assert await dispatcher.release_due() == 0
 
     assert [t.task_id for t in publisher.published] == [task_id]
     assert publisher.published[0].submitted_at == START
@@ -255,3 +255,35 @@ async def test_a_refused_release_stays_submitted_for_the_outbox(
     assert (await dispatcher.get(task_id)).state is TaskState.SUBMITTED
     # The outbox waits its age from the release, not from the old submission.
     assert await dispatcher.republish_unconfirmed(older_than_s=1) == 0
+
+
+# Retries: the store holds them, the dispatcher publishes them when due
+
+
+async def test_a_retry_is_published_with_its_next_attempt_when_due(
+    dispatcher: Dispatcher, publisher: FakePublisher, clock: Clock
+) -> None:
+    task_id = await dispatcher.submit("word_count", {"text": "a"}, priority=3)
+    (first,) = publisher.published
+    await dispatcher.record_result(
+        ResultMessage(
+            task_id=task_id,
+            task_type="word_count",
+            outcome=Outcome.RETRYING,
+            attempt=1,
+            executor="e1",
+            started_at=START,
+            finished_at=START,
+            retry_in_s=10,
+        )
+    )
+    clock.now = START + timedelta(seconds=9)
+    assert await dispatcher.release_due() == 0
+
+    clock.now = START + timedelta(seconds=10)
+    assert await dispatcher.release_due() == 1
+    assert await dispatcher.release_due() == 0
+
+    assert publisher.published[1] == first.model_copy(update={"attempt": 2})
+    record = await dispatcher.get(task_id)
+    assert (record.state, record.attempt) == (TaskState.QUEUED, 2)

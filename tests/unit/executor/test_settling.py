@@ -1,7 +1,7 @@
 """Settling on a stub channel: what is published first, and how the delivery ends, per decision.
 
-The order is the guarantee (docs/reliability.md): a retry or dead-letter copy, then the result,
-then the ack; a failure at any step leaves the delivery for the broker instead of losing it.
+The order is the guarantee (docs/reliability.md): a dead-letter copy, then the result, then the
+ack; a failure at any step leaves the delivery for the broker instead of losing it.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ async def _settle(
     job = job or _job(delivery)
     decision = decide(job, attempt, executor="e1", redelivered=False)
     settler = Settler(channel, amqp=AMQP, executor="e1")  # type: ignore[arg-type]
-    await settler.carry_out(delivery, decision, error=attempt.error, job=job)  # type: ignore[arg-type]
+    await settler.carry_out(delivery, decision, error=attempt.error)  # type: ignore[arg-type]
 
 
 async def test_a_success_is_reported_before_the_ack() -> None:
@@ -73,20 +73,17 @@ async def test_a_success_is_reported_before_the_ack() -> None:
     assert channel.events == [("published", "wq.results"), ("ack",)]
 
 
-async def test_a_retry_is_parked_then_reported_then_acked() -> None:
+async def test_a_retry_is_reported_then_acked_with_no_copy() -> None:
+    # The dispatcher publishes the next attempt from the recorded result, when it is due.
     channel = StubChannel()
     delivery = task_delivery(channel)
 
     await _settle(channel, delivery, _ran(error=ERROR))
 
-    (park, result, ack) = channel.events
-    assert park[0] == "published"
-    assert park[1].startswith(f"{TOPOLOGY.task_queue}.retry.")
-    assert (result, ack) == (("published", "wq.results"), ("ack",))
-    (copy,) = channel.published_to(park[1])
-    assert copy.headers["x-wq-attempt"] == 2
-    assert copy.headers["x-wq-deliveries"] == 0
-    assert channel.declared == [park[1]]
+    assert channel.events == [("published", "wq.results"), ("ack",)]
+    (result,) = channel.published_to("wq.results")
+    assert b'"outcome":"retrying"' in result.body
+    assert channel.declared == []
 
 
 async def test_the_last_failure_is_dead_lettered_with_its_reasons_before_the_result() -> None:
@@ -106,7 +103,7 @@ async def test_the_last_failure_is_dead_lettered_with_its_reasons_before_the_res
     assert copy.headers["x-wq-executor"] == "e1"
 
 
-@pytest.mark.parametrize("how", ["nack", "unroutable", "timeout"])
+@pytest.mark.parametrize("how", ["nack", "unroutable"])
 async def test_a_copy_the_broker_refuses_leaves_the_task_to_the_queues_dead_lettering(
     how: str,
 ) -> None:
@@ -117,6 +114,18 @@ async def test_a_copy_the_broker_refuses_leaves_the_task_to_the_queues_dead_lett
     await _settle(channel, delivery, _ran(error=ERROR))
 
     assert channel.events == [("refused", TOPOLOGY.task_dead_queue), ("reject", "drop")]
+
+
+async def test_an_unconfirmed_copy_requeues_the_task_rather_than_dead_letter_it_twice() -> None:
+    # An alarm holds the confirm back and the copy may still land: rejecting now would put
+    # a second copy in the dead letters through the queue's own dead-lettering.
+    channel = StubChannel()
+    channel.refuse(TOPOLOGY.task_dead_queue, "timeout")
+    delivery = task_delivery(channel, attempt=3)
+
+    await _settle(channel, delivery, _ran(error=ERROR))
+
+    assert channel.events == [("refused", TOPOLOGY.task_dead_queue), ("nack", "requeue")]
 
 
 async def test_a_result_without_a_confirm_requeues_the_task_to_run_again() -> None:

@@ -23,6 +23,8 @@ from common.messages import (
     Heartbeat,
     ProgressMessage,
     ResultMessage,
+    StartNotice,
+    StartVerdict,
     TaskErrorInfo,
     TaskMessage,
 )
@@ -46,6 +48,11 @@ TRANSIENT = 1
 # The AMQP ``type`` of the messages on the cancellation stream; readers skip other types.
 CANCEL_TYPE = "cancel"
 MARKER_TYPE = "marker"
+# The AMQP ``type`` of a start notice on the progress queue (a progress report's is its task
+# type, which cannot contain a space, so the two never meet).
+STARTED_TYPE = "wq started"
+# The AMQP ``type`` of the dispatcher's answer to a redelivered start.
+VERDICT_TYPE = "wq verdict"
 _EXCERPT_BYTES = 200
 
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -96,6 +103,16 @@ def decode_result(body: bytes) -> ResultMessage:
 def decode_cancel(body: bytes) -> CancelNotice:
     """Decode a cancel notice, raising ``DecodeError`` or ``UnsupportedVersion``."""
     return _decode(body, CancelNotice)
+
+
+def decode_verdict(body: bytes) -> StartVerdict:
+    """Decode a start verdict, raising ``DecodeError`` or ``UnsupportedVersion``."""
+    return _decode(body, StartVerdict)
+
+
+def decode_start(body: bytes) -> StartNotice:
+    """Decode a start notice, raising ``DecodeError`` or ``UnsupportedVersion``."""
+    return _decode(body, StartNotice)
 
 
 def decode_progress(body: bytes) -> ProgressMessage:
@@ -174,6 +191,25 @@ def cancel_properties(notice: CancelNotice, *, app_id: str) -> MessageProperties
         correlation_id=str(notice.task_id),
         timestamp=notice.requested_at,
         app_id=app_id,
+    )
+
+
+def start_properties(
+    notice: StartNotice, *, app_id: str, request_id: str | None = None, reply_to: str | None = None
+) -> MessageProperties:
+    """Properties for a start notice: transient, typed ``STARTED_TYPE``.
+
+    A redelivered start asks for a verdict: ``reply_to`` names the queue, and ``request_id``
+    (its ``message_id``) comes back as the verdict's ``correlation_id``.
+    """
+    return MessageProperties(
+        message_id=request_id or f"{notice.task_id}.{notice.attempt}.started",
+        type=STARTED_TYPE,
+        correlation_id=str(notice.task_id),
+        timestamp=notice.started_at,
+        app_id=app_id,
+        delivery_mode=TRANSIENT,
+        reply_to=reply_to,
     )
 
 

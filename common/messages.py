@@ -150,6 +150,46 @@ class CancelNotice(_Wire):
     requested_at: AwareWireTime
 
 
+# Most starts of one attempt an executor may allow before it gives the attempt up.
+MAX_DELIVERY_LIMIT = 10_000
+
+
+class StartNotice(_Wire):
+    """An attempt is starting, as published to the progress queue.
+
+    The dispatcher counts the starts of each attempt: only a delivery that actually started
+    counts towards ``delivery_limit``, the limit of the executor that sent it. A redelivered
+    start asks for a ``StartVerdict`` before it runs.
+    """
+
+    version: Literal[1] = 1
+    task_id: UUID
+    task_type: str
+    attempt: int = Field(default=1, ge=1, le=MAX_ATTEMPT)
+    executor: str
+    redelivered: bool = False
+    delivery_limit: int = Field(ge=1, le=MAX_DELIVERY_LIMIT)
+    started_at: AwareWireTime
+
+
+class Verdict(StrEnum):
+    """What the dispatcher says of a redelivered start (docs/protocol.md, the delivery limit)."""
+
+    RUN = "run"  # run it: an open attempt, within the limit (or unknown to this dispatcher)
+    SETTLED = "settled"  # do not run it: the task already has its outcome; ack it
+    GIVE_UP = "give_up"  # do not run it: started more often than the limit; dead-letter it
+
+
+class StartVerdict(_Wire):
+    """The dispatcher's answer to a start notice that asked for one (``reply_to`` set)."""
+
+    version: Literal[1] = 1
+    task_id: UUID
+    attempt: int = Field(ge=1, le=MAX_ATTEMPT)
+    verdict: Verdict
+    runs: int = Field(ge=0, le=MAX_COUNT)
+
+
 class ProgressMessage(_Wire):
     """How far a running attempt has got, as published to the progress queue (advisory)."""
 

@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.errors import ConfigError
+from common.messages import MAX_DELIVERY_LIMIT
 from common.topology import DEFAULT_PREFIX, QueueType, Topology
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
@@ -58,8 +59,11 @@ class AmqpSettings(BaseSettings):
     delivery_limit: int = Field(
         default=5,
         ge=1,
-        description="Deliveries of one task message (first plus redeliveries after a crash or "
-        "lost connection) before it is dead-lettered instead of run again.",
+        le=MAX_DELIVERY_LIMIT,
+        description="Starts of one attempt that never settled (its executor died or lost its "
+        "connection each time) after which it is dead-lettered instead of run again. "
+        "Deliveries that never started (a broker crash flags every waiting message "
+        "redelivered) do not count.",
     )
 
     max_priority: int = Field(

@@ -31,9 +31,8 @@ PROGRESS_MAX_LENGTH: Final = 10_000
 DISPATCHER_APP_ID: Final = "wq-dispatcher"
 EXECUTOR_APP_ID: Final = "wq-executor"
 
-# Message headers (docs/protocol.md). On a task: its attempt, and the runs an executor counted.
+# Message headers (docs/protocol.md). On a task: its attempt.
 ATTEMPT_HEADER: Final = "x-wq-attempt"
-DELIVERIES_HEADER: Final = "x-wq-deliveries"
 # On a result and a heartbeat.
 OUTCOME_HEADER: Final = "x-wq-outcome"
 EXECUTOR_HEADER: Final = "x-wq-executor"

@@ -216,7 +216,7 @@ async def _consume_side_queues(
         consuming,
         topology.progress_queue,
         topology.progress_queue_arguments(),
-        progress_handler(dispatcher.record_progress),
+        progress_handler(dispatcher.record_progress, dispatcher.record_start),
         max_body_bytes=amqp.max_body_bytes,
         oversized=log_oversized_progress,
         prefetch=_PROGRESS_PREFETCH,

@@ -16,8 +16,11 @@ from common import (
     JsonValue,
     ProgressMessage,
     ResultMessage,
+    StartNotice,
+    StartVerdict,
     TaskMessage,
     TaskRegistry,
+    Verdict,
     WorkQueueError,
 )
 from common.logging import get_logger
@@ -36,7 +39,7 @@ from dispatcher.requests import (
 )
 from dispatcher.store.protocol import TaskStore
 from dispatcher.store.query import TaskQuery
-from dispatcher.store.records import TaskRecord
+from dispatcher.store.records import TaskRecord, TaskState
 from dispatcher.waiters import Waiters
 
 log = get_logger(__name__)
@@ -346,6 +349,38 @@ class Dispatcher:
                 log.info("task_cancel_requested", state=record.state.value)
         return CancelReport.of(record, requested=requested)
 
+    async def record_start(self, notice: StartNotice) -> StartVerdict:
+        """Count a start of an attempt, and say whether it may run.
+
+        Only deliveries that started count: a broker crash flags every waiting message
+        redelivered, and counting those would dead-letter tasks that never ran. A start past
+        its executor's delivery limit is given up (the executor dead-letters it); a task that
+        already has its outcome is settled (the executor acks it without running it again).
+        """
+        runs = await self._store.record_start(notice)
+        verdict = Verdict.RUN
+        if runs is None:
+            found = await self._store.get_many([notice.task_id])
+            if found and _settled(found[0], notice.attempt):
+                verdict = Verdict.SETTLED
+            runs = found[0].runs if found else 0
+        elif runs > notice.delivery_limit:
+            verdict = Verdict.GIVE_UP
+            with bound_contextvars(task_id=str(notice.task_id)):
+                log.warning(
+                    "task_given_up", attempt=notice.attempt, runs=runs, limit=notice.delivery_limit
+                )
+        return StartVerdict(
+            task_id=notice.task_id, attempt=notice.attempt, verdict=verdict, runs=runs
+        )
+
     async def record_progress(self, report: ProgressMessage) -> bool:
         """Record a progress report (the latest in time wins; none after the outcome)."""
         return await self._store.record_progress(report)
+
+
+def _settled(record: TaskRecord, attempt: int) -> bool:
+    """Whether ``attempt`` of the task needs no run: it has its outcome, or its retry is owed."""
+    if record.state.is_final or record.attempt > attempt:
+        return True
+    return record.state is TaskState.RETRYING and record.attempt == attempt

@@ -1,8 +1,12 @@
 """Which deliveries may run their handler, and settling those that may not (aio-pika).
 
-A delivery that can never run (bad input), a task cancelled before it started, one delivered
-too often without being settled, and a redelivery on a classic queue (republished with its
-count) are settled here; the consumer runs the rest.
+A delivery that can never run (bad input), a task cancelled before it started, a redelivery
+that has started too often without being settled, and one whose task already has its outcome
+are settled here; the consumer runs the rest.
+
+Only starts count towards the delivery limit: the dispatcher counts them from the executors'
+start notices and answers each redelivered start with a verdict (``executor.starts``). A
+quorum queue also counts returned deliveries itself.
 """
 
 from __future__ import annotations
@@ -13,25 +17,22 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
 from common import (
-    DELIVERIES_HEADER,
     AmqpSettings,
     DeadReason,
     ErrorKind,
     Outcome,
     TaskErrorInfo,
     TaskRegistry,
+    Verdict,
 )
 from common.logging import get_logger
 from executor.cancellations import Cancellations
 from executor.decisions import decide_cancelled, decide_rejection
-from executor.deliveries import (
-    copy_message,
-    quorum_run_number,
-    run_number,
-)
+from executor.deliveries import quorum_run_number
 from executor.jobs import Delivery, Job, Rejection, prepare
 from executor.monitor import Monitor
-from executor.settling import Settler
+from executor.settling import Settler, ack
+from executor.starts import StartReporter
 
 log = get_logger(__name__)
 
@@ -41,7 +42,8 @@ class Admitted(Enum):
 
     FIRST_RUN = "first_run"  # run it: no earlier run of this delivery can have happened
     RERUN = "rerun"  # run it: an earlier run may have happened, never settled
-    SETTLED = "settled"  # do not run it: settled here (cancelled, over the limit, counted)
+    COUNTED_RERUN = "counted_rerun"  # as RERUN, and its start is announced and counted already
+    SETTLED = "settled"  # do not run it: settled here (cancelled, over the limit, done)
 
 
 class Admission:
@@ -56,8 +58,10 @@ class Admission:
         executor: str,
         cancellations: Cancellations,
         monitor: Monitor,
+        starts: StartReporter,
     ) -> None:
         self._settler = settler
+        self._starts = starts
         self._registry = registry
         self._amqp = amqp
         self._topology = amqp.topology
@@ -104,18 +108,31 @@ class Admission:
     async def admit(self, message: AbstractIncomingMessage, job: Job) -> Admitted:
         """Whether ``job`` runs now, and whether it may have run before; settles it if not.
 
-        The cancellations are checked here, once: nothing awaits between this check and the
-        start of the run, so a notice that arrives later is the running task's to honour.
+        The cancellations are checked here, once; a notice read while a redelivery waits for
+        its verdict reaches the run through ``Cancellations.tracking``.
         """
         if self._cancellations.is_cancelled(job.task.task_id):
             await self._skip_cancelled(message, job)
             return Admitted.SETTLED
         if self._topology.queue_type == "quorum":
-            return await self._counted_by_broker(message, job)
-        if message.redelivered:
-            await self._count_redelivery(message, job)
+            run = quorum_run_number(message.headers)
+            if run > self._amqp.delivery_limit:
+                await self._dead_letter_over_limit(message, job, run - 1)
+                return Admitted.SETTLED
+            if run > 1 and not message.redelivered:
+                return Admitted.RERUN
+        if not message.redelivered:
+            return Admitted.FIRST_RUN
+        verdict = await self._starts.started(job, redelivered=True)
+        if verdict.verdict is Verdict.GIVE_UP:
+            await self._dead_letter_over_limit(message, job, verdict.runs - 1)
             return Admitted.SETTLED
-        return Admitted.FIRST_RUN
+        if verdict.verdict is Verdict.SETTLED:
+            # Its outcome is recorded (the ack was lost), or its retry is owed by the store.
+            log.info("task_already_settled", runs=verdict.runs)
+            await ack(message)
+            return Admitted.SETTLED
+        return Admitted.COUNTED_RERUN
 
     async def _skip_cancelled(self, message: AbstractIncomingMessage, job: Job) -> None:
         """Ack a task cancelled before it started, after its ``cancelled`` result."""
@@ -124,32 +141,16 @@ class Admission:
         decision = decide_cancelled(job, executor=self._executor, redelivered=redelivered)
         await self._settler.carry_out(message, decision, error=None)
 
-    async def _counted_by_broker(self, message: AbstractIncomingMessage, job: Job) -> Admitted:
-        run = quorum_run_number(message.headers)
-        if run > self._amqp.delivery_limit:
-            await self._dead_letter_over_limit(message, job, run)
-            return Admitted.SETTLED
-        return Admitted.RERUN if run > 1 else Admitted.FIRST_RUN
-
-    async def _count_redelivery(self, message: AbstractIncomingMessage, job: Job) -> None:
-        run = run_number(message.headers, redelivered=True)
-        if run > self._amqp.delivery_limit:
-            await self._dead_letter_over_limit(message, job, run)
-            return
-        log.warning("task_redelivered", run=run)
-        copy = copy_message(message, headers={DELIVERIES_HEADER: run - 1})
-        await self._settler.replace(message, copy, exchange=self._topology.task_exchange)
-
     async def _dead_letter_over_limit(
-        self, message: AbstractIncomingMessage, job: Job, run: int
+        self, message: AbstractIncomingMessage, job: Job, runs: int
     ) -> None:
         error = TaskErrorInfo(
             kind=ErrorKind.DELIVERY_LIMIT,
             type="DeliveryLimitExceeded",
-            message=f"delivered {run - 1} times without being settled (the executor died "
-            f"or lost its connection each time); limit {self._amqp.delivery_limit}",
+            message=f"started {runs} times without being settled (the executor died or lost "
+            f"its connection each time); limit {self._amqp.delivery_limit}",
         )
-        log.error("task_delivery_limit_reached", runs=run - 1)
+        log.error("task_delivery_limit_reached", runs=runs)
         rejection = Rejection(job.task.task_id, job.task.task_type, job.task.attempt, error)
         decision = decide_rejection(
             rejection,

@@ -21,13 +21,13 @@ from executor import timeouts
 from executor.admission import Admission, Admitted
 from executor.cancellations import Cancellations
 from executor.decisions import Decision, decide
-from executor.deliveries import run_number
 from executor.heartbeats import HeartbeatSender
 from executor.jobs import Job
 from executor.monitor import Monitor
 from executor.progress import ProgressReporter
 from executor.runner import Attempt, execute
 from executor.settling import Settler, drop, give_back, return_to_queue
+from executor.starts import StartReporter
 from executor.threads import HandlerThreads
 
 log = get_logger(__name__)
@@ -123,6 +123,14 @@ class Executor:
         self._progress_or_none = ProgressReporter(
             self._settler.publish, queue=self._topology.progress_queue, executor=self._name
         )
+        self._starts = StartReporter(
+            self._settler.publish,
+            queue=self._topology.progress_queue,
+            executor=self._name,
+            delivery_limit=self._amqp.delivery_limit,
+            verdict_timeout=self._amqp.confirm_timeout,
+            max_body_bytes=self._amqp.max_body_bytes,
+        )
         self._admission_or_none = Admission(
             self._settler,
             registry=self._registry,
@@ -130,6 +138,7 @@ class Executor:
             executor=self._name,
             cancellations=self._cancellations,
             monitor=self._monitor,
+            starts=self._starts,
         )
         return heartbeats
 
@@ -140,6 +149,7 @@ class Executor:
         # slot for, so a waiting task goes to an idle executor instead (fair dispatch).
         await channel.set_qos(prefetch_count=self._concurrency)
         queue = (await declare_topology(channel, self._topology)).task_queue
+        await self._starts.listen(consuming, self._topology)
         # Every cancel published while this executor was offline is known before its
         # first task, so a cancelled task waiting in the queue is never started.
         await self._cancellations.follow(
@@ -241,10 +251,13 @@ class Executor:
         ):
             admitted = await self._admission.admit(message, job)
             if admitted is not Admitted.SETTLED:
-                await self._run(message, job, rerun=admitted is Admitted.RERUN)
+                await self._run(message, job, admitted)
 
-    async def _run(self, message: AbstractIncomingMessage, job: Job, *, rerun: bool) -> None:
+    async def _run(self, message: AbstractIncomingMessage, job: Job, admitted: Admitted) -> None:
         began = time.perf_counter()
+        rerun = admitted is not Admitted.FIRST_RUN
+        if admitted is not Admitted.COUNTED_RERUN:
+            await self._starts.started(job, redelivered=rerun)
         context = self._progress.context_for(job)
         try:
             with (
@@ -254,8 +267,6 @@ class Executor:
                 attempt = await execute(job, run_in_thread=self._threads.run, context=context)
         finally:
             context.close()
-        # On a classic queue a task that runs again after a crash arrives as a counted copy.
-        rerun = rerun or run_number(message.headers, redelivered=False) > 1
         decision = decide(job, attempt, executor=self._name, redelivered=rerun)
         duration_ms = round((time.perf_counter() - began) * 1000, 3)
         _log_outcome(attempt, decision, duration_ms)

@@ -1,4 +1,4 @@
-"""The advisory side queues, heartbeats and progress, each consumed on a channel of its own.
+"""The advisory side queues, heartbeats and progress (with start notices), each on a channel.
 
 A channel per queue: a flood on one cannot slow the results consumer, and its prefetch is its
 own. Both are advisory and repeated: every message is acked whatever happens to it (one that
@@ -11,18 +11,28 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 
+import aiormq
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from common import (
+    DISPATCHER_APP_ID,
+    STARTED_TYPE,
+    VERDICT_TYPE,
     BrokerError,
     Heartbeat,
     MessageError,
     ProgressMessage,
+    StartNotice,
+    StartVerdict,
     StoreError,
+    WorkQueueError,
     decode_heartbeat,
     decode_progress,
+    decode_start,
+    encode,
 )
 from common.amqp import CONNECTION_ERRORS
+from common.codec import CONTENT_TYPE
 from common.logging import get_logger
 
 log = get_logger(__name__)
@@ -125,34 +135,63 @@ def log_oversized_heartbeat(message: AbstractIncomingMessage) -> None:
     log.warning("heartbeat_rejected", error=error)
 
 
-# Progress reports, from wq.progress
+# Progress reports and start notices, from wq.progress
 
 RecordProgress = Callable[[ProgressMessage], Awaitable[bool]]
+RecordStart = Callable[[StartNotice], Awaitable[StartVerdict]]
 
 
 def progress_handler(
-    record: RecordProgress,
+    record: RecordProgress, record_start: RecordStart
 ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
-    """A consumer callback that records each report and acks it, whatever happens.
+    """A consumer callback that records each report or start notice and acks it, whatever.
 
-    It parses any body: ``consume_side_queue`` drops the oversized ones before it.
+    A start notice is told by its AMQP ``type``; one with a ``reply_to`` gets its verdict
+    there, correlated by its ``message_id``. It parses any body: ``consume_side_queue`` drops
+    the oversized ones before it.
     """
 
     async def on_message(message: AbstractIncomingMessage) -> None:
         try:
-            report = decode_progress(message.body)
-            recorded = await record(report)
-        except (MessageError, StoreError) as exc:
+            if message.type == STARTED_TYPE:
+                notice = decode_start(message.body)
+                verdict = await record_start(notice)
+                log.debug(
+                    "start_recorded", task_id=str(notice.task_id), verdict=verdict.verdict.value
+                )
+                if message.reply_to:
+                    await _reply(message, verdict)
+            else:
+                report = decode_progress(message.body)
+                recorded = await record(report)
+                log.debug(
+                    "progress_recorded" if recorded else "progress_ignored",
+                    task_id=str(report.task_id),
+                    percent=report.percent,
+                )
+        except (MessageError, StoreError, WorkQueueError) as exc:
             log.warning("progress_dropped", message_id=message.message_id, error=str(exc))
-        else:
-            log.debug(
-                "progress_recorded" if recorded else "progress_ignored",
-                task_id=str(report.task_id),
-                percent=report.percent,
-            )
         await message.ack()
 
     return on_message
+
+
+async def _reply(message: AbstractIncomingMessage, verdict: StartVerdict) -> None:
+    """Send ``verdict`` to the start notice's ``reply_to`` (an executor's own queue)."""
+    assert message.reply_to is not None
+    properties = aiormq.spec.Basic.Properties(
+        content_type=CONTENT_TYPE,
+        correlation_id=message.message_id,
+        message_type=VERDICT_TYPE,
+        delivery_mode=1,
+        app_id=DISPATCHER_APP_ID,
+    )
+    try:
+        await message.channel.basic_publish(
+            encode(verdict), routing_key=message.reply_to, properties=properties
+        )
+    except CONNECTION_ERRORS as exc:
+        raise BrokerError(f"verdict not sent: {type(exc).__name__}") from exc
 
 
 def log_oversized_progress(message: AbstractIncomingMessage) -> None:

@@ -98,7 +98,9 @@ _TASK_FIELDS: Final = {
     "attempt": "The attempt that ran last (1 for the first).",
     "submitted_at": "When the task was recorded.",
     "queued_at": "When the broker confirmed the task message.",
-    "started_at": "When the last attempt started on an executor.",
+    "started_at": "When the last attempt started on an executor (its latest start, while it runs).",
+    "runs": "Starts of the current attempt reported by executors: more than 1 means it was "
+    "started again after its executor died or lost its connection.",
     "finished_at": "When the outcome was reached.",
     "next_attempt_at": "While retrying: when the next attempt is due.",
     "executor": "The executor that ran the last attempt.",

@@ -12,7 +12,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
-from common import Heartbeat, ProgressMessage, ResultMessage, TaskMessage, TaskTypeInfo
+from common import (
+    Heartbeat,
+    ProgressMessage,
+    ResultMessage,
+    StartNotice,
+    TaskMessage,
+    TaskTypeInfo,
+)
 from dispatcher.store.records import (
     ExecutorRecord,
     RecordedResult,
@@ -100,6 +107,13 @@ class TaskStore(Protocol):
         The first request's time is kept. A ``scheduled`` or ``retrying`` task, with no message
         on the broker, becomes ``cancelled`` at once; any other open task keeps its state until
         an outcome arrives.
+        """
+
+    async def record_start(self, notice: StartNotice) -> int | None:
+        """Count a start of the attempt the task is on, while it is open (submitted or queued).
+
+        Returns the starts of that attempt so far, or None when it was not counted (unknown
+        task, another attempt, final or retrying). Not durable: it is advisory.
         """
 
     async def record_progress(self, report: ProgressMessage) -> bool:
@@ -206,6 +220,8 @@ class SyncTaskStore(Protocol):
     def ping(self) -> None: ...
 
     def request_cancel(self, task_id: UUID, at: datetime) -> bool: ...
+
+    def record_starts(self, notices: Sequence[StartNotice]) -> list[int | None]: ...
 
     def record_progress(self, report: ProgressMessage) -> bool: ...
 

@@ -72,6 +72,8 @@ class TaskRecord(BaseModel):
     progress: float | None = None
     progress_note: str | None = None
     progress_at: datetime | None = None
+    # Starts of the current attempt that executors reported (advisory start notices).
+    runs: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
-from common import TaskMessage
+from common import StartNotice, TaskMessage
 from dispatcher.store.group_commit import GroupWrite
 from dispatcher.store.protocol import SyncTaskStore, TaskStore
 from dispatcher.store.rows import keys_for
@@ -39,9 +39,10 @@ class ThreadedTaskStore:
     """The async ``TaskStore`` over a ``SyncTaskStore``, on one dedicated thread.
 
     One thread: the event loop never waits on the disk or the database, and calls reach the
-    store in the order they were made, except that ``add_submitted`` and ``mark_queued``
-    join a write of their kind already waiting for the thread (a group commit): a write
-    may run earlier than calls made before it, never later than calls made after it.
+    store in the order they were made, except that ``add_submitted``, ``mark_queued`` and
+    ``record_start`` join a write of their kind already waiting for the thread (a group
+    commit): a write may run earlier than calls made before it, never later than calls made
+    after it.
     Every other method but ``close`` is its ``SyncTaskStore`` namesake run there;
     ``_forward`` keeps each one's signature, so mypy checks this class against
     ``TaskStore`` as if each were written out.
@@ -53,6 +54,8 @@ class ThreadedTaskStore:
         # Group commits: the two writes of every submit, shared by the submits that queue up.
         self._adds = GroupWrite(self._thread, self._add_submitted)
         self._marks = GroupWrite(self._thread, self._mark_queued)
+        # Every task start sends a notice: one transaction for all those waiting.
+        self._starts = GroupWrite(self._thread, self.sync.record_starts)
 
     async def _call(self, fn: Callable[[], _T]) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
@@ -85,6 +88,11 @@ class ThreadedTaskStore:
         (one fsync on SQLite) for all, stamped with the latest ``at`` among them.
         """
         return _written(self._marks.add([(task_id, at) for task_id in task_ids]))
+
+    async def record_start(self, notice: StartNotice) -> int | None:
+        """Count a start of an open attempt; its runs so far, or None if it was not counted."""
+        (runs,) = await self._starts.add([notice])
+        return runs
 
     def _add_submitted(self, items: list[tuple[TaskMessage, str | None]]) -> list[UUID]:
         return self.sync.add_submitted([task for task, _ in items], [key for _, key in items])

@@ -10,8 +10,9 @@ import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
+import pika
 import pytest
 
 from common import AmqpSettings, PublishRejected
@@ -281,3 +282,70 @@ async def test_losing_only_the_publishing_connection_stalls_no_slot(
         close_publishers,
     )
     assert closed == [2]  # one per executor
+
+
+async def test_broker_crashes_dead_letter_no_task_that_never_started(
+    private_broker: PrivateBroker,
+    fault_amqp_settings: AmqpSettings,
+    fault_processes: Processes,
+    tmp_path: Path,
+) -> None:
+    # After an unclean stop a classic queue flags every recovered message redelivered, started
+    # or not. Counting that flag, three crashes with a limit of 2 would dead-letter the whole
+    # backlog; only starts count, so every task runs and succeeds.
+    crashes, limit = 3, 2
+    _settle_stream_coordinator(private_broker)
+    store_path = tmp_path / "tasks.sqlite3"
+    fault_processes.dispatcher("dispatcher", store_path, WQ_AMQP_DELIVERY_LIMIT=str(limit))
+    fault_processes.executor("exec-a", concurrency=2, WQ_AMQP_DELIVERY_LIMIT=str(limit))
+    watcher = Broker(fault_amqp_settings.url.get_secret_value(), "crashes")
+    wait_for_consumers(watcher, fault_amqp_settings.topology.task_queue, 1)
+    wait_for_consumers(watcher, fault_amqp_settings.topology.results_queue, 1)
+    watcher.close()
+    # 120 tasks of 150 ms on 2 slots: about 9 s of backlog, most of it waiting at each crash.
+    ids = await _submit(fault_amqp_settings, store_path, [TASK] * 120)
+    store = open_store(store_path)
+    for crash in range(crashes):
+        done = _finished(store, ids)
+        wait_until(lambda: _finished(store, ids) > done, timeout=60, what="progress")  # noqa: B023
+        assert _finished(store, ids) < len(ids), f"crash {crash + 1} came too late"
+        private_broker.crash()
+    wait_until(lambda: _finished(store, ids) == len(ids), timeout=120, what="every outcome")
+    records = store.get_many(ids)
+    store.close()
+    tally = assert_exactly_one_outcome_each(f"{crashes} broker crashes", ids, records)
+    assert tally.lost == 0
+    assert {r.state for r in records} == {TaskState.SUCCEEDED}
+    watcher = Broker(fault_amqp_settings.url.get_secret_value(), "crashes")
+    dead = []
+    while (got := watcher.get(fault_amqp_settings.topology.task_dead_queue)) is not None:
+        dead.append(
+            (
+                got[0].message_id,
+                got[0].headers.get("x-wq-dead-reason"),
+                got[0].headers.get("x-wq-error"),
+                got[0].headers.get("x-death"),
+            )
+        )
+    watcher.close()
+    runs = {str(r.task_id): (r.runs, r.redelivered, r.duplicate_results) for r in records}
+    assert dead == [], [(d, runs.get(d[0])) for d in dead]
+
+
+def _settle_stream_coordinator(broker: PrivateBroker) -> None:
+    """Make the node's stream coordinator outlive a crash before the test crashes the node.
+
+    RabbitMQ 3.10 starts the coordinator with the first stream a node declares, and a node
+    killed within seconds of that comes back with every stream down for good (their queue
+    records survive, the coordinator's state does not). A probe stream, then a clean restart
+    of the application it is seen to survive, leave a coordinator on disk.
+    """
+    probe = f"wq.probe.{uuid4().hex[:8]}"
+    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+    connection.channel().queue_declare(probe, durable=True, arguments={"x-queue-type": "stream"})
+    connection.close()
+    broker.stop_app()
+    broker.start_app()
+    states = broker.rabbitmqctl("list_queues", "-q", "--no-table-headers", "name", "state")
+    assert f"{probe}\trunning" in states.stdout, f"the probe did not recover: {states.stdout}"
+    broker.rabbitmqctl("delete_queue", probe)

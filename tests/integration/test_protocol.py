@@ -164,6 +164,18 @@ def test_progress_reports_arrive_on_the_progress_queue_as_documented(
     )
     channel.basic_publish(f"{prefix}.tasks", "task", body, properties=properties, mandatory=True)
 
+    # First the start notice, confirmed before the handler ran, then the report.
+    start_properties, start_body = _get_one(broker, channel, f"{prefix}.progress")
+    assert start_properties.type == "wq started"
+    assert start_properties.delivery_mode == 1
+    assert start_properties.correlation_id == task_id
+    assert start_properties.message_id == f"{task_id}.1.started"
+    assert start_properties.reply_to is None  # a first delivery asks for no verdict
+    start = json.loads(start_body)
+    assert (start["version"], start["task_id"], start["attempt"]) == (1, task_id, 1)
+    assert (start["executor"], start["redelivered"]) == ("exec-raw-progress", False)
+    assert start["delivery_limit"] == amqp_settings.delivery_limit
+    datetime.fromisoformat(start["started_at"])
     progress_properties, progress_body = _get_one(broker, channel, f"{prefix}.progress")
     assert progress_properties.delivery_mode == 1
     assert progress_properties.correlation_id == task_id

@@ -81,7 +81,7 @@ VALUES (%(task_id)s, %(task_type)s, %(params)s, 'submitted', %(attempt)s, %(subm
 ON CONFLICT (task_id) DO UPDATE SET
     state = excluded.state, attempt = excluded.attempt, queued_at = NULL,
     started_at = NULL, finished_at = NULL, next_attempt_at = NULL, executor = NULL,
-    result = NULL, error = NULL, redelivered = false
+    result = NULL, error = NULL, redelivered = false, runs = 0
 WHERE wq_tasks.state = 'dead'
 """,
     request_cancel=f"""
@@ -98,6 +98,13 @@ UPDATE wq_tasks SET progress = %(progress)s, progress_note = %(progress_note)s,
     progress_at = %(progress_at)s
 WHERE task_id = %(task_id)s AND state NOT IN {sql.FINAL_STATES}
     AND (progress_at IS NULL OR progress_at < %(progress_at)s)
+""",
+    # A start counts towards the delivery limit only for the attempt the task is on, and only
+    # while that attempt is open: a late notice changes nothing.
+    record_start="""
+UPDATE wq_tasks SET runs = runs + 1, started_at = %(started_at)s, executor = %(executor)s
+WHERE task_id = %(task_id)s AND attempt = %(attempt)s AND state IN ('submitted', 'queued')
+RETURNING runs
 """,
     # Fleet
     # The newest heartbeat per executor wins, whatever the order they arrive in.
@@ -128,7 +135,7 @@ ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 """,
     release_retries="""
 UPDATE wq_tasks SET state = 'submitted', attempt = attempt + 1, eta = %(eta)s,
-    next_attempt_at = NULL
+    next_attempt_at = NULL, runs = 0
 WHERE task_id = ANY(%(ids)s) AND state = 'retrying'
 """,
     add_schedule="""

@@ -100,8 +100,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_at timestamptz NOT NULL
         )""",
     ),
-    # Retries wait in the store, not in broker queues: the dispatcher releases them when due.
-    ("CREATE INDEX wq_tasks_retry_due ON wq_tasks (next_attempt_at) WHERE state = 'retrying'",),
+    # Retries wait in the store, not in broker queues: the dispatcher releases them when due;
+    # the starts of each attempt are counted (only a started delivery counts to the limit).
+    (
+        "CREATE INDEX wq_tasks_retry_due ON wq_tasks (next_attempt_at) WHERE state = 'retrying'",
+        "ALTER TABLE wq_tasks ADD COLUMN runs integer NOT NULL DEFAULT 0",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -119,6 +119,10 @@ class Queries:
     scheduled or retrying task (nothing of it is on the broker) becomes cancelled, finished at
     ``cancel_requested_at``."""
 
+    record_start: str
+    """Count one more start of the open attempt ``attempt`` of ``task_id`` (submitted or
+    queued), setting started_at and executor; returns its runs, no row if not counted."""
+
     record_progress: str
     """Set progress, progress_note and progress_at of the open task ``task_id`` unless its
     recorded progress_at is at or after the given one."""

@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from uuid import UUID
 
-from common import ProgressMessage, ResultMessage, TaskMessage
+from common import ProgressMessage, ResultMessage, StartNotice, TaskMessage
 from dispatcher.store.records import RecordedResult
 from dispatcher.store.rows import STATE_OF_OUTCOME, next_attempt_at, task_record
 from dispatcher.store.sql.dialect import Dialect, Params, Transaction
@@ -81,6 +81,25 @@ class SqlResults(SqlConcern):
         """Flag a task as cancel-requested (a scheduled one is cancelled); False if final."""
         params = {"task_id": task_id, "cancel_requested_at": at}
         return self._db.write(lambda tx: tx.run(self._q.request_cancel, params).rowcount > 0)
+
+    def record_starts(self, notices: Sequence[StartNotice]) -> list[int | None]:
+        """Count each start of an open attempt; each one's runs so far, None if not counted."""
+        rows = [
+            {
+                "task_id": n.task_id,
+                "attempt": n.attempt,
+                "started_at": n.started_at,
+                "executor": self._db.reported(n.executor),
+            }
+            for n in notices
+        ]
+
+        def write(tx: Transaction) -> list[int | None]:
+            counted = (tx.run(self._q.record_start, row).rows for row in rows)
+            return [int(found[0]["runs"]) if found else None for found in counted]
+
+        # Not durable: a start lost to a power cut only lets an attempt start once more.
+        return self._db.write(write, durable=False) if rows else []
 
     def record_progress(self, report: ProgressMessage) -> bool:
         """Record the latest progress of an open task; False if final or older than the last."""

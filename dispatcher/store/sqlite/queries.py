@@ -81,7 +81,7 @@ VALUES (:task_id, :task_type, :params, 'submitted', :attempt, :submitted_at)
 ON CONFLICT (task_id) DO UPDATE SET
     state = excluded.state, attempt = excluded.attempt, queued_at = NULL,
     started_at = NULL, finished_at = NULL, next_attempt_at = NULL, executor = NULL,
-    result = NULL, error = NULL, redelivered = 0
+    result = NULL, error = NULL, redelivered = 0, runs = 0
 WHERE tasks.state = 'dead'
 """,
     # A scheduled or retrying task has no message on the broker, so no executor needs telling:
@@ -101,6 +101,13 @@ WHERE task_id = :task_id AND state NOT IN {sql.FINAL_STATES}
 UPDATE tasks SET progress = :progress, progress_note = :progress_note, progress_at = :progress_at
 WHERE task_id = :task_id AND state NOT IN {sql.FINAL_STATES}
     AND (progress_at IS NULL OR progress_at < :progress_at)
+""",
+    # A start counts towards the delivery limit only for the attempt the task is on, and only
+    # while that attempt is open: a late notice changes nothing.
+    record_start="""
+UPDATE tasks SET runs = runs + 1, started_at = :started_at, executor = :executor
+WHERE task_id = :task_id AND attempt = :attempt AND state IN ('submitted', 'queued')
+RETURNING runs
 """,
     # Fleet
     # The newest heartbeat per executor wins, whatever the order they arrive in.
@@ -127,7 +134,8 @@ SELECT {NEXT_ATTEMPT_COLUMNS} FROM tasks WHERE state = 'retrying' AND next_attem
 ORDER BY next_attempt_at LIMIT :limit
 """,
     release_retries="""
-UPDATE tasks SET state = 'submitted', attempt = attempt + 1, eta = :eta, next_attempt_at = NULL
+UPDATE tasks SET state = 'submitted', attempt = attempt + 1, eta = :eta, next_attempt_at = NULL,
+    runs = 0
 WHERE task_id IN (SELECT value FROM json_each(:ids)) AND state = 'retrying'
 """,
     add_schedule="""

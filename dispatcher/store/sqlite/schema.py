@@ -87,7 +87,8 @@ def _add_idempotency_key(db: sqlite3.Connection) -> None:
     )
 
 
-# Schema v5: retries wait in the store, not in broker queues (the dispatcher releases them).
+# Schema v5: retries wait in the store, not in broker queues (the dispatcher releases them),
+# and the starts of each attempt are counted (only a started delivery counts towards the limit).
 _RETRIES_DUE = (
     "CREATE INDEX IF NOT EXISTS tasks_retry_due ON tasks (next_attempt_at) WHERE state = 'retrying'"
 )
@@ -95,6 +96,7 @@ _RETRIES_DUE = (
 
 def _add_retries_due(db: sqlite3.Connection) -> None:
     db.execute(_RETRIES_DUE)
+    _add_column(db, "tasks", "runs", "INTEGER NOT NULL DEFAULT 0")
 
 
 _V4_TASK_COLUMNS = (

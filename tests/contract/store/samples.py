@@ -16,6 +16,7 @@ from common import (
     ProgressMessage,
     ResultMessage,
     RunningTask,
+    StartNotice,
     TaskErrorInfo,
     TaskMessage,
     TaskTypeInfo,
@@ -141,4 +142,17 @@ def a_progress(
         percent=percent,
         note=note,
         reported_at=at,
+    )
+
+
+def a_start(
+    task_id: UUID, *, attempt: int = 1, at: datetime = T2, executor: str = "e1"
+) -> StartNotice:
+    return StartNotice(
+        task_id=task_id,
+        task_type="word_count",
+        attempt=attempt,
+        executor=executor,
+        delivery_limit=5,
+        started_at=at,
     )

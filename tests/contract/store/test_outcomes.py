@@ -4,6 +4,7 @@ and progress.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import timedelta, timezone
 from functools import partial
@@ -31,6 +32,7 @@ from tests.contract.store.samples import (
     a_progress,
     a_queued_task,
     a_retry,
+    a_start,
     a_task,
     an_outcome,
     race,
@@ -403,3 +405,60 @@ async def test_threaded_store_cancels_and_records_progress(backend: Backend) -> 
 
     record = await threaded.get(task.task_id)
     assert (record.cancel_requested_at, record.progress) == (T2, 5)
+
+
+# Starts: only a start counts towards the delivery limit
+
+
+def test_each_start_of_the_current_attempt_is_counted(store: SyncTaskStore) -> None:
+    task = a_queued_task(store)
+
+    assert store.record_starts([a_start(task.task_id, at=T2)]) == [1]
+    assert store.record_starts([a_start(task.task_id, at=T3, executor="e2")]) == [2]
+
+    record = store.get(task.task_id)
+    assert (record.runs, record.started_at, record.executor) == (2, T3, "e2")
+    assert record.state is TaskState.QUEUED
+
+
+def test_a_batch_of_starts_counts_each_in_order(store: SyncTaskStore) -> None:
+    a, b = a_queued_task(store), a_queued_task(store)
+
+    counted = store.record_starts([a_start(a.task_id), a_start(b.task_id), a_start(a.task_id)])
+
+    assert counted == [1, 1, 2]
+
+
+def test_a_start_of_another_attempt_or_after_the_outcome_is_not_counted(
+    store: SyncTaskStore,
+) -> None:
+    task = a_queued_task(store)
+    unknown = uuid4()
+
+    assert store.record_starts([a_start(task.task_id, attempt=2), a_start(unknown)]) == [None, None]
+    store.record_result(an_outcome(task.task_id, finished_at=T3))
+    assert store.record_starts([a_start(task.task_id, at=T4)]) == [None]
+    assert store.get(task.task_id).runs == 0
+
+
+def test_the_next_attempt_starts_its_count_afresh(store: SyncTaskStore) -> None:
+    task = a_queued_task(store)
+    store.record_starts([a_start(task.task_id)] * 3)
+    store.record_result(a_retry(task.task_id, attempt=1, retry_in_s=1.0, at=T2))
+    assert store.record_starts([a_start(task.task_id, at=T2)]) == [None]  # retrying: no run
+
+    store.claim_due(T4, 10)
+
+    assert store.get(task.task_id).runs == 0
+    assert store.record_starts([a_start(task.task_id, attempt=2, at=T5)]) == [1]
+
+
+async def test_threaded_store_counts_starts_that_arrive_together(backend: Backend) -> None:
+    threaded = ThreadedTaskStore(backend.open())
+    task = a_task()
+    await threaded.add_submitted([task])
+
+    counts = await asyncio.gather(*(threaded.record_start(a_start(task.task_id)) for _ in range(6)))
+    await threaded.close()
+
+    assert sorted(c or 0 for c in counts) == [1, 2, 3, 4, 5, 6]

@@ -11,10 +11,14 @@ from common import (
     CancelNotice,
     ConfigError,
     InvalidParams,
+    Outcome,
     ProgressMessage,
     PublishRejected,
+    ResultMessage,
+    StartNotice,
     TaskNotFound,
     UnknownTaskType,
+    Verdict,
     encode,
 )
 from dispatcher.requests import CancelOutcome, TaskRequest, build_task
@@ -343,3 +347,64 @@ async def test_progress_is_recorded_on_the_task(dispatcher: Dispatcher) -> None:
 
     record = await dispatcher.get(task_id)
     assert (record.progress, record.progress_note, record.progress_at) == (30, "a third", NOW)
+
+
+# Starts and the delivery limit
+
+
+def _start(task_id: UUID, *, limit: int = 3) -> StartNotice:
+    return StartNotice(
+        task_id=task_id,
+        task_type="word_count",
+        executor="e1",
+        redelivered=True,
+        delivery_limit=limit,
+        started_at=NOW,
+    )
+
+
+async def test_a_start_past_the_limit_is_given_up(cancelling: Dispatcher) -> None:
+    task_id = await cancelling.submit("word_count", {"text": "a"})
+
+    verdicts = [await cancelling.record_start(_start(task_id)) for _ in range(4)]
+
+    assert [(v.verdict, v.runs) for v in verdicts] == [
+        (Verdict.RUN, 1),
+        (Verdict.RUN, 2),
+        (Verdict.RUN, 3),
+        (Verdict.GIVE_UP, 4),
+    ]
+    assert (await cancelling.get(task_id)).runs == 4
+
+
+async def test_a_start_of_a_task_with_its_outcome_is_settled_unrun(cancelling: Dispatcher) -> None:
+    task_id = await cancelling.submit("word_count", {"text": "a"})
+    await cancelling.record_start(_start(task_id))
+    await cancelling.record_result(succeeded(task_id))
+
+    verdict = await cancelling.record_start(_start(task_id, limit=1))
+
+    assert (verdict.verdict, verdict.runs) == (Verdict.SETTLED, 1)
+
+
+async def test_a_start_of_an_attempt_whose_retry_is_owed_is_settled(cancelling: Dispatcher) -> None:
+    task_id = await cancelling.submit("word_count", {"text": "a"})
+    await cancelling.record_result(
+        ResultMessage(
+            task_id=task_id,
+            task_type="word_count",
+            outcome=Outcome.RETRYING,
+            executor="e1",
+            started_at=NOW,
+            finished_at=NOW,
+            retry_in_s=5,
+        )
+    )
+
+    assert (await cancelling.record_start(_start(task_id))).verdict is Verdict.SETTLED
+
+
+async def test_a_start_of_an_unknown_task_may_run(cancelling: Dispatcher) -> None:
+    verdict = await cancelling.record_start(_start(uuid4()))
+
+    assert (verdict.verdict, verdict.runs) == (Verdict.RUN, 0)

@@ -14,12 +14,15 @@ from uuid import UUID
 
 import pytest
 
-from common import AmqpSettings, CancelNotice, TaskRegistry
+from common import AmqpSettings, CancelNotice, StartVerdict, TaskRegistry, Verdict
 from executor.admission import Admission, Admitted
 from executor.cancellations import Cancellations
+from executor.jobs import Job
 from executor.monitor import Monitor
 from executor.settling import Settler
 from tests.unit.executor.stub_channel import StubChannel, StubDelivery, task_delivery
+
+AT = datetime(2026, 12, 1, 21, 0, tzinfo=UTC)
 
 registry = TaskRegistry()
 
@@ -29,7 +32,24 @@ def echo(value: int) -> dict[str, Any]:
     return {"value": value}
 
 
-def _admission(channel: StubChannel, amqp: AmqpSettings) -> tuple[Admission, Cancellations]:
+class Verdicts:
+    """Stands in for the dispatcher's verdict on a redelivered start."""
+
+    def __init__(self, verdict: Verdict = Verdict.RUN, runs: int = 1) -> None:
+        self.verdict, self.runs = verdict, runs
+        self.asked: list[tuple[Job, bool]] = []
+
+    async def started(self, job: Job, *, redelivered: bool) -> StartVerdict:
+        self.asked.append((job, redelivered))
+        task = job.task
+        return StartVerdict(
+            task_id=task.task_id, attempt=task.attempt, verdict=self.verdict, runs=self.runs
+        )
+
+
+def _admission(
+    channel: StubChannel, amqp: AmqpSettings, verdicts: Verdicts | None = None
+) -> tuple[Admission, Cancellations]:
     cancellations = Cancellations(executor="e1", max_body_bytes=amqp.max_body_bytes)
     admission = Admission(
         Settler(channel, amqp=amqp, executor="e1"),  # type: ignore[arg-type]
@@ -38,6 +58,7 @@ def _admission(channel: StubChannel, amqp: AmqpSettings) -> tuple[Admission, Can
         executor="e1",
         cancellations=cancellations,
         monitor=Monitor(name="e1", slots=1, registry=registry),
+        starts=verdicts or Verdicts(),  # type: ignore[arg-type]
     )
     return admission, cancellations
 
@@ -93,24 +114,34 @@ async def test_a_task_cancelled_before_it_started_is_answered_cancelled_and_neve
     assert _result(channel)["outcome"] == "cancelled"
 
 
-async def test_a_redelivery_on_a_classic_queue_is_republished_with_its_count() -> None:
+async def test_a_redelivery_asks_the_dispatcher_and_runs_when_told() -> None:
+    # After a broker crash every waiting message is flagged redelivered, started or not:
+    # the flag alone counts for nothing, the dispatcher's count of starts does.
     channel = StubChannel()
-    admission, _ = _admission(channel, AmqpSettings())
-    delivery = task_delivery(channel, redelivered=True, headers={"x-wq-deliveries": 1})
+    verdicts = Verdicts(Verdict.RUN, runs=1)
+    admission, _ = _admission(channel, AmqpSettings(delivery_limit=1), verdicts)
+    delivery = task_delivery(channel, redelivered=True, headers={"x-wq-deliveries": 9})
 
-    assert await _admit(admission, delivery) is Admitted.SETTLED
-    assert channel.events == [("published", "task"), ("ack",)]
-    (copy,) = channel.published_to("task")
-    assert copy.headers["x-wq-deliveries"] == 2
-    assert copy.body == delivery.body
+    assert await _admit(admission, delivery) is Admitted.COUNTED_RERUN
+    assert channel.events == []
+    assert [redelivered for _, redelivered in verdicts.asked] == [True]
 
 
-async def test_a_delivery_over_the_limit_is_dead_lettered_instead_of_run() -> None:
+async def test_a_first_delivery_runs_without_asking() -> None:
     channel = StubChannel()
-    admission, _ = _admission(channel, AmqpSettings(delivery_limit=3))
-    delivery = task_delivery(channel, redelivered=True, headers={"x-wq-deliveries": 2})
+    verdicts = Verdicts()
+    admission, _ = _admission(channel, AmqpSettings(), verdicts)
 
-    assert await _admit(admission, delivery) is Admitted.SETTLED
+    assert await _admit(admission, task_delivery(channel)) is Admitted.FIRST_RUN
+    assert verdicts.asked == []
+
+
+async def test_a_redelivery_given_up_is_dead_lettered_instead_of_run() -> None:
+    channel = StubChannel()
+    verdicts = Verdicts(Verdict.GIVE_UP, runs=4)
+    admission, _ = _admission(channel, AmqpSettings(delivery_limit=3), verdicts)
+
+    assert await _admit(admission, task_delivery(channel, redelivered=True)) is Admitted.SETTLED
     assert channel.events == [
         ("published", "wq.tasks.dead"),
         ("published", "wq.results"),
@@ -118,7 +149,19 @@ async def test_a_delivery_over_the_limit_is_dead_lettered_instead_of_run() -> No
     ]
     (copy,) = channel.published_to("wq.tasks.dead")
     assert copy.headers["x-wq-dead-reason"] == "delivery_limit"
-    assert _result(channel)["error"]["kind"] == "delivery_limit"
+    error = _result(channel)["error"]
+    assert error["kind"] == "delivery_limit"
+    assert "started 3 times" in error["message"]
+
+
+async def test_a_redelivery_of_a_settled_task_is_acked_unrun() -> None:
+    # Its outcome was recorded and only the ack was lost: running it again would only
+    # make a duplicate, and dead-lettering it would leave a succeeded task in the dead letters.
+    channel = StubChannel()
+    admission, _ = _admission(channel, AmqpSettings(), Verdicts(Verdict.SETTLED))
+
+    assert await _admit(admission, task_delivery(channel, redelivered=True)) is Admitted.SETTLED
+    assert channel.events == [("ack",)]
 
 
 @pytest.mark.parametrize(

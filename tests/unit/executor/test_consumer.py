@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from common import AmqpSettings, TaskRegistry
+from common import STARTED_TYPE, AmqpSettings, TaskRegistry, decode_start
 from executor import settling
 from executor.consumer import Executor
 from tests.unit.executor.stub_channel import StubChannel, StubDelivery, task_delivery
@@ -50,13 +50,47 @@ def _in_flight(executor: Executor) -> int:
     return len(executor._in_flight)
 
 
-async def test_a_task_runs_then_is_reported_then_acked(wired: tuple[Executor, StubChannel]) -> None:
+async def test_a_task_is_announced_runs_then_is_reported_then_acked(
+    wired: tuple[Executor, StubChannel],
+) -> None:
     executor, channel = wired
 
     await executor._on_message(task_delivery(channel))  # type: ignore[arg-type]
 
-    assert channel.events == [("published", "wq.results"), ("ack",)]
+    # The start notice is confirmed before the handler runs: a handler that kills the
+    # process has still been counted towards the delivery limit.
+    assert channel.events == [("published", "wq.progress"), ("published", "wq.results"), ("ack",)]
+    (start,) = channel.published_to("wq.progress")
+    assert start.type == STARTED_TYPE
+    notice = decode_start(start.body)
+    assert (notice.attempt, notice.executor, notice.delivery_limit) == (1, "e1", 5)
+    assert notice.redelivered is False
     assert _in_flight(executor) == 0
+
+
+async def test_a_start_notice_the_broker_refuses_does_not_stop_the_task(
+    wired: tuple[Executor, StubChannel],
+) -> None:
+    executor, channel = wired
+    channel.refuse("wq.progress", "nack")
+
+    with capture_logs() as logs:
+        await executor._on_message(task_delivery(channel))  # type: ignore[arg-type]
+
+    assert channel.events == [("refused", "wq.progress"), ("published", "wq.results"), ("ack",)]
+    assert "start_not_published" in [line["event"] for line in logs]
+
+
+async def test_a_redelivered_task_runs_and_says_so(wired: tuple[Executor, StubChannel]) -> None:
+    # A broker crash flags messages redelivered that never started: the flag alone is no
+    # reason to hold a task back, nor to count it towards the delivery limit.
+    executor, channel = wired
+
+    await executor._on_message(task_delivery(channel, redelivered=True))  # type: ignore[arg-type]
+
+    assert channel.events == [("published", "wq.progress"), ("published", "wq.results"), ("ack",)]
+    assert decode_start(channel.published_to("wq.progress")[0].body).redelivered is True
+    assert b'"redelivered":true' in channel.published_to("wq.results")[0].body
 
 
 async def test_a_bug_in_handling_dead_letters_the_delivery_instead_of_looping(
@@ -88,7 +122,11 @@ async def test_a_broker_failure_half_way_gives_the_delivery_back(
     with capture_logs() as logs:
         await executor._on_message(delivery)  # type: ignore[arg-type]
 
-    assert channel.events == [("published", "wq.results"), ("nack", "requeue")]
+    assert channel.events == [
+        ("published", "wq.progress"),
+        ("published", "wq.results"),
+        ("nack", "requeue"),
+    ]
     assert "delivery_unsettled" in [line["event"] for line in logs]
     assert _in_flight(executor) == 0
 
@@ -104,6 +142,7 @@ async def test_an_undecodable_body_is_dead_lettered_and_the_consumer_goes_on(
     assert channel.events == [
         ("published", "wq.tasks.dead"),
         ("ack",),
+        ("published", "wq.progress"),
         ("published", "wq.results"),
         ("ack",),
     ]

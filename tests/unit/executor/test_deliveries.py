@@ -1,4 +1,4 @@
-"""Message-level plumbing: counting runs, copying messages, the dead-letter headers."""
+"""Message-level plumbing: the quorum run count, copying messages, the dead-letter headers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import aio_pika
 import pytest
 
-from common import ATTEMPT_HEADER, DELIVERIES_HEADER
-from executor.deliveries import copy_message, quorum_run_number, run_number
+from common import ATTEMPT_HEADER
+from executor.deliveries import copy_message, quorum_run_number
 
 SENT_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -37,37 +37,6 @@ def _copy(incoming: FakeIncoming, **kwargs: Any) -> aio_pika.Message:
     return copy_message(message, **kwargs)
 
 
-# run_number
-
-
-@pytest.mark.parametrize(
-    ("headers", "redelivered", "run"),
-    [
-        (None, False, 1),
-        ({}, False, 1),
-        (None, True, 2),
-        ({DELIVERIES_HEADER: 1}, False, 2),
-        ({DELIVERIES_HEADER: 1}, True, 3),
-        ({DELIVERIES_HEADER: 4}, True, 6),
-        ({DELIVERIES_HEADER: 0}, False, 1),
-    ],
-)
-def test_run_number_counts_earlier_runs_and_this_redelivery(
-    headers: dict[str, Any] | None, redelivered: bool, run: int
-) -> None:
-    assert run_number(headers, redelivered=redelivered) == run
-
-
-@pytest.mark.parametrize("junk", ["3", -2, 2.5, None, b"1", [1]])
-def test_junk_deliveries_header_counts_as_no_earlier_runs(junk: object) -> None:
-    assert run_number({DELIVERIES_HEADER: junk}, redelivered=False) == 1
-    assert run_number({DELIVERIES_HEADER: junk}, redelivered=True) == 2
-
-
-def test_other_headers_do_not_count() -> None:
-    assert run_number({ATTEMPT_HEADER: 5, "x-death": []}, redelivered=False) == 1
-
-
 # copy_message
 
 
@@ -87,15 +56,13 @@ def test_copy_keeps_the_body_and_identity_properties() -> None:
     assert copy.app_id == "wq-dispatcher"
 
 
-@pytest.mark.parametrize("expiration_s", [None, 4.0])
-def test_every_copy_keeps_the_task_priority(expiration_s: float | None) -> None:
-    # Retry copies (with an expiration), counted redeliveries and dead-letter copies alike.
-    copy = _copy(FakeIncoming(), headers={"x-wq-deliveries": 1}, expiration_s=expiration_s)
+def test_a_copy_keeps_the_task_priority() -> None:
+    copy = _copy(FakeIncoming(), headers={"x-wq-dead-reason": "rejected"})
 
     assert copy.priority == 7
 
 
-def test_copy_is_persistent_and_does_not_expire_by_default() -> None:
+def test_copy_is_persistent_and_does_not_expire() -> None:
     copy = _copy(FakeIncoming())
 
     assert copy.delivery_mode is aio_pika.DeliveryMode.PERSISTENT
@@ -103,27 +70,13 @@ def test_copy_is_persistent_and_does_not_expire_by_default() -> None:
     assert copy.properties.expiration is None
 
 
-@pytest.mark.parametrize(("seconds", "wire"), [(7, "7000"), (2.5, "2500"), (0, "0")])
-def test_copy_expires_after_the_given_seconds(seconds: float, wire: str) -> None:
-    copy = _copy(FakeIncoming(), expiration_s=seconds)
-
-    assert copy.properties.expiration == wire
-
-
-def test_copy_can_replace_the_body() -> None:
-    copy = _copy(FakeIncoming(), body=b"new")
-
-    assert copy.body == b"new"
-    assert copy.message_id == FakeIncoming().message_id
-
-
 def test_copy_merges_new_headers_over_the_old_ones() -> None:
-    incoming = FakeIncoming(headers={"trace": "abc", ATTEMPT_HEADER: 1, DELIVERIES_HEADER: 2})
+    incoming = FakeIncoming(headers={"trace": "abc", ATTEMPT_HEADER: 1, "x-wq-error": "old"})
 
-    copy = _copy(incoming, headers={ATTEMPT_HEADER: 2, DELIVERIES_HEADER: 0})
+    copy = _copy(incoming, headers={"x-wq-error": "new"})
 
-    assert copy.headers == {"trace": "abc", ATTEMPT_HEADER: 2, DELIVERIES_HEADER: 0}
-    assert incoming.headers == {"trace": "abc", ATTEMPT_HEADER: 1, DELIVERIES_HEADER: 2}
+    assert copy.headers == {"trace": "abc", ATTEMPT_HEADER: 1, "x-wq-error": "new"}
+    assert incoming.headers == {"trace": "abc", ATTEMPT_HEADER: 1, "x-wq-error": "old"}
 
 
 def test_copy_drops_the_headers_the_broker_adds_when_dead_lettering() -> None:

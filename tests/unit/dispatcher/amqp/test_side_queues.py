@@ -15,7 +15,16 @@ from aio_pika.abc import AbstractIncomingMessage
 from structlog.testing import capture_logs
 from structlog.typing import EventDict
 
-from common import ExecutorEvent, Heartbeat, ProgressMessage
+from common import (
+    STARTED_TYPE,
+    ExecutorEvent,
+    Heartbeat,
+    ProgressMessage,
+    StartNotice,
+    StartVerdict,
+    Verdict,
+    decode_verdict,
+)
 from dispatcher.amqp.side_queues import (
     Handler,
     Oversized,
@@ -29,20 +38,39 @@ from dispatcher.amqp.side_queues import (
 LIMIT = 4096
 
 
+async def _no_start(notice: StartNotice) -> StartVerdict:
+    raise AssertionError("not a start notice")
+
+
+class ReplyChannel:
+    """Records what is published on the delivery's channel (verdicts)."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[bytes, str, Any]] = []
+
+    async def basic_publish(self, body: bytes, *, routing_key: str, properties: Any) -> None:
+        self.published.append((body, routing_key, properties))
+
+
 class Delivery:
     """The part of an incoming message the handlers use."""
 
-    def __init__(self, body: bytes) -> None:
+    def __init__(self, body: bytes, type: str = "t", reply_to: str | None = None) -> None:
         self.body = body
+        self.type = type
+        self.reply_to = reply_to
         self.message_id = "m-1"
         self.acks = 0
+        self.channel = ReplyChannel()
 
     async def ack(self) -> None:
         self.acks += 1
 
 
-def _incoming(body: bytes) -> tuple[Delivery, AbstractIncomingMessage]:
-    delivery = Delivery(body)
+def _incoming(
+    body: bytes, type: str = "t", reply_to: str | None = None
+) -> tuple[Delivery, AbstractIncomingMessage]:
+    delivery = Delivery(body, type, reply_to)
     return delivery, cast(AbstractIncomingMessage, delivery)
 
 
@@ -142,7 +170,7 @@ async def test_oversized_progress_is_dropped_unparsed_and_acked() -> None:
     ).model_dump(mode="json")
     body = json.dumps(report | {"padding": "p" * LIMIT}).encode()
     delivery, logs = await _behind_size_check(
-        progress_handler(record), log_oversized_progress, body
+        progress_handler(record, _no_start), log_oversized_progress, body
     )
     assert recorded == []
     assert delivery.acks == 1
@@ -177,8 +205,73 @@ async def test_a_progress_report_that_trips_a_bug_is_acked_and_logged_once() -> 
     ).model_dump_json()
 
     delivery, logs = await _behind_size_check(
-        progress_handler(broken), log_oversized_progress, body.encode()
+        progress_handler(broken, _no_start), log_oversized_progress, body.encode()
     )
 
     assert delivery.acks == 1
     assert [line["event"] for line in logs] == ["side_message_dropped"]
+
+
+def _verdict(notice: StartNotice) -> StartVerdict:
+    return StartVerdict(
+        task_id=notice.task_id, attempt=notice.attempt, verdict=Verdict.GIVE_UP, runs=6
+    )
+
+
+def _start_notice() -> StartNotice:
+    return StartNotice(
+        task_id=uuid.uuid4(),
+        task_type="t",
+        attempt=2,
+        executor="e-1",
+        delivery_limit=5,
+        started_at=datetime.now(UTC),
+    )
+
+
+async def test_a_start_notice_is_told_by_its_type_and_counted() -> None:
+    counted: list[StartNotice] = []
+
+    async def record_start(notice: StartNotice) -> StartVerdict:
+        counted.append(notice)
+        return _verdict(notice)
+
+    async def no_progress(report: ProgressMessage) -> bool:
+        raise AssertionError("not a progress report")
+
+    notice = _start_notice()
+    delivery, message = _incoming(notice.model_dump_json().encode(), STARTED_TYPE)
+    await progress_handler(no_progress, record_start)(message)
+
+    assert counted == [notice]
+    assert delivery.acks == 1
+    assert delivery.channel.published == []  # no reply_to: no verdict sent
+
+
+async def test_a_start_notice_with_a_reply_to_gets_its_verdict_there() -> None:
+    async def record_start(notice: StartNotice) -> StartVerdict:
+        return _verdict(notice)
+
+    notice = _start_notice()
+    body = notice.model_dump_json().encode()
+    delivery, message = _incoming(body, STARTED_TYPE, reply_to="wq.verdicts.e-1.abc")
+    await progress_handler(_no_start_progress, record_start)(message)
+
+    ((reply, routing_key, properties),) = delivery.channel.published
+    assert routing_key == "wq.verdicts.e-1.abc"
+    assert properties.correlation_id == "m-1"
+    assert decode_verdict(reply) == _verdict(notice)
+    assert delivery.acks == 1
+
+
+async def test_a_start_notice_that_does_not_decode_is_acked_and_logged() -> None:
+    delivery, message = _incoming(b'{"task_id": "nope"}', STARTED_TYPE)
+    with capture_logs() as logs:
+        await progress_handler(_no_start_progress, _no_start)(message)
+
+    assert delivery.acks == 1
+    assert [line["event"] for line in logs] == ["progress_dropped"]
+
+
+async def _no_start_progress(report: ProgressMessage) -> bool:
+    raise AssertionError("not a progress report")

@@ -32,6 +32,7 @@ from common.codec import (
     start_properties,
     task_id_from_properties,
     task_properties,
+    verdict_properties,
 )
 from common.context import ProgressUpdate, TaskContext, current_task_context, running_in
 from common.errors import (
@@ -87,7 +88,7 @@ from common.registry import (
     load_registry,
 )
 from common.retry import backoff_delay
-from common.settings import AmqpSettings, LogSettings, load_settings, redact_url
+from common.settings import AmqpSettings, LogSettings, is_loopback, load_settings, redact_url
 from common.topology import (
     ATTEMPT_HEADER,
     DELIVERY_COUNT_HEADER,
@@ -149,6 +150,7 @@ __all__ = [
     "start_properties",
     "task_id_from_properties",
     "task_properties",
+    "verdict_properties",
 ]
 # Task authors: registering task types, and what a running handler may use.
 __all__ += [
@@ -189,6 +191,7 @@ __all__ += [
 __all__ += [
     "AmqpSettings",
     "LogSettings",
+    "is_loopback",
     "load_settings",
     "redact_url",
 ]

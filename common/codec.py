@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import ClassVar, TypeVar
 from uuid import UUID
 
@@ -210,6 +210,18 @@ def start_properties(
         app_id=app_id,
         delivery_mode=TRANSIENT,
         reply_to=reply_to,
+    )
+
+
+def verdict_properties(request_id: str | None, *, app_id: str) -> MessageProperties:
+    """Properties for a start verdict: transient, answering the start notice ``request_id``."""
+    return MessageProperties(
+        message_id=None,
+        type=VERDICT_TYPE,
+        correlation_id=request_id,
+        timestamp=datetime.now(UTC),
+        app_id=app_id,
+        delivery_mode=TRANSIENT,
     )
 
 

@@ -5,6 +5,7 @@ Only the services' ``cli.py`` builds settings; nothing else reads the environmen
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -160,3 +161,16 @@ def load_settings(cls: type[_S], **overrides: Any) -> _S:
             for err in exc.errors(include_url=False)
         )
         raise ConfigError(f"invalid configuration: {problems}") from exc
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine.
+
+    Only ``localhost`` and loopback addresses count; any other name may resolve elsewhere.
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -64,6 +64,13 @@ class DispatcherSettings(BaseSettings):
         le=65535,
         description="Port of the HTTP API served by dispatcher serve (0: any free port).",
     )
+    http_max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        le=2**31,
+        description="Largest HTTP request body the API reads (413 beyond it): the default "
+        "holds a batch of 1,000 tasks with params of up to 16 KiB each.",
+    )
     http_token: SecretStr | None = Field(
         default=None,
         description="Bearer token the HTTP API requires (always, once set); never logged.",

@@ -18,6 +18,7 @@ from common import (
     ConfigError,
     LogSettings,
     TaskRegistry,
+    is_loopback,
     load_registry,
     load_settings,
 )
@@ -100,6 +101,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"executor: {exc}", file=sys.stderr)
         return codes.USAGE
     name = settings.name or f"{socket.gethostname()}.{os.getpid()}"
+    if settings.metrics_port is not None and not (
+        settings.metrics_public or is_loopback(settings.metrics_host)
+    ):
+        print(
+            f"executor: WQ_EXECUTOR_METRICS_HOST={settings.metrics_host} serves metrics, with no "
+            "authentication, to other machines: set WQ_EXECUTOR_METRICS_PUBLIC=true if that is "
+            "meant (a container network), or bind to 127.0.0.1",
+            file=sys.stderr,
+        )
+        return codes.USAGE
     if settings.metrics_port is None:
         return _run(settings, amqp, registry, name, metrics=None)
     # Imported here, not at the top: prometheus_client and its HTTP server are about 2 MiB of

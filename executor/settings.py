@@ -35,7 +35,14 @@ class ExecutorSettings(BaseSettings):
         description="Seconds between two heartbeats the executor sends to the dispatcher.",
     )
     metrics_host: str = Field(
-        default="127.0.0.1", description="Address the Prometheus metrics endpoint binds to."
+        default="127.0.0.1",
+        description="Address the Prometheus metrics endpoint binds to; anything but a loopback "
+        "address also needs WQ_EXECUTOR_METRICS_PUBLIC=true.",
+    )
+    metrics_public: bool = Field(
+        default=False,
+        description="Allow the metrics endpoint (no authentication: task type names and "
+        "counts) on a non-loopback WQ_EXECUTOR_METRICS_HOST, such as a container network.",
     )
     metrics_port: int | None = Field(
         default=None,

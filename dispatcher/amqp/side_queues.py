@@ -11,13 +11,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 
-import aiormq
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from common import (
     DISPATCHER_APP_ID,
     STARTED_TYPE,
-    VERDICT_TYPE,
     BrokerError,
     Heartbeat,
     MessageError,
@@ -30,9 +28,9 @@ from common import (
     decode_progress,
     decode_start,
     encode,
+    verdict_properties,
 )
-from common.amqp import CONNECTION_ERRORS
-from common.codec import CONTENT_TYPE
+from common.amqp import CONNECTION_ERRORS, to_message
 from common.logging import get_logger
 
 log = get_logger(__name__)
@@ -179,16 +177,11 @@ def progress_handler(
 async def _reply(message: AbstractIncomingMessage, verdict: StartVerdict) -> None:
     """Send ``verdict`` to the start notice's ``reply_to`` (an executor's own queue)."""
     assert message.reply_to is not None
-    properties = aiormq.spec.Basic.Properties(
-        content_type=CONTENT_TYPE,
-        correlation_id=message.message_id,
-        message_type=VERDICT_TYPE,
-        delivery_mode=1,
-        app_id=DISPATCHER_APP_ID,
-    )
+    properties = verdict_properties(message.message_id, app_id=DISPATCHER_APP_ID)
+    reply = to_message(encode(verdict), properties)
     try:
         await message.channel.basic_publish(
-            encode(verdict), routing_key=message.reply_to, properties=properties
+            reply.body, routing_key=message.reply_to, properties=reply.properties
         )
     except CONNECTION_ERRORS as exc:
         raise BrokerError(f"verdict not sent: {type(exc).__name__}") from exc

@@ -18,6 +18,7 @@ from dispatcher.api import (
     tasks,
 )
 from dispatcher.api.auth import BearerAuth
+from dispatcher.api.body_limit import BodyLimit
 from dispatcher.api.context import ApiContext
 from dispatcher.api.errors import install_error_handlers
 from dispatcher.api.request_log import RequestLog
@@ -43,8 +44,20 @@ Once `WQ_DISPATCHER_HTTP_TOKEN` is set, every endpoint except `/health/live` req
 """
 
 
-def create_app(context: ApiContext, *, token: SecretStr | None = None) -> FastAPI:
-    """The dispatcher's API over ``context``; with ``token``, bearer auth on every route."""
+# A batch of 1,000 tasks with params of up to 16 KiB each.
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+def create_app(
+    context: ApiContext,
+    *,
+    token: SecretStr | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
+    """The dispatcher's API over ``context``; with ``token``, bearer auth on every route.
+
+    Request bodies over ``max_body_bytes`` are refused with 413 before they are read.
+    """
     app = FastAPI(title="workqueue dispatcher", version="1", description=_DESCRIPTION)
     app.state.context = context
     install_error_handlers(app)
@@ -53,7 +66,9 @@ def create_app(context: ApiContext, *, token: SecretStr | None = None) -> FastAP
     app.include_router(health.router)
     for router in ROUTERS:
         app.include_router(router, dependencies=documented)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     if token is not None:
+        # Outside the body limit: a caller without the token is refused before any body.
         app.add_middleware(BearerAuth, token=token, open_paths=frozenset({health.LIVENESS_PATH}))
     app.add_middleware(RequestLog)  # added last: outermost, so it sees refusals too
     return app

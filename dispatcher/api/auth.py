@@ -3,33 +3,36 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 
 from pydantic import SecretStr
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from common import ConfigError
+from common import ConfigError, is_loopback
 
 _CHALLENGE = 'Bearer realm="wq-dispatcher"'
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts connections from this machine.
-
-    Only ``localhost`` and loopback addresses count; any other name may resolve elsewhere.
-    """
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+# Shortest token accepted: 16 characters is 64 bits or more of a random hex string.
+MIN_TOKEN_LENGTH = 16
 
 
 def check_bind(host: str, token: SecretStr | None) -> None:
-    """Refuse to serve beyond loopback without a token; ``ConfigError`` names the variables."""
-    if token is None and not is_loopback(host):
+    """Refuse a weak token, or serving beyond loopback without one; ``ConfigError`` says why.
+
+    A set token is always checked (it is required from then on, loopback or not): empty,
+    blank, padded with spaces or shorter than ``MIN_TOKEN_LENGTH`` is refused, since an
+    empty one would let an empty ``Bearer`` in and a blank one would lock everyone out.
+    """
+    if token is not None:
+        value = token.get_secret_value()
+        if len(value) < MIN_TOKEN_LENGTH or value != value.strip() or not value.isprintable():
+            raise ConfigError(
+                f"WQ_DISPATCHER_HTTP_TOKEN must be at least {MIN_TOKEN_LENGTH} printable "
+                "characters with no leading or trailing spaces (for example the output of "
+                "`openssl rand -hex 16`)"
+            )
+    elif not is_loopback(host):
         raise ConfigError(
             f"WQ_DISPATCHER_HTTP_HOST={host} accepts connections from other machines: set "
             "WQ_DISPATCHER_HTTP_TOKEN to the bearer token clients must send, or bind to "

@@ -122,7 +122,11 @@ async def _serve(
                     schedules=ScheduleBook.of(dispatcher),
                     registry=registry,
                 )
-                app = create_app(context, token=settings.http_token)
+                app = create_app(
+                    context,
+                    token=settings.http_token,
+                    max_body_bytes=settings.http_max_body_bytes,
+                )
                 # The API stops first, so no submission arrives while the rest shuts down.
                 await serve_api(app, sock, stop)
             await stop.wait()

@@ -9,8 +9,8 @@ import pytest
 
 from dispatcher.api.app import create_app
 from dispatcher.service import Dispatcher
-from tests.unit.dispatcher.api.conftest import client_of, context_of
-from tests.unit.dispatcher.fakes import FakeBroker
+from tests.unit.dispatcher.api.conftest import context_of
+from tests.unit.dispatcher.fakes import FakeBroker, client_of
 
 LIMIT = 2048
 JSON = {"Content-Type": "application/json"}

@@ -7,7 +7,7 @@ errors; it turns them into ``BrokerError`` subclasses.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,11 +18,18 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractQueue,
+    AbstractRobustConnection,
 )
 from yarl import URL
 
 from common.codec import MessageProperties
-from common.errors import BrokerError, BrokerUnavailable, ConfigError, PublishRejected
+from common.errors import (
+    BrokerError,
+    BrokerUnavailable,
+    ConfigError,
+    PublishRejected,
+    WorkQueueError,
+)
 from common.logging import get_logger
 from common.settings import AmqpSettings, redact_url
 from common.topology import TASK_ROUTING_KEY, Topology
@@ -45,6 +52,48 @@ _PUBLISH_INTERRUPTIONS: tuple[type[BaseException], ...] = (
     *CONNECTION_ERRORS,
     asyncio.CancelledError,
 )
+
+
+# Longest a shutdown step that talks to the broker may take: a stop must not wait for a
+# broker that is away (a container is killed after its grace period).
+SHUTDOWN_STEP_TIMEOUT_S = 3.0
+_SHUTDOWN_STEP_ERRORS: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, WorkQueueError)
+
+
+async def while_reachable(
+    step: Callable[[], Awaitable[object]],
+    *,
+    connection: AbstractRobustConnection,
+    what: str,
+    timeout: float = SHUTDOWN_STEP_TIMEOUT_S,
+) -> None:
+    """Run a shutdown ``step`` that talks to the broker, unless the broker is away.
+
+    Skipped at once while ``connection`` is reconnecting or closed, bounded by ``timeout``
+    otherwise, and never raising: what the step would have told the broker, the broker learns
+    from the closed connection anyway (a cancelled consumer, requeued deliveries).
+    """
+    if connection.is_closed or getattr(connection, "reconnecting", False):
+        log.info("shutdown_step_skipped", step=what, reason="broker unreachable")
+        return
+    try:
+        async with asyncio.timeout(timeout):
+            await step()
+    except TimeoutError:
+        log.warning("shutdown_step_skipped", step=what, reason=f"no answer in {timeout:g}s")
+    except _SHUTDOWN_STEP_ERRORS as exc:
+        log.info("shutdown_step_skipped", step=what, reason=str(exc) or type(exc).__name__)
+
+
+async def close_quickly(connection: AbstractRobustConnection, *, what: str) -> None:
+    """Close ``connection`` (ending any reconnect loop) within ``SHUTDOWN_STEP_TIMEOUT_S``."""
+    try:
+        async with asyncio.timeout(SHUTDOWN_STEP_TIMEOUT_S):
+            await connection.close()
+    except TimeoutError:
+        log.warning("shutdown_step_skipped", step=f"close {what}", reason="no answer")
+    except CONNECTION_ERRORS as exc:
+        log.info("shutdown_step_skipped", step=f"close {what}", reason=type(exc).__name__)
 
 
 class FailoverConnection(aio_pika.RobustConnection):

@@ -13,11 +13,19 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 
 from aio_pika.abc import AbstractRobustConnection
 
 from common import AmqpSettings, TaskRegistry, WorkQueueError
-from common.amqp import DeclaredTopology, connect, declare_results_queue, declare_topology
+from common.amqp import (
+    DeclaredTopology,
+    close_quickly,
+    connect,
+    declare_results_queue,
+    declare_topology,
+    while_reachable,
+)
 from common.logging import get_logger
 from common.readiness import ReadyFile
 from dispatcher.amqp.broker_monitor import AmqpBrokerMonitor
@@ -124,7 +132,7 @@ async def _connect(
 ) -> AbstractRobustConnection:
     """A connection closed with ``stack``, and watched by ``monitor`` if there is one."""
     connection = await connect(amqp, name=name)
-    stack.push_async_callback(connection.close)
+    stack.push_async_callback(partial(close_quickly, connection, what=name))
     if monitor is not None:
         monitor.watch(connection)
     return connection
@@ -181,7 +189,14 @@ async def _open_results_consumer(
         max_batch=settings.result_prefetch,
     )
     tag = await queue.consume(handler, consumer_tag=f"wq.dispatcher.{identity}")
-    stack.push_async_callback(queue.cancel, tag)
+    stack.push_async_callback(
+        partial(
+            while_reachable,
+            partial(queue.cancel, tag),
+            connection=consuming,
+            what="cancel the results consumer",
+        )
+    )
     return consuming
 
 
@@ -207,7 +222,9 @@ async def _consume_side_queues(
             prefetch=_HEARTBEAT_PREFETCH,
             consumer_tag=f"wq.dispatcher.{identity}.executors",
         )
-        stack.push_async_callback(stop)
+        stack.push_async_callback(
+            partial(while_reachable, stop, connection=consuming, what="stop the heartbeats")
+        )
         gauges = asyncio.create_task(_update_gauges(dispatcher, consuming, amqp))
         stack.push_async_callback(_cancel, gauges)
 
@@ -222,7 +239,9 @@ async def _consume_side_queues(
         prefetch=_PROGRESS_PREFETCH,
         consumer_tag=f"wq.dispatcher.{identity}.progress",
     )
-    stack.push_async_callback(stop_progress)
+    stack.push_async_callback(
+        partial(while_reachable, stop_progress, connection=consuming, what="stop the progress")
+    )
 
 
 # How often dispatcher serve reads queue depths and executor states into its gauges.

@@ -14,7 +14,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from common import AmqpSettings, BrokerError, ExecutorEvent, Outcome, TaskRegistry
-from common.amqp import connect, declare_topology
+from common.amqp import close_quickly, connect, declare_topology, while_reachable
 from common.logging import get_logger
 from common.readiness import ReadyFile
 from executor import timeouts
@@ -106,7 +106,7 @@ class Executor:
             self._ready_file.set()
             self._ready_file.follow(consuming)
             await stop.wait()
-            await self._stop(queue, tag, heartbeats, beating)
+            await self._stop(consuming, publishing, queue, tag, heartbeats, beating)
         finally:
             await self._close(consuming, publishing, beating)
 
@@ -181,16 +181,27 @@ class Executor:
 
     async def _stop(
         self,
+        consuming: AbstractRobustConnection,
+        publishing: AbstractRobustConnection,
         queue: AbstractQueue,
         tag: str,
         heartbeats: HeartbeatSender,
         beating: asyncio.Task[None],
     ) -> None:
-        """Take no more tasks, let the running ones finish, then send the last heartbeat."""
+        """Take no more tasks, let the running ones finish, then send the last heartbeat.
+
+        Steps that talk to the broker are skipped while it is away: the stop ends within the
+        grace period, broker or no broker.
+        """
         self._ready_file.clear()
-        await queue.cancel(tag)
+        await while_reachable(
+            lambda: queue.cancel(tag), connection=consuming, what="cancel the task consumer"
+        )
         await self._drain()
-        await heartbeats.stop(beating)
+        await while_reachable(
+            lambda: heartbeats.stop(beating), connection=publishing, what="last heartbeat"
+        )
+        beating.cancel()
 
     async def _close(
         self,
@@ -202,9 +213,9 @@ class Executor:
         if beating is not None:
             beating.cancel()
         self._ready_file.clear()
-        await consuming.close()
+        await close_quickly(consuming, what="consuming connection")
         if publishing is not None:
-            await publishing.close()
+            await close_quickly(publishing, what="publishing connection")
         self._threads.close()
         log.info("executor_stopped", executor=self._name)
 

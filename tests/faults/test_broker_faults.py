@@ -7,7 +7,9 @@ with the one checker: exactly one recorded outcome each, nothing lost, nothing u
 from __future__ import annotations
 
 import re
+import signal
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -349,3 +351,45 @@ def _settle_stream_coordinator(broker: PrivateBroker) -> None:
     states = broker.rabbitmqctl("list_queues", "-q", "--no-table-headers", "name", "state")
     assert f"{probe}\trunning" in states.stdout, f"the probe did not recover: {states.stdout}"
     broker.rabbitmqctl("delete_queue", probe)
+
+
+@pytest.mark.parametrize("service", ["executor", "dispatcher"])
+async def test_sigterm_while_the_broker_is_away_ends_the_process_within_its_grace(
+    service: str,
+    private_broker: PrivateBroker,
+    fault_amqp_settings: AmqpSettings,
+    fault_processes: Processes,
+    tmp_path: Path,
+) -> None:
+    # In compose, a process that ignores SIGTERM while it reconnects is killed (137) after
+    # the grace period; it must stop on its own, with its documented exit code.
+    grace = 3.0
+    if service == "executor":
+        process = fault_processes.executor("exec-a", WQ_EXECUTOR_SHUTDOWN_GRACE=str(grace))
+        queue = fault_amqp_settings.topology.task_queue
+    else:
+        process = fault_processes.dispatcher("dispatcher", tmp_path / "tasks.sqlite3")
+        queue = fault_amqp_settings.topology.results_queue
+    watcher = Broker(fault_amqp_settings.url.get_secret_value(), "sigterm in outage")
+    wait_for_consumers(watcher, queue, 1)
+    watcher.close()
+    private_broker.stop_app()
+    try:
+        wait_until(
+            lambda: '"broker_connection_lost"' in fault_processes.log(process_name(service)),
+            timeout=30,
+            what="the connection loss to be noticed",
+        )
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = process.wait(timeout=grace + 20)
+        stopped_after = time.monotonic() - started
+    finally:
+        private_broker.start_app()
+    assert code == 0, fault_processes.log(process_name(service))
+    assert stopped_after < grace + 10
+    assert "Traceback" not in fault_processes.log(process_name(service))
+
+
+def process_name(service: str) -> str:
+    return "exec-a" if service == "executor" else "dispatcher"

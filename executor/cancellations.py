@@ -26,6 +26,8 @@ from common import (
     BrokerError,
     CancelNotice,
     MessageError,
+    MessageProperties,
+    PublishRejected,
     TaskContext,
     Topology,
     check_body_size,
@@ -44,6 +46,8 @@ _PREFETCH = 500
 # Credit goes back with one ``multiple`` ack per this many notices rather than one per notice:
 # a week of notices is read at every start-up, and per-message acks were a third of its cost.
 _ACK_EVERY = _PREFETCH // 5
+# Waits before consuming the stream again when it cannot be consumed yet (about 30 s in all).
+_CONSUME_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 
 
 class Cancellations:
@@ -95,38 +99,58 @@ class Cancellations:
         *,
         publish: Publish,
         timeout: float,
-    ) -> None:
-        """Read the stream from its start, and return once caught up with its end.
+        stop: asyncio.Event,
+    ) -> bool:
+        """Read the stream from its start; True once caught up with its end, False if stopped.
 
         The robust channel re-consumes from the start after a reconnect: reading a notice
-        twice changes nothing.
+        twice changes nothing. A stream another client is still creating (``stream_not_found``,
+        seen as ``INTERNAL_ERROR``) is tried again with backoff; publishing blocked by a memory
+        or disk alarm is waited out, however long it lasts, until ``stop`` is set.
 
         Raises:
-            BrokerError: the stream could not be read up to the marker within ``timeout``.
+            BrokerError: the stream could not be consumed after every retry, or reading it
+                stalled before the marker.
         """
-        try:
-            channel = await connection.channel()
-            await channel.set_qos(prefetch_count=_PREFETCH)
-            stream = await channel.declare_queue(
-                topology.cancel_stream,
-                durable=True,
-                arguments=dict(topology.cancel_stream_arguments()),
-            )
-            await stream.consume(
-                self._on_message,
-                consumer_tag=f"wq.executor.{self._executor}.cancellations",
-                arguments={"x-stream-offset": "first"},
-            )
-        except CONNECTION_ERRORS as exc:
-            raise BrokerError(f"cannot read {topology.cancel_stream}: {exc}") from exc
-        await self._catch_up(topology, publish=publish, timeout=timeout)
+        for delay in (*_CONSUME_BACKOFF_S, None):
+            try:
+                await self._consume(connection, topology)
+                break
+            except CONNECTION_ERRORS as exc:
+                if delay is None:
+                    raise BrokerError(f"cannot read {topology.cancel_stream}: {exc}") from exc
+                log.warning(
+                    "cancellations_retrying",
+                    stream=topology.cancel_stream,
+                    error=str(exc),
+                    retry_in_s=delay,
+                )
+                await asyncio.sleep(delay)
+        return await self._catch_up(topology, publish=publish, timeout=timeout, stop=stop)
 
-    async def _catch_up(self, topology: Topology, *, publish: Publish, timeout: float) -> None:
+    async def _consume(self, connection: AbstractRobustConnection, topology: Topology) -> None:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=_PREFETCH)
+        stream = await channel.declare_queue(
+            topology.cancel_stream,
+            durable=True,
+            arguments=dict(topology.cancel_stream_arguments()),
+        )
+        await stream.consume(
+            self._on_message,
+            consumer_tag=f"wq.executor.{self._executor}.cancellations",
+            arguments={"x-stream-offset": "first"},
+        )
+
+    async def _catch_up(
+        self, topology: Topology, *, publish: Publish, timeout: float, stop: asyncio.Event
+    ) -> bool:
         marker = f"{self._executor}.{uuid4()}"
         seen = self._markers[marker] = asyncio.Event()
         properties = marker_properties(marker, at=datetime.now(UTC), app_id=EXECUTOR_APP_ID)
         try:
-            await publish("", topology.cancel_stream, to_message(b"{}", properties))
+            if not await self._publish_marker(topology, publish, properties, stop):
+                return False
             await self._read_until(seen, stalled_after=timeout)
         except (BrokerError, TimeoutError) as exc:
             log.error("cancellations_unavailable", stream=topology.cancel_stream, error=str(exc))
@@ -138,6 +162,31 @@ class Cancellations:
             del self._markers[marker]
         self._caught_up = True
         log.info("cancellations_caught_up", cancelled=len(self._cancelled), read=self._read)
+        return True
+
+    async def _publish_marker(
+        self,
+        topology: Topology,
+        publish: Publish,
+        properties: MessageProperties,
+        stop: asyncio.Event,
+    ) -> bool:
+        """Append the marker; an unconfirmed one (an alarm) is sent again until it lands."""
+        while not stop.is_set():
+            try:
+                await publish("", topology.cancel_stream, to_message(b"{}", properties))
+                return True
+            except PublishRejected as exc:
+                if exc.reason != "timeout":
+                    raise
+                # A memory or disk alarm blocks every publisher until it clears: wait for it
+                # rather than exit and be restarted into the same alarm.
+                log.warning(
+                    "cancellations_waiting",
+                    reason="publishing is blocked (a memory or disk alarm?): waiting for it "
+                    "to clear before consuming tasks",
+                )
+        return False
 
     async def _read_until(self, seen: asyncio.Event, *, stalled_after: float) -> None:
         """Wait for ``seen`` while the stream is being read; ``TimeoutError`` once it stalls.

@@ -99,7 +99,9 @@ class Executor:
         try:
             publishing = await connect(self._amqp, name=f"wq executor {self._name} publish")
             heartbeats = await self._open_publishing(publishing)
-            queue = await self._open_consuming(consuming)
+            queue = await self._open_consuming(consuming, stop)
+            if queue is None:  # stopped before it could start consuming
+                return
             tag = await self._consume(queue, _broker_version(consuming))
             await heartbeats.send(ExecutorEvent.STARTED)
             beating = asyncio.create_task(heartbeats.run(self._heartbeat_interval))
@@ -142,7 +144,9 @@ class Executor:
         )
         return heartbeats
 
-    async def _open_consuming(self, consuming: AbstractRobustConnection) -> AbstractQueue:
+    async def _open_consuming(
+        self, consuming: AbstractRobustConnection, stop: asyncio.Event
+    ) -> AbstractQueue | None:
         """The task queue, on a channel whose prefetch is the slots, once cancels are known."""
         channel = await consuming.channel()
         # Prefetch = slots: the broker never hands this executor a task it has no free
@@ -152,13 +156,14 @@ class Executor:
         await self._starts.listen(consuming, self._topology)
         # Every cancel published while this executor was offline is known before its
         # first task, so a cancelled task waiting in the queue is never started.
-        await self._cancellations.follow(
+        caught_up = await self._cancellations.follow(
             consuming,
             self._topology,
             publish=self._settler.publish,
             timeout=self._catch_up_timeout,
+            stop=stop,
         )
-        return queue
+        return queue if caught_up else None
 
     async def _consume(self, queue: AbstractQueue, broker_version: str) -> str:
         """Start consuming ``queue``; returns the consumer tag."""

@@ -393,3 +393,27 @@ async def test_sigterm_while_the_broker_is_away_ends_the_process_within_its_grac
 
 def process_name(service: str) -> str:
     return "exec-a" if service == "executor" else "dispatcher"
+
+
+async def test_an_executor_started_during_a_memory_alarm_waits_for_it_to_clear(
+    private_broker: PrivateBroker,
+    fault_amqp_settings: AmqpSettings,
+    fault_processes: Processes,
+) -> None:
+    # It used to exit 69 after the confirm timeout ("nothing read for 30s"), so an executor
+    # restarted during a long alarm crash-looped.
+    private_broker.set_memory_alarm()
+    try:
+        process = fault_processes.executor("exec-a", WQ_AMQP_CONFIRM_TIMEOUT="1")
+        wait_until(
+            lambda: fault_processes.log("exec-a").count('"cancellations_waiting"') >= 2,
+            timeout=60,
+            what="the executor to say it waits for the alarm, twice",
+        )
+        assert process.poll() is None, fault_processes.log("exec-a")
+    finally:
+        private_broker.clear_memory_alarm()
+    watcher = Broker(fault_amqp_settings.url.get_secret_value(), "alarm at start")
+    wait_for_consumers(watcher, fault_amqp_settings.topology.task_queue, 1, timeout=60)
+    watcher.close()
+    assert process.poll() is None

@@ -46,7 +46,8 @@ async def test_every_notice_of_a_long_stream_is_known_before_catching_up_ends(
             await channel.default_exchange.publish(message, routing_key=routing_key)
 
         cancellations = Cancellations(executor="test", max_body_bytes=amqp_settings.max_body_bytes)
-        await cancellations.follow(reader, topology, publish=publish, timeout=30)
+        stop = asyncio.Event()
+        assert await cancellations.follow(reader, topology, publish=publish, timeout=30, stop=stop)
         assert all(cancellations.is_cancelled(notice.task_id) for notice in notices)
         assert cancellations._read == NOTICES + 1  # and the marker
     finally:

@@ -7,12 +7,14 @@ from datetime import UTC, datetime
 from typing import cast
 from uuid import uuid4
 
+import aiormq
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from structlog.testing import capture_logs
 
-from common import CancelNotice, TaskContext, encode
+from common import BrokerError, CancelNotice, TaskContext, Topology, encode
 from common.codec import CANCEL_TYPE
+from executor import cancellations as cancellations_module
 from executor.cancellations import Cancellations
 
 LIMIT = 4096
@@ -143,3 +145,70 @@ async def test_a_notice_that_trips_a_bug_is_skipped_and_reading_goes_on(
 
     assert [line["event"] for line in logs] == ["cancel_notice_rejected", "task_cancel_received"]
     assert cancellations.is_cancelled(second.task_id)
+
+
+class _FlakyStreamConnection:
+    """A connection whose stream cannot be consumed the first ``failures`` times."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.attempts = 0
+
+    async def channel(self) -> _FlakyStreamConnection:
+        return self
+
+    async def set_qos(self, prefetch_count: int) -> None:
+        pass
+
+    async def declare_queue(self, name: str, **_: object) -> _FlakyStreamConnection:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            # What the node answers while another client is still creating the stream.
+            raise aiormq.exceptions.ChannelInvalidStateError("INTERNAL_ERROR stream_not_found")
+        return self
+
+    async def consume(self, callback: object, **_: object) -> str:
+        return "tag"
+
+
+async def test_a_stream_not_yet_created_is_consumed_again_with_backoff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cancellations_module, "_CONSUME_BACKOFF_S", (0.0, 0.0, 0.0))
+    cancellations = Cancellations(executor="e", max_body_bytes=LIMIT)
+    connection = _FlakyStreamConnection(failures=2)
+    stop = asyncio.Event()
+    stop.set()  # stop at the marker: only the consuming is under test
+
+    with capture_logs() as logs:
+        caught_up = await cancellations.follow(
+            connection,  # type: ignore[arg-type]
+            Topology(),
+            publish=_never_publish,
+            timeout=1,
+            stop=stop,
+        )
+
+    assert caught_up is False
+    assert connection.attempts == 3
+    assert [line["event"] for line in logs].count("cancellations_retrying") == 2
+
+
+async def test_a_stream_that_never_comes_is_a_broker_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cancellations_module, "_CONSUME_BACKOFF_S", (0.0,))
+    cancellations = Cancellations(executor="e", max_body_bytes=LIMIT)
+
+    with pytest.raises(BrokerError, match="cannot read"):
+        await cancellations.follow(
+            _FlakyStreamConnection(failures=5),  # type: ignore[arg-type]
+            Topology(),
+            publish=_never_publish,
+            timeout=1,
+            stop=asyncio.Event(),
+        )
+
+
+async def _never_publish(exchange: str, routing_key: str, message: object) -> None:
+    raise AssertionError("stopped before the marker")

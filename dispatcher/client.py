@@ -101,7 +101,7 @@ async def open_dispatcher(
             others = declared.results_queue.declaration_result.consumer_count or 0
             consume_results = others == 0
         if consume_results:
-            consuming = await _open_results_consumer(
+            consuming, recorder = await _open_results_consumer(
                 stack, amqp, settings, dispatcher, identity=identity, monitor=monitor
             )
             await _consume_side_queues(
@@ -118,6 +118,12 @@ async def open_dispatcher(
                 ready_file.set()
                 ready_file.follow(consuming)
                 stack.callback(ready_file.clear)
+            watching = asyncio.create_task(
+                _watch_results(
+                    recorder, ready_file or ReadyFile(None), consuming, settings.results_stall_after
+                )
+            )
+            stack.push_async_callback(_cancel, watching)
         log.info(
             "dispatcher_connected",
             broker=amqp.redacted_url(),
@@ -175,8 +181,8 @@ async def _open_results_consumer(
     *,
     identity: str,
     monitor: AmqpBrokerMonitor | None,
-) -> AbstractRobustConnection:
-    """The consuming connection, recording results; returned for the side queues to share."""
+) -> tuple[AbstractRobustConnection, ResultRecorder]:
+    """The consuming connection (for the side queues to share), and the results recorder."""
     topology = amqp.topology
     consuming = await _connect(stack, amqp, f"wq dispatcher {identity} results", monitor)
     results_channel = await consuming.channel()
@@ -188,6 +194,8 @@ async def _open_results_consumer(
         dead_queue=topology.results_dead_queue,
         max_batch=settings.result_prefetch,
     )
+    if monitor is not None:
+        monitor.watch_results(handler, stalled_after=settings.results_stall_after)
     tag = await queue.consume(handler, consumer_tag=f"wq.dispatcher.{identity}")
     stack.push_async_callback(
         partial(
@@ -197,7 +205,7 @@ async def _open_results_consumer(
             what="cancel the results consumer",
         )
     )
-    return consuming
+    return consuming, handler
 
 
 async def _consume_side_queues(
@@ -283,6 +291,27 @@ async def _release_due(dispatcher: Dispatcher, interval: float) -> None:
         except Exception:
             log.exception("release_pass_failed")
         await asyncio.sleep(interval)
+
+
+async def _watch_results(
+    recorder: ResultRecorder,
+    ready_file: ReadyFile,
+    connection: AbstractRobustConnection,
+    stalled_after: float,
+) -> None:
+    """Say when the results consumer stalls and recovers; no readiness file meanwhile."""
+    stalled = False
+    while True:
+        await asyncio.sleep(min(5.0, stalled_after / 2))
+        now_stalled = recorder.stalled(stalled_after)
+        if now_stalled and not stalled:
+            log.error("results_stalled", stalled_after_s=stalled_after)
+            ready_file.clear()
+        elif stalled and not now_stalled:
+            log.info("results_flowing")
+            if connection.connected.is_set():
+                ready_file.set()
+        stalled = now_stalled
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -49,6 +49,13 @@ class DispatcherSettings(BaseSettings):
         default=None,
         description="File present while dispatcher serve consumes results (health probes).",
     )
+    results_stall_after: float = Field(
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="A result waiting unsettled, with none settled, for this many seconds makes "
+        "the results consumer stalled: readiness turns false until it moves again.",
+    )
     result_prefetch: int = Field(
         default=64, ge=1, le=10_000, description="Unacked results the dispatcher holds at once."
     )

@@ -1,4 +1,4 @@
-"""What the dispatcher can tell about the broker: connection state and queue depths (aio-pika)."""
+"""What the dispatcher can tell about the broker: connections, the results consumer, depths."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from common import BrokerError, Topology
 from dispatcher.amqp.queue_depths import QueueDepth, read_queue_depths
+from dispatcher.amqp.results import ResultRecorder
 
 
 class BrokerMonitor(Protocol):
@@ -15,6 +16,9 @@ class BrokerMonitor(Protocol):
 
     def is_connected(self) -> bool:
         """Whether every connection is open (not between a loss and its reconnect)."""
+
+    def results_flowing(self) -> bool:
+        """Whether the results consumer keeps up: nothing waits on it unsettled, stuck."""
 
     async def queue_depths(self) -> list[QueueDepth]:
         """Depths of the deployment's queues that exist; ``BrokerError`` when unreachable."""
@@ -26,15 +30,24 @@ class AmqpBrokerMonitor:
     def __init__(self, topology: Topology) -> None:
         self._topology = topology
         self._connections: list[AbstractRobustConnection] = []
+        self._results: ResultRecorder | None = None
+        self._stalled_after = 0.0
 
     def watch(self, connection: AbstractRobustConnection) -> None:
         """Include ``connection`` in ``is_connected``; the first one also reads depths."""
         self._connections.append(connection)
 
+    def watch_results(self, recorder: ResultRecorder, *, stalled_after: float) -> None:
+        """Include ``recorder`` in ``results_flowing``: stalled past ``stalled_after`` s."""
+        self._results, self._stalled_after = recorder, stalled_after
+
     def is_connected(self) -> bool:
         return bool(self._connections) and all(
             c.connected.is_set() and not c.is_closed for c in self._connections
         )
+
+    def results_flowing(self) -> bool:
+        return self._results is None or not self._results.stalled(self._stalled_after)
 
     async def queue_depths(self) -> list[QueueDepth]:
         """The fixed queues, then every retry bucket's queue that exists (declared on use)."""

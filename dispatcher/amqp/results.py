@@ -4,11 +4,16 @@ Results that arrive together are recorded in one store transaction and acked wit
 ``multiple`` ack: one commit (one fsync on SQLite) and one frame per batch instead of per
 result, which is most of the dispatcher's cost per task. A result is still acked only after
 the commit that holds it.
+
+The recorder also says whether it is keeping up: a result received and still unsettled, with
+nothing settled for ``stalled_after`` seconds, means the consumer is stuck (a hung store, a
+bug), and readiness turns false until it moves again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
@@ -36,7 +41,13 @@ class ResultRecorder:
     """
 
     def __init__(
-        self, record: RecordResults, *, max_body_bytes: int, dead_queue: str, max_batch: int
+        self,
+        record: RecordResults,
+        *,
+        max_body_bytes: int,
+        dead_queue: str,
+        max_batch: int,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._record = record
         self._max_body_bytes = max_body_bytes
@@ -44,6 +55,18 @@ class ResultRecorder:
         self._max_batch = max_batch
         self._pending: list[Decoded] = []
         self._flushing: asyncio.Task[None] | None = None
+        # Received but not yet acked, nacked or rejected; and when that last moved.
+        self._clock = clock
+        self._unsettled = 0
+        self._moved_at = clock()
+
+    def stalled(self, after: float) -> bool:
+        """Whether a result has waited unsettled with nothing settled for ``after`` seconds."""
+        return self._unsettled > 0 and self._clock() - self._moved_at > after
+
+    def _settled(self, count: int) -> None:
+        self._unsettled -= count
+        self._moved_at = self._clock()
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -66,6 +89,9 @@ class ResultRecorder:
             )
             await message.reject(requeue=False)
             return
+        if self._unsettled == 0:
+            self._moved_at = self._clock()
+        self._unsettled += 1
         self._pending.append((message, result))
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush())
@@ -87,8 +113,11 @@ class ResultRecorder:
         except StoreError as exc:
             log.error("results_not_recorded", count=len(batch), error=str(exc))
             await asyncio.sleep(_STORE_RETRY_DELAY_S)
-            for message, _ in batch:
-                await message.nack(requeue=True)
+            try:
+                for message, _ in batch:
+                    await message.nack(requeue=True)
+            finally:
+                self._settled(len(batch))
             return
         except Exception:
             # A bug or a value the store cannot hold: find it one result at a time.
@@ -96,27 +125,37 @@ class ResultRecorder:
             return
         for (_, result), was_recorded in zip(batch, recorded, strict=True):
             _log_recorded(result, was_recorded)
-        await batch[-1][0].ack(multiple=True)
+        try:
+            await batch[-1][0].ack(multiple=True)
+        finally:
+            # Acked, or the channel is gone and the broker requeues them: settled either way.
+            self._settled(len(batch))
 
     async def _record_one_by_one(self, batch: list[Decoded]) -> None:
         for message, result in batch:
-            with structlog.contextvars.bound_contextvars(
-                task_id=str(result.task_id), task_type=result.task_type, attempt=result.attempt
-            ):
-                try:
-                    (was_recorded,) = await self._record([result])
-                except StoreError as exc:
-                    log.error("result_not_recorded", error=str(exc))
-                    await asyncio.sleep(_STORE_RETRY_DELAY_S)
-                    await message.nack(requeue=True)
-                    continue
-                except Exception:
-                    # Keep the result in the dead-letter queue, free the slot.
-                    log.exception("result_recording_failed", dead_letter_queue=self._dead_queue)
-                    await message.reject(requeue=False)
-                    continue
-            _log_recorded(result, was_recorded)
-            await message.ack()
+            try:
+                await self._record_alone(message, result)
+            finally:
+                self._settled(1)
+
+    async def _record_alone(self, message: AbstractIncomingMessage, result: ResultMessage) -> None:
+        with structlog.contextvars.bound_contextvars(
+            task_id=str(result.task_id), task_type=result.task_type, attempt=result.attempt
+        ):
+            try:
+                (was_recorded,) = await self._record([result])
+            except StoreError as exc:
+                log.error("result_not_recorded", error=str(exc))
+                await asyncio.sleep(_STORE_RETRY_DELAY_S)
+                await message.nack(requeue=True)
+                return
+            except Exception:
+                # Keep the result in the dead-letter queue, free the slot.
+                log.exception("result_recording_failed", dead_letter_queue=self._dead_queue)
+                await message.reject(requeue=False)
+                return
+        _log_recorded(result, was_recorded)
+        await message.ack()
 
 
 def _log_recorded(result: ResultMessage, recorded: bool) -> None:

@@ -1,4 +1,4 @@
-"""``/health``: liveness (the process serves) and readiness (broker and store reachable)."""
+"""``/health``: liveness (the process serves) and readiness (broker, results, store)."""
 
 from __future__ import annotations
 
@@ -25,13 +25,15 @@ async def live() -> Liveness:
 
 @router.get("/health/ready", responses={503: {"model": Readiness}})
 async def ready(context: Context, response: Response) -> Readiness:
-    """200 when every broker connection is open and the store answers, else 503."""
+    """200 when every broker connection is open, results flow and the store answers, else 503."""
     broker = context.broker.is_connected()
+    results = context.broker.results_flowing()
     try:
         async with asyncio.timeout(_STORE_TIMEOUT_S):
             await context.dispatcher.ping_store()
         store = True
     except (StoreError, TimeoutError):
         store = False
-    response.status_code = 200 if broker and store else 503
-    return Readiness(ready=broker and store, broker=broker, store=store)
+    ready = broker and results and store
+    response.status_code = 200 if ready else 503
+    return Readiness(ready=ready, broker=broker, results=results, store=store)

@@ -284,6 +284,10 @@ class Readiness(BaseModel):
 
     ready: bool
     broker: bool = Field(description="Every connection to RabbitMQ is open.")
+    results: bool = Field(
+        description="The results consumer keeps up: no result has waited unsettled, with none "
+        "settled, for longer than WQ_DISPATCHER_RESULTS_STALL_AFTER seconds."
+    )
     store: bool = Field(description="The task store answered.")
 
 

@@ -82,9 +82,13 @@ class FakeCancelPublisher:
 class FakeBroker:
     def __init__(self) -> None:
         self.connected = True
+        self.flowing = True
 
     def is_connected(self) -> bool:
         return self.connected
+
+    def results_flowing(self) -> bool:
+        return self.flowing
 
     async def queue_depths(self) -> list[QueueDepth]:
         return [QueueDepth("wq.tasks", 3, 2)]

@@ -259,11 +259,22 @@ async def test_readiness_follows_the_broker_connection(
 
     assert (ready.status_code, ready.json()) == (
         200,
-        {"ready": True, "broker": True, "store": True},
+        {"ready": True, "broker": True, "results": True, "store": True},
     )
     assert not_ready.status_code == 503
     assert not_ready.json()["broker"] is False
     assert (await client.get("/health/live")).json() == {"status": "ok"}
+
+
+async def test_readiness_is_false_while_the_results_consumer_is_stalled(
+    client: httpx.AsyncClient, broker: FakeBroker
+) -> None:
+    broker.flowing = False
+
+    response = await client.get("/health/ready")
+
+    assert response.status_code == 503
+    assert response.json() == {"ready": False, "broker": True, "results": False, "store": True}
 
 
 async def test_openapi_documents_every_router(client: httpx.AsyncClient) -> None:

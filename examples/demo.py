@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import subprocess
@@ -19,10 +20,18 @@ from uuid import UUID
 
 from tqdm import tqdm
 
-from common import AmqpSettings, BrokerError, LogSettings, StoreError, load_settings
+from common import (
+    AmqpSettings,
+    BrokerError,
+    InvalidParams,
+    LogSettings,
+    StoreError,
+    load_settings,
+)
 from common.logging import configure
 from dispatcher.client import open_dispatcher
 from dispatcher.requests import TaskRequest
+from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store.records import TaskRecord
 
@@ -114,12 +123,39 @@ async def run_demo(count: int, executors: int, timeout: float, store: str | None
                 def advance(n: int) -> None:
                     bar.update(n)
 
-                ids = await dispatcher.submit_many(task_mix(count), progress=advance)
+                ids, refused = await submit_each_refusal_alone(
+                    dispatcher, task_mix(count), progress=advance
+                )
             records = await _await_outcomes(dispatcher.get_many, ids, timeout)
     finally:
         codes = stop_executors(processes)
     elapsed = time.perf_counter() - began
-    return _summarise(ids, records, codes, elapsed, settings.redacted_store())
+    return _summarise(ids, records, refused, codes, elapsed, settings.redacted_store())
+
+
+async def submit_each_refusal_alone(
+    dispatcher: Dispatcher, requests: list[TaskRequest], *, progress: Callable[[int], None]
+) -> tuple[list[UUID], list[tuple[TaskRequest, InvalidParams]]]:
+    """Submit ``requests`` as one batch; if the batch is refused, each one on its own.
+
+    A batch is all or nothing: once executors have published their params schemas, one
+    invalid request refuses it whole. Submitted one by one, the invalid requests are refused
+    (and shown) on their own and every other one runs.
+    """
+    try:
+        return await dispatcher.submit_many(requests, progress=progress), []
+    except InvalidParams:
+        pass
+    ids: list[UUID] = []
+    refused: list[tuple[TaskRequest, InvalidParams]] = []
+    for request in requests:
+        try:
+            (task_id,) = await dispatcher.submit_many([request])
+            ids.append(task_id)
+        except InvalidParams as exc:
+            refused.append((request, exc))
+        progress(1)
+    return ids, refused
 
 
 async def _await_outcomes(
@@ -139,6 +175,7 @@ async def _await_outcomes(
 def _summarise(
     ids: list[UUID],
     records: list[TaskRecord],
+    refused: list[tuple[TaskRequest, InvalidParams]],
     exit_codes: list[int],
     elapsed: float,
     store: str,
@@ -148,6 +185,12 @@ def _summarise(
     per_executor = Counter(record.executor for record in records if record.executor)
     unaccounted = len(ids) - sum(record.state.is_final for record in records)
     print(f"\n{len(ids)} tasks in {elapsed:.1f}s")
+    if refused:
+        request, error = refused[0]
+        print(
+            f"refused at submission (never ran): {len(refused)}, e.g. {request.task_type} "
+            f"{json.dumps(request.params)}: {str(error)[:90]}"
+        )
     print("outcomes:  " + ", ".join(f"{state} {n}" for state, n in sorted(states.items())))
     examples = {r.error.kind.value: r.error.message for r in records if r.error}
     for kind, n in sorted(errors.items()):

@@ -1,0 +1,44 @@
+"""The demo's mix through real executors whose schemas the dispatcher knows.
+
+Once executors have published their params schemas, a batch with one invalid request is
+refused whole; the demo must show that request refused on its own and run all the others.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from common import AmqpSettings, InvalidParams
+from dispatcher.client import open_dispatcher
+from dispatcher.settings import DispatcherSettings
+from examples.demo import submit_each_refusal_alone, task_mix
+from tests.integration.conftest import Processes, wait_for_async
+
+
+async def test_the_demo_refuses_its_invalid_task_alone_and_runs_the_rest(
+    amqp_settings: AmqpSettings, dispatcher_settings: DispatcherSettings, processes: Processes
+) -> None:
+    processes.executor("exec-demo", tasks="examples.tasks", concurrency=4)
+    requests = task_mix(50)  # one of them (the 25th) has params its schema refuses
+    async with open_dispatcher(amqp_settings, dispatcher_settings, monitor_executors=True) as d:
+
+        async def schemas_known() -> bool:
+            return {"render_report", "word_count"} <= {t.name for t in await d.fleet.task_types()}
+
+        await wait_for_async(schemas_known, timeout=30, what="the executor's task types")
+        with pytest.raises(InvalidParams):
+            await d.submit_many(requests)  # all or nothing: the batch is refused whole
+
+        submitted: list[int] = []
+        ids, refused = await submit_each_refusal_alone(d, requests, progress=submitted.append)
+
+        assert [(r.task_type, r.params) for r, _ in refused] == [
+            ("render_report", {"title": "bad", "pages": 0})
+        ]
+        assert len(ids) == len(requests) - 1
+        assert sum(submitted) == len(requests)
+
+        async def all_final() -> bool:
+            return all(r.state.is_final for r in await d.get_many(ids))
+
+        await wait_for_async(all_final, timeout=60, what="every submitted task's outcome")

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from common import Heartbeat, JsonValue
 from common.logging import get_logger
@@ -44,23 +44,46 @@ class Fleet:
         # Digest of the task types each executor published last: the store is written only
         # when they change (an executor's first heartbeat, a deploy), not every heartbeat.
         self._published: dict[str, str] = {}
+        # The digest whose refusal was logged last, per executor: logged once, not per beat.
+        self._conflicts: dict[str, str] = {}
         self._reading: asyncio.Future[None] | None = None
 
     async def record_heartbeat(self, heartbeat: Heartbeat) -> None:
-        """Record an executor's heartbeat, and its task types when they changed."""
+        """Record an executor's heartbeat, and its task types when they changed.
+
+        A type another live executor published keeps that executor's schema (a deploy takes
+        over once the old executors have stopped or are lost): the refusal is logged once per
+        change, and tried again with each heartbeat until it is taken.
+        """
         await self._store.record_heartbeat(heartbeat)
         digest = _digest(heartbeat)
-        if self._published.get(heartbeat.executor) != digest:
-            await self._store.publish_task_types(
-                heartbeat.task_types, published_by=heartbeat.executor, at=heartbeat.sent_at
-            )
-            self._published[heartbeat.executor] = digest
-            self._catalog.load(await self._store.list_task_types())
-            log.info(
-                "task_types_published",
-                executor=heartbeat.executor,
-                task_types=[t.name for t in heartbeat.task_types],
-            )
+        if self._published.get(heartbeat.executor) == digest:
+            return
+        live_since = self._clock() - timedelta(seconds=self._lost_after)
+        refused = await self._store.publish_task_types(
+            heartbeat.task_types,
+            published_by=heartbeat.executor,
+            at=heartbeat.sent_at,
+            live_since=live_since,
+        )
+        self._catalog.load(await self._store.list_task_types())
+        if refused:
+            if self._conflicts.get(heartbeat.executor) != digest:
+                self._conflicts[heartbeat.executor] = digest
+                log.warning(
+                    "task_types_conflict",
+                    executor=heartbeat.executor,
+                    task_types=refused,
+                    reason="published by another executor that is still live",
+                )
+            return
+        self._published[heartbeat.executor] = digest
+        self._conflicts.pop(heartbeat.executor, None)
+        log.info(
+            "task_types_published",
+            executor=heartbeat.executor,
+            task_types=[t.name for t in heartbeat.task_types],
+        )
 
     async def executors(self) -> list[ExecutorRecord]:
         """Every executor recorded, with its state as of now."""
@@ -87,6 +110,11 @@ class Fleet:
             await self._refresh()
         elif self._catalog.is_stale():
             self._read_catalog()
+        # In a thread: a large batch against an elaborate schema must not stall the loop
+        # (health checks, results) while it is checked.
+        await asyncio.to_thread(self._validate_all, requests)
+
+    def _validate_all(self, requests: list[tuple[str, Mapping[str, JsonValue]]]) -> None:
         for task_type, params in requests:
             self._catalog.validate(task_type, params)
 

@@ -2,6 +2,8 @@
 
 Used when the dispatcher has no task module of its own. Validators are compiled once per
 schema and kept until the schema changes, so a submit costs one validation, not a compile.
+Their regular expressions run on RE2 (``dispatcher.safe_schemas``): a published schema cannot
+make a submit take exponential time.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jsonschema import exceptions as schema_errors
-from jsonschema import validators
 
 from common import InvalidParams, JsonValue, UnknownTaskType
 from common.logging import get_logger
+from dispatcher.safe_schemas import safe_validator
 from dispatcher.store.records import TaskTypeRecord
 
 log = get_logger(__name__)
@@ -42,12 +44,11 @@ class TaskTypeCatalog:
             if self._schemas.get(record.name) == record.params_schema:
                 continue
             try:
-                cls = validators.validator_for(record.params_schema)
-                cls.check_schema(record.params_schema)
+                validator = safe_validator(record.params_schema)
             except schema_errors.SchemaError as exc:
                 log.warning("task_type_schema_invalid", task_type=record.name, error=exc.message)
                 continue
-            self._validators[record.name] = cls(record.params_schema)
+            self._validators[record.name] = validator
             self._schemas[record.name] = record.params_schema
         for gone in set(self._schemas) - seen:
             del self._schemas[gone], self._validators[gone]

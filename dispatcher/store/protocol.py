@@ -88,9 +88,18 @@ class TaskStore(Protocol):
         """Every executor ever recorded, by id (state left to the caller)."""
 
     async def publish_task_types(
-        self, task_types: Sequence[TaskTypeInfo], *, published_by: str, at: datetime
-    ) -> None:
-        """Upsert task types as an executor published them; the last publisher wins."""
+        self,
+        task_types: Sequence[TaskTypeInfo],
+        *,
+        published_by: str,
+        at: datetime,
+        live_since: datetime | None = None,
+    ) -> list[str]:
+        """Record task types as an executor published them; returns the names refused.
+
+        A type published by another executor that is still live (not stopped, seen at or
+        after ``live_since``) keeps its record; with no ``live_since`` the last publisher wins.
+        """
 
     async def list_task_types(self) -> list[TaskTypeRecord]:
         """Every published task type, by name."""
@@ -210,8 +219,13 @@ class SyncTaskStore(Protocol):
     def list_executors(self) -> list[ExecutorRecord]: ...
 
     def publish_task_types(
-        self, task_types: Sequence[TaskTypeInfo], *, published_by: str, at: datetime
-    ) -> None: ...
+        self,
+        task_types: Sequence[TaskTypeInfo],
+        *,
+        published_by: str,
+        at: datetime,
+        live_since: datetime | None = None,
+    ) -> list[str]: ...
 
     def list_task_types(self) -> list[TaskTypeRecord]: ...
 

@@ -140,7 +140,7 @@ def test_health_task_types_and_docs(api: httpx.Client, processes: Processes) -> 
     types = {t["name"]: t for t in api.get("/task-types").json()["task_types"]}
     paths = api.get("/openapi.json").json()["paths"]
 
-    assert ready.json() == {"ready": True, "broker": True, "store": True}
+    assert ready.json() == {"ready": True, "broker": True, "results": True, "store": True}
     assert types["sleep_ms"]["params_schema"]["required"] == ["ms"]
     assert "/tasks/{task_id}/result" in paths
     log = processes.log("dispatcher")

@@ -115,7 +115,20 @@ RETURNING runs
         where="excluded.last_seen_at >= wq_executors.last_seen_at",
     ),
     list_executors="SELECT * FROM wq_executors ORDER BY executor_id",
-    publish_task_type=sql.upsert("wq_task_types", TASK_TYPE_COLUMNS, _param),
+    # The publisher of a task type owns it while it is live: another executor's record is
+    # taken only once that one has stopped or gone silent (or with no live_since at all).
+    publish_task_type=sql.upsert(
+        "wq_task_types",
+        TASK_TYPE_COLUMNS,
+        _param,
+        where="""wq_task_types.published_by = excluded.published_by
+    OR %(live_since)s::timestamptz IS NULL
+    OR NOT EXISTS (
+        SELECT 1 FROM wq_executors live
+        WHERE live.executor_id = wq_task_types.published_by AND live.stopped_at IS NULL
+            AND live.last_seen_at >= %(live_since)s::timestamptz)""",
+    )
+    + "\nRETURNING task_type",
     list_task_types="SELECT * FROM wq_task_types ORDER BY task_type",
     # Schedules. SKIP LOCKED: replicas claiming at once take disjoint rows instead of queueing
     # on each other; the rows stay locked until the release in the same transaction.

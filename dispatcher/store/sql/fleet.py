@@ -34,15 +34,29 @@ class SqlFleet(SqlConcern):
         return [executor_record(row) for row in self._db.read(self._q.list_executors, {})]
 
     def publish_task_types(
-        self, task_types: Sequence[TaskTypeInfo], *, published_by: str, at: datetime
-    ) -> None:
-        """Upsert the task types an executor published; the last publisher wins."""
+        self,
+        task_types: Sequence[TaskTypeInfo],
+        *,
+        published_by: str,
+        at: datetime,
+        live_since: datetime | None = None,
+    ) -> list[str]:
+        """Record the task types an executor published; returns the names it was refused.
+
+        A type already published by another executor that is still live (not stopped, seen
+        at or after ``live_since``) keeps that executor's record: one executor cannot silently
+        replace the schema the others run. With no ``live_since``, the last publisher wins.
+        """
+        ordered = sorted(task_types, key=lambda t: t.name)  # one lock order across replicas
         rows = [
             self._reported(task_type_values(t, published_by=published_by, at=at))
-            for t in sorted(task_types, key=lambda t: t.name)  # one lock order across replicas
+            | {"live_since": live_since}
+            for t in ordered
         ]
-        if rows:
-            self._db.write(lambda tx: tx.run_many(self._q.publish_task_type, rows))
+        if not rows:
+            return []
+        written = self._db.write(lambda tx: tx.run_each(self._q.publish_task_type, rows))
+        return [t.name for t, wrote in zip(ordered, written, strict=True) if not wrote]
 
     def list_task_types(self) -> list[TaskTypeRecord]:
         """Every published task type, by name."""

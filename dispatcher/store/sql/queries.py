@@ -137,7 +137,9 @@ class Queries:
     """Every executors row, by executor_id."""
 
     publish_task_type: str
-    """Upsert a task_types row from every column of ``task_type_values``."""
+    """Upsert a task_types row from every column of ``task_type_values``, unless the row
+    there was published by another executor that is live (not stopped, seen at or after
+    ``live_since``; ``live_since`` NULL: no such guard). Returns task_type when it wrote."""
 
     list_task_types: str
     """Every task_types row, by task_type."""

@@ -118,7 +118,20 @@ RETURNING runs
         where="excluded.last_seen_at >= executors.last_seen_at",
     ),
     list_executors="SELECT * FROM executors ORDER BY executor_id",
-    publish_task_type=sql.upsert("task_types", TASK_TYPE_COLUMNS, _param),
+    # The publisher of a task type owns it while it is live: another executor's record is
+    # taken only once that one has stopped or gone silent (or with no live_since at all).
+    publish_task_type=sql.upsert(
+        "task_types",
+        TASK_TYPE_COLUMNS,
+        _param,
+        where="""task_types.published_by = excluded.published_by
+    OR :live_since IS NULL
+    OR NOT EXISTS (
+        SELECT 1 FROM executors live
+        WHERE live.executor_id = task_types.published_by AND live.stopped_at IS NULL
+            AND live.last_seen_at >= :live_since)""",
+    )
+    + "\nRETURNING task_type",
     list_task_types="SELECT * FROM task_types ORDER BY task_type",
     # Schedules
     due_tasks=f"""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from common import (
     ExecutorEvent,
     TaskTypeInfo,
@@ -79,6 +81,52 @@ def test_published_task_types_are_upserted_by_name(store: SyncTaskStore) -> None
     assert word_count.params_schema == schema
     assert (word_count.description, word_count.options) == ("Count.", {})
     assert (word_count.published_by, word_count.updated_at) == ("e2", T2)
+
+
+def test_a_live_publishers_task_type_is_not_replaced_by_another_executor(
+    store: SyncTaskStore,
+) -> None:
+    safe = TaskTypeInfo(name="word_count", params_schema={"type": "object"})
+    hostile = TaskTypeInfo(name="word_count", params_schema={"pattern": "^(a+)+$"})
+    new = TaskTypeInfo(name="resize", params_schema={})
+    store.record_heartbeat(a_heartbeat("e1", at=T2))
+    assert store.publish_task_types([safe], published_by="e1", at=T2, live_since=T1) == []
+
+    refused = store.publish_task_types([hostile, new], published_by="e2", at=T3, live_since=T1)
+
+    assert refused == ["word_count"]
+    resize, word_count = store.list_task_types()
+    assert (word_count.params_schema, word_count.published_by) == ({"type": "object"}, "e1")
+    assert resize.published_by == "e2"  # a type nobody published yet is taken at once
+
+
+@pytest.mark.parametrize("gone", ["stopped", "silent"])
+def test_a_task_type_is_taken_over_once_its_publisher_has_stopped_or_gone_silent(
+    store: SyncTaskStore, gone: str
+) -> None:
+    old = TaskTypeInfo(name="word_count", params_schema={"type": "object"})
+    new = TaskTypeInfo(name="word_count", params_schema={"type": "object", "required": ["t"]})
+    event = ExecutorEvent.STOPPED if gone == "stopped" else ExecutorEvent.HEARTBEAT
+    store.record_heartbeat(a_heartbeat("e1", at=T1, event=event))
+    store.publish_task_types([old], published_by="e1", at=T1, live_since=T0)
+
+    # Stopped at T1, or last seen at T1 while only executors seen from T2 on count as live.
+    live_since = T0 if gone == "stopped" else T2
+    assert store.publish_task_types([new], published_by="e2", at=T3, live_since=live_since) == []
+
+    (record,) = store.list_task_types()
+    assert (record.params_schema, record.published_by) == (new.params_schema, "e2")
+
+
+def test_the_publisher_itself_may_change_its_task_type(store: SyncTaskStore) -> None:
+    store.record_heartbeat(a_heartbeat("e1", at=T2))
+    store.publish_task_types(
+        [TaskTypeInfo(name="t", params_schema={})], published_by="e1", at=T2, live_since=T1
+    )
+    changed = TaskTypeInfo(name="t", params_schema={"type": "object"})
+
+    assert store.publish_task_types([changed], published_by="e1", at=T3, live_since=T1) == []
+    assert store.list_task_types()[0].params_schema == {"type": "object"}
 
 
 async def test_threaded_store_records_heartbeats_and_task_types(backend: Backend) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
 from common import (
     ExecutorEvent,
@@ -72,14 +74,12 @@ def _heartbeat(
 ) -> Heartbeat:
     return Heartbeat(
         event=event,
-        executor="e1",
         host="h",
         pid=1,
         slots=2,
         started_at=T0,
         sent_at=at,
-        task_types=[tasks.get("resize").describe()],
-        **changes,
+        **({"executor": "e1", "task_types": [tasks.get("resize").describe()]} | changes),
     )
 
 
@@ -248,3 +248,53 @@ async def test_an_old_catalog_is_read_again_without_holding_submits_of_known_typ
     await gated.read.wait()
 
     assert gated.reads == 2  # the first load, then one read for both checks
+
+
+async def test_params_are_validated_off_the_event_loop(
+    store: ThreadedTaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.publish_task_types([tasks.get("resize").describe()], published_by="e1", at=T0)
+    catalog = TaskTypeCatalog()
+    fleet = Fleet(store, metrics=DispatcherMetrics(), clock=lambda: T0, catalog=catalog)
+    threads: list[int] = []
+    validate = catalog.validate
+
+    def recording(task_type: str, params: Any) -> None:
+        threads.append(threading.get_ident())
+        validate(task_type, params)
+
+    monkeypatch.setattr(catalog, "validate", recording)
+
+    await fleet.validate([("resize", {"width": 3}), ("resize", {"width": 4})])
+
+    assert len(threads) == 2
+    assert threading.get_ident() not in threads  # a slow check cannot stall the loop
+
+
+async def test_another_executors_schema_waits_until_the_publisher_stops(
+    store: ThreadedTaskStore,
+) -> None:
+    # A heartbeat can come from anyone on the broker: while the executor that published a
+    # type is live, another one cannot replace its schema (with a pattern that backtracks,
+    # say); a deploy takes over once the old executor has stopped.
+    fleet = Fleet(store, metrics=DispatcherMetrics(), clock=lambda: T0, lost_after=60)
+    await fleet.record_heartbeat(_heartbeat(T0))
+    resize = tasks.get("resize").describe()
+    hostile = resize.model_copy(update={"params_schema": {"type": "object", "required": ["x"]}})
+    rogue = _heartbeat(T0, executor="rogue", task_types=[hostile])
+
+    with capture_logs() as logs:
+        await fleet.record_heartbeat(rogue)
+        await fleet.record_heartbeat(rogue)
+
+    assert [line["event"] for line in logs] == ["task_types_conflict"]  # once, not per beat
+    assert logs[0]["task_types"] == ["resize"]
+    await fleet.validate([("resize", {"width": 3})])  # still the publisher's schema
+    (kept,) = await fleet.task_types()
+    assert kept.published_by == "e1"
+
+    await fleet.record_heartbeat(_heartbeat(T0, event=ExecutorEvent.STOPPED))
+    await fleet.record_heartbeat(rogue)
+
+    (taken,) = await fleet.task_types()
+    assert (taken.published_by, taken.params_schema["required"]) == ("rogue", ["x"])

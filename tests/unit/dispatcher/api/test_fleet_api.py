@@ -102,7 +102,7 @@ async def test_task_types_come_from_the_task_module_and_the_executors(
         ("word_count", "dispatcher"),
     ]
     resize_type, word_count = types
-    assert resize_type["published_by"] == "gone"  # the last to publish
+    assert resize_type["published_by"] == "busy"  # the first, still live: kept
     assert resize_type["description"] == "Resize an image."
     assert resize_type["params_schema"]["required"] == ["width"]
     assert resize_type["options"]["max_retries"] == 3

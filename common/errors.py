@@ -29,6 +29,20 @@ class ConfigError(WorkQueueError):
     """A setting is missing or invalid; raised at start-up, never later."""
 
 
+class InvalidRequest(WorkQueueError, ValueError):
+    """A request to the dispatcher with a field out of its range (priority, eta, countdown,
+    idempotency key, task type name): the same answer from the Python API, the CLI (exit 2)
+    and the HTTP API (422).
+
+    Attributes:
+        field: the request field at fault.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+
+
 class MessageError(WorkQueueError):
     """A message on the wire does not follow docs/protocol.md."""
 

@@ -11,6 +11,7 @@ from common.errors import (
     BrokerError,
     ConfigError,
     InvalidParams,
+    InvalidRequest,
     InvalidSchedule,
     PublishRejected,
     ScheduleExists,
@@ -35,6 +36,7 @@ INTERRUPTED: Final = 130  # stopped by a second Ctrl-C
 # wins, so subclasses come before their parents.
 _CODE_OF_ERROR: Final[tuple[tuple[type[WorkQueueError], int], ...]] = (
     (ConfigError, USAGE),
+    (InvalidRequest, USAGE),
     (InvalidSchedule, USAGE),
     (ScheduleExists, USAGE),
     (UnknownTaskType, INVALID_TASK),

@@ -9,13 +9,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Annotated, Any, Final
 from uuid import UUID, uuid4
 
-from pydantic import ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from common import (
+    MAX_PRIORITY,
+    MAX_RETRY_DELAY_S,
+    TASK_TYPE_PATTERN,
+    AwareWireTime,
     CancelNotice,
     InvalidParams,
+    InvalidRequest,
     JsonValue,
     TaskMessage,
     TaskRegistry,
@@ -27,6 +33,25 @@ from common import (
 from dispatcher.store.records import TaskRecord, TaskState
 
 Clock = Callable[[], datetime]
+
+# The fields of a request, with their ranges (a malformed task type name is an unknown
+# task type, as a registry would say): one definition for the Python API, the CLI and
+# the HTTP API (whose request models use these types), so one input gets one answer.
+TaskTypeName = Annotated[str, Field(pattern=TASK_TYPE_PATTERN)]
+Priority = Annotated[int, Field(ge=0, le=MAX_PRIORITY)]
+# Longest a task may be delayed: as long as a retry may wait (ten years).
+MAX_DELAY_S: Final = MAX_RETRY_DELAY_S
+Countdown = Annotated[float, Field(ge=0, le=MAX_DELAY_S, allow_inf_nan=False)]
+Eta = AwareWireTime
+MAX_IDEMPOTENCY_KEY: Final = 200
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=MAX_IDEMPOTENCY_KEY)]
+
+_CHECKS: Final[dict[str, TypeAdapter[Any]]] = {
+    "priority": TypeAdapter(Priority),
+    "countdown": TypeAdapter(Countdown),
+    "eta": TypeAdapter(Eta),
+    "idempotency_key": TypeAdapter(IdempotencyKey),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +72,23 @@ class TaskRequest:
     countdown: float | None = None
 
     def __post_init__(self) -> None:
+        """Check every field against its range; ``InvalidRequest`` (a ``ValueError``) if not."""
         if self.eta is not None and self.countdown is not None:
-            raise ValueError("give eta or countdown, not both")
+            raise InvalidRequest("eta", "give eta or countdown, not both")
         if self.eta is not None and self.eta.utcoffset() is None:
-            raise ValueError("eta must be an aware datetime (with a time zone)")
+            raise InvalidRequest("eta", "must be an aware datetime (with a time zone)")
+        if isinstance(self.priority, bool):
+            raise InvalidRequest("priority", "must be an integer, not a boolean")
+        for name, check in _CHECKS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                check.validate_python(value, strict=True)
+            except ValidationError as exc:
+                raise InvalidRequest(name, exc.errors()[0]["msg"]) from None
+        if not isinstance(self.params, Mapping):
+            raise InvalidRequest("params", "must be a JSON object")
 
     def due_at(self, now: datetime) -> datetime | None:
         """When the task may be published, or None when it may be at once."""

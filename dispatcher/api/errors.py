@@ -1,16 +1,25 @@
-"""How the project's errors become HTTP answers: 404, 409, 422 and 503, each with a detail."""
+"""How the project's errors become HTTP answers: 404, 405, 409, 422 and 503, with a detail.
+
+A 422 repeats the offending input only when it is JSON a strict parser reads back (no NaN, no
+infinity) and short; otherwise it says what the input was, so the answer itself never fails.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from common import (
     BrokerError,
     InvalidParams,
+    InvalidRequest,
     InvalidSchedule,
     ScheduleExists,
     ScheduleNotFound,
@@ -51,6 +60,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BrokerError, _broker_unavailable)
     app.add_exception_handler(UnknownTaskType, _refused)
     app.add_exception_handler(InvalidParams, _refused)
+    app.add_exception_handler(InvalidRequest, _invalid_request)
+    app.add_exception_handler(RequestValidationError, _unprocessable)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
 
 async def _not_found(request: Request, exc: Exception) -> JSONResponse:
@@ -81,6 +93,80 @@ async def _refused(request: Request, exc: Exception) -> JSONResponse:
     # Routes validate with the task's location first; this catches what slipped past.
     assert isinstance(exc, UnknownTaskType | InvalidParams)
     return JSONResponse({"detail": task_refusal(exc, ["body"]).errors()}, status_code=422)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidRequest)
+    error = {"loc": ["body", exc.field], "msg": str(exc), "type": "invalid_request"}
+    return JSONResponse({"detail": [error]}, status_code=422)
+
+
+async def _unprocessable(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": [_json_safe(e) for e in exc.errors()]}, status_code=422)
+
+
+# Longest input a 422 repeats back (serialised); a longer one is described, not echoed.
+_MAX_ECHO = 500
+
+
+def _json_safe(error: Mapping[str, Any]) -> dict[str, Any]:
+    safe: dict[str, Any] = {}
+    for key, value in error.items():
+        if key == "input":
+            value = _echo(value)
+        elif key == "ctx" and isinstance(value, Mapping):
+            value = {k: v if _is_json(v) else str(v) for k, v in value.items()}
+        elif not _is_json(value):
+            value = str(value)
+        safe[key] = value
+    return safe
+
+
+def _echo(value: object) -> object:
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return f"<{type(value).__name__} that is not JSON>"
+    return (
+        value if len(text) <= _MAX_ECHO else f"<{type(value).__name__} of {len(text)} characters>"
+    )
+
+
+def _is_json(value: object) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors; a 405 (and OPTIONS) lists every method the path allows."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code != 405:
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+    allowed = ", ".join(sorted(_methods_for(request)))
+    if request.method == "OPTIONS":
+        return Response(status_code=204, headers={"Allow": allowed})
+    return JSONResponse(
+        {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": allowed}
+    )
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def _methods_for(request: Request) -> set[str]:
+    """Every method some route takes at the request's path (OPTIONS always)."""
+    methods = {"OPTIONS"}
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            methods.add(method)
+    return methods
 
 
 def _as_location(loc: object) -> list[str | int]:

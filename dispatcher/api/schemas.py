@@ -7,11 +7,17 @@ from datetime import datetime
 from typing import Any, Final, Literal, Self
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 from pydantic.config import JsonDict
 
-from common import MAX_PRIORITY, TASK_TYPE_PATTERN
-from dispatcher.requests import CancelOutcome
+from dispatcher.requests import (
+    CancelOutcome,
+    Countdown,
+    Eta,
+    IdempotencyKey,
+    Priority,
+    TaskTypeName,
+)
 from dispatcher.store.records import ExecutorRecord, ScheduleRecord, TaskRecord, TaskState
 
 MAX_BATCH: Final = 1000
@@ -25,33 +31,31 @@ class TaskSubmission(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task_type: str = Field(pattern=TASK_TYPE_PATTERN, examples=["word_count"])
+    # The field types are the Python API's own (dispatcher.requests): one range each.
+    task_type: TaskTypeName = Field(examples=["word_count"])
     params: dict[str, JsonValue] = Field(
         default_factory=dict, examples=[{"text": "to be or not to be"}]
     )
-    idempotency_key: str | None = Field(
+    idempotency_key: IdempotencyKey | None = Field(
         default=None,
-        min_length=1,
-        max_length=200,
         description="Submitting again with a key already used returns the first task.",
     )
-    priority: int = Field(
+    priority: Priority = Field(
         default=0,
-        ge=0,
-        le=MAX_PRIORITY,
-        description="Higher runs first; the task queue honours up to WQ_AMQP_MAX_PRIORITY "
-        "(10 by default), higher values count as that.",
+        description="0 to 255; higher runs first. The task queue honours up to "
+        "WQ_AMQP_MAX_PRIORITY (10 by default): higher values count as that.",
     )
-    eta: AwareDatetime | None = Field(
+    eta: Eta | None = Field(
         default=None,
-        description="Not published before this time (with a time zone); the task is "
-        "`scheduled` until then. A time not in the future publishes at once.",
+        description="Not published before this time (with a time zone, between the years 1970 "
+        "and 9000); the task is `scheduled` until then. A time not in the future publishes "
+        "at once.",
         examples=["2026-05-01T09:00:00+02:00"],
     )
-    countdown: float | None = Field(
+    countdown: Countdown | None = Field(
         default=None,
-        ge=0,
-        description="Not published before this many seconds from now; not with `eta`.",
+        description="Not published before this many seconds from now (0 to 315,360,000, ten "
+        "years); not with `eta`.",
     )
 
     @model_validator(mode="after")
@@ -185,7 +189,7 @@ class ScheduleCreation(BaseModel):
     timezone: str = Field(default="UTC", description="IANA zone the cron follows.")
     task_type: str = Field(examples=["word_count"])
     params: dict[str, JsonValue] = Field(default_factory=dict)
-    priority: int = Field(default=0, ge=0, le=MAX_PRIORITY)
+    priority: Priority = Field(default=0)
     paused: bool = Field(default=False, description="Create it paused.")
 
 

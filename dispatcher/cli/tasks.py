@@ -23,7 +23,7 @@ from common import exit_codes as codes
 from dispatcher.cli.command import Command, Wiring
 from dispatcher.cli.status import outcome_exit_code
 from dispatcher.client import open_dispatcher
-from dispatcher.requests import CancelOutcome
+from dispatcher.requests import CancelOutcome, TaskRequest
 
 
 def _add_submit_parser(commands: Any) -> None:
@@ -41,9 +41,9 @@ def _add_submit_parser(commands: Any) -> None:
         "--priority",
         type=int,
         default=0,
-        choices=range(256),
         metavar="N",
-        help="0 (default) to WQ_AMQP_MAX_PRIORITY (10); higher runs first",
+        help="0 (default) to 255, higher runs first; the task queue honours up to "
+        "WQ_AMQP_MAX_PRIORITY (10), higher values count as that",
     )
     later = submit.add_mutually_exclusive_group()
     later.add_argument(
@@ -53,7 +53,10 @@ def _add_submit_parser(commands: Any) -> None:
         help="not before this ISO 8601 time with a zone, e.g. 2026-05-01T09:00:00+02:00",
     )
     later.add_argument(
-        "--countdown", type=float, metavar="SECONDS", help="not before this many seconds from now"
+        "--countdown",
+        type=float,
+        metavar="SECONDS",
+        help="not before this many seconds from now (0 to ten years)",
     )
     submit.add_argument("--wait", action="store_true", help="wait for the outcome and print it")
     submit.add_argument(
@@ -71,10 +74,20 @@ def _add_cancel_parser(commands: Any) -> None:
 
 
 def _submit(wiring: Wiring, args: argparse.Namespace) -> int:
+    params = _parse_params(args.params)
+    # Checked as the HTTP API and the Python API check it, before anything connects:
+    # InvalidRequest is exit 2, with the field at fault.
+    request = TaskRequest(
+        args.task_type,
+        params,
+        idempotency_key=args.idempotency_key,
+        priority=args.priority,
+        eta=args.eta,
+        countdown=args.countdown,
+    )
     registry = wiring.registry()
     amqp = wiring.amqp()
-    params = _parse_params(args.params)
-    return asyncio.run(_submit_one(wiring, amqp, registry, args, params))
+    return asyncio.run(_submit_one(wiring, amqp, registry, args, request))
 
 
 async def _submit_one(
@@ -82,7 +95,7 @@ async def _submit_one(
     amqp: AmqpSettings,
     registry: TaskRegistry | None,
     args: argparse.Namespace,
-    params: dict[str, Any],
+    request: TaskRequest,
 ) -> int:
     settings = wiring.settings
     try:
@@ -91,14 +104,7 @@ async def _submit_one(
         async with open_dispatcher(
             amqp, settings, registry=registry, consume_results=consume
         ) as dispatcher:
-            task_id = await dispatcher.submit(
-                args.task_type,
-                params,
-                idempotency_key=args.idempotency_key,
-                priority=args.priority,
-                eta=args.eta,
-                countdown=args.countdown,
-            )
+            (task_id,) = await dispatcher.submit_many([request])
             if not args.wait:
                 print(task_id)
                 return codes.OK

@@ -8,6 +8,11 @@ from common import exit_codes as codes
 from executor.cli import main
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging(restore_logging: None) -> None:
+    """main() configures logging for the process; the next tests get theirs back."""
+
+
 def test_metrics_beyond_loopback_without_the_opt_in_exit_2_naming_both_variables(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

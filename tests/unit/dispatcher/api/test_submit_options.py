@@ -100,3 +100,73 @@ async def test_openapi_describes_the_submit_options_and_the_task_fields(
     task = schemas["TaskView"]["properties"]
     for name in ("priority", "eta", "progress", "progress_note", "cancel_requested_at"):
         assert task[name]["description"], name
+
+
+@pytest.mark.parametrize(
+    ("raw", "loc"),
+    [
+        ('"countdown": 1e300', ["countdown"]),
+        ('"countdown": 1e12', ["countdown"]),
+        ('"countdown": Infinity', ["countdown"]),
+        ('"countdown": NaN', ["countdown"]),
+        ('"priority": 1e400', ["priority"]),
+        ('"priority": 256', ["priority"]),
+        ('"eta": "9999-12-31T23:00:00-05:00"', ["eta"]),
+        ('"eta": "0001-01-01T00:00:00+05:00"', ["eta"]),
+        ('"idempotency_key": ""', ["idempotency_key"]),
+    ],
+)
+async def test_values_at_the_edges_of_their_types_are_422_never_500(
+    client: httpx.AsyncClient, publisher: FakePublisher, raw: str, loc: list[str]
+) -> None:
+    # Bodies a strict JSON encoder would not write (NaN, 1e400): the 422 must still encode.
+    task = '{"task_type": "word_count", "params": {"text": "a"}, ' + raw + "}"
+    headers = {"Content-Type": "application/json"}
+    single = await client.post("/tasks", content=task, headers=headers)
+    batch = await client.post("/tasks/batch", content='{"tasks": [' + task + "]}", headers=headers)
+
+    assert single.status_code == batch.status_code == 422
+    assert ["body", *loc] in [error["loc"] for error in single.json()["detail"]]
+    assert ["body", "tasks", 0, *loc] in [error["loc"] for error in batch.json()["detail"]]
+    assert publisher.published == []
+
+
+async def test_a_long_invalid_input_is_described_not_echoed(client: httpx.AsyncClient) -> None:
+    response = await client.post("/tasks", json={**TEXT, "idempotency_key": "k" * 5000})
+
+    (error,) = response.json()["detail"]
+    assert response.status_code == 422
+    assert error["input"] == "<str of 5002 characters>"
+
+
+async def test_get_on_the_batch_endpoint_is_405_with_its_methods(client: httpx.AsyncClient) -> None:
+    response = await client.get("/tasks/batch")
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "OPTIONS, POST"
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/tasks", "GET, OPTIONS, POST"),
+        ("/tasks/batch", "OPTIONS, POST"),
+        ("/schedules/nightly", "DELETE, GET, OPTIONS"),
+    ],
+)
+async def test_options_lists_every_method_of_the_path(
+    client: httpx.AsyncClient, path: str, allowed: str
+) -> None:
+    response = await client.options(path)
+
+    assert response.status_code == 204
+    assert response.headers["allow"] == allowed
+
+
+async def test_a_method_a_path_does_not_take_is_405_listing_all_it_does(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.delete("/tasks")
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, OPTIONS, POST"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, FastAPI, Security
 from fastapi.params import Depends
 from fastapi.security import HTTPBearer
@@ -22,6 +24,7 @@ from dispatcher.api.body_limit import BodyLimit
 from dispatcher.api.context import ApiContext
 from dispatcher.api.errors import install_error_handlers
 from dispatcher.api.request_log import RequestLog
+from dispatcher.api.schemas import ErrorDetail
 
 # One line per feature: a router added here is served, documented and, once a token is
 # set, protected by it.
@@ -63,9 +66,17 @@ def create_app(
     install_error_handlers(app)
     # Auth itself is the middleware below; this only shows the scheme in the OpenAPI docs.
     documented: list[Depends] = [Security(HTTPBearer(auto_error=False))] if token else []
+    # What any route may answer before its own code runs: a body that is not JSON, one over
+    # the size limit, and (with a token) a missing or wrong one.
+    refused: dict[int | str, dict[str, Any]] = {
+        400: {"model": ErrorDetail, "description": "The body could not be parsed as JSON."},
+        413: {"model": ErrorDetail, "description": "The body is over the size limit."},
+    }
+    if token:
+        refused[401] = {"model": ErrorDetail, "description": "Missing or wrong bearer token."}
     app.include_router(health.router)
     for router in ROUTERS:
-        app.include_router(router, dependencies=documented)
+        app.include_router(router, dependencies=documented, responses=refused)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     if token is not None:
         # Outside the body limit: a caller without the token is refused before any body.

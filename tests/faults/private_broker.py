@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from uuid import uuid4
+
+import pika
 
 from devbroker.node import (
     RABBITMQ_BIN,
@@ -61,6 +64,33 @@ class PrivateBroker(LocalNode):
         self.rabbitmqctl("start_app", timeout=timeout)
         self._wait_for_amqp(deadline, what="AMQP after start_app")
         self.app_stopped = False
+
+    def settle_streams(self, attempts: int = 3) -> None:
+        """Leave the node a stream coordinator that outlives a crash or a restart.
+
+        RabbitMQ 3.10 starts its stream coordinator with the first stream a node declares; a
+        node stopped or killed within seconds of that comes back with the stream ``down`` for
+        good (docs/reliability.md, known limits). A probe stream declared, written to and seen
+        to survive a restart of the application settles it; until then it is tried again.
+        """
+        for attempt in range(1, attempts + 1):
+            probe = f"wq.probe.{uuid4().hex[:8]}"
+            connection = pika.BlockingConnection(pika.URLParameters(self.url))
+            try:
+                channel = connection.channel()
+                channel.confirm_delivery()
+                channel.queue_declare(probe, durable=True, arguments={"x-queue-type": "stream"})
+                channel.basic_publish("", probe, b"probe")
+            finally:
+                connection.close()
+            self.stop_app()
+            self.start_app()
+            states = self.rabbitmqctl("list_queues", "-q", "--no-table-headers", "name", "state")
+            self.rabbitmqctl("delete_queue", probe)
+            if f"{probe}\trunning" in states.stdout:
+                return
+            if attempt == attempts:
+                raise PrivateBrokerError(f"streams do not survive a restart: {states.stdout}")
 
     def close_all_connections(self, reason: str = "closed by a fault test") -> None:
         """Close every client connection of the node (clients see CONNECTION_FORCED)."""

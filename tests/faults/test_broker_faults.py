@@ -12,9 +12,8 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from uuid import UUID, uuid4
+from uuid import UUID
 
-import pika
 import pytest
 
 from common import AmqpSettings, PublishRejected
@@ -296,7 +295,7 @@ async def test_broker_crashes_dead_letter_no_task_that_never_started(
     # or not. Counting that flag, three crashes with a limit of 2 would dead-letter the whole
     # backlog; only starts count, so every task runs and succeeds.
     crashes, limit = 3, 2
-    _settle_stream_coordinator(private_broker)
+    private_broker.settle_streams()  # before anything declares its stream
     store_path = tmp_path / "tasks.sqlite3"
     fault_processes.dispatcher("dispatcher", store_path, WQ_AMQP_DELIVERY_LIMIT=str(limit))
     fault_processes.executor("exec-a", concurrency=2, WQ_AMQP_DELIVERY_LIMIT=str(limit))
@@ -332,25 +331,6 @@ async def test_broker_crashes_dead_letter_no_task_that_never_started(
     watcher.close()
     runs = {str(r.task_id): (r.runs, r.redelivered, r.duplicate_results) for r in records}
     assert dead == [], [(d, runs.get(d[0])) for d in dead]
-
-
-def _settle_stream_coordinator(broker: PrivateBroker) -> None:
-    """Make the node's stream coordinator outlive a crash before the test crashes the node.
-
-    RabbitMQ 3.10 starts the coordinator with the first stream a node declares, and a node
-    killed within seconds of that comes back with every stream down for good (their queue
-    records survive, the coordinator's state does not). A probe stream, then a clean restart
-    of the application it is seen to survive, leave a coordinator on disk.
-    """
-    probe = f"wq.probe.{uuid4().hex[:8]}"
-    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
-    connection.channel().queue_declare(probe, durable=True, arguments={"x-queue-type": "stream"})
-    connection.close()
-    broker.stop_app()
-    broker.start_app()
-    states = broker.rabbitmqctl("list_queues", "-q", "--no-table-headers", "name", "state")
-    assert f"{probe}\trunning" in states.stdout, f"the probe did not recover: {states.stdout}"
-    broker.rabbitmqctl("delete_queue", probe)
 
 
 @pytest.mark.parametrize("service", ["executor", "dispatcher"])

@@ -33,6 +33,17 @@ def sleep_ms(ms: int, marker: str | None = None) -> dict[str, int]:
 
 
 @registry.task()
+def soak(ms: int, runs: str) -> int:
+    """Note this run (task id and attempt) in ``runs``/<pid>, then sleep: the soak counts runs."""
+    context = current_task_context()
+    assert context is not None
+    with (Path(runs) / str(os.getpid())).open("a") as out:
+        out.write(f"{context.task_id}\n")
+    time.sleep(ms / 1000)
+    return ms
+
+
+@registry.task()
 def spin_ms(ms: int) -> int:
     """Burn CPU in pure Python (holding the GIL between switches) for ``ms`` milliseconds."""
     deadline = time.perf_counter() + ms / 1000

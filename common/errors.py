@@ -146,11 +146,16 @@ class PermanentTaskError(TaskError):
 
 
 class UnknownTaskType(PermanentTaskError):
-    """No handler is registered under this task type."""
+    """No handler is registered under this task type.
+
+    Attributes:
+        index: which request of a batch it refuses, when a batch was validated.
+    """
 
     def __init__(self, task_type: str) -> None:
         super().__init__(f"unknown task type: {task_type!r}")
         self.task_type = task_type
+        self.index: int | None = None
 
 
 class InvalidParams(PermanentTaskError):
@@ -158,6 +163,7 @@ class InvalidParams(PermanentTaskError):
 
     Attributes:
         errors: pydantic's error list, JSON-ready.
+        index: which request of a batch they belong to, when a batch was validated.
     """
 
     def __init__(self, task_type: str, errors: list[dict[str, object]]) -> None:
@@ -165,6 +171,7 @@ class InvalidParams(PermanentTaskError):
         super().__init__(f"invalid params for {task_type!r}: {summary}")
         self.task_type = task_type
         self.errors = errors
+        self.index: int | None = None
 
 
 class SoftTimeLimitExceeded(PermanentTaskError):

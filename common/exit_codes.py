@@ -16,6 +16,7 @@ from common.errors import (
     PublishRejected,
     ScheduleExists,
     ScheduleNotFound,
+    StoreError,
     TaskNotFound,
     UnknownTaskType,
     WorkQueueError,
@@ -26,7 +27,7 @@ TASK_FAILED: Final = 1  # submit --wait: the task ran and failed
 USAGE: Final = 2  # bad arguments or configuration (argparse uses 2 as well)
 INVALID_TASK: Final = 65  # EX_DATAERR: unknown task type or params that fail validation
 NOT_FOUND: Final = 66  # EX_NOINPUT: no task with that id
-BROKER_UNAVAILABLE: Final = 69  # EX_UNAVAILABLE: RabbitMQ cannot be reached
+BROKER_UNAVAILABLE: Final = 69  # EX_UNAVAILABLE: RabbitMQ or the task store cannot be reached
 INTERNAL: Final = 70  # EX_SOFTWARE: a bug; the log has the traceback
 NOT_PUBLISHED: Final = 75  # EX_TEMPFAIL: the broker did not confirm the publish; try again
 WAIT_TIMEOUT: Final = 124  # submit --wait: no outcome in time (as timeout(1) does)
@@ -45,6 +46,8 @@ _CODE_OF_ERROR: Final[tuple[tuple[type[WorkQueueError], int], ...]] = (
     (ScheduleNotFound, NOT_FOUND),
     (PublishRejected, NOT_PUBLISHED),
     (BrokerError, BROKER_UNAVAILABLE),
+    # Last: the store's own refusals (not found, exists) are listed above.
+    (StoreError, BROKER_UNAVAILABLE),
 )
 
 

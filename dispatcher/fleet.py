@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 
-from common import Heartbeat, JsonValue
+from common import Heartbeat, InvalidParams, JsonValue, UnknownTaskType
 from common.logging import get_logger
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.store.protocol import TaskStore
@@ -115,8 +115,12 @@ class Fleet:
         await asyncio.to_thread(self._validate_all, requests)
 
     def _validate_all(self, requests: list[tuple[str, Mapping[str, JsonValue]]]) -> None:
-        for task_type, params in requests:
-            self._catalog.validate(task_type, params)
+        for index, (task_type, params) in enumerate(requests):
+            try:
+                self._catalog.validate(task_type, params)
+            except (UnknownTaskType, InvalidParams) as exc:
+                exc.index = index  # which request of a batch: the HTTP API's location
+                raise
 
     async def update_gauges(self) -> None:
         """Set the executors-by-state gauge from the store."""

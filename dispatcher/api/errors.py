@@ -90,9 +90,12 @@ async def _broker_unavailable(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _refused(request: Request, exc: Exception) -> JSONResponse:
-    # Routes validate with the task's location first; this catches what slipped past.
+    # Routes validate with a local task module first; the executors' published schemas are
+    # checked by the service, which says which request of a batch it refused.
     assert isinstance(exc, UnknownTaskType | InvalidParams)
-    return JSONResponse({"detail": task_refusal(exc, ["body"]).errors()}, status_code=422)
+    batch = request.url.path.endswith("/batch") and exc.index is not None
+    at: list[str | int] = ["body", "tasks", exc.index] if batch else ["body"]  # type: ignore[list-item]
+    return JSONResponse({"detail": task_refusal(exc, at).errors()}, status_code=422)
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:

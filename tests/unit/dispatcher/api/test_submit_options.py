@@ -8,8 +8,12 @@ from typing import Any
 import httpx
 import pytest
 
+from dispatcher.api.app import create_app
+from dispatcher.service import Dispatcher
+from dispatcher.store.threaded import ThreadedTaskStore
 from tests.clock import T0
-from tests.unit.dispatcher.fakes import FakePublisher
+from tests.unit.dispatcher.api.conftest import context_of
+from tests.unit.dispatcher.fakes import FakeBroker, FakePublisher, client_of, registry
 
 TEXT = {"task_type": "word_count", "params": {"text": "a b"}}
 
@@ -170,3 +174,22 @@ async def test_a_method_a_path_does_not_take_is_405_listing_all_it_does(
 
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, OPTIONS, POST"
+
+
+async def test_a_batch_refused_by_published_schemas_names_the_task_at_fault(
+    store: ThreadedTaskStore, publisher: FakePublisher, broker: FakeBroker
+) -> None:
+    # No task module of its own: the dispatcher checks the executors' published schemas.
+    dispatcher = Dispatcher(publisher=publisher, store=store, registry=None)
+    await store.publish_task_types(
+        [registry.get("word_count").describe()], published_by="e1", at=T0
+    )
+    bad = {"task_type": "word_count", "params": {"text": 3}}
+    async with client_of(create_app(context_of(dispatcher, broker))) as client:
+        batch = await client.post("/tasks/batch", json={"tasks": [TEXT, TEXT, bad]})
+        single = await client.post("/tasks", json=bad)
+
+    assert batch.status_code == single.status_code == 422
+    assert [e["loc"] for e in batch.json()["detail"]] == [["body", "tasks", 2, "params", "text"]]
+    assert [e["loc"] for e in single.json()["detail"]] == [["body", "params", "text"]]
+    assert publisher.published == []

@@ -195,7 +195,7 @@ def test_status_on_an_unreachable_server_fails_without_the_password(tmp_path: Pa
 
     status = run_cli("dispatcher", "status", str(uuid4()), amqp=None, store=url)
 
-    assert status.returncode == codes.INTERNAL
+    assert status.returncode == codes.BROKER_UNAVAILABLE  # 69: the store is unreachable
     assert "wq:***@127.0.0.1:1" in status.stderr
     assert "hunter2" not in status.stderr + status.stdout
 

@@ -5,7 +5,10 @@ They follow sysexits.h where it has a meaning, so scripts can branch on them.
 
 from __future__ import annotations
 
-from typing import Final
+import os
+import sys
+from collections.abc import Callable
+from typing import Final, NoReturn
 
 from common.errors import (
     BrokerError,
@@ -32,6 +35,7 @@ INTERNAL: Final = 70  # EX_SOFTWARE: a bug; the log has the traceback
 NOT_PUBLISHED: Final = 75  # EX_TEMPFAIL: the broker did not confirm the publish; try again
 WAIT_TIMEOUT: Final = 124  # submit --wait: no outcome in time (as timeout(1) does)
 INTERRUPTED: Final = 130  # stopped by a second Ctrl-C
+PIPE_CLOSED: Final = 141  # 128 + SIGPIPE: the reader of stdout went away (`| head`), as ls does
 
 # The code each kind of error ends a command with; the first entry the error is an instance of
 # wins, so subclasses come before their parents.
@@ -57,3 +61,19 @@ def exit_code_for(error: WorkQueueError) -> int:
         if isinstance(error, kind):
             return code
     return INTERNAL
+
+
+def exit_with(main: Callable[[], int]) -> NoReturn:
+    """Run a command line's ``main`` and exit with its code; a closed stdout ends it quietly.
+
+    ``dispatcher dead list | head -1`` closes the pipe early: that is a normal end for a command
+    line, not a traceback. stdout then points at /dev/null, so the interpreter's last flush
+    cannot fail again, and the exit code is the one a shell reports for ``ls`` there.
+    """
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = PIPE_CLOSED
+    sys.exit(code)

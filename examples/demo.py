@@ -37,6 +37,8 @@ from dispatcher.store.records import TaskRecord
 
 DEMO_DIR = Path(".wq-demo")
 DEMO_PREFIX = "wq.demo"
+# Progress bars only for a person watching; in a log (compose, CI) the summary says it all.
+_NO_BARS = not sys.stderr.isatty()
 
 
 def task_mix(count: int, seed: int = 7) -> list[TaskRequest]:
@@ -118,7 +120,7 @@ async def run_demo(count: int, executors: int, timeout: float, store: str | None
     began = time.perf_counter()
     try:
         async with open_dispatcher(amqp, settings) as dispatcher:
-            with tqdm(total=count, desc="submitted", unit="task") as bar:
+            with tqdm(total=count, desc="submitted", unit="task", disable=_NO_BARS) as bar:
 
                 def advance(n: int) -> None:
                     bar.update(n)
@@ -162,7 +164,7 @@ async def _await_outcomes(
     get_many: Callable[[list[UUID]], Awaitable[list[TaskRecord]]], ids: list[UUID], timeout: float
 ) -> list[TaskRecord]:
     deadline = time.monotonic() + timeout
-    with tqdm(total=len(ids), desc="finished ", unit="task") as bar:
+    with tqdm(total=len(ids), desc="finished ", unit="task", disable=_NO_BARS) as bar:
         while True:
             records = await get_many(ids)
             done = sum(record.state.is_final for record in records)

@@ -182,4 +182,4 @@ def _print_tasks(registry: TaskRegistry, *, as_json: bool) -> int:
 
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    codes.exit_with(main)

@@ -50,15 +50,20 @@ async def _act(amqp: AmqpSettings, settings: DispatcherSettings, args: argparse.
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         declared = await declare_topology(channel, topology)
         if args.dead_command == "list":
-            for letter in await dead_letters.list_dead(channel, topology, limit=args.limit):
+            letters = await dead_letters.list_dead(channel, topology, limit=args.limit)
+            for letter in letters:
                 print(_describe(letter, as_json=args.json))
+            if not letters:  # on stderr: stdout stays empty for scripts and --json
+                print(f"no dead-lettered tasks in {topology.task_dead_queue}", file=sys.stderr)
             return codes.OK
         if args.dead_command == "purge":
             print(f"purged {await dead_letters.purge(channel, topology)} dead message(s)")
             return codes.OK
         store = ThreadedTaskStore(open_store(settings.store))
         try:
-            with tqdm(desc="replayed", unit="task", disable=not args.all) as bar:
+            # A bar only for a person watching: off a terminal it would be debris in a log.
+            watching = args.all and sys.stderr.isatty()
+            with tqdm(desc="replayed", unit="task", disable=not watching) as bar:
                 report = await dead_letters.replay(
                     channel,
                     declared.task_exchange,
@@ -74,6 +79,8 @@ async def _act(amqp: AmqpSettings, settings: DispatcherSettings, args: argparse.
             await store.close()
     for task_id in report.replayed:
         print(f"replayed {task_id}")
+    if args.all:
+        print(f"replayed {len(report.replayed)} task(s)", file=sys.stderr)
     for problem in report.skipped:
         print(f"skipped {problem}", file=sys.stderr)
     missing = set(args.task_ids) - set(report.replayed)

@@ -108,3 +108,28 @@ async def test_dead_purge_needs_yes_and_empties_the_queue(
     assert purged.returncode == codes.OK
     assert "purged 2" in purged.stdout
     assert broker.counts(amqp_settings.topology.task_dead_queue).messages == 0
+    # An empty list says so, on stderr: stdout stays empty for scripts and --json.
+    empty = run_cli("dispatcher", "dead", "list", "--json", amqp=amqp_settings, store=store)
+    assert (empty.returncode, empty.stdout) == (codes.OK, "")
+    assert f"no dead-lettered tasks in {amqp_settings.topology.task_dead_queue}" in empty.stderr
+
+
+async def test_replaying_all_off_a_terminal_prints_a_summary_not_a_progress_bar(
+    amqp_settings: AmqpSettings,
+    dispatcher_settings: DispatcherSettings,
+    processes: Processes,
+    tmp_path: Path,
+    store_path: Path,
+) -> None:
+    processes.executor("exec-replay-all")
+    await _two_dead_tasks(amqp_settings, dispatcher_settings, tmp_path)
+
+    replayed = run_cli(
+        "dispatcher", "dead", "replay", "--all", amqp=amqp_settings, store=store_path
+    )
+
+    assert replayed.returncode == codes.OK, replayed.stderr
+    assert replayed.stdout.count("replayed ") == 2
+    assert "replayed 2 task(s)" in replayed.stderr
+    assert "task/s" not in replayed.stderr  # no tqdm debris in a log
+    assert "\r" not in replayed.stderr

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from uuid import uuid4
 
 import pytest
@@ -18,6 +21,7 @@ from common import (
     WorkQueueError,
 )
 from common import exit_codes as codes
+from tests.conftest import REPO
 
 
 @pytest.mark.parametrize(
@@ -37,3 +41,27 @@ from common import exit_codes as codes
 )
 def test_each_error_has_its_exit_code(error: WorkQueueError, code: int) -> None:
     assert codes.exit_code_for(error) == code
+
+
+def test_a_closed_stdout_ends_a_command_quietly_with_141() -> None:
+    # As `dispatcher dead list | head -1` does: the reader goes away mid-output.
+    script = (
+        "from common.exit_codes import exit_with\n"
+        "def main():\n"
+        "    for n in range(100_000):\n"
+        "        print('a line of output', n)\n"
+        "    return 0\n"
+        "exit_with(main)\n"
+    )
+    read, write = os.pipe()
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=write, stderr=subprocess.PIPE, cwd=REPO
+    )
+    os.close(write)
+    with os.fdopen(read, "rb") as reader:
+        reader.read(10)  # one line's worth, then the pipe closes
+    _, stderr = process.communicate(timeout=30)
+
+    assert process.returncode == codes.PIPE_CLOSED == 141
+    assert b"Traceback" not in stderr
+    assert stderr == b""

@@ -5,6 +5,7 @@ Depends only on the ``Publisher`` and ``TaskStore`` protocols, so it is tested w
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -67,6 +68,7 @@ class Dispatcher:
         max_body_bytes: int | None = None,
     ) -> None:
         self._cancel_publisher = cancel_publisher
+        self._unrecorded = UnrecordedStarts()
         self.max_body_bytes = max_body_bytes
         self._publisher = publisher
         self._store = store
@@ -358,13 +360,16 @@ class Dispatcher:
         already has its outcome is settled (the executor acks it without running it again).
         """
         runs = await self._store.record_start(notice)
+        counted = runs is not None
         verdict = Verdict.RUN
         if runs is None:
             found = await self._store.get_many([notice.task_id])
             if found and _settled(found[0], notice.attempt):
                 verdict = Verdict.SETTLED
-            runs = found[0].runs if found else 0
-        elif runs > notice.delivery_limit:
+            elif not found:  # a task published around the dispatcher: counted in memory
+                counted = True
+            runs = found[0].runs if found else self._unrecorded.count(notice)
+        if counted and runs > notice.delivery_limit:
             verdict = Verdict.GIVE_UP
             with bound_contextvars(task_id=str(notice.task_id)):
                 log.warning(
@@ -384,3 +389,24 @@ def _settled(record: TaskRecord, attempt: int) -> bool:
     if record.state.is_final or record.attempt > attempt:
         return True
     return record.state is TaskState.RETRYING and record.attempt == attempt
+
+
+class UnrecordedStarts:
+    """Starts of tasks the store has no record of (a producer that bypasses the dispatcher).
+
+    Counted in memory, the most recent ``capacity`` tasks, so that the delivery limit holds
+    for them too; with several dispatcher replicas each counts the notices it consumes.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._capacity = capacity
+        self._runs: OrderedDict[tuple[UUID, int], int] = OrderedDict()
+
+    def count(self, notice: StartNotice) -> int:
+        """One more start of this task's attempt; how many so far."""
+        key = (notice.task_id, notice.attempt)
+        runs = self._runs.pop(key, 0) + 1
+        self._runs[key] = runs
+        if len(self._runs) > self._capacity:
+            self._runs.popitem(last=False)
+        return runs

@@ -404,7 +404,17 @@ async def test_a_start_of_an_attempt_whose_retry_is_owed_is_settled(cancelling: 
     assert (await cancelling.record_start(_start(task_id))).verdict is Verdict.SETTLED
 
 
-async def test_a_start_of_an_unknown_task_may_run(cancelling: Dispatcher) -> None:
-    verdict = await cancelling.record_start(_start(uuid4()))
+async def test_starts_of_a_task_without_a_record_are_counted_in_memory(
+    cancelling: Dispatcher,
+) -> None:
+    # Published straight to the task queue by a producer that bypasses the dispatcher.
+    task_id = uuid4()
 
-    assert (verdict.verdict, verdict.runs) == (Verdict.RUN, 0)
+    verdicts = [await cancelling.record_start(_start(task_id)) for _ in range(4)]
+
+    assert [(v.verdict, v.runs) for v in verdicts] == [
+        (Verdict.RUN, 1),
+        (Verdict.RUN, 2),
+        (Verdict.RUN, 3),
+        (Verdict.GIVE_UP, 4),
+    ]

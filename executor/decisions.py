@@ -19,7 +19,6 @@ from common import (
     ResultMessage,
     RetryableTaskError,
     TaskCancelled,
-    TaskMessage,
     backoff_delay,
     encode,
 )
@@ -156,11 +155,6 @@ def fit_result(result: ResultMessage, *, max_body_bytes: int) -> tuple[ResultMes
         update={"outcome": Outcome.FAILED, "result": None, "error": error, "retry_in_s": None}
     )
     return failed, encode(failed)
-
-
-def next_attempt(task: TaskMessage) -> TaskMessage:
-    """The same task, one attempt later (for a retry or a replay)."""
-    return task.model_copy(update={"attempt": task.attempt + 1})
 
 
 def _now() -> datetime:

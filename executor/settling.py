@@ -15,7 +15,6 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 
 from common import (
     EXECUTOR_APP_ID,
-    TASK_ROUTING_KEY,
     AmqpSettings,
     BrokerError,
     DeadLetterHeaders,
@@ -70,16 +69,6 @@ class Settler:
         result = decision.result
         if result is not None and message.reply_to and not await self._reply(message, result):
             return
-        await ack(message)
-
-    async def replace(
-        self, message: AbstractIncomingMessage, copy: aio_pika.Message, *, exchange: str
-    ) -> None:
-        """Publish ``copy`` to ``exchange`` (the task exchange) with a confirm, then ack.
-
-        A crash in between leaves both: the run counts one delivery too many, none is lost.
-        """
-        await self.publish(exchange, TASK_ROUTING_KEY, copy)
         await ack(message)
 
     async def publish(

@@ -20,9 +20,7 @@ from executor.decisions import (
     decide,
     decide_rejection,
     fit_result,
-    next_attempt,
 )
-from executor.jobs import Job
 from executor.runner import Attempt
 from tests.unit.executor.handlers import (
     FINISHED,
@@ -34,7 +32,6 @@ from tests.unit.executor.handlers import (
     a_task,
     decided,
     failed_attempt,
-    prepare_delivery,
     run,
 )
 
@@ -269,31 +266,6 @@ async def test_result_that_is_not_json_fails_at_once() -> None:
     assert decision.action is Action.ACK
     assert decision.result is not None
     assert decision.result.outcome is Outcome.FAILED
-
-
-# next_attempt: the message a retry publishes
-
-
-def test_next_attempt_is_the_same_task_one_attempt_later() -> None:
-    task = a_task(params={"text": "a b"}, attempt=2)
-
-    retry = next_attempt(task)
-
-    assert retry.attempt == 3
-    assert retry.task_id == task.task_id
-    assert retry.task_type == task.task_type
-    assert retry.params == task.params
-    assert retry.submitted_at == task.submitted_at
-    assert task.attempt == 2
-
-
-def test_next_attempt_survives_the_wire() -> None:
-    retry = next_attempt(a_task(attempt=1))
-
-    prepared = prepare_delivery(a_delivery(encode(retry)))
-
-    assert isinstance(prepared, Job)
-    assert prepared.task == retry
 
 
 async def test_result_within_the_size_limit_is_kept_as_it_is() -> None:

@@ -360,16 +360,21 @@ class Dispatcher:
         already has its outcome is settled (the executor acks it without running it again).
         """
         runs = await self._store.record_start(notice)
-        counted = runs is not None
-        verdict = Verdict.RUN
         if runs is None:
             found = await self._store.get_many([notice.task_id])
-            if found and _settled(found[0], notice.attempt):
-                verdict = Verdict.SETTLED
-            elif not found:  # a task published around the dispatcher: counted in memory
-                counted = True
-            runs = found[0].runs if found else self._unrecorded.count(notice)
-        if counted and runs > notice.delivery_limit:
+            if found:  # another attempt, or one that needs no run: not counted
+                record = found[0]
+                settled = _settled(record, notice.attempt)
+                verdict = Verdict.SETTLED if settled else Verdict.RUN
+                return StartVerdict(
+                    task_id=notice.task_id,
+                    attempt=notice.attempt,
+                    verdict=verdict,
+                    runs=record.runs,
+                )
+            runs = self._unrecorded.count(notice)  # published around the dispatcher
+        verdict = Verdict.RUN
+        if runs > notice.delivery_limit:
             verdict = Verdict.GIVE_UP
             with bound_contextvars(task_id=str(notice.task_id)):
                 log.warning(

@@ -93,8 +93,8 @@ async def _refused(request: Request, exc: Exception) -> JSONResponse:
     # Routes validate with a local task module first; the executors' published schemas are
     # checked by the service, which says which request of a batch it refused.
     assert isinstance(exc, UnknownTaskType | InvalidParams)
-    batch = request.url.path.endswith("/batch") and exc.index is not None
-    at: list[str | int] = ["body", "tasks", exc.index] if batch else ["body"]  # type: ignore[list-item]
+    index = exc.index if request.url.path.endswith("/batch") else None
+    at: list[str | int] = ["body", "tasks", index] if index is not None else ["body"]
     return JSONResponse({"detail": task_refusal(exc, at).errors()}, status_code=422)
 
 
@@ -127,9 +127,8 @@ def _json_safe(error: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _echo(value: object) -> object:
-    try:
-        text = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError, RecursionError):
+    text = _strict_json(value)
+    if text is None:
         return f"<{type(value).__name__} that is not JSON>"
     return (
         value if len(text) <= _MAX_ECHO else f"<{type(value).__name__} of {len(text)} characters>"
@@ -137,11 +136,15 @@ def _echo(value: object) -> object:
 
 
 def _is_json(value: object) -> bool:
+    return _strict_json(value) is not None
+
+
+def _strict_json(value: object) -> str | None:
+    """``value`` as JSON a strict parser reads back (no NaN, no infinity), or None."""
     try:
-        json.dumps(value, allow_nan=False)
+        return json.dumps(value, allow_nan=False)
     except (TypeError, ValueError, RecursionError):
-        return False
-    return True
+        return None
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
@@ -54,10 +54,6 @@ async def submit_task(body: TaskSubmission, context: Context, response: Response
     return submitted
 
 
-def _method(request: Request) -> str:
-    return request.method
-
-
 @router.post("/batch", status_code=201, responses=_SUBMIT_RESPONSES, response_model=SubmittedBatch)
 async def submit_batch(body: BatchSubmission, context: Context, response: Response) -> object:
     """Record all tasks, then publish them with pipelined confirms (201 if any is new)."""
@@ -75,9 +71,9 @@ _BATCH_METHODS = "OPTIONS, POST"
 @router.api_route(
     "/batch", methods=["GET", "PUT", "PATCH", "DELETE", "OPTIONS"], include_in_schema=False
 )
-async def batch_is_post_only(method: Annotated[str, Depends(_method)]) -> Response:
+async def batch_is_post_only(request: Request) -> Response:
     """``/tasks/batch`` takes POST only; without this, GET would read it as a task id."""
-    if method == "OPTIONS":
+    if request.method == "OPTIONS":
         return Response(status_code=204, headers={"Allow": _BATCH_METHODS})
     return JSONResponse(
         {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": _BATCH_METHODS}

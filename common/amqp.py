@@ -141,7 +141,9 @@ async def connect(settings: AmqpSettings, *, name: str) -> FailoverConnection:
     """
     # aio-pika's connection class reads the heartbeat from the URL's query only (its
     # ``connect`` helper puts keyword arguments there), so it goes into every address.
-    urls = [str(URL(url).update_query(heartbeat=settings.heartbeat)) for url in settings.urls()]
+    urls = [
+        str(URL(url).update_query(heartbeat=settings.heartbeat)) for url in settings.urls_to_try()
+    ]
     connection = FailoverConnection(urls, client_properties={"connection_name": name})
     try:
         await connection.connect(timeout=settings.connect_timeout)

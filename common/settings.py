@@ -6,6 +6,7 @@ Only the services' ``cli.py`` builds settings; nothing else reads the environmen
 from __future__ import annotations
 
 import ipaddress
+import random
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,7 +30,13 @@ class AmqpSettings(BaseSettings):
     url: SecretStr = Field(
         default=SecretStr(DEFAULT_AMQP_URL),
         description="AMQP URL with credentials, or several separated by commas (the nodes of "
-        "a cluster, tried in order at every connect and reconnect); passwords are never logged.",
+        "a cluster, tried in turn at every connect and reconnect); passwords are never logged.",
+    )
+    url_order: Literal["spread", "listed"] = Field(
+        default="spread",
+        description="With several addresses in url: spread starts each connection at a random "
+        "one (so a cluster's clients spread over its nodes), listed always starts at the first "
+        "(a preferred node, the others as fallbacks).",
     )
     prefix: str = Field(
         default=DEFAULT_PREFIX,
@@ -93,8 +100,20 @@ class AmqpSettings(BaseSettings):
         )
 
     def urls(self) -> list[str]:
-        """Every broker address in ``url``, in the order to try them."""
+        """Every broker address in ``url``, as listed."""
         return split_urls(self.url.get_secret_value())
+
+    def urls_to_try(self) -> list[str]:
+        """Every broker address, in the order one new connection tries them (``url_order``).
+
+        Spread rotates the list to a random start, keeping the order after it, so that after a
+        failure each client moves on to the next node rather than all to the same one.
+        """
+        urls = self.urls()
+        if self.url_order == "listed":
+            return urls
+        start = random.randrange(len(urls))
+        return urls[start:] + urls[:start]
 
     def redacted_url(self) -> str:
         """The URL(s) with passwords replaced, safe for logs and error messages."""

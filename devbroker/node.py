@@ -269,7 +269,9 @@ class LocalNode:
     def launch(self, *, detach: bool = False) -> None:
         """Start the node's process and return at once; ``wait_started`` waits for it."""
         if self._process is not None:
-            raise NodeError(f"{self.node} was already started")
+            if self._process.poll() is None:
+                raise NodeError(f"{self.node} was already started")
+            self._forget_process()  # killed or crashed: boot it again from its files
         with self.console_file.open("ab") as console:
             self._process = subprocess.Popen(
                 [str(self._bin / "rabbitmq-server")],
@@ -336,6 +338,17 @@ class LocalNode:
             shutil.rmtree(self.base_dir, ignore_errors=True)
             self.stop_seconds = time.monotonic() - started
 
+    def halt(self, timeout: float = 60.0) -> None:
+        """Stop the node cleanly (``rabbitmqctl stop``) and keep its files, for a later ``launch``.
+
+        What ``docker compose down`` does to a node whose data lives in a volume.
+        """
+        self.rabbitmqctl("stop", timeout=timeout)
+        self._wait_exit(timeout)
+        if self.running:
+            raise NodeError(f"{self.node} did not exit within {timeout:.0f}s of rabbitmqctl stop")
+        self._forget_process()
+
     def kill(self) -> None:
         """``kill -9`` the node (Erlang VM and start script), as a crash would; keep its files."""
         self._kill_stray_beam()
@@ -344,11 +357,18 @@ class LocalNode:
     def crash(self, timeout: float = 90.0) -> None:
         """``kill -9`` the node, as a host crash would, then boot it again from its files."""
         self.kill()
+        self._forget_process()
+        self.start(timeout)
+
+    def _forget_process(self) -> None:
+        """Drop the exited process and its watchdog, so that ``launch`` may boot the node again."""
         if self._watchdog is not None and self._watchdog.poll() is None:
             self._watchdog.kill()
             self._watchdog.wait(timeout=10)
+        self._watchdog = None
+        if self._process is not None:
+            self._process.wait(timeout=10)
         self._process = None
-        self.start(timeout)
 
     def _wait_exit(self, timeout: float) -> None:
         if self._process is not None:

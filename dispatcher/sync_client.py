@@ -258,7 +258,7 @@ class SyncDispatcher:
 def _connection_parameters(amqp: AmqpSettings) -> list[Any]:
     """One pika parameter set per broker address in ``WQ_AMQP_URL``."""
     found = []
-    for url in amqp.urls():
+    for url in amqp.urls_to_try():
         parameters = pika.URLParameters(url)
         parameters.heartbeat = amqp.heartbeat
         parameters.socket_timeout = amqp.connect_timeout

@@ -266,6 +266,26 @@ def test_cluster_runs_three_named_nodes_with_a_shared_cookie_and_quorum_queues()
         assert _environment(services[name])["WQ_AMQP_QUEUE_TYPE"] == "quorum", name
 
 
+def test_no_cluster_node_waits_for_another_so_any_restart_order_recovers() -> None:
+    # A chain of service_healthy conditions between nodes never comes back from a down/up when
+    # the first node in the chain stopped first: it waits at boot for nodes compose will not
+    # create until it is healthy. The first-boot order lives in deploy/rabbitmq-node.sh instead.
+    services = _services("docker-compose.cluster.yml")
+    for name in CLUSTER_NODES:
+        assert set(services[name].get("depends_on", {})).isdisjoint(CLUSTER_NODES), name
+        assert services[name]["entrypoint"] == ["/bin/sh", "/opt/wq/rabbitmq-node.sh"], name
+        assert "./deploy/rabbitmq-node.sh:/opt/wq/rabbitmq-node.sh:ro" in services[name]["volumes"]
+        assert _environment(services[name])["SEED_NODE"] == CLUSTER_NODES[0], name
+
+
+def test_cluster_places_queue_leaders_and_clients_across_the_nodes() -> None:
+    conf = (REPO / "deploy" / "rabbitmq-cluster.conf").read_text()
+    assert re.search(r"^queue_leader_locator = balanced$", conf, re.MULTILINE)
+    for name in _wq_services("docker-compose.cluster.yml"):
+        env = _environment(_services("docker-compose.cluster.yml")[name])
+        assert env.get("WQ_AMQP_URL_ORDER", "spread") == "spread", name
+
+
 def test_dockerfile_runs_as_non_root_with_a_healthcheck_and_exec_form() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     instructions = [

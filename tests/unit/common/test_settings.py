@@ -151,6 +151,30 @@ def test_comma_separated_urls_are_split_in_order_and_trimmed() -> None:
     ]
 
 
+def _hosts(urls: list[str]) -> list[str]:
+    return [url.split("@")[1].split(":")[0] for url in urls]
+
+
+def test_spread_starts_connections_at_every_address_in_the_listed_cycle() -> None:
+    settings = AmqpSettings(url=SecretStr(CLUSTER_URL))
+    cycles = [["rabbit-1", "rabbit-2", "rabbit-3"], ["rabbit-2", "rabbit-3", "rabbit-1"]]
+    cycles.append(["rabbit-3", "rabbit-1", "rabbit-2"])
+
+    orders = {tuple(_hosts(settings.urls_to_try())) for _ in range(200)}
+
+    # Random starts (all three seen in 200 tries but with odds of 3 * (2/3)**200), never a
+    # reshuffle: after a failure a client moves on to the next node of the list.
+    assert orders == {tuple(cycle) for cycle in cycles}
+
+
+def test_listed_order_always_starts_at_the_first_address() -> None:
+    settings = AmqpSettings(url=SecretStr(CLUSTER_URL), url_order="listed")
+
+    assert {tuple(_hosts(settings.urls_to_try())) for _ in range(50)} == {
+        ("rabbit-1", "rabbit-2", "rabbit-3")
+    }
+
+
 def test_redacted_url_hides_every_password_of_a_list() -> None:
     redacted = AmqpSettings(url=SecretStr(CLUSTER_URL)).redacted_url()
 

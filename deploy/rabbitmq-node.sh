@@ -1,0 +1,35 @@
+#!/bin/sh
+# Entry point of each node of docker-compose.cluster.yml (mounted read-only, run by /bin/sh).
+#
+# 1. Writes the shared Erlang cookie (ERLANG_COOKIE) owner-only before the node boots; the
+#    image's own entrypoint then hands it to the rabbitmq user.
+# 2. On its very first boot (an empty data volume), a node other than the seed (SEED_NODE)
+#    waits until the seed answers, so that peer discovery finds a cluster to join instead of two
+#    fresh nodes each founding their own. The wait is bounded (SEED_WAIT seconds):
+#    a node replacing a lost one still boots and joins whichever node answers.
+# 3. Every later boot starts at once. No node ever waits for another's health, so compose can
+#    start all three together in any order, and each finds the peers it needs booting beside
+#    it, whichever node stopped first (RabbitMQ 3.x waits for the node that stopped last,
+#    4.x for a majority).
+set -eu
+
+data="${RABBITMQ_DATA_DIR:-/var/lib/rabbitmq}"  # the official image sets it
+(umask 077 && printf '%s' "$ERLANG_COOKIE" > "$data/.erlang.cookie")
+
+seed="${SEED_NODE:-}"
+self="$(hostname)"
+if [ -n "$seed" ] && [ "$seed" != "$self" ] && [ ! -d "$data/mnesia/rabbit@$self" ]; then
+    waited=0
+    limit="${SEED_WAIT:-300}"
+    echo "rabbitmq-node: first boot of rabbit@$self: waiting for the seed rabbit@$seed to answer"
+    until HOME="$data" rabbitmq-diagnostics -q -n "rabbit@$seed" check_running >/dev/null 2>&1; do
+        if [ "$waited" -ge "$limit" ]; then
+            echo "rabbitmq-node: rabbit@$seed did not answer within ${limit}s; booting anyway"
+            break
+        fi
+        sleep 2
+        waited=$((waited + 2))
+    done
+fi
+
+exec docker-entrypoint.sh rabbitmq-server

@@ -97,8 +97,8 @@ class NotQueued(BaseModel):
 # What each field of a task means, for the OpenAPI docs: TaskRecord (dispatcher.store.records) is
 # the store's record and the API's answer, and carries no descriptions of its own.
 _TASK_FIELDS: Final = {
-    "state": "scheduled, submitted, queued, retrying, then one of the final states succeeded, "
-    "failed, dead or cancelled.",
+    "state": "scheduled, submitted, queued, running (an executor started the attempt), retrying, "
+    "then one of the final states succeeded, failed, dead or cancelled.",
     "attempt": "The attempt that ran last (1 for the first).",
     "submitted_at": "When the task was recorded.",
     "queued_at": "When the broker confirmed the task message.",

@@ -22,6 +22,7 @@ class TaskState(StrEnum):
     SCHEDULED = "scheduled"  # recorded with an eta; published when it is due
     SUBMITTED = "submitted"  # recorded, publish not yet confirmed
     QUEUED = "queued"  # the broker confirmed the task message
+    RUNNING = "running"  # an executor reported starting the attempt; no outcome yet
     RETRYING = "retrying"  # an attempt failed; the store holds the next until it is due
     SUCCEEDED = "succeeded"
     FAILED = "failed"

@@ -97,13 +97,19 @@ async def test_a_running_task_that_honours_the_cancel_ends_cancelled_with_its_pr
         async def progress_recorded() -> bool:
             return (await dispatcher.get(task_id)).progress == 40
 
+        async def shown_running() -> bool:
+            return (await dispatcher.get(task_id)).state is TaskState.RUNNING
+
         await wait_for_async(progress_recorded, timeout=20, what="the progress to be recorded")
+        await wait_for_async(shown_running, timeout=20, what="the task to be shown running")
         running = await dispatcher.get(task_id)
         report = await dispatcher.cancel(task_id)
         record = await dispatcher.wait(task_id, timeout=20)
 
     assert running.progress_note == "waiting for a cancel"
     assert running.progress_at is not None
+    assert running.executor == "exec-run"
+    assert running.started_at is not None
     assert report.outcome is CancelOutcome.REQUESTED
     assert record.state is TaskState.CANCELLED
     assert record.error is not None

@@ -102,8 +102,10 @@ WHERE task_id = %(task_id)s AND state NOT IN {sql.FINAL_STATES}
     # A start counts towards the delivery limit only for the attempt the task is on, and only
     # while that attempt is open: a late notice changes nothing.
     record_start="""
-UPDATE wq_tasks SET runs = runs + 1, started_at = %(started_at)s, executor = %(executor)s
-WHERE task_id = %(task_id)s AND attempt = %(attempt)s AND state IN ('submitted', 'queued')
+UPDATE wq_tasks SET state = 'running', runs = runs + 1, started_at = %(started_at)s,
+    executor = %(executor)s
+WHERE task_id = %(task_id)s AND attempt = %(attempt)s
+    AND state IN ('submitted', 'queued', 'running')
 RETURNING runs
 """,
     # Fleet

@@ -106,6 +106,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX wq_tasks_retry_due ON wq_tasks (next_attempt_at) WHERE state = 'retrying'",
         "ALTER TABLE wq_tasks ADD COLUMN runs integer NOT NULL DEFAULT 0",
     ),
+    # Version 4: a task whose attempt an executor reported starting is running.
+    (
+        "ALTER TABLE wq_tasks DROP CONSTRAINT wq_tasks_state_check",
+        """ALTER TABLE wq_tasks ADD CONSTRAINT wq_tasks_state_check CHECK (state IN
+            ('scheduled', 'submitted', 'queued', 'running', 'retrying', 'succeeded', 'failed',
+             'dead', 'cancelled'))""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

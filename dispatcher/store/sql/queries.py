@@ -14,7 +14,7 @@ from dataclasses import dataclass
 # The states a task ends in, as an SQL list: no outcome, cancel or progress changes them.
 FINAL_STATES = "('succeeded', 'failed', 'dead', 'cancelled')"
 # The states a result may still move a task out of.
-OPEN_STATES = "('submitted', 'queued', 'retrying')"
+OPEN_STATES = "('submitted', 'queued', 'running', 'retrying')"
 
 # What a result sets on a task it may still move.
 RESULT_COLUMNS = (
@@ -102,7 +102,7 @@ class Queries:
 
     record_result: str
     """Upsert a result: insert a row for an unknown task (params ``{}``, submitted_at =
-    started_at), or update an open (submitted, queued, retrying) task's state, attempt,
+    started_at), or update an open (submitted, queued, running, retrying) task's state, attempt,
     started_at, finished_at, next_attempt_at, executor, result, error and redelivered; but
     never move a task back with a retrying result of an earlier attempt. Affects no row
     otherwise. Must end without a semicolon: a ``RETURNING`` clause is appended."""
@@ -120,8 +120,9 @@ class Queries:
     ``cancel_requested_at``."""
 
     record_start: str
-    """Count one more start of the open attempt ``attempt`` of ``task_id`` (submitted or
-    queued), setting started_at and executor; returns its runs, no row if not counted."""
+    """Count one more start of the open attempt ``attempt`` of ``task_id`` (submitted, queued
+    or running), setting it running with started_at and executor; returns its runs, no row if
+    not counted."""
 
     record_progress: str
     """Set progress, progress_note and progress_at of the open task ``task_id`` unless its

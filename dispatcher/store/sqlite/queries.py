@@ -105,8 +105,9 @@ WHERE task_id = :task_id AND state NOT IN {sql.FINAL_STATES}
     # A start counts towards the delivery limit only for the attempt the task is on, and only
     # while that attempt is open: a late notice changes nothing.
     record_start="""
-UPDATE tasks SET runs = runs + 1, started_at = :started_at, executor = :executor
-WHERE task_id = :task_id AND attempt = :attempt AND state IN ('submitted', 'queued')
+UPDATE tasks SET state = 'running', runs = runs + 1, started_at = :started_at,
+    executor = :executor
+WHERE task_id = :task_id AND attempt = :attempt AND state IN ('submitted', 'queued', 'running')
 RETURNING runs
 """,
     # Fleet

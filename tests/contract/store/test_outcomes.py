@@ -18,6 +18,7 @@ from common import (
     Outcome,
 )
 from dispatcher.store.protocol import SyncTaskStore
+from dispatcher.store.query import TaskQuery
 from dispatcher.store.records import TaskState
 from dispatcher.store.threaded import ThreadedTaskStore
 from tests.contract.store.conftest import Backend
@@ -418,7 +419,40 @@ def test_each_start_of_the_current_attempt_is_counted(store: SyncTaskStore) -> N
 
     record = store.get(task.task_id)
     assert (record.runs, record.started_at, record.executor) == (2, T3, "e2")
-    assert record.state is TaskState.QUEUED
+    assert record.state is TaskState.RUNNING
+
+
+def test_a_started_task_is_running_until_its_outcome(store: SyncTaskStore) -> None:
+    task = a_queued_task(store)
+    store.record_starts([a_start(task.task_id, at=T2, executor="e1")])
+
+    running = store.get(task.task_id)
+    assert (running.state, running.started_at, running.executor) == (TaskState.RUNNING, T2, "e1")
+    assert [r.task_id for r in store.list_tasks(TaskQuery(states=(TaskState.RUNNING,)))] == [
+        task.task_id
+    ]
+
+    store.record_result(an_outcome(task.task_id, finished_at=T3))
+    assert store.get(task.task_id).state is TaskState.SUCCEEDED
+
+
+def test_a_start_before_the_confirm_stays_running(store: SyncTaskStore) -> None:
+    task = a_task()
+    store.add_submitted([task])
+    store.record_starts([a_start(task.task_id, at=T2)])
+
+    store.mark_queued([task.task_id], T3)  # the confirm came after the executor's start
+
+    assert store.get(task.task_id).state is TaskState.RUNNING
+
+
+def test_a_late_start_never_moves_an_outcome_back_to_running(store: SyncTaskStore) -> None:
+    task = a_queued_task(store)
+    store.record_result(an_outcome(task.task_id, finished_at=T3))
+
+    assert store.record_starts([a_start(task.task_id, at=T2)]) == [None]
+
+    assert store.get(task.task_id).state is TaskState.SUCCEEDED
 
 
 def test_a_batch_of_starts_counts_each_in_order(store: SyncTaskStore) -> None:

@@ -40,7 +40,7 @@ from dispatcher.requests import (
 )
 from dispatcher.store.protocol import TaskStore
 from dispatcher.store.query import TaskQuery
-from dispatcher.store.records import TaskRecord, TaskState
+from dispatcher.store.records import AttemptRecord, TaskRecord, TaskState
 from dispatcher.waiters import Waiters
 
 log = get_logger(__name__)
@@ -309,6 +309,13 @@ class Dispatcher:
     async def get_many(self, task_ids: Sequence[UUID]) -> list[TaskRecord]:
         """The records of those ids that exist."""
         return await self._store.get_many(task_ids)
+
+    async def attempts(self, task_id: UUID) -> list[AttemptRecord]:
+        """Every recorded attempt of the task, first to last; ``TaskNotFound`` if unknown."""
+        attempts = await self._store.attempts(task_id)
+        if not attempts:
+            await self._store.get(task_id)  # raises TaskNotFound for an unknown id
+        return attempts
 
     async def wait(self, task_id: UUID, *, timeout: float) -> TaskRecord:
         """Wait until the task has an outcome; ``TimeoutError`` after ``timeout`` seconds.

@@ -40,7 +40,7 @@ from common.amqp import topology_mismatch
 from dispatcher.requests import CancelReport, TaskRequest, build_task, cancel_notice
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store.backends import open_store
-from dispatcher.store.records import TaskRecord
+from dispatcher.store.records import AttemptRecord, TaskRecord
 
 _WAIT_POLL_S = 0.1
 
@@ -152,6 +152,13 @@ class SyncDispatcher:
     def get_many(self, task_ids: Sequence[UUID]) -> list[TaskRecord]:
         """The records of those ids that exist."""
         return self._store.get_many(task_ids)
+
+    def attempts(self, task_id: UUID) -> list[AttemptRecord]:
+        """Every recorded attempt of the task, first to last; ``TaskNotFound`` if unknown."""
+        attempts = self._store.attempts(task_id)
+        if not attempts:
+            self._store.get(task_id)  # raises TaskNotFound for an unknown id
+        return attempts
 
     def wait(self, task_id: UUID, *, timeout: float) -> TaskRecord:
         """Poll the store until the task has an outcome; ``TimeoutError`` after ``timeout`` s."""

@@ -307,6 +307,7 @@ def _log_outcome(attempt: Attempt, decision: Decision, duration_ms: float) -> No
             error_type=attempt.error.type,
             then=decision.action.value,
             retry_in_s=decision.retry_in_s,
+            traceback=attempt.error.traceback,
         )
 
 

@@ -18,7 +18,13 @@ from dispatcher.requests import (
     Priority,
     TaskTypeName,
 )
-from dispatcher.store.records import ExecutorRecord, ScheduleRecord, TaskRecord, TaskState
+from dispatcher.store.records import (
+    AttemptRecord,
+    ExecutorRecord,
+    ScheduleRecord,
+    TaskRecord,
+    TaskState,
+)
 
 MAX_BATCH: Final = 1000
 MAX_PAGE: Final = 500
@@ -147,6 +153,20 @@ class TaskView(TaskRecord):
     def of(cls, record: TaskRecord) -> TaskView:
         """The API's view of a store record."""
         return cls.model_validate(record, from_attributes=True)
+
+
+class TaskDetail(TaskView):
+    """A task as ``TaskView`` shows it, with every attempt it made, first to last."""
+
+    attempts: list[AttemptRecord] = Field(
+        description="Each attempt: executor, started_at and finished_at, runs (starts the "
+        "executors reported), outcome (null while it runs) and error with its traceback."
+    )
+
+    @classmethod
+    def with_attempts(cls, record: TaskRecord, attempts: list[AttemptRecord]) -> TaskDetail:
+        """The API's detailed view of a store record."""
+        return cls.model_validate({**dict(record), "attempts": attempts})
 
 
 class TaskPage(BaseModel):

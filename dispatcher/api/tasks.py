@@ -23,6 +23,7 @@ from dispatcher.api.schemas import (
     NotQueued,
     SubmittedBatch,
     SubmittedTask,
+    TaskDetail,
     TaskPage,
     TaskSubmission,
     TaskView,
@@ -115,9 +116,11 @@ async def list_tasks(
 
 
 @router.get("/{task_id}", responses={404: {"model": ErrorDetail}})
-async def get_task(task_id: UUID, context: Context) -> TaskView:
-    """A task's state, attempt, timestamps, executor, and its result or error."""
-    return TaskView.of(await context.dispatcher.get(task_id))
+async def get_task(task_id: UUID, context: Context) -> TaskDetail:
+    """A task's state, timestamps, executor, its result or error, and every attempt."""
+    dispatcher = context.dispatcher
+    record = await dispatcher.get(task_id)
+    return TaskDetail.with_attempts(record, await dispatcher.attempts(task_id))
 
 
 @router.get(

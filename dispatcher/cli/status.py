@@ -14,13 +14,18 @@ from common import TaskNotFound
 from common import exit_codes as codes
 from dispatcher.cli.command import Command, Wiring
 from dispatcher.store.backends import open_store
-from dispatcher.store.records import TaskRecord, TaskState
+from dispatcher.store.records import AttemptRecord, TaskRecord, TaskState
 
 
 def _add_parser(commands: Any) -> None:
     status = commands.add_parser("status", help="show a task's state, result or error")
     status.add_argument("task_id", metavar="TASK_ID", type=UUID, help="the id submit printed")
-    status.add_argument("--json", action="store_true", help="print the full record as JSON")
+    status.add_argument(
+        "--json", action="store_true", help="print the full record, with every attempt, as JSON"
+    )
+    status.add_argument(
+        "--traceback", action="store_true", help="print each failed attempt's traceback too"
+    )
 
 
 def outcome_exit_code(record: TaskRecord) -> int:
@@ -41,13 +46,57 @@ def _status(wiring: Wiring, args: argparse.Namespace) -> int:
     store = open_store(wiring.settings.store)
     try:
         record = store.get(args.task_id)
+        attempts = store.attempts(args.task_id)
     finally:
         store.close()
     if args.json:
-        print(record.model_dump_json(indent=2))
+        detail = record.model_dump(mode="json")
+        detail["attempts"] = [attempt.model_dump(mode="json") for attempt in attempts]
+        print(json.dumps(detail, indent=2))
     else:
         print(_describe(record))
+        if attempts:
+            print(_attempts_table(attempts, tracebacks=args.traceback))
     return codes.OK
+
+
+def _attempts_table(attempts: list[AttemptRecord], *, tracebacks: bool) -> str:
+    """One line per attempt: number, executor, start, duration, outcome, error."""
+    rows = [("#", "executor", "started", "took", "outcome", "error")]
+    for attempt in attempts:
+        took = "-"
+        if attempt.started_at is not None and attempt.finished_at is not None:
+            took = f"{(attempt.finished_at - attempt.started_at).total_seconds():.3f}s"
+        error = ""
+        if attempt.error is not None:
+            error = f"{attempt.error.kind.value}: {attempt.error.message}"
+        rows.append(
+            (
+                str(attempt.attempt),
+                attempt.executor or "-",
+                attempt.started_at.isoformat(timespec="seconds") if attempt.started_at else "-",
+                took,
+                attempt.outcome.value if attempt.outcome else "running",
+                _one_line(error, 80),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["", "attempts"]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  " + "  ".join([*cells, row[-1]]).rstrip())
+    if tracebacks:
+        for attempt in attempts:
+            if attempt.error is not None and attempt.error.traceback:
+                lines += ["", f"traceback of attempt {attempt.attempt}:", attempt.error.traceback]
+    return "\n".join(lines)
+
+
+def _one_line(text: str, limit: int) -> str:
+    """``text`` (an executor's report) on one line of at most ``limit`` printable characters."""
+    printable = "".join(ch if ch.isprintable() else " " for ch in text)
+    flat = " ".join(printable.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _describe(record: TaskRecord) -> str:

@@ -21,6 +21,7 @@ from common import (
     TaskTypeInfo,
 )
 from dispatcher.store.records import (
+    AttemptRecord,
     ExecutorRecord,
     RecordedResult,
     ScheduleRecord,
@@ -68,6 +69,9 @@ class TaskStore(Protocol):
 
     async def get_many(self, task_ids: Sequence[UUID]) -> list[TaskRecord]:
         """The records of those ids that exist, in no particular order."""
+
+    async def attempts(self, task_id: UUID) -> list[AttemptRecord]:
+        """Every recorded attempt of ``task_id``, first to last (none for an unknown id)."""
 
     async def close(self) -> None:
         """Release the store's resources."""
@@ -207,6 +211,8 @@ class SyncTaskStore(Protocol):
     def get(self, task_id: UUID) -> TaskRecord: ...
 
     def get_many(self, task_ids: Sequence[UUID]) -> list[TaskRecord]: ...
+
+    def attempts(self, task_id: UUID) -> list[AttemptRecord]: ...
 
     def close(self) -> None: ...
 

@@ -1,4 +1,4 @@
-"""What the task store keeps: task, executor, task-type and schedule records.
+"""What the task store keeps: task, attempt, executor, task-type and schedule records.
 
 The store's interfaces (``dispatcher.store.protocol``) read and write these; the HTTP API, the
 command line and the sync client show them.
@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from common import JsonValue, RunningTask, TaskErrorInfo
+from common import JsonValue, Outcome, RunningTask, TaskErrorInfo
 
 
 class TaskState(StrEnum):
@@ -74,6 +74,27 @@ class TaskRecord(BaseModel):
     progress_note: str | None = None
     progress_at: datetime | None = None
     # Starts of the current attempt that executors reported (advisory start notices).
+    runs: int = 0
+
+
+class AttemptRecord(BaseModel):
+    """One attempt of a task: where and when it ran, and how it ended.
+
+    Written from the executor's start notice (``runs``, the latest ``executor`` and
+    ``started_at``) and from the attempt's first outcome; an attempt whose executor sent no
+    start notice appears with its outcome only.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: UUID
+    attempt: int
+    executor: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    # None while it runs (or if its outcome never came); retrying for a failure retried.
+    outcome: Outcome | None = None
+    error: TaskErrorInfo | None = None
     runs: int = 0
 
 

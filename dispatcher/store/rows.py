@@ -13,6 +13,7 @@ from typing import Any
 
 from common import ExecutorEvent, Heartbeat, Outcome, ResultMessage, TaskMessage, TaskTypeInfo
 from dispatcher.store.records import (
+    AttemptRecord,
     ExecutorRecord,
     ScheduleRecord,
     TaskRecord,
@@ -107,6 +108,11 @@ def task_message(row: Mapping[str, Any]) -> TaskMessage:
 def task_record(row: Mapping[str, Any]) -> TaskRecord:
     """The record of a whole tasks row."""
     return TaskRecord.model_validate(row)
+
+
+def attempt_record(row: Mapping[str, Any]) -> AttemptRecord:
+    """The record of an attempts row."""
+    return AttemptRecord.model_validate(row)
 
 
 def executor_record(row: Mapping[str, Any]) -> ExecutorRecord:

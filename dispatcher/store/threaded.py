@@ -107,6 +107,7 @@ class ThreadedTaskStore:
     record_replay = _forward(SyncTaskStore.record_replay)
     get = _forward(SyncTaskStore.get)
     get_many = _forward(SyncTaskStore.get_many)
+    attempts = _forward(SyncTaskStore.attempts)
     list_tasks = _forward(SyncTaskStore.list_tasks)
     ping = _forward(SyncTaskStore.ping)
     request_cancel = _forward(SyncTaskStore.request_cancel)

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from common import AmqpSettings
 from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, api_url, wait_for_consumers, wait_until
+from tests.integration.test_cli import run_cli
 
 TOKEN = "operations-token-9d2e"
 FAST_HEARTBEATS = "0.5"  # seconds between heartbeats
@@ -148,6 +149,46 @@ def test_a_delayed_task_is_scheduled_then_runs(
     assert (result.status_code, result.json()["state"]) == (200, "succeeded")
     assert result.json()["priority"] == 7
     assert result.json()["eta"] is not None
+
+
+def test_a_task_that_failed_twice_shows_every_attempt_over_http_and_in_status(
+    api: httpx.Client,
+    processes: Processes,
+    amqp_settings: AmqpSettings,
+    broker: Broker,
+    tmp_path: Path,
+) -> None:
+    processes.executor("exec-attempts")
+    wait_for_consumers(broker, amqp_settings.topology.task_queue, 1)
+    params = {"counter": str(tmp_path / "calls"), "failures": 2}
+
+    task_id = api.post("/tasks", json={"task_type": "flaky", "params": params}).json()["task_id"]
+    result = api.get(f"/tasks/{task_id}/result", params={"wait": 30})
+    detail = api.get(f"/tasks/{task_id}").json()
+    status = run_cli(
+        "dispatcher", "status", task_id, "--traceback", amqp=None, store=tmp_path / "tasks.sqlite3"
+    )
+
+    assert result.json()["state"] == "succeeded"
+    attempts = detail["attempts"]
+    assert [a["outcome"] for a in attempts] == ["retrying", "retrying", "succeeded"]
+    assert [a["attempt"] for a in attempts] == [1, 2, 3]
+    assert {a["executor"] for a in attempts} == {"exec-attempts"}
+    assert all(a["runs"] == 1 and a["started_at"] and a["finished_at"] for a in attempts)
+    assert attempts[0]["error"]["message"] == "flaky call 1 of 2 failing"
+    assert "ConnectionError" in attempts[0]["error"]["traceback"]
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    table = lines[lines.index("attempts") + 1 :]
+    assert table[0].split() == ["#", "executor", "started", "took", "outcome", "error"]
+    assert [row.split()[4] for row in table[1:4]] == ["retrying", "retrying", "succeeded"]
+    assert "traceback of attempt 1:" in status.stdout
+    assert "Traceback (most recent call last)" in status.stdout
+    failed_lines = [
+        line for line in processes.log("exec-attempts").splitlines() if "task_failed" in line
+    ]
+    assert len(failed_lines) == 2
+    assert all("Traceback (most recent call last)" in line for line in failed_lines)
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

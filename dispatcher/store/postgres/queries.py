@@ -108,6 +108,24 @@ WHERE task_id = %(task_id)s AND attempt = %(attempt)s
     AND state IN ('submitted', 'queued', 'running')
 RETURNING runs
 """,
+    # Attempts: a start notice opens (or re-opens) its attempt; the first outcome closes it.
+    start_attempt="""
+INSERT INTO wq_attempts (task_id, attempt, executor, started_at, runs)
+VALUES (%(task_id)s, %(attempt)s, %(executor)s, %(started_at)s, 1)
+ON CONFLICT (task_id, attempt) DO UPDATE SET
+    executor = excluded.executor, started_at = excluded.started_at, runs = wq_attempts.runs + 1
+WHERE wq_attempts.outcome IS NULL
+""",
+    end_attempt="""
+INSERT INTO wq_attempts (task_id, attempt, executor, started_at, finished_at, outcome, error)
+VALUES (%(task_id)s, %(attempt)s, %(executor)s, %(started_at)s, %(finished_at)s,
+        %(outcome)s, %(error)s)
+ON CONFLICT (task_id, attempt) DO UPDATE SET
+    executor = excluded.executor, started_at = excluded.started_at,
+    finished_at = excluded.finished_at, outcome = excluded.outcome, error = excluded.error
+WHERE wq_attempts.outcome IS NULL
+""",
+    attempts_of="SELECT * FROM wq_attempts WHERE task_id = %(task_id)s ORDER BY attempt",
     # Fleet
     # The newest heartbeat per executor wins, whatever the order they arrive in.
     record_heartbeat=sql.upsert(

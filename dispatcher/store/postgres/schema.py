@@ -106,8 +106,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX wq_tasks_retry_due ON wq_tasks (next_attempt_at) WHERE state = 'retrying'",
         "ALTER TABLE wq_tasks ADD COLUMN runs integer NOT NULL DEFAULT 0",
     ),
-    # Version 4: a task whose attempt an executor reported starting is running.
+    # Version 4 (SQLite's 6): a task whose attempt an executor reported starting is running;
+    # every attempt is kept, with its executor, times, outcome and error.
     (
+        """CREATE TABLE wq_attempts (
+            task_id uuid NOT NULL,
+            attempt integer NOT NULL,
+            executor text,
+            started_at timestamptz,
+            finished_at timestamptz,
+            outcome text,
+            error jsonb,
+            runs integer NOT NULL DEFAULT 0,
+            PRIMARY KEY (task_id, attempt)
+        )""",
         "ALTER TABLE wq_tasks DROP CONSTRAINT wq_tasks_state_check",
         """ALTER TABLE wq_tasks ADD CONSTRAINT wq_tasks_state_check CHECK (state IN
             ('scheduled', 'submitted', 'queued', 'running', 'retrying', 'succeeded', 'failed',

@@ -124,6 +124,17 @@ class Queries:
     or running), setting it running with started_at and executor; returns its runs, no row if
     not counted."""
 
+    start_attempt: str
+    """Upsert the attempts row (task_id, attempt): set executor and started_at and add one to
+    runs, unless that attempt already has its outcome."""
+
+    end_attempt: str
+    """Upsert the attempts row (task_id, attempt) with executor, started_at, finished_at,
+    outcome and error, unless that attempt already has its outcome (the first one wins)."""
+
+    attempts_of: str
+    """Every attempts row of ``task_id``, by attempt."""
+
     record_progress: str
     """Set progress, progress_note and progress_at of the open task ``task_id`` unless its
     recorded progress_at is at or after the given one."""

@@ -1,4 +1,4 @@
-"""The store's outcomes: results, replays of dead tasks, cancel requests and progress (SQL)."""
+"""The store's outcomes: results, attempts, replays of dead tasks, cancels and progress (SQL)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from datetime import datetime
 from uuid import UUID
 
 from common import ProgressMessage, ResultMessage, StartNotice, TaskMessage
-from dispatcher.store.records import RecordedResult
-from dispatcher.store.rows import STATE_OF_OUTCOME, next_attempt_at, task_record
+from dispatcher.store.records import AttemptRecord, RecordedResult
+from dispatcher.store.rows import STATE_OF_OUTCOME, attempt_record, next_attempt_at, task_record
 from dispatcher.store.sql.dialect import Dialect, Params, Transaction
 from dispatcher.store.sql.tasks import SqlConcern
 
@@ -34,11 +34,13 @@ class SqlResults(SqlConcern):
         """``record_result`` for each, in order, in one transaction (one commit for all).
 
         The first final outcome wins, whichever attempt it comes from; a duplicate only adds
-        to the task's count of them. The records of the ids in ``read_back`` come back as
+        to the task's count of them. Each result also closes its attempt's record, unless
+        that attempt already has its outcome. The records of the ids in ``read_back`` come back as
         written: only for results someone waits for, since decoding a whole row costs more
         than the write itself.
         """
         rows = [(self._result_row(result), result.task_id in read_back) for result in results]
+        ends = [_attempt_end(result, row) for result, (row, _) in zip(results, rows, strict=True)]
 
         def write(tx: Transaction) -> list[RecordedResult]:
             written: list[RecordedResult | None] = []
@@ -58,6 +60,7 @@ class SqlResults(SqlConcern):
             ]
             if duplicates:
                 tx.run_many(self._q.count_duplicate_result, duplicates)
+            tx.run_many(self._q.end_attempt, ends)
             return [w or RecordedResult(False) for w in written]
 
         return self._db.write(write)
@@ -95,11 +98,21 @@ class SqlResults(SqlConcern):
         ]
 
         def write(tx: Transaction) -> list[int | None]:
-            counted = (tx.run(self._q.record_start, row).rows for row in rows)
-            return [int(found[0]["runs"]) if found else None for found in counted]
+            runs: list[int | None] = []
+            for row in rows:
+                found = tx.run(self._q.record_start, row).rows
+                runs.append(int(found[0]["runs"]) if found else None)
+                if found:  # an open attempt of a known task: its attempt record too
+                    tx.run(self._q.start_attempt, row)
+            return runs
 
         # Not durable: a start lost to a power cut only lets an attempt start once more.
         return self._db.write(write, durable=False) if rows else []
+
+    def attempts(self, task_id: UUID) -> list[AttemptRecord]:
+        """Every recorded attempt of ``task_id``, first to last (none for an unknown id)."""
+        rows = self._db.read(self._q.attempts_of, {"task_id": task_id})
+        return [attempt_record(row) for row in rows]
 
     def record_progress(self, report: ProgressMessage) -> bool:
         """Record the latest progress of an open task; False if final or older than the last."""
@@ -131,3 +144,16 @@ class SqlResults(SqlConcern):
             "error": self._db.reported(error) if error is not None else None,
             "redelivered": result.redelivered,
         }
+
+
+def _attempt_end(result: ResultMessage, result_row: Params) -> Params:
+    """The attempts row a result closes, from the values it writes to the tasks row."""
+    return {
+        "task_id": result_row["task_id"],
+        "attempt": result_row["attempt"],
+        "executor": result_row["executor"],
+        "started_at": result_row["started_at"],
+        "finished_at": result_row["finished_at"],
+        "outcome": result.outcome.value,
+        "error": result_row["error"],
+    }

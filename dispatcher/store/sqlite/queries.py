@@ -110,6 +110,24 @@ UPDATE tasks SET state = 'running', runs = runs + 1, started_at = :started_at,
 WHERE task_id = :task_id AND attempt = :attempt AND state IN ('submitted', 'queued', 'running')
 RETURNING runs
 """,
+    # Attempts: a start notice opens (or re-opens) its attempt; the first outcome closes it.
+    start_attempt="""
+INSERT INTO attempts (task_id, attempt, executor, started_at, runs)
+VALUES (:task_id, :attempt, :executor, :started_at, 1)
+ON CONFLICT (task_id, attempt) DO UPDATE SET
+    executor = excluded.executor, started_at = excluded.started_at, runs = attempts.runs + 1
+WHERE attempts.outcome IS NULL
+""",
+    end_attempt="""
+INSERT INTO attempts (task_id, attempt, executor, started_at, finished_at, outcome, error)
+VALUES (:task_id, :attempt, :executor, :started_at, :finished_at,
+        :outcome, :error)
+ON CONFLICT (task_id, attempt) DO UPDATE SET
+    executor = excluded.executor, started_at = excluded.started_at,
+    finished_at = excluded.finished_at, outcome = excluded.outcome, error = excluded.error
+WHERE attempts.outcome IS NULL
+""",
+    attempts_of="SELECT * FROM attempts WHERE task_id = :task_id ORDER BY attempt",
     # Fleet
     # The newest heartbeat per executor wins, whatever the order they arrive in.
     record_heartbeat=sql.upsert(

@@ -11,12 +11,13 @@ from collections.abc import Callable
 
 from common import StoreError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: lambda db: _add_column(db, "tasks", "next_attempt_at", "TEXT"),
     3: lambda db: _add_idempotency_key(db),
     4: lambda db: _add_scheduling_centre(db),
     5: lambda db: _add_retries_due(db),
+    6: lambda db: _add_attempts(db),
 }
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -97,6 +98,26 @@ _RETRIES_DUE = (
 def _add_retries_due(db: sqlite3.Connection) -> None:
     db.execute(_RETRIES_DUE)
     _add_column(db, "tasks", "runs", "INTEGER NOT NULL DEFAULT 0")
+
+
+# v6: one row per attempt of a task; a task's rows sit together under its key.
+_ATTEMPTS = """
+CREATE TABLE IF NOT EXISTS attempts (
+    task_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    executor TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    outcome TEXT,
+    error TEXT,
+    runs INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (task_id, attempt)
+) WITHOUT ROWID
+"""
+
+
+def _add_attempts(db: sqlite3.Connection) -> None:
+    db.execute(_ATTEMPTS)
 
 
 _V4_TASK_COLUMNS = (

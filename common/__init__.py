@@ -93,17 +93,21 @@ from common.retry import backoff_delay
 from common.settings import AmqpSettings, LogSettings, is_loopback, load_settings, redact_url
 from common.topology import (
     ATTEMPT_HEADER,
+    DEFAULT_QUEUE,
     DELIVERY_COUNT_HEADER,
     DISPATCHER_APP_ID,
     EXECUTOR_APP_ID,
+    QUEUE_NAME_PATTERN,
     TASK_ROUTING_KEY,
     Topology,
+    check_queue_name,
 )
 
 # Wire: the messages, how they are encoded, and the broker's names (docs/protocol.md).
 __all__ = [
     "ATTEMPT_HEADER",
     "CANCEL_TYPE",
+    "DEFAULT_QUEUE",
     "DELIVERY_COUNT_HEADER",
     "DISPATCHER_APP_ID",
     "EXECUTOR_APP_ID",
@@ -111,6 +115,7 @@ __all__ = [
     "MAX_DELIVERY_LIMIT",
     "MAX_PRIORITY",
     "MAX_RETRY_DELAY_S",
+    "QUEUE_NAME_PATTERN",
     "SCHEMA_VERSION",
     "STARTED_TYPE",
     "TASK_ROUTING_KEY",
@@ -138,6 +143,7 @@ __all__ = [
     "Verdict",
     "cancel_properties",
     "check_body_size",
+    "check_queue_name",
     "decode_cancel",
     "decode_heartbeat",
     "decode_progress",

@@ -209,6 +209,28 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> Decl
     return DeclaredTopology(exchange, tasks, queues[topology.results_queue])
 
 
+async def declare_task_queue(
+    channel: AbstractChannel, topology: Topology, queue: str
+) -> AbstractQueue:
+    """Declare the task queue called ``queue`` and bind it to the task exchange (idempotent).
+
+    Named queues have the default task queue's arguments, dead-letter to the one
+    ``wq.tasks.dead`` (whose ``x-wq-original-queue`` header names the queue) and are declared
+    by whoever first needs them: the dispatcher before its first publish to one, an executor
+    before it consumes. The task exchange must exist (``declare_topology``).
+    """
+    try:
+        declared = await channel.declare_queue(
+            topology.task_queue_of(queue),
+            durable=True,
+            arguments=dict(topology.task_queue_arguments()),
+        )
+        await declared.bind(topology.task_exchange, topology.routing_key_of(queue))
+    except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        raise ConfigError(topology_mismatch(str(exc), topology)) from exc
+    return declared
+
+
 async def declare_results_queue(channel: AbstractChannel, topology: Topology) -> AbstractQueue:
     """Declare only the results queue, for a channel that consumes it.
 

@@ -20,7 +20,11 @@ from pydantic import (
     field_validator,
 )
 
+from common.topology import DEFAULT_QUEUE, check_queue_name
+
 SCHEMA_VERSION = 1
+# Most task queues one heartbeat may list.
+MAX_QUEUES = 256
 MAX_ATTEMPT = 10_000  # far above any retry policy; keeps the number a 64-bit integer anywhere
 MAX_PRIORITY = 255  # the AMQP priority property is one octet
 
@@ -81,6 +85,14 @@ class TaskMessage(_Wire):
     # Also sent as the AMQP ``priority`` property, which is what the broker orders by; kept
     # in the body so that every republished copy (retry, outbox, replay) carries it on.
     priority: int = Field(default=0, ge=0, le=MAX_PRIORITY)
+    # The task queue the dispatcher routes it to. Not part of the body (``exclude``): the
+    # routing key says it (docs/protocol.md), and the store keeps it for every republish.
+    queue: str = Field(default=DEFAULT_QUEUE, exclude=True)
+
+    @field_validator("queue")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        return check_queue_name(value)
 
 
 class Outcome(StrEnum):
@@ -255,6 +267,10 @@ class Heartbeat(_Wire):
     started_at: AwareWireTime
     sent_at: AwareWireTime
     task_types: list[TaskTypeInfo] = Field(default_factory=list)
+    # The task queues it consumes (an executor from before named queues sends none).
+    queues: list[Annotated[str, AfterValidator(check_queue_name)]] = Field(
+        default_factory=list, max_length=MAX_QUEUES
+    )
     current_tasks: list[RunningTask] = Field(default_factory=list)
     processed: Count = 0
     failed: Count = 0

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from common.errors import ConfigError, InvalidParams, PermanentTaskError, UnknownTaskType
 from common.messages import TASK_TYPE_PATTERN, TaskTypeInfo
+from common.topology import DEFAULT_QUEUE, check_queue_name
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -34,6 +35,8 @@ class TaskOptions:
             invalid params always do).
         soft_time_limit: seconds after which the handler is told to wrap up.
         time_limit: seconds after which the attempt is abandoned and recorded as timed out.
+        queue: the task queue its tasks go to unless a submission names another; executors
+            consume the queues of their task types (``default``: the ``wq.tasks`` queue).
     """
 
     max_retries: int = 3
@@ -42,8 +45,13 @@ class TaskOptions:
     permanent: tuple[type[BaseException], ...] = ()
     soft_time_limit: float | None = None
     time_limit: float | None = None
+    queue: str = DEFAULT_QUEUE
 
     def __post_init__(self) -> None:
+        try:
+            check_queue_name(self.queue)
+        except ValueError as exc:
+            raise ConfigError(f"queue {self.queue!r}: {exc}") from None
         if self.max_retries < 0 or self.retry_backoff <= 0 or self.retry_backoff_max <= 0:
             raise ConfigError("max_retries must be >= 0 and the backoffs > 0")
         permanent_ok = isinstance(self.permanent, tuple) and all(
@@ -111,6 +119,7 @@ class TaskDefinition:
                 "permanent": [kind.__name__ for kind in options.permanent],
                 "soft_time_limit": options.soft_time_limit,
                 "time_limit": options.time_limit,
+                "queue": options.queue,
             },
         )
 
@@ -171,6 +180,10 @@ class TaskRegistry:
     def names(self) -> list[str]:
         """Registered task types, sorted."""
         return sorted(self._tasks)
+
+    def queues(self) -> list[str]:
+        """The task queues the registered types declare, sorted (``default`` if none)."""
+        return sorted({t.options.queue for t in self._tasks.values()} or {DEFAULT_QUEUE})
 
     def __contains__(self, task_type: object) -> bool:
         return task_type in self._tasks

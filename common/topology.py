@@ -6,11 +6,18 @@ default, so that one broker can host several isolated deployments (and tests).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
 DEFAULT_PREFIX: Final = "wq"
 TASK_ROUTING_KEY: Final = "task"
+# Task queues: every deployment has the default one (``wq.tasks``, routing key ``task``); a task
+# type or a submission may name another (``reports``: queue and routing key ``wq.tasks.reports``).
+DEFAULT_QUEUE: Final = "default"
+QUEUE_NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+# ``wq.tasks.dead`` is the task dead-letter queue: no task queue may take its name.
+_RESERVED_QUEUE_NAMES: Final = frozenset({"dead"})
 # Heartbeats are advisory and repeated: a stale one is worthless, so the queue keeps each for
 # a minute at most and only the newest few thousand while no dispatcher consumes it.
 # https://www.rabbitmq.com/docs/ttl#per-queue-message-ttl, https://www.rabbitmq.com/docs/maxlength
@@ -67,6 +74,18 @@ class Topology:
     def task_queue(self) -> str:
         """Durable queue that executors consume, bound to the task exchange."""
         return f"{self.prefix}.tasks"
+
+    def task_queue_of(self, queue: str) -> str:
+        """The broker queue of the task queue called ``queue`` (``default``: ``task_queue``)."""
+        return self.task_queue if queue == DEFAULT_QUEUE else f"{self.task_queue}.{queue}"
+
+    def routing_key_of(self, queue: str) -> str:
+        """The routing key that reaches task queue ``queue`` through ``task_exchange``.
+
+        The default queue keeps ``task``, so producers written before named queues still reach
+        it; any other's is its broker queue name, which no other binding can take.
+        """
+        return TASK_ROUTING_KEY if queue == DEFAULT_QUEUE else self.task_queue_of(queue)
 
     @property
     def results_queue(self) -> str:
@@ -191,3 +210,15 @@ def _dead_lettering_to(dead_queue: str) -> dict[str, str | int]:
     # message is kept, and the queue's arguments in the management UI say where it went.
     # https://www.rabbitmq.com/docs/dlx
     return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead_queue}
+
+
+def check_queue_name(queue: str) -> str:
+    """``queue`` if it may name a task queue; ``ValueError`` saying why not."""
+    if not isinstance(queue, str) or re.fullmatch(QUEUE_NAME_PATTERN, queue) is None:
+        raise ValueError(
+            "a queue name is 1 to 64 lower-case letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    if queue in _RESERVED_QUEUE_NAMES:
+        raise ValueError(f"{queue!r} is reserved (the task dead-letter queue is wq.tasks.dead)")
+    return queue

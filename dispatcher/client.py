@@ -23,6 +23,7 @@ from common.amqp import (
     close_quickly,
     connect,
     declare_results_queue,
+    declare_task_queue,
     declare_topology,
     while_reachable,
 )
@@ -159,6 +160,8 @@ async def _open_publishing(
     declared = await declare_topology(channel, topology)
     publisher = AmqpPublisher(
         declared.task_exchange,
+        topology=topology,
+        declare=lambda queue: declare_task_queue(channel, topology, queue),
         reply_to=topology.results_queue,
         app_id=settings.app_id,
         confirm_timeout=amqp.confirm_timeout,

@@ -95,6 +95,13 @@ class Fleet:
         """Every published task type, with its params JSON Schema, by name."""
         return await self._store.list_task_types()
 
+    def queue_of(self, task_type: str) -> str | None:
+        """The task queue the executors that published ``task_type`` declared for it.
+
+        Read from the catalog as the last ``validate`` left it (which refreshes it first).
+        """
+        return self._catalog.queue_of(task_type)
+
     async def validate(self, requests: Iterable[tuple[str, Mapping[str, JsonValue]]]) -> None:
         """Refuse unknown task types and invalid params against the published schemas.
 

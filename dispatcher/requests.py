@@ -12,11 +12,13 @@ from enum import StrEnum
 from typing import Annotated, Any, Final
 from uuid import UUID, uuid4
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 
 from common import (
+    DEFAULT_QUEUE,
     MAX_PRIORITY,
     MAX_RETRY_DELAY_S,
+    QUEUE_NAME_PATTERN,
     TASK_TYPE_PATTERN,
     AwareWireTime,
     CancelNotice,
@@ -27,6 +29,7 @@ from common import (
     TaskRegistry,
     UnknownTaskType,
     WorkQueueError,
+    check_queue_name,
     encode,
     invalid_params,
 )
@@ -45,12 +48,14 @@ Countdown = Annotated[float, Field(ge=0, le=MAX_DELAY_S, allow_inf_nan=False)]
 Eta = AwareWireTime
 MAX_IDEMPOTENCY_KEY: Final = 200
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=MAX_IDEMPOTENCY_KEY)]
+QueueName = Annotated[str, Field(pattern=QUEUE_NAME_PATTERN), AfterValidator(check_queue_name)]
 
 _CHECKS: Final[dict[str, TypeAdapter[Any]]] = {
     "priority": TypeAdapter(Priority),
     "countdown": TypeAdapter(Countdown),
     "eta": TypeAdapter(Eta),
     "idempotency_key": TypeAdapter(IdempotencyKey),
+    "queue": TypeAdapter(QueueName),
 }
 
 
@@ -70,6 +75,8 @@ class TaskRequest:
     # seconds after submission. One or neither; a time not in the future publishes at once.
     eta: datetime | None = None
     countdown: float | None = None
+    # The task queue to route it to; None: the one its task type declares, else ``default``.
+    queue: str | None = None
 
     def __post_init__(self) -> None:
         """Check every field against its range; ``InvalidRequest`` (a ``ValueError``) if not."""
@@ -154,16 +161,23 @@ def build_task(
     clock: Clock = utcnow,
     *,
     max_body_bytes: int | None = None,
+    declared_queue: Callable[[str], str | None] = lambda task_type: None,
 ) -> TaskMessage:
     """A new task message for ``request``, validated against ``registry`` when there is one.
 
-    With ``max_body_bytes``, a task whose body would be larger is refused here, before it is
-    recorded: every executor would refuse it (``WQ_AMQP_MAX_BODY_BYTES``).
+    Its queue is the request's, else the one its task type declares (in ``registry``, or
+    else as ``declared_queue`` finds it: the executors' published task types), else
+    ``default``. With ``max_body_bytes``, a task whose body would be larger is refused here,
+    before it is recorded: every executor would refuse it (``WQ_AMQP_MAX_BODY_BYTES``).
     """
     params = dict(request.params)
+    queue = request.queue
     if registry is not None:
-        registry.get(request.task_type).validate(params)
-    task = _task_message(request, params, clock)
+        definition = registry.get(request.task_type)
+        definition.validate(params)
+        queue = queue or definition.options.queue
+    queue = queue or declared_queue(request.task_type) or DEFAULT_QUEUE
+    task = _task_message(request, params, clock, queue)
     if max_body_bytes is not None:
         size = len(encode(task))
         if size > max_body_bytes:
@@ -173,7 +187,9 @@ def build_task(
     return task
 
 
-def _task_message(request: TaskRequest, params: dict[str, JsonValue], clock: Clock) -> TaskMessage:
+def _task_message(
+    request: TaskRequest, params: dict[str, JsonValue], clock: Clock, queue: str
+) -> TaskMessage:
     try:
         return TaskMessage(
             task_id=uuid4(),
@@ -181,6 +197,7 @@ def _task_message(request: TaskRequest, params: dict[str, JsonValue], clock: Clo
             params=params,
             submitted_at=clock(),
             priority=request.priority,
+            queue=queue,
         )
     except ValidationError as exc:
         if any(error["loc"][:1] == ("task_type",) for error in exc.errors(include_url=False)):

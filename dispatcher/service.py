@@ -91,6 +91,7 @@ class Dispatcher:
         priority: int = 0,
         eta: datetime | None = None,
         countdown: float | None = None,
+        queue: str | None = None,
     ) -> UUID:
         """Record and publish one task; returns its id once the broker has confirmed it.
 
@@ -98,7 +99,8 @@ class Dispatcher:
         return (any later call sees it), so a submit waits for one store write, not two.
 
         A task due later (``eta`` or ``countdown``) is recorded as scheduled and returned at
-        once; ``dispatcher serve`` publishes it when it is due.
+        once; ``dispatcher serve`` publishes it when it is due. It goes to ``queue``, else to
+        the task queue its type declares, else to ``default``.
 
         Raises:
             UnknownTaskType, InvalidParams: when a task module is loaded and refuses the task,
@@ -112,6 +114,7 @@ class Dispatcher:
             priority=priority,
             eta=eta,
             countdown=countdown,
+            queue=queue,
         )
         (task_id,) = await self.submit_many([request])
         return task_id
@@ -150,8 +153,13 @@ class Dispatcher:
         """Validate every request, then build its task message."""
         if self._registry is None:  # no task module: the executors' published schemas
             await self.fleet.validate((r.task_type, r.params) for r in requests)
-        limit = self.max_body_bytes
-        return [build_task(r, self._registry, self._clock, max_body_bytes=limit) for r in requests]
+        limit, queue_of = self.max_body_bytes, self.fleet.queue_of
+        return [
+            build_task(
+                r, self._registry, self._clock, max_body_bytes=limit, declared_queue=queue_of
+            )
+            for r in requests
+        ]
 
     async def _submit_delayed(
         self,

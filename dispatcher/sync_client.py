@@ -22,6 +22,7 @@ import pika
 import pika.exceptions
 
 from common import (
+    DEFAULT_QUEUE,
     TASK_ROUTING_KEY,
     AmqpSettings,
     BrokerError,
@@ -41,6 +42,7 @@ from dispatcher.requests import CancelReport, TaskRequest, build_task, cancel_no
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store.backends import open_store
 from dispatcher.store.records import AttemptRecord, TaskRecord
+from dispatcher.task_types import declared_queues
 
 _WAIT_POLL_S = 0.1
 
@@ -62,6 +64,8 @@ class SyncDispatcher:
         self._lock = threading.Lock()
         self._connection: Any = None
         self._channel: Any = None
+        # Named task queues declared on the current channel (a new channel starts empty).
+        self._declared: set[str] = set()
 
     def submit(
         self,
@@ -72,6 +76,7 @@ class SyncDispatcher:
         priority: int = 0,
         eta: datetime | None = None,
         countdown: float | None = None,
+        queue: str | None = None,
     ) -> UUID:
         """Record and publish one task; returns once the broker has confirmed it.
 
@@ -86,6 +91,7 @@ class SyncDispatcher:
             priority=priority,
             eta=eta,
             countdown=countdown,
+            queue=queue,
         )
         (task_id,) = self.submit_many([request])
         return task_id
@@ -94,7 +100,14 @@ class SyncDispatcher:
         """Record and publish tasks one confirm at a time (use the asyncio API for bulk)."""
         requests = list(requests)
         limit = self._amqp.max_body_bytes
-        tasks = [build_task(r, self._registry, max_body_bytes=limit) for r in requests]
+        declared: dict[str, str] = {}
+        if self._registry is None and any(r.queue is None for r in requests):
+            # The queues the executors' published task types declare, as the async API uses.
+            declared = declared_queues(self._store.list_task_types())
+        tasks = [
+            build_task(r, self._registry, max_body_bytes=limit, declared_queue=declared.get)
+            for r in requests
+        ]
         now = datetime.now(UTC)
         etas = [request.due_at(now) for request in requests]
         if any(eta is not None for eta in etas):
@@ -193,7 +206,30 @@ class SyncDispatcher:
         properties = task_properties(
             task, reply_to=topology.results_queue, app_id=self._settings.app_id
         )
-        self._send(topology.task_exchange, TASK_ROUTING_KEY, encode(task), properties, task.task_id)
+        if task.queue != DEFAULT_QUEUE:
+            self._declare_queue(task.queue)
+        routing_key = topology.routing_key_of(task.queue)
+        self._send(topology.task_exchange, routing_key, encode(task), properties, task.task_id)
+
+    def _declare_queue(self, queue: str) -> None:
+        """Declare and bind the named task queue ``queue`` once per channel."""
+        channel = self._ensure_channel()
+        if queue in self._declared and channel is self._channel:
+            return
+        topology = self._amqp.topology
+        name = topology.task_queue_of(queue)
+        try:
+            channel.queue_declare(name, durable=True, arguments=topology.task_queue_arguments())
+            channel.queue_bind(name, topology.task_exchange, topology.routing_key_of(queue))
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            self._drop_connection()
+            if exc.reply_code == 406:  # PRECONDITION_FAILED: declared with other arguments
+                raise ConfigError(topology_mismatch(exc.reply_text, topology)) from exc
+            raise BrokerError(f"declaring task queue {name} failed: {exc.reply_text}") from exc
+        except pika.exceptions.AMQPError as exc:
+            self._drop_connection()
+            raise BrokerError(f"cannot declare task queue {name}: {type(exc).__name__}") from exc
+        self._declared.add(queue)
 
     def _send(
         self,
@@ -257,6 +293,7 @@ class SyncDispatcher:
 
     def _drop_connection(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
+        self._declared.clear()
         if connection is not None and connection.is_open:
             with contextlib.suppress(Exception):
                 connection.close()

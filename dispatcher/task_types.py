@@ -14,7 +14,7 @@ from typing import Any
 
 from jsonschema import exceptions as schema_errors
 
-from common import InvalidParams, JsonValue, UnknownTaskType
+from common import DEFAULT_QUEUE, InvalidParams, JsonValue, UnknownTaskType, check_queue_name
 from common.logging import get_logger
 from dispatcher.safe_schemas import safe_validator
 from dispatcher.store.records import TaskTypeRecord
@@ -34,11 +34,13 @@ class TaskTypeCatalog:
         self._loaded_at: float | None = None
         self._schemas: dict[str, dict[str, JsonValue]] = {}
         self._validators: dict[str, Any] = {}
+        self._queues: dict[str, str] = {}
 
     def load(self, records: Sequence[TaskTypeRecord]) -> None:
         """Take the store's task types; only changed schemas are compiled again."""
         self._loaded_at = self._clock()
         seen = set()
+        self._queues = declared_queues(records)
         for record in records:
             seen.add(record.name)
             if self._schemas.get(record.name) == record.params_schema:
@@ -64,6 +66,10 @@ class TaskTypeCatalog:
     def __len__(self) -> int:
         return len(self._validators)
 
+    def queue_of(self, task_type: str) -> str | None:
+        """The task queue ``task_type``'s executors declared, None if it is not published."""
+        return self._queues.get(task_type)
+
     def validate(self, task_type: str, params: Mapping[str, JsonValue]) -> None:
         """Raise ``UnknownTaskType`` or ``InvalidParams`` (with every error) if refused.
 
@@ -82,3 +88,17 @@ class TaskTypeCatalog:
 def _error(error: schema_errors.ValidationError) -> dict[str, object]:
     # The same keys as pydantic's errors (loc, msg, type), so clients handle one shape.
     return {"loc": list(error.absolute_path), "msg": error.message, "type": str(error.validator)}
+
+
+def declared_queues(records: Sequence[TaskTypeRecord]) -> dict[str, str]:
+    """The task queue each published task type declares (``default`` for none or a bad one)."""
+    return {record.name: _declared_queue(record) for record in records}
+
+
+def _declared_queue(record: TaskTypeRecord) -> str:
+    queue = record.options.get("queue", DEFAULT_QUEUE)
+    try:
+        return check_queue_name(queue)  # type: ignore[arg-type]
+    except ValueError:
+        log.warning("task_type_queue_invalid", task_type=record.name)
+        return DEFAULT_QUEUE

@@ -28,6 +28,7 @@ from common.readiness import ReadyFile
 from common.shutdown import install_stop_handlers
 from executor.consumer import Executor
 from executor.monitor import Monitor
+from executor.pools import parse_queues, plan_channels, queues_to_consume
 from executor.settings import ExecutorSettings
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ environment:
   WQ_AMQP_PREFIX             prefix of queue and exchange names (default wq)
   WQ_EXECUTOR_TASKS          task module, same as --tasks
   WQ_EXECUTOR_CONCURRENCY    execution slots, same as --concurrency
+  WQ_EXECUTOR_QUEUES         task queues to consume, same as --queues
   WQ_EXECUTOR_SHUTDOWN_GRACE seconds in-flight tasks get on SIGTERM (default 30)
   WQ_EXECUTOR_READY_FILE     file present while consuming, for health probes
   WQ_EXECUTOR_HEARTBEAT_INTERVAL  seconds between heartbeats to the dispatcher (10)
@@ -65,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="consume and run tasks until SIGTERM or Ctrl-C")
     run.add_argument("--tasks", help="task module, e.g. examples.tasks or pkg.mod:registry")
     run.add_argument("--concurrency", type=int, help="execution slots (default 1)")
+    run.add_argument(
+        "--queues",
+        metavar="A,B",
+        help="task queues to consume (default: those its task types declare; 'default' is "
+        "the wq.tasks queue)",
+    )
     run.add_argument("--name", help="executor name in results and logs (default host.pid)")
     run.add_argument(
         "--path", default=".", help="directory to import the task module from (default .)"
@@ -86,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("tasks", args.tasks),
                 ("concurrency", getattr(args, "concurrency", None)),
                 ("name", getattr(args, "name", None)),
+                ("queues", getattr(args, "queues", None)),
             )
             if value is not None
         }
@@ -97,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "tasks":
             return _print_tasks(registry, as_json=args.json)
         amqp = load_settings(AmqpSettings)
+        queues = queues_to_consume(
+            registry, parse_queues(settings.queues) if settings.queues else None
+        )
+        plan_channels(amqp.queue_type, queues, settings.concurrency)  # ConfigError if it cannot
     except ConfigError as exc:
         print(f"executor: {exc}", file=sys.stderr)
         return codes.USAGE
@@ -112,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return codes.USAGE
     if settings.metrics_port is None:
-        return _run(settings, amqp, registry, name, metrics=None)
+        return _run(settings, amqp, registry, name, queues, metrics=None)
     # Imported here, not at the top: prometheus_client and its HTTP server are about 2 MiB of
     # an idle executor's memory, which an executor without the endpoint does not need.
     from executor.metrics import ExecutorMetrics, serve_metrics
@@ -124,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"executor: cannot serve metrics: {exc}", file=sys.stderr)
         return codes.USAGE
     try:
-        return _run(settings, amqp, registry, name, metrics=metrics)
+        return _run(settings, amqp, registry, name, queues, metrics=metrics)
     finally:
         server.shutdown()
 
@@ -134,10 +147,13 @@ def _run(
     amqp: AmqpSettings,
     registry: TaskRegistry,
     name: str,
+    queues: list[str],
     *,
     metrics: ExecutorMetrics | None,
 ) -> int:
-    monitor = Monitor(name=name, slots=settings.concurrency, registry=registry, metrics=metrics)
+    monitor = Monitor(
+        name=name, slots=settings.concurrency, registry=registry, queues=queues, metrics=metrics
+    )
     executor = Executor(
         amqp=amqp,
         registry=registry,
@@ -147,6 +163,7 @@ def _run(
         ready_file=ReadyFile(settings.ready_file),
         monitor=monitor,
         heartbeat_interval=settings.heartbeat_interval,
+        queues=queues,
     )
     return asyncio.run(_serve(executor))
 

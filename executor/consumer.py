@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from common import AmqpSettings, BrokerError, ExecutorEvent, Outcome, TaskRegistry
-from common.amqp import close_quickly, connect, declare_topology, while_reachable
+from common.amqp import (
+    close_quickly,
+    connect,
+    declare_task_queue,
+    declare_topology,
+    while_reachable,
+)
 from common.logging import get_logger
 from common.readiness import ReadyFile
 from executor import timeouts
@@ -24,6 +32,13 @@ from executor.decisions import Decision, decide
 from executor.heartbeats import HeartbeatSender
 from executor.jobs import Job
 from executor.monitor import Monitor
+from executor.pools import (
+    consumer_tag,
+    foreign_queues,
+    plan_channels,
+    queues_to_consume,
+    unconsumed_types,
+)
 from executor.progress import ProgressReporter
 from executor.runner import Attempt, execute
 from executor.settling import Settler, drop, give_back, return_to_queue
@@ -37,7 +52,7 @@ CATCH_UP_TIMEOUT_S = 30.0
 
 
 class Executor:
-    """Runs tasks from the task queue with ``concurrency`` slots of prefetch 1 each."""
+    """Runs tasks from its task queues with ``concurrency`` slots of prefetch 1 each."""
 
     def __init__(
         self,
@@ -51,8 +66,16 @@ class Executor:
         monitor: Monitor | None = None,
         heartbeat_interval: float = 10.0,
         catch_up_timeout: float = CATCH_UP_TIMEOUT_S,
+        queues: Sequence[str] | None = None,
     ) -> None:
         self._amqp = amqp
+        # The queues to consume: those named, else those its task types declare.
+        self._queues = queues_to_consume(registry, queues)
+        self._plan = plan_channels(amqp.queue_type, self._queues, concurrency)
+        # Consumer tag -> broker queue, for the x-wq-original-queue of a dead-lettered task.
+        self._queue_of_tag = {
+            consumer_tag(name, q): amqp.topology.task_queue_of(q) for q in self._queues
+        }
         self._topology = amqp.topology
         self._registry = registry
         self._name = name
@@ -67,7 +90,9 @@ class Executor:
         self._slots = asyncio.Semaphore(concurrency)
         self._idle = asyncio.Event()
         self._idle.set()
-        self._monitor = monitor or Monitor(name=name, slots=concurrency, registry=registry)
+        self._monitor = monitor or Monitor(
+            name=name, slots=concurrency, registry=registry, queues=self._queues
+        )
         self._heartbeat_interval = heartbeat_interval
         self._cancellations = Cancellations(executor=name, max_body_bytes=amqp.max_body_bytes)
         self._catch_up_timeout = catch_up_timeout
@@ -99,23 +124,25 @@ class Executor:
         try:
             publishing = await connect(self._amqp, name=f"wq executor {self._name} publish")
             heartbeats = await self._open_publishing(publishing)
-            queue = await self._open_consuming(consuming, stop)
-            if queue is None:  # stopped before it could start consuming
+            queues = await self._open_consuming(consuming, stop)
+            if queues is None:  # stopped before it could start consuming
                 return
-            tag = await self._consume(queue, _broker_version(consuming))
+            consumers = await self._consume(queues, _broker_version(consuming))
             await heartbeats.send(ExecutorEvent.STARTED)
             beating = asyncio.create_task(heartbeats.run(self._heartbeat_interval))
             self._ready_file.set()
             self._ready_file.follow(consuming)
             await stop.wait()
-            await self._stop(consuming, publishing, queue, tag, heartbeats, beating)
+            await self._stop(consuming, publishing, consumers, heartbeats, beating)
         finally:
             await self._close(consuming, publishing, beating)
 
     async def _open_publishing(self, publishing: AbstractRobustConnection) -> HeartbeatSender:
         """The confirm channel and everything that publishes on it; returns the heartbeats."""
         channel = await publishing.channel(publisher_confirms=True, on_return_raises=True)
-        self._settler_or_none = Settler(channel, amqp=self._amqp, executor=self._name)
+        self._settler_or_none = Settler(
+            channel, amqp=self._amqp, executor=self._name, queue_of_tag=self._queue_of_tag
+        )
         heartbeats = HeartbeatSender(
             channel,
             self._monitor,
@@ -146,13 +173,19 @@ class Executor:
 
     async def _open_consuming(
         self, consuming: AbstractRobustConnection, stop: asyncio.Event
-    ) -> AbstractQueue | None:
-        """The task queue, on a channel whose prefetch is the slots, once cancels are known."""
-        channel = await consuming.channel()
-        # Prefetch = slots: the broker never hands this executor a task it has no free
-        # slot for, so a waiting task goes to an idle executor instead (fair dispatch).
-        await channel.set_qos(prefetch_count=self._concurrency)
-        queue = (await declare_topology(channel, self._topology)).task_queue
+    ) -> list[tuple[str, AbstractQueue]] | None:
+        """The task queues, on channels whose prefetch adds up to the slots, once cancels
+        are known; None if stopped first."""
+        queues: list[tuple[str, AbstractQueue]] = []
+        for plan in self._plan:
+            channel = await consuming.channel()
+            # Prefetch = slots: the broker never hands this executor a task it has no free
+            # slot for, so a waiting task goes to an idle executor instead (fair dispatch).
+            await channel.set_qos(prefetch_count=plan.prefetch, global_=plan.shared)
+            if not queues:
+                await declare_topology(channel, self._topology)
+            for name in plan.queues:
+                queues.append((name, await declare_task_queue(channel, self._topology, name)))
         await self._starts.listen(consuming, self._topology)
         # Every cancel published while this executor was offline is known before its
         # first task, so a cancelled task waiting in the queue is never started.
@@ -163,33 +196,39 @@ class Executor:
             timeout=self._catch_up_timeout,
             stop=stop,
         )
-        return queue if caught_up else None
+        return queues if caught_up else None
 
-    async def _consume(self, queue: AbstractQueue, broker_version: str) -> str:
-        """Start consuming ``queue``; returns the consumer tag."""
+    async def _consume(
+        self, queues: list[tuple[str, AbstractQueue]], broker_version: str
+    ) -> list[tuple[AbstractQueue, str]]:
+        """Start consuming every queue; returns each queue with its consumer tag."""
         arguments = timeouts.consumer_arguments(self._registry, broker_version)
-        tag = await queue.consume(
-            self._on_message,
-            consumer_tag=f"wq.executor.{self._name}",
-            arguments=dict(arguments),
-        )
+        consumers = []
+        for name, queue in queues:
+            tag = await queue.consume(
+                self._on_message,
+                consumer_tag=consumer_tag(self._name, name),
+                arguments=dict(arguments),
+            )
+            consumers.append((queue, tag))
         log.info(
             "executor_started",
             executor=self._name,
-            queue=queue.name,
+            queue=",".join(queue.name for _, queue in queues),
+            queues=self._queues,
             concurrency=self._concurrency,
             task_types=self._registry.names(),
             broker_version=broker_version,
         )
+        _warn_about_routing(self._registry, self._queues)
         timeouts.report(self._registry, arguments, self._amqp.consumer_timeout)
-        return tag
+        return consumers
 
     async def _stop(
         self,
         consuming: AbstractRobustConnection,
         publishing: AbstractRobustConnection,
-        queue: AbstractQueue,
-        tag: str,
+        consumers: list[tuple[AbstractQueue, str]],
         heartbeats: HeartbeatSender,
         beating: asyncio.Task[None],
     ) -> None:
@@ -199,9 +238,10 @@ class Executor:
         grace period, broker or no broker.
         """
         self._ready_file.clear()
-        await while_reachable(
-            lambda: queue.cancel(tag), connection=consuming, what="cancel the task consumer"
-        )
+        for queue, tag in consumers:
+            await while_reachable(
+                partial(queue.cancel, tag), connection=consuming, what="cancel a task consumer"
+            )
         await self._drain()
         await while_reachable(
             lambda: heartbeats.stop(beating), connection=publishing, what="last heartbeat"
@@ -308,6 +348,26 @@ def _log_outcome(attempt: Attempt, decision: Decision, duration_ms: float) -> No
             then=decision.action.value,
             retry_in_s=decision.retry_in_s,
             traceback=attempt.error.traceback,
+        )
+
+
+def _warn_about_routing(registry: TaskRegistry, queues: Sequence[str]) -> None:
+    """Say so at start-up when the queues consumed and the task types' queues disagree."""
+    foreign = foreign_queues(registry, queues)
+    if foreign:
+        log.warning(
+            "executor_queue_without_task_types",
+            queues=foreign,
+            task_types=registry.names(),
+            hint="no task type of this executor routes to these queues: a task submitted to "
+            "one by name whose type this executor lacks is dead-lettered (unknown_task_type)",
+        )
+    unconsumed = unconsumed_types(registry, queues)
+    if unconsumed:
+        log.warning(
+            "executor_task_types_not_consumed",
+            task_types=unconsumed,
+            hint="these types route to queues this executor does not consume (--queues)",
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,10 +65,12 @@ class Monitor:
         name: str,
         slots: int,
         registry: TaskRegistry,
+        queues: Sequence[str] = (),
         metrics: ExecutorMetrics | None = None,
         clock: Clock = _utcnow,
     ) -> None:
         self.name = name
+        self._queues = list(queues) or registry.queues()
         # None when the metrics endpoint is off: nothing would read them.
         self.metrics = metrics
         if metrics is not None:
@@ -141,6 +143,7 @@ class Monitor:
             started_at=self._started_at,
             sent_at=self._clock(),
             task_types=self._task_types,
+            queues=self._queues,
             current_tasks=list(self._running.values()),
             processed=self._processed,
             failed=self._failed,

@@ -16,6 +16,11 @@ class ExecutorSettings(BaseSettings):
     tasks: str | None = Field(
         default=None, description="Task module to load: 'package.module' or 'module:registry'."
     )
+    queues: str | None = Field(
+        default=None,
+        description="Task queues to consume, comma-separated (default: the queues its task "
+        "types declare, 'default' for those that declare none).",
+    )
     concurrency: int = Field(
         default=1, ge=1, le=256, description="Execution slots; each holds at most one task."
     )

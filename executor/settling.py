@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import aio_pika
@@ -34,11 +35,20 @@ log = get_logger(__name__)
 class Settler:
     """Publishes dead-letter copies and results with confirms, then acks."""
 
-    def __init__(self, channel: AbstractChannel, *, amqp: AmqpSettings, executor: str) -> None:
+    def __init__(
+        self,
+        channel: AbstractChannel,
+        *,
+        amqp: AmqpSettings,
+        executor: str,
+        queue_of_tag: Mapping[str, str] | None = None,
+    ) -> None:
         self._channel = channel
         self._amqp = amqp
         self._topology = amqp.topology
         self._executor = executor
+        # Which broker queue each consumer tag reads: where a dead-lettered task came from.
+        self._queue_of_tag = queue_of_tag or {}
 
     async def carry_out(
         self,
@@ -90,7 +100,7 @@ class Settler:
             decision.dead_reason,
             error,
             attempts=decision.result.attempt if decision.result else 1,
-            queue=self._topology.task_queue,
+            queue=self._queue_of_tag.get(message.consumer_tag or "", self._topology.task_queue),
             executor=self._executor,
             at=datetime.now(UTC),
         )

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from aio_pika.abc import AbstractExchange
 
 from common import (
-    TASK_ROUTING_KEY,
+    DEFAULT_QUEUE,
+    BrokerError,
     CancelNotice,
     PublishRejected,
     TaskMessage,
+    Topology,
     WorkQueueError,
     cancel_properties,
     encode,
@@ -29,18 +31,27 @@ class Publisher(Protocol):
 
 
 class AmqpPublisher:
-    """Publishes to the task exchange, keeping up to ``window`` confirms in flight."""
+    """Publishes to the task exchange, keeping up to ``window`` confirms in flight.
+
+    Each task goes to its ``queue``'s routing key; a named queue is declared (``declare``)
+    before the first task is published to it, since ``mandatory`` refuses an unroutable one.
+    """
 
     def __init__(
         self,
         exchange: AbstractExchange,
         *,
+        topology: Topology,
+        declare: Callable[[str], Awaitable[object]],
         reply_to: str,
         app_id: str,
         confirm_timeout: float,
         window: int,
     ) -> None:
         self._exchange = exchange
+        self._topology = topology
+        self._declare = declare
+        self._declared: set[str] = set()
         self._reply_to = reply_to
         self._app_id = app_id
         self._timeout = confirm_timeout
@@ -55,17 +66,33 @@ class AmqpPublisher:
         message = to_message(
             encode(task), task_properties(task, reply_to=self._reply_to, app_id=self._app_id)
         )
+        routing_key = self._topology.routing_key_of(task.queue)
         async with self._window:
             try:
-                await publish_confirmed(
-                    self._exchange, TASK_ROUTING_KEY, message, timeout=self._timeout
-                )
+                if task.queue != DEFAULT_QUEUE:
+                    await self._ensure_declared(task.queue)
+                await publish_confirmed(self._exchange, routing_key, message, timeout=self._timeout)
             except PublishRejected as exc:
                 exc.task_id = task.task_id
                 return exc
             except WorkQueueError as exc:
                 return exc
         return None
+
+    async def _ensure_declared(self, queue: str) -> None:
+        """Declare ``queue`` once (the robust channel re-declares it after a reconnect).
+
+        Publishes racing to a new queue may each declare it: declaring is idempotent.
+        """
+        if queue in self._declared:
+            return
+        try:
+            await self._declare(queue)
+        except WorkQueueError:
+            raise
+        except Exception as exc:  # the channel or connection went away mid-declare
+            raise BrokerError(f"cannot declare task queue {queue!r}: {exc!r}") from exc
+        self._declared.add(queue)
 
 
 class CancelPublisher(Protocol):

@@ -16,6 +16,7 @@ from dispatcher.requests import (
     Eta,
     IdempotencyKey,
     Priority,
+    QueueName,
     TaskTypeName,
 )
 from dispatcher.store.records import (
@@ -62,6 +63,12 @@ class TaskSubmission(BaseModel):
         default=None,
         description="Not published before this many seconds from now (0 to 315,360,000, ten "
         "years); not with `eta`.",
+    )
+    queue: QueueName | None = Field(
+        default=None,
+        description="The task queue to route it to (1 to 64 of a-z, 0-9, '-', '_'); by "
+        "default the one its task type declares, else `default` (the wq.tasks queue).",
+        examples=["reports"],
     )
 
     @model_validator(mode="after")

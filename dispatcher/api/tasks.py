@@ -177,6 +177,7 @@ async def _submit(
             priority=t.priority,
             eta=t.eta,
             countdown=t.countdown,
+            queue=t.queue,
         )
         for t in tasks
     ]

@@ -73,8 +73,10 @@ def _describe_executor(executor: ExecutorRecord, now: datetime) -> str:
     seen = (now - executor.last_seen_at).total_seconds()
     cpu = f"{executor.cpu_percent:.0f}%" if executor.cpu_percent is not None else "?"
     rss = f"{executor.rss_bytes / 2**20:.0f}MiB" if executor.rss_bytes is not None else "?"
+    queues = ",".join(executor.queues) or "default"
     return (
         f"{executor.executor_id}  {executor.state.value}  {executor.host}:{executor.pid}"
+        f"  queues={queues}"
         f"  running={len(executor.current_tasks)}/{executor.slots}"
         f"  processed={executor.processed} failed={executor.failed}"
         f"  cpu={cpu} rss={rss}  seen {seen:.0f}s ago"

@@ -45,6 +45,12 @@ def _add_submit_parser(commands: Any) -> None:
         help="0 (default) to 255, higher runs first; the task queue honours up to "
         "WQ_AMQP_MAX_PRIORITY (10), higher values count as that",
     )
+    submit.add_argument(
+        "--queue",
+        metavar="NAME",
+        help="task queue to route it to (default: the one its task type declares, else "
+        "'default', the wq.tasks queue)",
+    )
     later = submit.add_mutually_exclusive_group()
     later.add_argument(
         "--eta",
@@ -84,6 +90,7 @@ def _submit(wiring: Wiring, args: argparse.Namespace) -> int:
         priority=args.priority,
         eta=args.eta,
         countdown=args.countdown,
+        queue=args.queue,
     )
     registry = wiring.registry()
     amqp = wiring.amqp()

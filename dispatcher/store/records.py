@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from common import JsonValue, Outcome, RunningTask, TaskErrorInfo
+from common import DEFAULT_QUEUE, JsonValue, Outcome, RunningTask, TaskErrorInfo
 
 
 class TaskState(StrEnum):
@@ -75,6 +75,8 @@ class TaskRecord(BaseModel):
     progress_at: datetime | None = None
     # Starts of the current attempt that executors reported (advisory start notices).
     runs: int = 0
+    # The task queue it is routed to (``default``: the wq.tasks queue).
+    queue: str = DEFAULT_QUEUE
 
 
 class AttemptRecord(BaseModel):
@@ -125,6 +127,8 @@ class ExecutorRecord(BaseModel):
     pid: int
     slots: int
     task_types: list[str]
+    # The task queues it consumes (empty: an executor from before named queues).
+    queues: list[str] = []
     started_at: datetime
     last_seen_at: datetime
     stopped_at: datetime | None = None

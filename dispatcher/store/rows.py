@@ -30,14 +30,19 @@ STATE_OF_OUTCOME = {
 }
 
 # The columns a republish needs, in the order every dialect selects them.
-MESSAGE_COLUMNS = "task_id, task_type, params, attempt, submitted_at, priority"
+MESSAGE_COLUMNS = "task_id, task_type, params, attempt, submitted_at, priority, queue"
 # The same, for the message of a retrying task's next attempt.
-NEXT_ATTEMPT_COLUMNS = "task_id, task_type, params, attempt + 1 AS attempt, submitted_at, priority"
+NEXT_ATTEMPT_COLUMNS = (
+    "task_id, task_type, params, attempt + 1 AS attempt, submitted_at, priority, queue"
+)
 
 # Columns (and the parameters named after them) that hold JSON, in every table: each dialect
 # stores them its way (SQLite: text; PostgreSQL: jsonb) and reads them back as values.
 JSON_COLUMNS = frozenset(
-    {"params", "result", "error", "task_types", "current_tasks", "params_schema", "options", "info"}
+    {
+        *("params", "result", "error", "task_types", "current_tasks", "params_schema"),
+        *("options", "info", "queues"),
+    }
 )
 
 
@@ -59,6 +64,7 @@ def next_attempt_at(result: ResultMessage) -> datetime | None:
 EXECUTOR_COLUMNS = (
     *("executor_id", "host", "pid", "slots", "task_types", "started_at", "last_seen_at"),
     *("stopped_at", "current_tasks", "processed", "failed", "cpu_percent", "rss_bytes", "info"),
+    "queues",
 )
 TASK_TYPE_COLUMNS = (
     *("task_type", "params_schema", "description", "options", "published_by", "updated_at"),
@@ -82,6 +88,7 @@ def heartbeat_values(heartbeat: Heartbeat) -> dict[str, Any]:
         "cpu_percent": heartbeat.cpu_percent,
         "rss_bytes": heartbeat.rss_bytes,
         "info": {"version": heartbeat.version, "event": heartbeat.event.value},
+        "queues": list(heartbeat.queues),
     }
 
 

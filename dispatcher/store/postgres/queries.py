@@ -26,9 +26,9 @@ QUERIES = Queries(
     # Tasks
     add_task="""
 INSERT INTO wq_tasks (task_id, task_type, params, state, attempt, submitted_at, idempotency_key,
-                      priority, eta, schedule_id)
+                      priority, queue, eta, schedule_id)
 VALUES (%(task_id)s, %(task_type)s, %(params)s, %(state)s, %(attempt)s, %(submitted_at)s,
-        %(idempotency_key)s, %(priority)s, %(eta)s, %(schedule_id)s)
+        %(idempotency_key)s, %(priority)s, %(queue)s, %(eta)s, %(schedule_id)s)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING task_id
 """,
@@ -76,10 +76,11 @@ WHERE wq_tasks.state IN {sql.OPEN_STATES}
 UPDATE wq_tasks SET duplicate_results = duplicate_results + 1 WHERE task_id = %(task_id)s
 """,
     record_replay="""
-INSERT INTO wq_tasks (task_id, task_type, params, state, attempt, submitted_at)
-VALUES (%(task_id)s, %(task_type)s, %(params)s, 'submitted', %(attempt)s, %(submitted_at)s)
+INSERT INTO wq_tasks (task_id, task_type, params, state, attempt, submitted_at, queue)
+VALUES (%(task_id)s, %(task_type)s, %(params)s, 'submitted', %(attempt)s, %(submitted_at)s,
+        %(queue)s)
 ON CONFLICT (task_id) DO UPDATE SET
-    state = excluded.state, attempt = excluded.attempt, queued_at = NULL,
+    state = excluded.state, attempt = excluded.attempt, queue = excluded.queue, queued_at = NULL,
     started_at = NULL, finished_at = NULL, next_attempt_at = NULL, executor = NULL,
     result = NULL, error = NULL, redelivered = false, runs = 0
 WHERE wq_tasks.state = 'dead'

@@ -107,7 +107,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE wq_tasks ADD COLUMN runs integer NOT NULL DEFAULT 0",
     ),
     # Version 4 (SQLite's 6): a task whose attempt an executor reported starting is running;
-    # every attempt is kept, with its executor, times, outcome and error.
+    # every attempt is kept, with its executor, times, outcome and error; tasks, schedules and
+    # executors name their task queues.
     (
         """CREATE TABLE wq_attempts (
             task_id uuid NOT NULL,
@@ -120,6 +121,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             runs integer NOT NULL DEFAULT 0,
             PRIMARY KEY (task_id, attempt)
         )""",
+        "ALTER TABLE wq_tasks ADD COLUMN queue text NOT NULL DEFAULT 'default'",
+        "ALTER TABLE wq_schedules ADD COLUMN queue text NOT NULL DEFAULT 'default'",
+        "ALTER TABLE wq_executors ADD COLUMN queues jsonb NOT NULL DEFAULT '[]'",
         "ALTER TABLE wq_tasks DROP CONSTRAINT wq_tasks_state_check",
         """ALTER TABLE wq_tasks ADD CONSTRAINT wq_tasks_state_check CHECK (state IN
             ('scheduled', 'submitted', 'queued', 'running', 'retrying', 'succeeded', 'failed',

@@ -77,6 +77,7 @@ class SqlResults(SqlConcern):
             "params": task.params,
             "attempt": task.attempt,
             "submitted_at": task.submitted_at,
+            "queue": task.queue,
         }
         self._db.write(lambda tx: tx.run(self._q.record_replay, row))
 

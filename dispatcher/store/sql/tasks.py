@@ -117,6 +117,7 @@ def task_row(
         "submitted_at": task.submitted_at,
         "idempotency_key": key,
         "priority": task.priority,
+        "queue": task.queue,
         "eta": eta,
         "schedule_id": schedule_id,
     }

@@ -26,9 +26,9 @@ QUERIES = Queries(
     # Tasks
     add_task="""
 INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at, idempotency_key,
-                   priority, eta, schedule_id)
+                   priority, queue, eta, schedule_id)
 VALUES (:task_id, :task_type, :params, :state, :attempt, :submitted_at, :idempotency_key,
-        :priority, :eta, :schedule_id)
+        :priority, :queue, :eta, :schedule_id)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING task_id
 """,
@@ -76,10 +76,10 @@ WHERE tasks.state IN {sql.OPEN_STATES}
 UPDATE tasks SET duplicate_results = duplicate_results + 1 WHERE task_id = :task_id
 """,
     record_replay="""
-INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at)
-VALUES (:task_id, :task_type, :params, 'submitted', :attempt, :submitted_at)
+INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at, queue)
+VALUES (:task_id, :task_type, :params, 'submitted', :attempt, :submitted_at, :queue)
 ON CONFLICT (task_id) DO UPDATE SET
-    state = excluded.state, attempt = excluded.attempt, queued_at = NULL,
+    state = excluded.state, attempt = excluded.attempt, queue = excluded.queue, queued_at = NULL,
     started_at = NULL, finished_at = NULL, next_attempt_at = NULL, executor = NULL,
     result = NULL, error = NULL, redelivered = 0, runs = 0
 WHERE tasks.state = 'dead'

@@ -117,7 +117,11 @@ CREATE TABLE IF NOT EXISTS attempts (
 
 
 def _add_attempts(db: sqlite3.Connection) -> None:
+    """Schema v6: attempts, and the task queue of each task, schedule and executor."""
     db.execute(_ATTEMPTS)
+    _add_column(db, "tasks", "queue", "TEXT NOT NULL DEFAULT 'default'")
+    _add_column(db, "schedules", "queue", "TEXT NOT NULL DEFAULT 'default'")
+    _add_column(db, "executors", "queues", "TEXT NOT NULL DEFAULT '[]'")
 
 
 _V4_TASK_COLUMNS = (

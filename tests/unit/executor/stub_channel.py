@@ -100,6 +100,7 @@ class StubDelivery:
     app_id: str | None = "wq-dispatcher"
     priority: int | None = 0
     delivery_tag: int = 1
+    consumer_tag: str | None = "wq.executor.test"
     fail_ack: bool = False
 
     async def ack(self, multiple: bool = False) -> None:

@@ -87,6 +87,18 @@ class Topology:
         """
         return TASK_ROUTING_KEY if queue == DEFAULT_QUEUE else self.task_queue_of(queue)
 
+    def queue_named(self, broker_queue: str | None) -> str | None:
+        """The task queue whose broker queue is ``broker_queue``; None if none may be."""
+        if broker_queue == self.task_queue:
+            return DEFAULT_QUEUE
+        prefix = f"{self.task_queue}."
+        if broker_queue is None or not broker_queue.startswith(prefix):
+            return None
+        try:
+            return check_queue_name(broker_queue.removeprefix(prefix))
+        except ValueError:
+            return None
+
     @property
     def results_queue(self) -> str:
         """Durable queue that executors reply to and the dispatcher consumes."""

@@ -16,7 +16,7 @@ from uuid import UUID
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from common import (
-    TASK_ROUTING_KEY,
+    DEFAULT_QUEUE,
     DeadLetterHeaders,
     MessageError,
     TaskMessage,
@@ -26,7 +26,7 @@ from common import (
     task_id_from_properties,
     task_properties,
 )
-from common.amqp import publish_confirmed, to_message
+from common.amqp import declare_task_queue, publish_confirmed, to_message
 from dispatcher.store.protocol import TaskStore
 
 
@@ -109,7 +109,9 @@ async def replay(
     report = ReplayReport(replayed=[], skipped=[])
     replay_one = partial(
         _replay_one,
+        channel,
         exchange,
+        topology,
         store,
         reply_to=reply_to,
         app_id=app_id,
@@ -120,7 +122,7 @@ async def replay(
             message = await queue.get(no_ack=False, fail=False)
             if message is None:
                 break
-            task = _replayable(message, wanted, report)
+            task = _replayable(message, wanted, report, topology)
             if task is None:
                 kept.append(message)
                 continue
@@ -134,7 +136,9 @@ async def replay(
 
 
 async def _replay_one(
+    channel: AbstractChannel,
     exchange: AbstractExchange,
+    topology: Topology,
     store: TaskStore,
     message: AbstractIncomingMessage,
     task: TaskMessage,
@@ -149,9 +153,11 @@ async def _replay_one(
     # the task open, not still dead (it would be ignored as a duplicate).
     await store.record_replay(retry, datetime.now(UTC))
     properties = task_properties(retry, reply_to=message.reply_to or reply_to, app_id=app_id)
+    if retry.queue != DEFAULT_QUEUE:  # back to its own queue, which may have been deleted
+        await declare_task_queue(channel, topology, retry.queue)
     await publish_confirmed(
         exchange,
-        TASK_ROUTING_KEY,
+        topology.routing_key_of(retry.queue),
         to_message(encode(retry), properties),
         timeout=confirm_timeout,
     )
@@ -161,16 +167,22 @@ async def _replay_one(
 
 
 def _replayable(
-    message: AbstractIncomingMessage, wanted: set[UUID] | None, report: ReplayReport
+    message: AbstractIncomingMessage,
+    wanted: set[UUID] | None,
+    report: ReplayReport,
+    topology: Topology,
 ) -> TaskMessage | None:
     task_id = task_id_from_properties(message.message_id, message.correlation_id)
     if wanted is not None and task_id not in wanted:
         return None
     try:
-        return decode_task(message.body)
+        task = decode_task(message.body)
     except MessageError as exc:
         report.skipped.append(f"{task_id or message.message_id}: not a valid task ({exc})")
         return None
+    # The queue it was dead-lettered from (an unknown or missing name: the default queue).
+    original = DeadLetterHeaders.from_headers(message.headers or {}).original_queue
+    return task.model_copy(update={"queue": topology.queue_named(original) or DEFAULT_QUEUE})
 
 
 async def purge(channel: AbstractChannel, topology: Topology) -> int:

@@ -218,6 +218,7 @@ def test_each_migration_is_recorded_once(postgres_schema: IsolatedSchema) -> Non
         "wq_schedules",
         "wq_executors",
         "wq_task_types",
+        "wq_attempts",
     }
 
 

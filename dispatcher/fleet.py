@@ -13,7 +13,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 
-from common import Heartbeat, InvalidParams, JsonValue, UnknownTaskType
+from common import (
+    DEFAULT_QUEUE,
+    Heartbeat,
+    InvalidParams,
+    JsonValue,
+    StoreError,
+    TaskMessage,
+    UnknownTaskType,
+)
 from common.logging import get_logger
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.store.protocol import TaskStore
@@ -21,6 +29,11 @@ from dispatcher.store.records import ExecutorRecord, ExecutorState, TaskTypeReco
 from dispatcher.task_types import TaskTypeCatalog
 
 log = get_logger(__name__)
+
+# Routing warnings: how old the list of live executors may be, and how often to repeat one.
+_LIVE_MAX_AGE = timedelta(seconds=5)
+_WARN_EVERY = timedelta(seconds=60)
+_MAX_WARNED = 10_000
 
 
 class Fleet:
@@ -47,6 +60,10 @@ class Fleet:
         # The digest whose refusal was logged last, per executor: logged once, not per beat.
         self._conflicts: dict[str, str] = {}
         self._reading: asyncio.Future[None] | None = None
+        # The live executors as last read (for routing warnings), and when it was read.
+        self._live: tuple[datetime, list[ExecutorRecord]] | None = None
+        # When each (task type, queue) nobody serves was last warned about.
+        self._warned: dict[tuple[str, str], datetime] = {}
 
     async def record_heartbeat(self, heartbeat: Heartbeat) -> None:
         """Record an executor's heartbeat, and its task types when they changed.
@@ -90,6 +107,51 @@ class Fleet:
         now = self._clock()
         records = await self._store.list_executors()
         return [record.with_state(now, lost_after=self._lost_after) for record in records]
+
+    async def warn_unserved(self, tasks: Iterable[TaskMessage]) -> None:
+        """Warn (``task_queue_unserved``) about tasks no live executor would run.
+
+        That is a task whose queue no live executor consumes with its type: a deployment
+        whose routing and pools disagree, caught before its tasks wait forever or die as
+        ``unknown_task_type``. Only a warning, once a minute per type and queue, and only
+        while some executor is live: an executor that starts later takes the task from its
+        queue, so queueing work ahead of its pool stays possible.
+        """
+        pairs = {(task.task_type, task.queue) for task in tasks}
+        live = await self._live_executors()
+        if not live:
+            return
+        now = self._clock()
+        if len(self._warned) > _MAX_WARNED:
+            self._warned.clear()
+        for task_type, queue in sorted(pairs):
+            if any(_serves(executor, task_type, queue) for executor in live):
+                continue
+            last = self._warned.get((task_type, queue))
+            if last is not None and now - last < _WARN_EVERY:
+                continue
+            self._warned[(task_type, queue)] = now
+            log.warning(
+                "task_queue_unserved",
+                task_type=task_type,
+                queue=queue,
+                live_executors=len(live),
+                hint="no live executor consumes this queue with this task type: start one "
+                "(executor run --queues), or route the type elsewhere",
+            )
+
+    async def _live_executors(self) -> list[ExecutorRecord]:
+        """The running executors, read from the store at most every few seconds."""
+        now = self._clock()
+        if self._live is None or now - self._live[0] > _LIVE_MAX_AGE:
+            try:
+                executors = await self.executors()
+            except StoreError as exc:
+                log.warning("executors_not_read", error=str(exc))
+                return []
+            running = [e for e in executors if e.state is ExecutorState.RUNNING]
+            self._live = (now, running)
+        return self._live[1]
 
     async def task_types(self) -> list[TaskTypeRecord]:
         """Every published task type, with its params JSON Schema, by name."""
@@ -155,6 +217,11 @@ class Fleet:
             self._catalog.load(await self._store.list_task_types())
         finally:
             self._reading = None
+
+
+def _serves(executor: ExecutorRecord, task_type: str, queue: str) -> bool:
+    # An executor from before named queues lists none: it consumes the default queue.
+    return task_type in executor.task_types and queue in (executor.queues or [DEFAULT_QUEUE])
 
 
 def _log_failed_read(reading: asyncio.Future[None]) -> None:

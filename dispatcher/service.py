@@ -142,6 +142,7 @@ class Dispatcher:
         """
         requests = list(requests)
         tasks = await self._build_tasks(requests)
+        await self.fleet.warn_unserved(tasks)
         now = self._clock()
         etas = [request.due_at(now) for request in requests]
         delayed = {i: eta for i, eta in enumerate(etas) if eta is not None}

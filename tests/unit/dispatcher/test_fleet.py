@@ -298,3 +298,35 @@ async def test_another_executors_schema_waits_until_the_publisher_stops(
 
     (taken,) = await fleet.task_types()
     assert (taken.published_by, taken.params_schema["required"]) == ("rogue", ["x"])
+
+
+async def test_a_submission_no_live_executor_serves_is_warned_about_once_a_minute(
+    dispatcher: Dispatcher, clock: Clock
+) -> None:
+    await dispatcher.fleet.record_heartbeat(_heartbeat(T0, queues=["default"]))
+
+    with capture_logs() as logs:
+        await dispatcher.submit("resize", {"width": 1})  # its type, on a queue it consumes
+        await dispatcher.submit("resize", {"width": 1}, queue="reports")
+        await dispatcher.submit("resize", {"width": 2}, queue="reports")  # warned already
+        clock.now = T0 + timedelta(seconds=61)
+        await dispatcher.fleet.record_heartbeat(_heartbeat(clock.now, queues=["default"]))
+        await dispatcher.submit("resize", {"width": 3}, queue="reports")
+
+    warned = [e for e in logs if e["event"] == "task_queue_unserved"]
+    assert [(e["task_type"], e["queue"], e["live_executors"]) for e in warned] == [
+        ("resize", "reports", 1),
+        ("resize", "reports", 1),
+    ]
+
+
+async def test_no_routing_warning_while_no_executor_is_known_or_live(
+    dispatcher: Dispatcher, clock: Clock
+) -> None:
+    with capture_logs() as logs:
+        await dispatcher.submit("resize", {"width": 1}, queue="reports")  # none known yet
+        await dispatcher.fleet.record_heartbeat(_heartbeat(T0, queues=["reports"]))
+        clock.now = T0 + timedelta(minutes=5)  # that one is lost by now
+        await dispatcher.submit("resize", {"width": 1}, queue="elsewhere")
+
+    assert [e for e in logs if e["event"] == "task_queue_unserved"] == []

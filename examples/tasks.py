@@ -27,7 +27,8 @@ def word_count(text: str, top: Annotated[int, Field(ge=1, le=100)] = 3) -> dict[
     return {"words": len(words), "top": Counter(words).most_common(top)}
 
 
-@registry.task("render_report", max_retries=5, retry_backoff=2.0)
+# Slow and heavy: on a queue of its own, so that a pool of its own can run it (docker-compose.yml).
+@registry.task("render_report", max_retries=5, retry_backoff=2.0, queue="reports")
 def render_report(
     title: str,
     pages: Annotated[int, Field(ge=1, le=50)] = 5,

@@ -22,7 +22,7 @@ import yaml
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from common import AmqpSettings, LogSettings
+from common import AmqpSettings, LogSettings, load_registry
 from dispatcher.settings import DispatcherSettings
 from executor.settings import ExecutorSettings
 
@@ -316,3 +316,15 @@ def test_requirements_lock_pins_every_runtime_dependency() -> None:
     assert all("==" in line for line in lines), lines
     pinned = {normal(line.partition("==")[0]) for line in lines}
     assert wanted <= pinned, sorted(wanted - pinned)
+
+
+def test_two_executor_pools_consume_every_queue_the_example_types_declare_once() -> None:
+    services = _services()
+    consumed: list[str] = []
+    for name in ("executor", "reports-executor"):
+        argv = services[name]["command"]
+        assert argv[:2] == ["executor", "run"], name
+        consumed += argv[argv.index("--queues") + 1].split(",")
+        assert services[name]["stop_grace_period"] == services["executor"]["stop_grace_period"]
+    registry = load_registry("examples.tasks", search_path=str(REPO))
+    assert sorted(consumed) == registry.queues() == ["default", "reports"]

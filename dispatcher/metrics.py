@@ -37,6 +37,12 @@ class DispatcherMetrics:
             "Results for tasks that already had an outcome (a task that ran twice).",
             registry=self.registry,
         )
+        self.pruned = Counter(
+            "wq_pruned",
+            "Rows the retention sweep deleted: finished tasks (with their attempts), executors.",
+            ["kind"],
+            registry=self.registry,
+        )
         self.queue_messages = Gauge(
             "wq_queue_messages",
             "Messages ready in each queue, as of the last probe.",

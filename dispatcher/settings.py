@@ -3,13 +3,45 @@
 from __future__ import annotations
 
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
+from typing import Annotated, Final
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common import DISPATCHER_APP_ID, redact_url
 from dispatcher.store.backends import url_scheme
+
+# Longest retention a setting may ask for: a hundred years (and so any date a store can hold).
+MAX_DURATION: Final = timedelta(days=36_500)
+_DURATION = re.compile(r"^\s*(\d{1,9}(?:\.\d{1,6})?)\s*(s|m|h|d|w)?\s*$")
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_duration(value: object) -> timedelta:
+    """``7d``, ``12h``, ``30m``, ``45s``, ``2w`` or plain seconds, as a duration.
+
+    Raises ``ValueError`` (a setting's or an argument's clear message) for anything else, or
+    for more than a hundred years.
+    """
+    duration: timedelta | None
+    if isinstance(value, timedelta):
+        duration = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        duration = timedelta(seconds=value) if value == value and abs(value) < 1e10 else None
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match[1]) * _UNITS[match[2] or "s"]
+        duration = timedelta(seconds=seconds) if seconds <= MAX_DURATION.total_seconds() else None
+    else:
+        duration = None
+    if duration is None or duration < timedelta(0) or duration > MAX_DURATION:
+        raise ValueError("a duration such as 7d, 12h, 30m, 45s or 2w (0 to 100 years)")
+    return duration
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
 def _default_store() -> Path:
@@ -91,6 +123,20 @@ class DispatcherSettings(BaseSettings):
         default=60.0,
         gt=0,
         description="An executor silent for this many seconds is listed as lost.",
+    )
+    retention: Duration = Field(
+        default=timedelta(days=7),
+        description="Finished tasks (succeeded, failed, dead, cancelled) older than this are "
+        "deleted by dispatcher serve, with their attempts and idempotency keys: 7d, 12h, ...; "
+        "0 keeps everything.",
+    )
+    executor_retention: Duration = Field(
+        default=timedelta(days=1),
+        description="Executors not heard from for this long (stopped or lost) are deleted; "
+        "0 keeps them.",
+    )
+    retention_interval: float = Field(
+        default=60.0, gt=0, description="Seconds between two retention sweeps."
     )
 
     @field_validator("store", mode="before")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from common import LogSettings, WorkQueueError, load_settings
 from common import exit_codes as codes
 from common.logging import configure
-from dispatcher.cli import dead, fleet, schedule, serve, status, tasks
+from dispatcher.cli import dead, fleet, prune, schedule, serve, status, tasks
 from dispatcher.cli.command import Command, Wiring
 from dispatcher.settings import DispatcherSettings
 
@@ -28,6 +28,7 @@ COMMANDS: dict[str, Command] = {
         schedule.SCHEDULE,
         status.STATUS,
         tasks.CANCEL,
+        prune.PRUNE,
     )
 }
 

@@ -11,6 +11,9 @@ import asyncio
 import contextlib
 import socket
 import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from common import AmqpSettings, BrokerError, BrokerUnavailable, TaskRegistry, WorkQueueError
@@ -25,6 +28,7 @@ from dispatcher.api.context import ApiContext
 from dispatcher.api.server import bind, serve_api
 from dispatcher.cli.command import Command, Wiring
 from dispatcher.client import open_dispatcher
+from dispatcher.retention import sweep
 from dispatcher.schedules import ScheduleBook, run_due
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
@@ -113,13 +117,36 @@ async def _serve(
             monitor_executors=True,
         ) as dispatcher:
             log.info("dispatcher_serving", results_queue=amqp.topology.results_queue)
-            outbox = asyncio.create_task(_sweep_outbox(dispatcher, settings, stop))
-            scheduler = asyncio.create_task(_run_scheduler(dispatcher, settings, stop))
+            book = ScheduleBook.of(dispatcher)
+            loops = [
+                # Re-publish tasks whose confirm never came.
+                _every(
+                    settings.outbox_interval,
+                    stop,
+                    partial(dispatcher.republish_unconfirmed, older_than_s=settings.outbox_age),
+                    failed="outbox_sweep_failed",
+                    wait_first=True,
+                ),
+                # Fire due cron schedules; a full batch means more may be due: go again at once.
+                _every(
+                    settings.scheduler_interval,
+                    stop,
+                    partial(_fire_due, dispatcher, book),
+                    failed="scheduler_pass_failed",
+                ),
+                _every(
+                    settings.retention_interval,
+                    stop,
+                    partial(_sweep_retention, dispatcher, settings),
+                    failed="retention_sweep_failed",
+                ),
+            ]
+            running = [asyncio.create_task(loop) for loop in loops]
             if sock is not None:
                 context = ApiContext(
                     dispatcher=dispatcher,
                     broker=monitor,
-                    schedules=ScheduleBook.of(dispatcher),
+                    schedules=book,
                     registry=registry,
                 )
                 app = create_app(
@@ -130,8 +157,7 @@ async def _serve(
                 # The API stops first, so no submission arrives while the rest shuts down.
                 await serve_api(app, sock, stop)
             await stop.wait()
-            await outbox
-            await scheduler
+            await asyncio.gather(*running)
     except BrokerUnavailable as exc:
         print(f"dispatcher: {exc}", file=sys.stderr)
         return codes.BROKER_UNAVAILABLE
@@ -143,37 +169,43 @@ async def _serve(
     return codes.OK
 
 
-async def _sweep_outbox(
-    dispatcher: Dispatcher, settings: DispatcherSettings, stop: asyncio.Event
+async def _every(
+    interval: float,
+    stop: asyncio.Event,
+    step: Callable[[], Awaitable[object]],
+    *,
+    failed: str,
+    wait_first: bool = False,
 ) -> None:
-    """Re-publish tasks whose confirm never came, every ``outbox_interval`` seconds."""
-    while not stop.is_set():
+    """Run ``step`` every ``interval`` seconds until ``stop``; log ``failed`` when it fails.
+
+    A broker or store that is down for now is no reason to stop: the next pass tries again.
+    """
+    if wait_first:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=settings.outbox_interval)
-        if stop.is_set():
-            return
-        try:
-            await dispatcher.republish_unconfirmed(older_than_s=settings.outbox_age)
-        except WorkQueueError as exc:
-            # The broker or store is down for now; the next sweep tries again.
-            log.warning("outbox_sweep_failed", error=str(exc))
-
-
-async def _run_scheduler(
-    dispatcher: Dispatcher, settings: DispatcherSettings, stop: asyncio.Event
-) -> None:
-    """Fire due cron schedules every ``scheduler_interval`` seconds."""
-    book = ScheduleBook.of(dispatcher)
+            await asyncio.wait_for(stop.wait(), timeout=interval)
     while not stop.is_set():
         try:
-            # A full batch means more may be due: go again at once.
-            while await run_due(dispatcher, book, limit=_SCHEDULER_BATCH) >= _SCHEDULER_BATCH:
-                pass
+            await step()
         except WorkQueueError as exc:
-            # The broker or store is down for now; the next pass tries again.
-            log.warning("scheduler_pass_failed", error=str(exc))
+            log.warning(failed, error=str(exc))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=settings.scheduler_interval)
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+async def _fire_due(dispatcher: Dispatcher, book: ScheduleBook) -> None:
+    while await run_due(dispatcher, book, limit=_SCHEDULER_BATCH) >= _SCHEDULER_BATCH:
+        pass
+
+
+async def _sweep_retention(dispatcher: Dispatcher, settings: DispatcherSettings) -> None:
+    await sweep(
+        dispatcher.store,
+        datetime.now(UTC),
+        retention=settings.retention,
+        executor_retention=settings.executor_retention,
+        metrics=dispatcher.metrics,
+    )
 
 
 SERVE = Command("serve", _add_parser, _run, logs=True)

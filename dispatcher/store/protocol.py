@@ -26,6 +26,7 @@ from dispatcher.store.records import (
     RecordedResult,
     ScheduleRecord,
     TaskRecord,
+    TaskState,
     TaskTypeRecord,
 )
 
@@ -72,6 +73,15 @@ class TaskStore(Protocol):
 
     async def attempts(self, task_id: UUID) -> list[AttemptRecord]:
         """Every recorded attempt of ``task_id``, first to last (none for an unknown id)."""
+
+    async def prune_tasks(self, before: datetime, states: Sequence[TaskState], limit: int) -> int:
+        """Delete up to ``limit`` tasks in ``states`` finished before ``before``, oldest first."""
+
+    async def count_prunable(self, before: datetime, states: Sequence[TaskState]) -> int:
+        """How many tasks ``prune_tasks`` would delete."""
+
+    async def prune_executors(self, before: datetime) -> int:
+        """Delete the executors not heard from since ``before``; how many there were."""
 
     async def close(self) -> None:
         """Release the store's resources."""
@@ -213,6 +223,12 @@ class SyncTaskStore(Protocol):
     def get_many(self, task_ids: Sequence[UUID]) -> list[TaskRecord]: ...
 
     def attempts(self, task_id: UUID) -> list[AttemptRecord]: ...
+
+    def prune_tasks(self, before: datetime, states: Sequence[TaskState], limit: int) -> int: ...
+
+    def count_prunable(self, before: datetime, states: Sequence[TaskState]) -> int: ...
+
+    def prune_executors(self, before: datetime) -> int: ...
 
     def close(self) -> None: ...
 

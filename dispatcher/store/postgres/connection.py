@@ -101,6 +101,9 @@ class PostgresDialect:
         """``value`` with NUL replaced: PostgreSQL text and jsonb cannot hold it."""
         return without_nul(value)
 
+    def reclaim_space(self) -> None:
+        """Nothing to do: PostgreSQL's autovacuum makes deleted rows' space reusable."""
+
     def _connect(self) -> Connection:
         try:
             given = conninfo_to_dict(self._conninfo)

@@ -127,6 +127,23 @@ ON CONFLICT (task_id, attempt) DO UPDATE SET
 WHERE wq_attempts.outcome IS NULL
 """,
     attempts_of="SELECT * FROM wq_attempts WHERE task_id = %(task_id)s ORDER BY attempt",
+    # Retention: oldest first, a batch at a time; replicas sweeping at once skip each other's
+    # rows instead of waiting for them.
+    prune_tasks="""
+DELETE FROM wq_tasks WHERE task_id IN (
+    SELECT task_id FROM wq_tasks
+    WHERE finished_at < %(before)s AND state = ANY(%(states)s)
+    ORDER BY finished_at LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED)
+RETURNING task_id
+""",
+    count_prunable="""
+SELECT count(*) AS n FROM wq_tasks WHERE finished_at < %(before)s AND state = ANY(%(states)s)
+""",
+    prune_attempts="DELETE FROM wq_attempts WHERE task_id = ANY(%(ids)s)",
+    prune_executors=(
+        "DELETE FROM wq_executors WHERE last_seen_at < %(before)s RETURNING executor_id"
+    ),
     # Fleet
     # The newest heartbeat per executor wins, whatever the order they arrive in.
     record_heartbeat=sql.upsert(

@@ -124,6 +124,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE wq_tasks ADD COLUMN queue text NOT NULL DEFAULT 'default'",
         "ALTER TABLE wq_schedules ADD COLUMN queue text NOT NULL DEFAULT 'default'",
         "ALTER TABLE wq_executors ADD COLUMN queues jsonb NOT NULL DEFAULT '[]'",
+        # The retention sweep deletes finished tasks oldest first.
+        "CREATE INDEX wq_tasks_finished ON wq_tasks (finished_at) WHERE finished_at IS NOT NULL",
         "ALTER TABLE wq_tasks DROP CONSTRAINT wq_tasks_state_check",
         """ALTER TABLE wq_tasks ADD CONSTRAINT wq_tasks_state_check CHECK (state IN
             ('scheduled', 'submitted', 'queued', 'running', 'retrying', 'succeeded', 'failed',

@@ -77,6 +77,9 @@ class Dialect(Protocol):
     def reported(self, value: JsonValue) -> JsonValue:
         """``value``, from an executor, made storable in any text or JSON column."""
 
+    def reclaim_space(self) -> None:
+        """Return a bounded share of the space deleted rows left to the file system."""
+
     def ping(self) -> None:
         """Reach the database (reconnecting if need be); ``StoreError`` when it cannot."""
 

@@ -139,6 +139,21 @@ class Queries:
     """Set progress, progress_note and progress_at of the open task ``task_id`` unless its
     recorded progress_at is at or after the given one."""
 
+    # Retention ------------------------------------------------------------------------------
+
+    prune_tasks: str
+    """Delete at most ``limit`` tasks in ``states`` (a list) finished before ``before``,
+    oldest first, skipping rows another transaction holds; returns their task_id."""
+
+    count_prunable: str
+    """Count the tasks ``prune_tasks`` would delete, without a limit (column ``n``)."""
+
+    prune_attempts: str
+    """Delete every attempts row of the tasks in ``ids`` (a list)."""
+
+    prune_executors: str
+    """Delete the executors not heard from since ``before``; returns their executor_id."""
+
     # Fleet ----------------------------------------------------------------------------------
 
     record_heartbeat: str

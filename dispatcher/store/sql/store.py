@@ -1,14 +1,15 @@
-"""The task store on any SQL dialect: the four concerns over one ``Dialect``."""
+"""The task store on any SQL dialect: the five concerns over one ``Dialect``."""
 
 from __future__ import annotations
 
 from dispatcher.store.sql.fleet import SqlFleet
 from dispatcher.store.sql.results import SqlResults
+from dispatcher.store.sql.retention import SqlRetention
 from dispatcher.store.sql.schedules import SqlSchedules
 from dispatcher.store.sql.tasks import SqlTasks
 
 
-class SqlTaskStore(SqlTasks, SqlResults, SqlFleet, SqlSchedules):
+class SqlTaskStore(SqlTasks, SqlResults, SqlFleet, SqlSchedules, SqlRetention):
     """A synchronous ``SyncTaskStore`` on ``dialect``: thread-safe, as the dialect is.
 
     Writers agree through the dialect's locks: SQLite serialises them on the file's write lock,

@@ -31,6 +31,8 @@ from dispatcher.store.sqlite.schema import migrate
 _T = TypeVar("_T")
 
 _BUSY_TIMEOUT_MS = 10_000
+# Free pages one ``reclaim_space`` gives back: a short step, however much was pruned.
+_RECLAIM_PAGES = 1000
 # A named parameter in a statement (none of the store's statements has a colon in a literal).
 _NAMED = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -62,6 +64,10 @@ class SqliteDialect:
             # Rows written by older versions keep the offset they were given in; listing
             # compares instants, so it orders by this UTC key.
             self._connection.create_function("wq_utc", 1, utc_key, deterministic=True)
+            # A new file gives the pages that pruning frees back to the file system
+            # (``reclaim_space``); on an existing file this takes effect only after a VACUUM,
+            # and its free pages are reused by later writes instead.
+            self._connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
             _use_wal(self._connection)
             # FULL: a result is acked to the broker right after its commit, so the commit must
             # survive a power loss too; in WAL mode that costs one fsync per commit.
@@ -111,6 +117,14 @@ class SqliteDialect:
     def reported(self, value: JsonValue) -> JsonValue:
         """``value`` as it is: SQLite text holds any string."""
         return value
+
+    def reclaim_space(self) -> None:
+        """Give up to a thousand free pages (4 MiB at most) back to the file system."""
+        with self._lock:
+            try:
+                self._connection.execute(f"PRAGMA incremental_vacuum({_RECLAIM_PAGES})").fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"task store vacuum failed: {exc}") from exc
 
     def _transaction(self, work: Callable[[_SqliteTransaction], _T]) -> _T:
         db = self._connection

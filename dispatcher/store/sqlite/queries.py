@@ -128,6 +128,20 @@ ON CONFLICT (task_id, attempt) DO UPDATE SET
 WHERE attempts.outcome IS NULL
 """,
     attempts_of="SELECT * FROM attempts WHERE task_id = :task_id ORDER BY attempt",
+    # Retention: oldest first, a batch at a time (each its own short write transaction).
+    prune_tasks="""
+DELETE FROM tasks WHERE task_id IN (
+    SELECT task_id FROM tasks
+    WHERE finished_at < :before AND state IN (SELECT value FROM json_each(:states))
+    ORDER BY finished_at LIMIT :limit)
+RETURNING task_id
+""",
+    count_prunable="""
+SELECT count(*) AS n FROM tasks
+WHERE finished_at < :before AND state IN (SELECT value FROM json_each(:states))
+""",
+    prune_attempts="DELETE FROM attempts WHERE task_id IN (SELECT value FROM json_each(:ids))",
+    prune_executors="DELETE FROM executors WHERE last_seen_at < :before RETURNING executor_id",
     # Fleet
     # The newest heartbeat per executor wins, whatever the order they arrive in.
     record_heartbeat=sql.upsert(

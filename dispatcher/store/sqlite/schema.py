@@ -122,6 +122,11 @@ def _add_attempts(db: sqlite3.Connection) -> None:
     _add_column(db, "tasks", "queue", "TEXT NOT NULL DEFAULT 'default'")
     _add_column(db, "schedules", "queue", "TEXT NOT NULL DEFAULT 'default'")
     _add_column(db, "executors", "queues", "TEXT NOT NULL DEFAULT '[]'")
+    # The retention sweep deletes finished tasks oldest first.
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at)"
+        " WHERE finished_at IS NOT NULL"
+    )
 
 
 _V4_TASK_COLUMNS = (

@@ -28,7 +28,7 @@ from dispatcher.api.schemas import (
     TaskSubmission,
     TaskView,
 )
-from dispatcher.requests import TaskRequest
+from dispatcher.requests import QueueName, TaskRequest
 from dispatcher.store.query import TaskPosition, TaskQuery, decode_cursor, encode_cursor
 from dispatcher.store.records import TaskState
 
@@ -86,6 +86,14 @@ async def list_tasks(
     context: Context,
     state: Annotated[list[TaskState], Query(description="Any of these states.")] = [],  # noqa: B006
     task_type: str | None = None,
+    queue: Annotated[QueueName | None, Query(description="Routed to this task queue.")] = None,
+    executor: Annotated[
+        str | None, Query(max_length=200, description="Last attempt ran on this executor.")
+    ] = None,
+    error: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="Text in the error message (any case)."),
+    ] = None,
     submitted_after: Annotated[AwareDatetime | None, Query(description="Strictly after.")] = None,
     submitted_before: Annotated[AwareDatetime | None, Query(description="Strictly before.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
@@ -101,6 +109,9 @@ async def list_tasks(
     query = TaskQuery(
         states=tuple(state),
         task_type=task_type,
+        queue=queue,
+        executor=executor,
+        error_text=error,
         submitted_after=submitted_after,
         submitted_before=submitted_before,
         after=after,

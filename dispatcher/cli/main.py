@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from common import LogSettings, WorkQueueError, load_settings
 from common import exit_codes as codes
 from common.logging import configure
-from dispatcher.cli import dead, fleet, prune, schedule, serve, status, tasks
+from dispatcher.cli import dead, fleet, listing, prune, schedule, serve, status, tasks
 from dispatcher.cli.command import Command, Wiring
 from dispatcher.settings import DispatcherSettings
 
@@ -27,6 +27,7 @@ COMMANDS: dict[str, Command] = {
         fleet.TASK_TYPES,
         schedule.SCHEDULE,
         status.STATUS,
+        listing.TASKS,
         tasks.CANCEL,
         prune.PRUNE,
     )

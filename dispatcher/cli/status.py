@@ -13,6 +13,7 @@ from uuid import UUID
 from common import TaskNotFound
 from common import exit_codes as codes
 from dispatcher.cli.command import Command, Wiring
+from dispatcher.cli.tables import one_line, table
 from dispatcher.store.backends import open_store
 from dispatcher.store.records import AttemptRecord, TaskRecord, TaskState
 
@@ -62,7 +63,7 @@ def _status(wiring: Wiring, args: argparse.Namespace) -> int:
 
 def _attempts_table(attempts: list[AttemptRecord], *, tracebacks: bool) -> str:
     """One line per attempt: number, executor, start, duration, outcome, error."""
-    rows = [("#", "executor", "started", "took", "outcome", "error")]
+    rows = []
     for attempt in attempts:
         took = "-"
         if attempt.started_at is not None and attempt.finished_at is not None:
@@ -73,30 +74,20 @@ def _attempts_table(attempts: list[AttemptRecord], *, tracebacks: bool) -> str:
         rows.append(
             (
                 str(attempt.attempt),
-                attempt.executor or "-",
+                one_line(attempt.executor or "-", 60),
                 attempt.started_at.isoformat(timespec="seconds") if attempt.started_at else "-",
                 took,
                 attempt.outcome.value if attempt.outcome else "running",
-                _one_line(error, 80),
+                one_line(error, 80),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    lines = ["", "attempts"]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        lines.append("  " + "  ".join([*cells, row[-1]]).rstrip())
+    header = ("#", "executor", "started", "took", "outcome", "error")
+    lines = ["", "attempts", *table(header, rows, indent="  ")]
     if tracebacks:
         for attempt in attempts:
             if attempt.error is not None and attempt.error.traceback:
                 lines += ["", f"traceback of attempt {attempt.attempt}:", attempt.error.traceback]
     return "\n".join(lines)
-
-
-def _one_line(text: str, limit: int) -> str:
-    """``text`` (an executor's report) on one line of at most ``limit`` printable characters."""
-    printable = "".join(ch if ch.isprintable() else " " for ch in text)
-    flat = " ".join(printable.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _describe(record: TaskRecord) -> str:
@@ -117,7 +108,7 @@ def _describe(record: TaskRecord) -> str:
     if record.state is TaskState.SUCCEEDED:
         lines.append(f"result    {json.dumps(record.result)}")
     if record.error is not None:
-        lines.append(f"error     {record.error.kind.value}: {record.error.message}")
+        lines.append(f"error     {record.error.kind.value}: {one_line(record.error.message, 500)}")
     return "\n".join(lines)
 
 

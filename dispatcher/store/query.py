@@ -37,6 +37,10 @@ class TaskQuery:
     Attributes:
         states: any of these states (all states when empty).
         task_type: only this task type.
+        queue: only tasks routed to this task queue.
+        executor: only tasks whose last attempt ran on this executor.
+        error_text: only tasks whose error message contains this text (case-insensitive
+            for ASCII letters).
         submitted_after: submitted strictly after this instant.
         submitted_before: submitted strictly before this instant.
         after: continue strictly after this position (the previous page's last task).
@@ -45,6 +49,9 @@ class TaskQuery:
 
     states: tuple[TaskState, ...] = ()
     task_type: str | None = None
+    queue: str | None = None
+    executor: str | None = None
+    error_text: str | None = None
     submitted_after: datetime | None = None
     submitted_before: datetime | None = None
     after: TaskPosition | None = None

@@ -77,6 +77,28 @@ def test_each_task_type_runs_only_in_its_own_pool_and_none_is_dead_lettered(
     queues = {e["executor_id"]: e["queues"] for e in json.loads(listed.stdout)}
     assert queues == {"pool-a": ["default"], "pool-b": ["reports"]}
 
+    # Listed by queue and executor: over HTTP and with dispatcher tasks.
+    page = api.get("/tasks", params={"queue": "reports", "limit": 500}).json()["tasks"]
+    assert len(page) == EACH
+    assert {t["task_type"] for t in page} == {"render_report"}
+    on_b = run_cli(
+        "dispatcher", "tasks", "--executor", "pool-b", "--state", "succeeded", "--json",
+        "--limit", "500", amqp=None, store=tmp_path / "tasks.sqlite3",
+    )  # fmt: skip
+    assert on_b.returncode == 0, on_b.stderr
+    rows = [json.loads(line) for line in on_b.stdout.splitlines()]
+    assert len(rows) == EACH
+    assert {(r["queue"], r["executor"]) for r in rows} == {("reports", "pool-b")}
+    as_table = run_cli(
+        "dispatcher", "tasks", "--queue", "reports", "--limit", "3",
+        amqp=None, store=tmp_path / "tasks.sqlite3",
+    )  # fmt: skip
+    lines = as_table.stdout.splitlines()
+    header = "task type queue state attempt submitted executor error"
+    assert lines[0].split() == header.split()
+    assert len(lines) == 4
+    assert all(" render_report " in line and " reports " in line for line in lines[1:])
+
 
 def test_a_submission_may_name_another_queue(
     api: httpx.Client, processes: Processes, amqp_settings: AmqpSettings, broker: Broker

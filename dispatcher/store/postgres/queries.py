@@ -54,6 +54,10 @@ SELECT * FROM wq_tasks {where} ORDER BY submitted_at DESC, task_id DESC LIMIT %(
 """,
     tasks_in_states="state = ANY(%(states)s)",
     tasks_of_type="task_type = %(task_type)s",
+    tasks_in_queue="queue = %(queue)s",
+    tasks_on_executor="executor = %(executor)s",
+    # ILIKE ignores case (all letters, not only ASCII, but never less than SQLite's LIKE).
+    tasks_with_error="error->>'message' ILIKE %(error_like)s ESCAPE '\\'",
     tasks_submitted_after="submitted_at > %(submitted_after)s",
     tasks_submitted_before="submitted_at < %(submitted_before)s",
     # A row comparison: the keyset condition in one term (uuid order is byte order, the same as

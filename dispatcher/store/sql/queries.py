@@ -88,6 +88,16 @@ class Queries:
     tasks_of_type: str
     """Condition: the task's type is ``task_type``."""
 
+    tasks_in_queue: str
+    """Condition: routed to task queue ``queue``."""
+
+    tasks_on_executor: str
+    """Condition: the last attempt ran on executor ``executor``."""
+
+    tasks_with_error: str
+    """Condition: the error's message matches the LIKE pattern ``error_like`` (its escape
+    character a backslash), ignoring the case of ASCII letters."""
+
     tasks_submitted_after: str
     """Condition: submitted strictly after the instant ``submitted_after``."""
 

@@ -87,6 +87,15 @@ class SqlTasks(SqlConcern):
         if query.task_type is not None:
             where.append(self._q.tasks_of_type)
             params["task_type"] = query.task_type
+        if query.queue is not None:
+            where.append(self._q.tasks_in_queue)
+            params["queue"] = query.queue
+        if query.executor is not None:
+            where.append(self._q.tasks_on_executor)
+            params["executor"] = query.executor
+        if query.error_text is not None:
+            where.append(self._q.tasks_with_error)
+            params["error_like"] = "%" + _escape_like(query.error_text) + "%"
         if query.submitted_after is not None:
             where.append(self._q.tasks_submitted_after)
             params["submitted_after"] = query.submitted_after
@@ -147,3 +156,8 @@ def insert_once_per_key(tx: Transaction, q: Queries, rows: Sequence[Params]) -> 
 def _key_order(row: Params) -> tuple[bool, str]:
     key = row["idempotency_key"]
     return (key is None, key or "")
+
+
+def _escape_like(text: str) -> str:
+    """``text`` matched literally inside a LIKE pattern whose escape character is a backslash."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

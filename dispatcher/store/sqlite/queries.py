@@ -52,6 +52,10 @@ ORDER BY wq_utc(submitted_at) DESC, task_id DESC LIMIT :limit
 """,
     tasks_in_states="state IN (SELECT value FROM json_each(:states))",
     tasks_of_type="task_type = :task_type",
+    tasks_in_queue="queue = :queue",
+    tasks_on_executor="executor = :executor",
+    # LIKE ignores the case of ASCII letters in SQLite.
+    tasks_with_error="json_extract(error, '$.message') LIKE :error_like ESCAPE '\\'",
     tasks_submitted_after="wq_utc(submitted_at) > wq_utc(:submitted_after)",
     tasks_submitted_before="wq_utc(submitted_at) < wq_utc(:submitted_before)",
     # Row values compare term by term; ids in their lower-case text form sort as PostgreSQL's

@@ -160,6 +160,9 @@ class CancelNotice(_Wire):
     version: Literal[1] = 1
     task_id: UUID
     requested_at: AwareWireTime
+    # The attempts it cancels: this one and every earlier one; None (a notice from before
+    # retries by hand) cancels every attempt. A task retried by hand after a cancel runs.
+    attempt: int | None = Field(default=None, ge=1, le=MAX_ATTEMPT)
 
 
 # Most starts of one attempt an executor may allow before it gives the attempt up.

@@ -147,7 +147,11 @@ def cancel_notice(record: TaskRecord, now: datetime) -> CancelNotice:
 
     Published for a scheduled task too: whatever claims due tasks may have raced the flag.
     """
-    return CancelNotice(task_id=record.task_id, requested_at=record.cancel_requested_at or now)
+    return CancelNotice(
+        task_id=record.task_id,
+        requested_at=record.cancel_requested_at or now,
+        attempt=record.attempt,
+    )
 
 
 def utcnow() -> datetime:

@@ -111,7 +111,7 @@ class Admission:
         The cancellations are checked here, once; a notice read while a redelivery waits for
         its verdict reaches the run through ``Cancellations.tracking``.
         """
-        if self._cancellations.is_cancelled(job.task.task_id):
+        if self._cancellations.is_cancelled(job.task.task_id, job.task.attempt):
             await self._skip_cancelled(message, job)
             return Admitted.SETTLED
         if self._topology.queue_type == "quorum":

@@ -56,36 +56,47 @@ class Cancellations:
     def __init__(self, *, executor: str, max_body_bytes: int) -> None:
         self._executor = executor
         self._max_body_bytes = max_body_bytes
-        self._cancelled: set[UUID] = set()
-        self._running: dict[UUID, list[TaskContext]] = {}
+        # Per cancelled task, the last attempt cancelled (None: every attempt).
+        self._cancelled: dict[UUID, int | None] = {}
+        self._running: dict[UUID, list[tuple[int, TaskContext]]] = {}
         self._markers: dict[str, asyncio.Event] = {}
         self._read = 0  # stream messages read so far: how catching up shows progress
         self._caught_up = False
 
-    def is_cancelled(self, task_id: UUID) -> bool:
-        """Whether a cancel of ``task_id`` has been read from the stream."""
-        return task_id in self._cancelled
+    def is_cancelled(self, task_id: UUID, attempt: int) -> bool:
+        """Whether a cancel read from the stream covers ``attempt`` of ``task_id``."""
+        if task_id not in self._cancelled:
+            return False
+        last = self._cancelled[task_id]
+        return last is None or attempt <= last
 
     @contextmanager
-    def tracking(self, task_id: UUID, context: TaskContext) -> Iterator[TaskContext]:
-        """Tell ``context`` when its task is cancelled while the block runs."""
+    def tracking(self, task_id: UUID, attempt: int, context: TaskContext) -> Iterator[TaskContext]:
+        """Tell ``context`` when its attempt is cancelled while the block runs."""
         contexts = self._running.setdefault(task_id, [])
-        contexts.append(context)
-        if task_id in self._cancelled:
+        entry = (attempt, context)
+        contexts.append(entry)
+        if self.is_cancelled(task_id, attempt):
             context.cancel()
         try:
             yield context
         finally:
-            contexts.remove(context)
+            contexts.remove(entry)
             if not contexts:
                 del self._running[task_id]
 
     def note(self, notice: CancelNotice) -> None:
-        """Remember a cancel; a running attempt of that task is told at once."""
-        if notice.task_id in self._cancelled:
-            return
-        self._cancelled.add(notice.task_id)
-        running = self._running.get(notice.task_id, [])
+        """Remember a cancel; a running attempt it covers is told at once."""
+        known = notice.task_id in self._cancelled
+        last = self._cancelled.get(notice.task_id)
+        if known and (last is None or (notice.attempt is not None and notice.attempt <= last)):
+            return  # covered already
+        self._cancelled[notice.task_id] = notice.attempt
+        running = [
+            context
+            for attempt, context in self._running.get(notice.task_id, [])
+            if self.is_cancelled(notice.task_id, attempt)
+        ]
         for context in running:
             context.cancel()
         # While catching up, the backlog of notices is summed up in one line at its end.

@@ -318,7 +318,7 @@ class Executor:
         try:
             with (
                 self._monitor.running(job.task),
-                self._cancellations.tracking(job.task.task_id, context),
+                self._cancellations.tracking(job.task.task_id, job.task.attempt, context),
             ):
                 attempt = await execute(job, run_in_thread=self._threads.run, context=context)
         finally:

@@ -48,7 +48,7 @@ async def test_every_notice_of_a_long_stream_is_known_before_catching_up_ends(
         cancellations = Cancellations(executor="test", max_body_bytes=amqp_settings.max_body_bytes)
         stop = asyncio.Event()
         assert await cancellations.follow(reader, topology, publish=publish, timeout=30, stop=stop)
-        assert all(cancellations.is_cancelled(notice.task_id) for notice in notices)
+        assert all(cancellations.is_cancelled(notice.task_id, 1) for notice in notices)
         assert cancellations._read == NOTICES + 1  # and the marker
     finally:
         await reader.close()

@@ -288,7 +288,7 @@ async def test_cancel_flags_the_task_and_tells_the_executors(
     assert report.outcome is CancelOutcome.REQUESTED
     assert report.record.state is TaskState.QUEUED
     assert report.record.cancel_requested_at == NOW
-    assert cancels.notices == [CancelNotice(task_id=task_id, requested_at=NOW)]
+    assert cancels.notices == [CancelNotice(task_id=task_id, requested_at=NOW, attempt=1)]
 
 
 async def test_cancel_of_a_final_task_changes_nothing_and_tells_no_one(

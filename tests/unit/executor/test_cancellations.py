@@ -42,15 +42,15 @@ def test_a_noted_cancel_tells_the_running_attempt_and_later_ones() -> None:
     cancellations = Cancellations(executor="e", max_body_bytes=LIMIT)
     notice = _notice()
     running = TaskContext()
-    with cancellations.tracking(notice.task_id, running):
+    with cancellations.tracking(notice.task_id, 1, running):
         assert not running.cancelled
         cancellations.note(notice)
         assert running.cancelled
     later = TaskContext()
-    with cancellations.tracking(notice.task_id, later):
+    with cancellations.tracking(notice.task_id, 1, later):
         assert later.cancelled
-    assert cancellations.is_cancelled(notice.task_id)
-    assert not cancellations.is_cancelled(uuid4())
+    assert cancellations.is_cancelled(notice.task_id, 1)
+    assert not cancellations.is_cancelled(uuid4(), 1)
 
 
 async def test_catching_up_gives_up_once_nothing_is_read_for_the_stall_time() -> None:
@@ -80,7 +80,7 @@ async def test_a_notice_read_from_the_stream_is_noted() -> None:
     cancellations = Cancellations(executor="e", max_body_bytes=LIMIT)
     notice = _notice()
     await _read(cancellations, encode(notice))
-    assert cancellations.is_cancelled(notice.task_id)
+    assert cancellations.is_cancelled(notice.task_id, 1)
 
 
 async def test_an_oversized_notice_is_skipped_unread() -> None:
@@ -89,7 +89,7 @@ async def test_an_oversized_notice_is_skipped_unread() -> None:
     cancellations = Cancellations(executor="e", max_body_bytes=len(body) - 1)
     with capture_logs() as logs:
         await _read(cancellations, body)
-    assert not cancellations.is_cancelled(notice.task_id)
+    assert not cancellations.is_cancelled(notice.task_id, 1)
     error = f"cancel notice body of {len(body)} bytes is over the limit"
     assert logs == [
         {
@@ -107,7 +107,7 @@ async def test_a_notice_of_exactly_the_limit_is_noted() -> None:
     body = encode(notice)
     cancellations = Cancellations(executor="e", max_body_bytes=len(body))
     await _read(cancellations, body)
-    assert cancellations.is_cancelled(notice.task_id)
+    assert cancellations.is_cancelled(notice.task_id, 1)
 
 
 async def test_notices_nested_5_000_deep_are_skipped_and_the_next_is_still_noted() -> None:
@@ -123,7 +123,7 @@ async def test_notices_nested_5_000_deep_are_skipped_and_the_next_is_still_noted
     assert [line["event"] for line in logs] == ["cancel_notice_rejected"] * 5 + [
         "task_cancel_received"
     ]
-    assert cancellations.is_cancelled(notice.task_id)
+    assert cancellations.is_cancelled(notice.task_id, 1)
 
 
 async def test_a_notice_that_trips_a_bug_is_skipped_and_reading_goes_on(
@@ -144,7 +144,7 @@ async def test_a_notice_that_trips_a_bug_is_skipped_and_reading_goes_on(
         await _read(cancellations, encode(second))
 
     assert [line["event"] for line in logs] == ["cancel_notice_rejected", "task_cancel_received"]
-    assert cancellations.is_cancelled(second.task_id)
+    assert cancellations.is_cancelled(second.task_id, 1)
 
 
 class _FlakyStreamConnection:
@@ -212,3 +212,29 @@ async def test_a_stream_that_never_comes_is_a_broker_error(
 
 async def _never_publish(exchange: str, routing_key: str, message: object) -> None:
     raise AssertionError("stopped before the marker")
+
+
+def test_a_cancel_covers_its_attempt_and_earlier_ones_not_a_retry_by_hand() -> None:
+    cancellations = Cancellations(executor="e1", max_body_bytes=1_000_000)
+    task_id = uuid4()
+    cancellations.note(CancelNotice(task_id=task_id, requested_at=datetime.now(UTC), attempt=2))
+
+    assert cancellations.is_cancelled(task_id, 1)
+    assert cancellations.is_cancelled(task_id, 2)
+    assert not cancellations.is_cancelled(task_id, 3)  # the next attempt, retried by hand
+    retried = TaskContext(task_id=task_id, attempt=3)
+    with cancellations.tracking(task_id, 3, retried):
+        cancellations.note(CancelNotice(task_id=task_id, requested_at=datetime.now(UTC)))
+        assert retried.cancelled  # a notice without an attempt cancels every attempt
+
+
+def test_a_later_cancel_of_a_retried_attempt_reaches_it_while_it_runs() -> None:
+    cancellations = Cancellations(executor="e1", max_body_bytes=1_000_000)
+    task_id = uuid4()
+    cancellations.note(CancelNotice(task_id=task_id, requested_at=datetime.now(UTC), attempt=1))
+    running = TaskContext(task_id=task_id, attempt=2)
+
+    with cancellations.tracking(task_id, 2, running):
+        assert not running.cancelled
+        cancellations.note(CancelNotice(task_id=task_id, requested_at=datetime.now(UTC), attempt=2))
+        assert running.cancelled

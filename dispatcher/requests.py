@@ -117,6 +117,15 @@ class Submission:
     failure: WorkQueueError | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RetryReport:
+    """What a retry by hand did: the tasks it moved to their next attempt, and the others."""
+
+    retried: list[UUID]
+    # Why each of the others was left alone: its state, or that it is unknown.
+    refused: dict[UUID, str]
+
+
 class CancelOutcome(StrEnum):
     """What a cancel request did."""
 

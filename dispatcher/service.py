@@ -32,6 +32,7 @@ from dispatcher.queued_marks import QueuedMarks
 from dispatcher.requests import (
     CancelReport,
     Clock,
+    RetryReport,
     Submission,
     TaskRequest,
     build_task,
@@ -276,6 +277,32 @@ class Dispatcher:
                 log.error("task_not_published", task_id=str(task.task_id), error=str(error))
         log.info("tasks_published", count=len(tasks), failed=len(tasks) - len(confirmed))
         return len(confirmed)
+
+    async def retry(self, task_ids: Sequence[UUID], *, via: str) -> RetryReport:
+        """Run failed, dead or cancelled tasks again, each as its next attempt.
+
+        Each is recorded as submitted, its attempt naming the cause (``via``: the entry
+        point, such as ``cli`` or ``http``), then published to its own queue; one whose
+        publish fails is left to the outbox. A task in another state is refused, not changed.
+        """
+        tasks = await self._store.retry_tasks(
+            task_ids, self._clock(), cause=f"retried by hand ({via})"
+        )
+        if tasks:
+            await self.publish_recorded(tasks)
+        retried = {task.task_id for task in tasks}
+        others = [task_id for task_id in dict.fromkeys(task_ids) if task_id not in retried]
+        found = {record.task_id: record for record in await self._store.get_many(others)}
+        refused = {
+            task_id: (
+                f"{found[task_id].state.value}: only failed, dead or cancelled tasks are retried"
+                if task_id in found
+                else "no such task"
+            )
+            for task_id in others
+        }
+        log.info("tasks_retried", count=len(tasks), refused=len(refused), via=via)
+        return RetryReport([task.task_id for task in tasks], refused)
 
     @property
     def store(self) -> TaskStore:

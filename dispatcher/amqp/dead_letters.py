@@ -95,6 +95,7 @@ async def replay(
     app_id: str,
     confirm_timeout: float,
     progress: Callable[[int], object] | None = None,
+    via: str = "cli",
 ) -> ReplayReport:
     """Publish the next attempt of dead tasks (all, or those in ``task_ids``), then ack them.
 
@@ -116,6 +117,7 @@ async def replay(
         reply_to=reply_to,
         app_id=app_id,
         confirm_timeout=confirm_timeout,
+        cause=f"replayed from the dead letters ({via})",
     )
     try:
         for _ in range(remaining):
@@ -126,7 +128,15 @@ async def replay(
             if task is None:
                 kept.append(message)
                 continue
-            report.replayed.append(await replay_one(message, task))
+            replayed = await replay_one(message, task)
+            if replayed is None:
+                kept.append(message)
+                report.skipped.append(
+                    f"{task.task_id}: not dead in the task store any more (retried by hand, or "
+                    "another copy of it ran): left in the queue"
+                )
+                continue
+            report.replayed.append(replayed)
             if progress is not None:
                 progress(1)
     finally:
@@ -146,12 +156,17 @@ async def _replay_one(
     reply_to: str,
     app_id: str,
     confirm_timeout: float,
-) -> UUID:
-    """Record, publish and mark queued the task's next attempt, then ack the dead copy."""
+    cause: str,
+) -> UUID | None:
+    """Record, publish and mark queued the task's next attempt, then ack the dead copy.
+
+    None, with nothing published, when the store says the task is no longer dead.
+    """
     retry = task.model_copy(update={"attempt": task.attempt + 1})
     # Recorded before it is published, as a submission is: a fast result must find
     # the task open, not still dead (it would be ignored as a duplicate).
-    await store.record_replay(retry, datetime.now(UTC))
+    if not await store.record_replay(retry, datetime.now(UTC), cause=cause):
+        return None
     properties = task_properties(retry, reply_to=message.reply_to or reply_to, app_id=app_id)
     if retry.queue != DEFAULT_QUEUE:  # back to its own queue, which may have been deleted
         await declare_task_queue(channel, topology, retry.queue)

@@ -15,6 +15,7 @@ from dispatcher.api import (
     health,
     metrics,
     queues,
+    retry,
     schedules,
     task_types,
     tasks,
@@ -29,6 +30,7 @@ from dispatcher.api.schemas import ErrorDetail
 # One line per feature: a router added here is served, documented and, once a token is
 # set, protected by it.
 ROUTERS: tuple[APIRouter, ...] = (
+    retry.router,
     tasks.router,
     cancel.router,
     schedules.router,

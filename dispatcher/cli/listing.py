@@ -22,7 +22,7 @@ MAX_LIMIT = 10_000
 _WIRE_TIME: TypeAdapter[datetime] = TypeAdapter(AwareWireTime)
 
 
-def _moment(text: str) -> datetime:
+def moment(text: str) -> datetime:
     """An ISO 8601 time with a zone, or a duration ago (``1h``: an hour ago)."""
     try:
         return datetime.now(UTC) - parse_duration(text)
@@ -38,7 +38,7 @@ def _moment(text: str) -> datetime:
         ) from None
 
 
-def _queue(text: str) -> str:
+def queue_name(text: str) -> str:
     try:
         return check_queue_name(text)
     except ValueError as exc:
@@ -66,13 +66,13 @@ def _add_parser(commands: Any) -> None:
         "--state", action="append", choices=[s.value for s in TaskState], help="in this state"
     )
     tasks.add_argument("--type", dest="task_type", metavar="TYPE", help="of this task type")
-    tasks.add_argument("--queue", type=_queue, metavar="NAME", help="routed to this task queue")
+    tasks.add_argument("--queue", type=queue_name, metavar="NAME", help="routed to this task queue")
     tasks.add_argument("--executor", metavar="NAME", help="last attempt ran on this executor")
     tasks.add_argument(
-        "--since", type=_moment, metavar="WHEN", help="submitted after: 1h (ago) or an ISO time"
+        "--since", type=moment, metavar="WHEN", help="submitted after: 1h (ago) or an ISO time"
     )
     tasks.add_argument(
-        "--until", type=_moment, metavar="WHEN", help="submitted before: 1h (ago) or an ISO time"
+        "--until", type=moment, metavar="WHEN", help="submitted before: 1h (ago) or an ISO time"
     )
     tasks.add_argument("--error", metavar="TEXT", help="text in the error message (any case)")
     tasks.add_argument(

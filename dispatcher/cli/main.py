@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from common import LogSettings, WorkQueueError, load_settings
 from common import exit_codes as codes
 from common.logging import configure
-from dispatcher.cli import dead, fleet, listing, prune, schedule, serve, status, tasks
+from dispatcher.cli import dead, fleet, listing, prune, retry, schedule, serve, status, tasks
 from dispatcher.cli.command import Command, Wiring
 from dispatcher.settings import DispatcherSettings
 
@@ -29,6 +29,7 @@ COMMANDS: dict[str, Command] = {
         status.STATUS,
         listing.TASKS,
         tasks.CANCEL,
+        retry.RETRY,
         prune.PRUNE,
     )
 }

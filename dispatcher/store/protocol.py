@@ -62,8 +62,18 @@ class TaskStore(Protocol):
     async def record_result(self, result: ResultMessage) -> bool:
         """Record an outcome; False when the task already had one (a duplicate changes nothing)."""
 
-    async def record_replay(self, task: TaskMessage, at: datetime) -> None:
-        """Record, before it is published, that a dead task runs again as ``task.attempt``."""
+    async def record_replay(
+        self, task: TaskMessage, at: datetime, *, cause: str | None = None
+    ) -> bool:
+        """Record, before it is published, that a dead task runs again as ``task.attempt``.
+
+        False when the task is recorded in another state than dead: nothing to publish.
+        """
+
+    async def retry_tasks(
+        self, task_ids: Sequence[UUID], at: datetime, *, cause: str
+    ) -> list[TaskMessage]:
+        """Move failed, dead or cancelled tasks to their next attempt; the ones moved."""
 
     async def get(self, task_id: UUID) -> TaskRecord:
         """The record of ``task_id``, or ``TaskNotFound``."""
@@ -216,7 +226,13 @@ class SyncTaskStore(Protocol):
 
     def record_result(self, result: ResultMessage) -> bool: ...
 
-    def record_replay(self, task: TaskMessage, at: datetime) -> None: ...
+    def record_replay(
+        self, task: TaskMessage, at: datetime, *, cause: str | None = None
+    ) -> bool: ...
+
+    def retry_tasks(
+        self, task_ids: Sequence[UUID], at: datetime, *, cause: str
+    ) -> list[TaskMessage]: ...
 
     def get(self, task_id: UUID) -> TaskRecord: ...
 

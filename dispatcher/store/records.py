@@ -98,6 +98,10 @@ class AttemptRecord(BaseModel):
     outcome: Outcome | None = None
     error: TaskErrorInfo | None = None
     runs: int = 0
+    # Who asked for this attempt, when it was not the task's own submission or retry policy:
+    # "retried by hand (cli)", "replayed from the dead letters (http)", ...
+    cause: str | None = None
+    caused_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,6 +105,7 @@ class ThreadedTaskStore:
     record_result = _forward(SyncTaskStore.record_result)
     record_results = _forward(SyncTaskStore.record_results)
     record_replay = _forward(SyncTaskStore.record_replay)
+    retry_tasks = _forward(SyncTaskStore.retry_tasks)
     get = _forward(SyncTaskStore.get)
     get_many = _forward(SyncTaskStore.get_many)
     attempts = _forward(SyncTaskStore.attempts)

@@ -148,6 +148,20 @@ SELECT count(*) AS n FROM wq_tasks WHERE finished_at < %(before)s AND state = AN
     prune_executors=(
         "DELETE FROM wq_executors WHERE last_seen_at < %(before)s RETURNING executor_id"
     ),
+    # A retry by hand: the next attempt, waiting its outbox age from now (its eta).
+    retry_task=f"""
+UPDATE wq_tasks SET state = 'submitted', attempt = attempt + 1, eta = %(eta)s, queued_at = NULL,
+    started_at = NULL, finished_at = NULL, next_attempt_at = NULL, executor = NULL,
+    result = NULL, error = NULL, redelivered = false, runs = 0, cancel_requested_at = NULL,
+    progress = NULL, progress_note = NULL, progress_at = NULL
+WHERE task_id = %(task_id)s AND state IN ('failed', 'dead', 'cancelled')
+RETURNING {MESSAGE_COLUMNS}
+""",
+    cause_attempt="""
+INSERT INTO wq_attempts (task_id, attempt, cause, caused_at)
+VALUES (%(task_id)s, %(attempt)s, %(cause)s, %(caused_at)s)
+ON CONFLICT (task_id, attempt) DO NOTHING
+""",
     # Fleet
     # The newest heartbeat per executor wins, whatever the order they arrive in.
     record_heartbeat=sql.upsert(

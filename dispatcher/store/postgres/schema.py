@@ -119,6 +119,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             outcome text,
             error jsonb,
             runs integer NOT NULL DEFAULT 0,
+            cause text,
+            caused_at timestamptz,
             PRIMARY KEY (task_id, attempt)
         )""",
         "ALTER TABLE wq_tasks ADD COLUMN queue text NOT NULL DEFAULT 'default'",

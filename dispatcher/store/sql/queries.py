@@ -145,6 +145,14 @@ class Queries:
     attempts_of: str
     """Every attempts row of ``task_id``, by attempt."""
 
+    retry_task: str
+    """Move the failed, dead or cancelled task ``task_id`` to its next attempt, submitted
+    again (its eta ``eta``, its outcome, progress and cancel request cleared); returns its
+    ``MESSAGE_COLUMNS`` (the new attempt), no row if it is in another state."""
+
+    cause_attempt: str
+    """Insert the attempts row (task_id, attempt) with cause and caused_at (nothing else)."""
+
     record_progress: str
     """Set progress, progress_note and progress_at of the open task ``task_id`` unless its
     recorded progress_at is at or after the given one."""

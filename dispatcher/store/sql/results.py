@@ -9,7 +9,13 @@ from uuid import UUID
 
 from common import ProgressMessage, ResultMessage, StartNotice, TaskMessage
 from dispatcher.store.records import AttemptRecord, RecordedResult
-from dispatcher.store.rows import STATE_OF_OUTCOME, attempt_record, next_attempt_at, task_record
+from dispatcher.store.rows import (
+    STATE_OF_OUTCOME,
+    attempt_record,
+    next_attempt_at,
+    task_message,
+    task_record,
+)
 from dispatcher.store.sql.dialect import Dialect, Params, Transaction
 from dispatcher.store.sql.tasks import SqlConcern
 
@@ -69,8 +75,33 @@ class SqlResults(SqlConcern):
         back = tx.run(self._record_result_read_back, row).rows
         return RecordedResult(True, task_record(back[0])) if back else None
 
-    def record_replay(self, task: TaskMessage, at: datetime) -> None:
-        """A dead task is submitted again as a new attempt (recorded even if it was unknown)."""
+    def retry_tasks(
+        self, task_ids: Sequence[UUID], at: datetime, *, cause: str
+    ) -> list[TaskMessage]:
+        """Move each failed, dead or cancelled task to its next attempt, submitted again.
+
+        Returns the messages to publish, for the tasks that were in such a state (the
+        others are left alone); each new attempt's record names ``cause`` at ``at``.
+        """
+
+        def write(tx: Transaction) -> list[TaskMessage]:
+            retried = []
+            for task_id in sorted(set(task_ids)):  # in id order: no deadlock between replicas
+                rows = tx.run(self._q.retry_task, {"task_id": task_id, "eta": at}).rows
+                if rows:
+                    task = task_message(rows[0])
+                    tx.run(self._q.cause_attempt, _cause(task, cause, at))
+                    retried.append(task)
+            return retried
+
+        return self._db.write(write)
+
+    def record_replay(self, task: TaskMessage, at: datetime, *, cause: str | None = None) -> bool:
+        """A dead task is submitted again as a new attempt (recorded even if it was unknown).
+
+        False, and nothing written, when the task is recorded in another state than dead (a
+        retry by hand ran it again, or another copy of it succeeded).
+        """
         row = {
             "task_id": task.task_id,
             "task_type": task.task_type,
@@ -79,7 +110,15 @@ class SqlResults(SqlConcern):
             "submitted_at": task.submitted_at,
             "queue": task.queue,
         }
-        self._db.write(lambda tx: tx.run(self._q.record_replay, row))
+
+        def write(tx: Transaction) -> bool:
+            if tx.run(self._q.record_replay, row).rowcount == 0:
+                return False
+            if cause is not None:
+                tx.run(self._q.cause_attempt, _cause(task, cause, at))
+            return True
+
+        return self._db.write(write)
 
     def request_cancel(self, task_id: UUID, at: datetime) -> bool:
         """Flag a task as cancel-requested (a scheduled one is cancelled); False if final."""
@@ -158,3 +197,7 @@ def _attempt_end(result: ResultMessage, result_row: Params) -> Params:
         "outcome": result.outcome.value,
         "error": result_row["error"],
     }
+
+
+def _cause(task: TaskMessage, cause: str, at: datetime) -> Params:
+    return {"task_id": task.task_id, "attempt": task.attempt, "cause": cause, "caused_at": at}

@@ -146,6 +146,20 @@ WHERE finished_at < :before AND state IN (SELECT value FROM json_each(:states))
 """,
     prune_attempts="DELETE FROM attempts WHERE task_id IN (SELECT value FROM json_each(:ids))",
     prune_executors="DELETE FROM executors WHERE last_seen_at < :before RETURNING executor_id",
+    # A retry by hand: the next attempt, waiting its outbox age from now (its eta).
+    retry_task=f"""
+UPDATE tasks SET state = 'submitted', attempt = attempt + 1, eta = :eta, queued_at = NULL,
+    started_at = NULL, finished_at = NULL, next_attempt_at = NULL, executor = NULL,
+    result = NULL, error = NULL, redelivered = 0, runs = 0, cancel_requested_at = NULL,
+    progress = NULL, progress_note = NULL, progress_at = NULL
+WHERE task_id = :task_id AND state IN ('failed', 'dead', 'cancelled')
+RETURNING {MESSAGE_COLUMNS}
+""",
+    cause_attempt="""
+INSERT INTO attempts (task_id, attempt, cause, caused_at)
+VALUES (:task_id, :attempt, :cause, :caused_at)
+ON CONFLICT (task_id, attempt) DO NOTHING
+""",
     # Fleet
     # The newest heartbeat per executor wins, whatever the order they arrive in.
     record_heartbeat=sql.upsert(

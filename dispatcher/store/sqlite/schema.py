@@ -111,6 +111,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     outcome TEXT,
     error TEXT,
     runs INTEGER NOT NULL DEFAULT 0,
+    cause TEXT,
+    caused_at TEXT,
     PRIMARY KEY (task_id, attempt)
 ) WITHOUT ROWID
 """

@@ -7,6 +7,7 @@ from uuid import uuid4
 
 from common import ErrorKind, Outcome
 from dispatcher.store.protocol import SyncTaskStore
+from dispatcher.store.records import TaskState
 from dispatcher.store.threaded import ThreadedTaskStore
 from tests.contract.store.conftest import Backend
 from tests.contract.store.samples import (
@@ -103,3 +104,35 @@ async def test_threaded_store_reads_the_attempts(backend: Backend) -> None:
     await threaded.close()
 
     assert [(a.attempt, a.runs, a.outcome) for a in attempts] == [(1, 1, Outcome.SUCCEEDED)]
+
+
+def test_a_retry_by_hand_opens_the_next_attempt_with_its_cause(store: SyncTaskStore) -> None:
+    failed, running = a_queued_task(store), a_queued_task(store)
+    store.record_results([an_outcome(failed.task_id, Outcome.FAILED, finished_at=T3)])
+    store.record_starts([a_start(running.task_id)])
+
+    retried = store.retry_tasks([failed.task_id, running.task_id, uuid4()], T4, cause="by hand")
+
+    assert [(t.task_id, t.attempt) for t in retried] == [(failed.task_id, 2)]
+    record = store.get(failed.task_id)
+    assert (record.state, record.attempt, record.error, record.finished_at) == (
+        TaskState.SUBMITTED,
+        2,
+        None,
+        None,
+    )
+    assert [(a.attempt, a.cause, a.caused_at) for a in store.attempts(failed.task_id)] == [
+        (1, None, None),
+        (2, "by hand", T4),
+    ]
+    assert store.get(running.task_id).state is TaskState.RUNNING  # left alone
+
+
+def test_a_stale_dead_copy_is_not_replayed_over_a_retry_by_hand(store: SyncTaskStore) -> None:
+    task = a_queued_task(store)
+    store.record_results([an_outcome(task.task_id, Outcome.DEAD, finished_at=T3)])
+    store.retry_tasks([task.task_id], T4, cause="by hand")
+
+    replay = task.model_copy(update={"attempt": 2})
+    assert store.record_replay(replay, T5, cause="replayed") is False
+    assert store.get(task.task_id).state is TaskState.SUBMITTED

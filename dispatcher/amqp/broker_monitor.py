@@ -49,6 +49,12 @@ class AmqpBrokerMonitor:
     def results_flowing(self) -> bool:
         return self._results is None or not self._results.stalled(self._stalled_after)
 
+    def connection(self) -> AbstractRobustConnection:
+        """A connection to the broker the dispatcher holds, for operations of the API."""
+        if not self.is_connected():
+            raise BrokerError("not connected to RabbitMQ")
+        return self._connections[0]
+
     async def queue_depths(self) -> list[QueueDepth]:
         """The fixed queues, then every retry bucket's queue that exists (declared on use)."""
         if not self.is_connected():

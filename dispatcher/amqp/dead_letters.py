@@ -7,16 +7,25 @@ acks the dead copy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from uuid import UUID
 
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+import aiormq
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustConnection,
+)
 
 from common import (
     DEFAULT_QUEUE,
+    BrokerError,
     DeadLetterHeaders,
     MessageError,
     TaskMessage,
@@ -41,6 +50,8 @@ class DeadLetter:
     error: str | None
     attempts: int | None
     dead_at: str | None
+    # The broker queue it was dead-lettered from (wq.tasks, wq.tasks.reports, ...).
+    original_queue: str | None = None
 
 
 def describe(message: AbstractIncomingMessage) -> DeadLetter:
@@ -54,6 +65,7 @@ def describe(message: AbstractIncomingMessage) -> DeadLetter:
         error=reasons.error,
         attempts=reasons.attempts,
         dead_at=reasons.dead_at,
+        original_queue=reasons.original_queue,
     )
 
 
@@ -205,3 +217,69 @@ async def purge(channel: AbstractChannel, topology: Topology) -> int:
     queue = await channel.get_queue(topology.task_dead_queue, ensure=False)
     result = await queue.purge()
     return int(result.message_count or 0)
+
+
+class DeadLetterDesk:
+    """The dead-letter queue's operations for ``dispatcher serve``'s HTTP API.
+
+    Each runs on a channel of its own, on a connection the dispatcher already holds, one at
+    a time: a listing holds the messages it reads until it returns them, and a replay or
+    purge running meanwhile would miss them.
+    """
+
+    def __init__(
+        self,
+        connection: Callable[[], AbstractRobustConnection],
+        topology: Topology,
+        store: TaskStore,
+        *,
+        app_id: str,
+        confirm_timeout: float,
+    ) -> None:
+        self._connection = connection
+        self._topology = topology
+        self._store = store
+        self._app_id = app_id
+        self._confirm_timeout = confirm_timeout
+        self._one_at_a_time = asyncio.Lock()
+
+    async def list(self, *, limit: int) -> list[DeadLetter]:
+        """Up to ``limit`` dead messages, oldest first; the queue is left as it was."""
+        async with self._channel() as channel:
+            return await list_dead(channel, self._topology, limit=limit)
+
+    async def replay(self, task_ids: Sequence[UUID] | None, *, via: str) -> ReplayReport:
+        """Replay the dead tasks in ``task_ids`` (None: all), as ``replay`` does."""
+        async with self._channel() as channel:
+            exchange = await channel.get_exchange(self._topology.task_exchange, ensure=False)
+            return await replay(
+                channel,
+                exchange,
+                self._topology,
+                self._store,
+                task_ids=task_ids,
+                reply_to=self._topology.results_queue,
+                app_id=self._app_id,
+                confirm_timeout=self._confirm_timeout,
+                via=via,
+            )
+
+    async def purge(self) -> int:
+        """Delete every dead message; how many there were."""
+        async with self._channel() as channel:
+            return await purge(channel, self._topology)
+
+    @contextlib.asynccontextmanager
+    async def _channel(self) -> AsyncIterator[AbstractChannel]:
+        async with self._one_at_a_time:
+            try:
+                channel = await self._connection().channel(
+                    publisher_confirms=True, on_return_raises=True
+                )
+            except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+                raise BrokerError(f"cannot open a channel: {exc!r}") from exc
+            try:
+                yield channel
+            finally:
+                with contextlib.suppress(Exception):
+                    await channel.close()

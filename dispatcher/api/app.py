@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from dispatcher.api import (
     cancel,
+    dead,
     executors,
     health,
     metrics,
@@ -33,6 +34,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     retry.router,
     tasks.router,
     cancel.router,
+    dead.router,
     schedules.router,
     queues.router,
     task_types.router,

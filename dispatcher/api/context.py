@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from common import TaskRegistry
 from dispatcher.amqp.broker_monitor import BrokerMonitor
+from dispatcher.amqp.dead_letters import DeadLetterDesk
 from dispatcher.schedules import ScheduleBook
 from dispatcher.service import Dispatcher
 
@@ -23,12 +24,14 @@ class ApiContext:
         broker: connection state and queue depths.
         schedules: the cron schedules in the dispatcher's store.
         registry: the dispatcher's task module (``WQ_DISPATCHER_TASKS``), if it has one.
+        dead: the dead-letter queue's operations (None: not on this dispatcher).
     """
 
     dispatcher: Dispatcher
     broker: BrokerMonitor
     schedules: ScheduleBook
     registry: TaskRegistry | None = None
+    dead: DeadLetterDesk | None = None
 
 
 def get_context(request: Request) -> ApiContext:

@@ -22,6 +22,7 @@ from common.logging import get_logger
 from common.readiness import ReadyFile
 from common.shutdown import install_stop_handlers
 from dispatcher.amqp.broker_monitor import AmqpBrokerMonitor
+from dispatcher.amqp.dead_letters import DeadLetterDesk
 from dispatcher.api.app import create_app
 from dispatcher.api.auth import check_bind
 from dispatcher.api.context import ApiContext
@@ -148,6 +149,13 @@ async def _serve(
                     broker=monitor,
                     schedules=book,
                     registry=registry,
+                    dead=DeadLetterDesk(
+                        monitor.connection,
+                        amqp.topology,
+                        dispatcher.store,
+                        app_id=settings.app_id,
+                        confirm_timeout=amqp.confirm_timeout,
+                    ),
                 )
                 app = create_app(
                     context,

@@ -121,6 +121,14 @@ class ScheduleExists(StoreError):
         self.name = name
 
 
+class ScheduleConflict(StoreError):
+    """A cron schedule changed between reading it and writing an edit of it: read it again."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"the schedule {name!r} was changed meanwhile: read it and try again")
+        self.name = name
+
+
 class InvalidSchedule(WorkQueueError):
     """A schedule's cron expression, time zone or name cannot be used; says which and why."""
 

@@ -17,6 +17,7 @@ from common.errors import (
     InvalidRequest,
     InvalidSchedule,
     PublishRejected,
+    ScheduleConflict,
     ScheduleExists,
     ScheduleNotFound,
     StoreError,
@@ -44,6 +45,7 @@ _CODE_OF_ERROR: Final[tuple[tuple[type[WorkQueueError], int], ...]] = (
     (InvalidRequest, USAGE),
     (InvalidSchedule, USAGE),
     (ScheduleExists, USAGE),
+    (ScheduleConflict, NOT_PUBLISHED),  # EX_TEMPFAIL: try again
     (UnknownTaskType, INVALID_TASK),
     (InvalidParams, INVALID_TASK),
     (TaskNotFound, NOT_FOUND),

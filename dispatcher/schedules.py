@@ -140,8 +140,11 @@ class ScheduleBook:
         timezone: str = "UTC",
         priority: int = 0,
         paused: bool = False,
+        queue: str | None = None,
     ) -> ScheduleRecord:
         """Validate and record a schedule; its first fire time is the first after now.
+
+        Its tasks go to ``queue``, else to the queue its task type declares (as now known).
 
         Raises:
             InvalidSchedule: bad name, cron expression or time zone.
@@ -152,12 +155,9 @@ class ScheduleBook:
             raise InvalidSchedule("name", f"{name!r} does not match {NAME_PATTERN}")
         cron = validate_cron(cron)
         validate_zone(timezone)
-        if self._registry is None and self._fleet is not None:
-            await self._fleet.validate([(task_type, dict(params or {}))])
         now = self._clock()
-        # Validated exactly like a submission, so a schedule never fires a refused task.
-        request = TaskRequest(task_type, dict(params or {}), priority=priority)
-        task = build_task(request, self._registry, lambda: now, max_body_bytes=self._max_body_bytes)
+        request = TaskRequest(task_type, dict(params or {}), priority=priority, queue=queue)
+        task = await self._validated(request, now)
         schedule = ScheduleRecord(
             schedule_id=uuid4(),
             name=name,
@@ -166,6 +166,7 @@ class ScheduleBook:
             task_type=task.task_type,
             params=task.params,
             priority=task.priority,
+            queue=task.queue,
             paused=paused,
             next_fire_at=next_fire_time(cron, timezone, now),
             created_at=now,
@@ -174,6 +175,84 @@ class ScheduleBook:
         await self._store.add_schedule(schedule)
         log.info("schedule_created", schedule=name, cron=cron, timezone=timezone)
         return schedule
+
+    async def update(
+        self,
+        name: str,
+        *,
+        cron: str | None = None,
+        timezone: str | None = None,
+        params: Mapping[str, JsonValue] | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        paused: bool | None = None,
+    ) -> ScheduleRecord:
+        """Edit a schedule: each field given replaces its value, validated as at creation.
+
+        A new cron or time zone, or a resume, moves the next fire time to the first after now;
+        otherwise it stays. ``ScheduleConflict`` when another edit landed in between.
+        """
+        current = await self._store.get_schedule(name)
+        now = self._clock()
+        cron = validate_cron(cron) if cron is not None else current.cron
+        timezone = timezone if timezone is not None else current.timezone
+        validate_zone(timezone)
+        request = TaskRequest(
+            current.task_type,
+            dict(params if params is not None else current.params),
+            priority=priority if priority is not None else current.priority,
+            queue=queue if queue is not None else current.queue,
+        )
+        task = await self._validated(request, now)
+        paused = paused if paused is not None else current.paused
+        moved = (cron, timezone) != (current.cron, current.timezone)
+        resumed = current.paused and not paused
+        upcoming = next_fire_time(cron, timezone, now) if moved or resumed else current.next_fire_at
+        edited = current.model_copy(
+            update={
+                "cron": cron,
+                "timezone": timezone,
+                "params": task.params,
+                "priority": task.priority,
+                "queue": task.queue,
+                "paused": paused,
+                "next_fire_at": upcoming,
+                "updated_at": now,
+            }
+        )
+        schedule = await self._store.update_schedule(edited, read_at=current.updated_at)
+        log.info("schedule_updated", schedule=name, next_fire_at=upcoming.isoformat())
+        return schedule
+
+    async def run_now(self, name: str) -> UUID:
+        """Fire the schedule once now, outside its cron times; returns the task's id.
+
+        The task is recorded as due now, as a delayed task whose time has come: ``dispatcher
+        serve`` publishes it at its next pass (within ``WQ_DISPATCHER_SCHEDULER_INTERVAL``),
+        so this needs no broker. The schedule's own fire times are not moved.
+        """
+        schedule = await self._store.get_schedule(name)
+        now = self._clock()
+        request = TaskRequest(
+            schedule.task_type, schedule.params, priority=schedule.priority, queue=schedule.queue
+        )
+        task = await self._validated(request, now)
+        (task_id,) = await self._store.add_scheduled([task], [now])
+        log.info("schedule_run_now", schedule=name, task_id=str(task_id))
+        return task_id
+
+    async def _validated(self, request: TaskRequest, now: datetime) -> TaskMessage:
+        """The task ``request`` makes, validated exactly like a submission, so that a
+        schedule never fires a refused task."""
+        if self._registry is None and self._fleet is not None:
+            await self._fleet.validate([(request.task_type, dict(request.params))])
+        return build_task(
+            request,
+            self._registry,
+            lambda: now,
+            max_body_bytes=self._max_body_bytes,
+            declared_queue=self._fleet.queue_of if self._fleet is not None else lambda _: None,
+        )
 
     async def all(self) -> list[ScheduleRecord]:
         """Every schedule, by name."""
@@ -215,7 +294,7 @@ class ScheduleBook:
         now = self._clock()
         fired: list[TaskMessage] = []
         for schedule in await self._store.due_schedules(now, limit):
-            task = _build(schedule.task_type, schedule.params, schedule.priority, now, None)
+            task = _build(schedule, now)
             key = fire_idempotency_key(schedule.schedule_id, schedule.next_fire_at)
             upcoming = following_fire_time(schedule, now)
             if await self._store.fire_schedule(schedule, upcoming, task, key):
@@ -230,14 +309,11 @@ class ScheduleBook:
         return fired
 
 
-def _build(
-    task_type: str,
-    params: dict[str, JsonValue],
-    priority: int,
-    now: datetime,
-    registry: TaskRegistry | None,
-) -> TaskMessage:
-    return build_task(TaskRequest(task_type, params, priority=priority), registry, lambda: now)
+def _build(schedule: ScheduleRecord, now: datetime) -> TaskMessage:
+    request = TaskRequest(
+        schedule.task_type, schedule.params, priority=schedule.priority, queue=schedule.queue
+    )
+    return build_task(request, None, lambda: now)
 
 
 async def run_due(dispatcher: Dispatcher, book: ScheduleBook, *, limit: int) -> int:

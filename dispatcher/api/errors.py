@@ -21,6 +21,7 @@ from common import (
     InvalidParams,
     InvalidRequest,
     InvalidSchedule,
+    ScheduleConflict,
     ScheduleExists,
     ScheduleNotFound,
     StoreError,
@@ -55,6 +56,7 @@ def install_error_handlers(app: FastAPI) -> None:
     # handler wins (Starlette looks the exception's classes up in MRO order).
     app.add_exception_handler(ScheduleNotFound, _not_found)
     app.add_exception_handler(ScheduleExists, _conflict)
+    app.add_exception_handler(ScheduleConflict, _conflict)
     app.add_exception_handler(InvalidSchedule, _bad_schedule)
     app.add_exception_handler(StoreError, _store_unavailable)
     app.add_exception_handler(BrokerError, _broker_unavailable)

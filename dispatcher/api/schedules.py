@@ -1,4 +1,4 @@
-"""``/schedules``: create, list, show, pause, resume and delete cron schedules.
+"""``/schedules``: create, list, show, edit, run now, pause, resume and delete cron schedules.
 
 Validation is the schedule book's (``dispatcher.schedules``); its errors become 422 (bad
 name, cron, zone or task), 404 (no such name) and 409 (name taken) in ``errors.py``.
@@ -9,7 +9,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from dispatcher.api.context import Context
-from dispatcher.api.schemas import ErrorDetail, ScheduleCreation, ScheduleList
+from dispatcher.api.schemas import (
+    ErrorDetail,
+    ScheduleCreation,
+    ScheduleEdit,
+    ScheduleList,
+    ScheduleRun,
+)
 from dispatcher.store.records import ScheduleRecord
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
@@ -35,7 +41,31 @@ async def create_schedule(body: ScheduleCreation, context: Context) -> ScheduleR
         timezone=body.timezone,
         priority=body.priority,
         paused=body.paused,
+        queue=body.queue,
     )
+
+
+@router.patch("/{name}", responses={**_NOT_FOUND, 409: {"model": ErrorDetail}})
+async def update_schedule(name: str, body: ScheduleEdit, context: Context) -> ScheduleRecord:
+    """Edit a schedule: each field given replaces its value, validated as at creation. A new
+    cron or time zone, or a resume, moves the next fire time to the first after now; 409 when
+    another edit landed meanwhile (read it again)."""
+    return await context.schedules.update(
+        name,
+        cron=body.cron,
+        timezone=body.timezone,
+        params=body.params,
+        priority=body.priority,
+        queue=body.queue,
+        paused=body.paused,
+    )
+
+
+@router.post("/{name}/run", status_code=202, responses=_NOT_FOUND)
+async def run_schedule(name: str, context: Context) -> ScheduleRun:
+    """Fire the schedule once now: its task is recorded as due now and published at the
+    scheduler's next pass; its cron fire times are not moved."""
+    return ScheduleRun(task_id=await context.schedules.run_now(name))
 
 
 @router.get("/{name}", responses=_NOT_FOUND)

@@ -218,6 +218,28 @@ class ScheduleCreation(BaseModel):
     params: dict[str, JsonValue] = Field(default_factory=dict)
     priority: Priority = Field(default=0)
     paused: bool = Field(default=False, description="Create it paused.")
+    queue: QueueName | None = Field(
+        default=None, description="Task queue of its tasks (default: the type's own)."
+    )
+
+
+class ScheduleEdit(BaseModel):
+    """Fields of a schedule to change; those left out keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str | None = Field(default=None, examples=["30 4 * * *"])
+    timezone: str | None = Field(default=None, description="IANA zone the cron follows.")
+    params: dict[str, JsonValue] | None = None
+    priority: Priority | None = None
+    queue: QueueName | None = None
+    paused: bool | None = Field(default=None, description="true pauses, false resumes.")
+
+
+class ScheduleRun(BaseModel):
+    """The task a schedule fired by hand."""
+
+    task_id: UUID
 
 
 class ScheduleList(BaseModel):

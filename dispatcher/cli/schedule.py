@@ -28,7 +28,7 @@ def _add_parser(commands: Any) -> None:
     """Add the ``schedule`` command and its actions to the dispatcher's subparsers."""
     schedule = commands.add_parser(
         "schedule",
-        help="add, list, show, pause, resume or delete cron schedules",
+        help="add, list, show, update, run, pause, resume or delete cron schedules",
         description="Cron schedules submit a task at each fire time; dispatcher serve fires "
         "them (with several replicas, each fire time submits exactly one task).",
         epilog=CRON_HELP,
@@ -48,11 +48,29 @@ def _add_parser(commands: Any) -> None:
     add.add_argument("--tz", default="UTC", metavar="ZONE", help="IANA time zone (default UTC)")
     add.add_argument("--priority", type=int, default=0, help="task priority (default 0)")
     add.add_argument("--paused", action="store_true", help="create it paused")
+    add.add_argument("--queue", metavar="NAME", help="task queue (default: the type's own)")
     add.add_argument("--tasks", help="task module to validate against (WQ_DISPATCHER_TASKS)")
+    update = actions.add_parser(
+        "update",
+        help="edit a schedule: each option given replaces its value",
+        epilog=CRON_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    update.add_argument("name", metavar="NAME")
+    update.add_argument("--cron", metavar="EXPR", help="new cron expression")
+    update.add_argument("--tz", metavar="ZONE", help="new IANA time zone")
+    update.add_argument("--params", metavar="JSON", help="new params")
+    update.add_argument("--priority", type=int, help="new task priority")
+    update.add_argument("--queue", metavar="NAME", help="new task queue")
+    paused = update.add_mutually_exclusive_group()
+    paused.add_argument("--pause", dest="paused", action="store_const", const=True)
+    paused.add_argument("--resume", dest="paused", action="store_const", const=False)
+    update.add_argument("--tasks", help="task module to validate against (WQ_DISPATCHER_TASKS)")
     listing = actions.add_parser("list", help="list every schedule")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     for action, text in (
         ("show", "show one schedule"),
+        ("run", "fire it once now (dispatcher serve publishes the task at its next pass)"),
         ("pause", "stop firing until resumed"),
         ("resume", "fire again from the next fire time after now (nothing is made up)"),
         ("delete", "delete a schedule (its tasks are kept)"),
@@ -80,9 +98,7 @@ async def _act(
         book = ScheduleBook(store, registry, clock, fleet=fleet)
         action = args.schedule_command
         if action == "add":
-            params = json.loads(args.params)
-            if not isinstance(params, dict):
-                raise InvalidSchedule("params", "must be a JSON object")
+            params = _params(args.params)
             schedule = await book.create(
                 args.name,
                 args.cron,
@@ -91,8 +107,22 @@ async def _act(
                 timezone=args.tz,
                 priority=args.priority,
                 paused=args.paused,
+                queue=args.queue,
             )
             print(_describe(schedule))
+        elif action == "update":
+            schedule = await book.update(
+                args.name,
+                cron=args.cron,
+                timezone=args.tz,
+                params=_params(args.params) if args.params is not None else None,
+                priority=args.priority,
+                queue=args.queue,
+                paused=args.paused,
+            )
+            print(_describe(schedule))
+        elif action == "run":
+            print(await book.run_now(args.name))
         elif action == "list":
             for schedule in await book.all():
                 print(schedule.model_dump_json() if args.json else _line(schedule))
@@ -113,6 +143,13 @@ async def _act(
     return codes.OK
 
 
+def _params(text: str) -> dict[str, Any]:
+    params = json.loads(text)
+    if not isinstance(params, dict):
+        raise InvalidSchedule("params", "must be a JSON object")
+    return params
+
+
 def _line(schedule: ScheduleRecord) -> str:
     state = "paused" if schedule.paused else f"next {schedule.next_fire_at.isoformat()}"
     return f"{schedule.name}  {schedule.cron!r} {schedule.timezone}  {schedule.task_type}  {state}"
@@ -123,7 +160,7 @@ def _describe(schedule: ScheduleRecord) -> str:
         f"schedule  {schedule.name} ({schedule.schedule_id})",
         f"cron      {schedule.cron} in {schedule.timezone}",
         f"task      {schedule.task_type} {json.dumps(schedule.params)} priority "
-        f"{schedule.priority}",
+        f"{schedule.priority} queue {schedule.queue}",
         f"state     {'paused' if schedule.paused else 'active'}",
         f"next      {schedule.next_fire_at.isoformat()}",
     ]

@@ -186,6 +186,11 @@ class TaskStore(Protocol):
     ) -> ScheduleRecord:
         """Pause or resume a schedule (a new ``next_fire_at`` unless None); returns it."""
 
+    async def update_schedule(
+        self, schedule: ScheduleRecord, *, read_at: datetime
+    ) -> ScheduleRecord:
+        """Write an edited schedule read at ``read_at``; ``ScheduleConflict`` if edited since."""
+
     async def delete_schedule(self, name: str) -> None:
         """Delete a schedule (its tasks stay); ``ScheduleNotFound`` when there is none."""
 
@@ -295,6 +300,8 @@ class SyncTaskStore(Protocol):
     def set_schedule_paused(
         self, name: str, *, paused: bool, next_fire_at: datetime | None, at: datetime
     ) -> ScheduleRecord: ...
+
+    def update_schedule(self, schedule: ScheduleRecord, *, read_at: datetime) -> ScheduleRecord: ...
 
     def delete_schedule(self, name: str) -> None: ...
 

@@ -180,6 +180,8 @@ class ScheduleRecord(BaseModel):
     task_type: str
     params: dict[str, JsonValue]
     priority: int = 0
+    # The task queue its tasks go to (resolved when it was created or last edited).
+    queue: str = DEFAULT_QUEUE
     paused: bool = False
     # The next fire time not yet fired (UTC); the scheduler fires the schedule once it passed.
     next_fire_at: datetime

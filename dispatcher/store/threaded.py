@@ -127,6 +127,7 @@ class ThreadedTaskStore:
     get_schedule = _forward(SyncTaskStore.get_schedule)
     set_schedule_paused = _forward(SyncTaskStore.set_schedule_paused)
     delete_schedule = _forward(SyncTaskStore.delete_schedule)
+    update_schedule = _forward(SyncTaskStore.update_schedule)
     due_schedules = _forward(SyncTaskStore.due_schedules)
     fire_schedule = _forward(SyncTaskStore.fire_schedule)
 

@@ -133,6 +133,50 @@ def test_a_schedule_created_over_http_fires_and_is_managed(
     assert api.get("/schedules/every-second").status_code == 404
 
 
+def test_a_schedule_is_edited_and_run_now_over_http(
+    api: httpx.Client, processes: Processes, amqp_settings: AmqpSettings, broker: Broker
+) -> None:
+    processes.executor("exec-edit", WQ_EXECUTOR_QUEUES="default,nightly")
+    wait_for_consumers(broker, amqp_settings.topology.task_queue_of("nightly"), 1)
+    created = api.post(
+        "/schedules",
+        json={"name": "yearly", "cron": "@yearly", "task_type": "echo", "params": {"value": 1}},
+    ).json()
+    assert created["queue"] == "default"
+
+    edited = api.patch(
+        "/schedules/yearly",
+        json={"cron": "0 3 * * *", "timezone": "Europe/Paris", "params": {"value": 2},
+              "priority": 4, "queue": "nightly"},
+    )  # fmt: skip
+    paused = api.patch("/schedules/yearly", json={"paused": True}).json()
+    refused = api.patch("/schedules/yearly", json={"cron": "61 * * * *"})
+    unknown_field = api.patch("/schedules/yearly", json={"task_type": "fail"})
+    missing = api.patch("/schedules/nope", json={"priority": 1})
+    run = api.post("/schedules/yearly/run")
+    assert run.status_code == 202, run.text
+    result = api.get(f"/tasks/{run.json()['task_id']}/result", params={"wait": 20}).json()
+
+    assert edited.status_code == 200, edited.text
+    body = edited.json()
+    assert (body["cron"], body["timezone"], body["params"], body["priority"], body["queue"]) == (
+        "0 3 * * *",
+        "Europe/Paris",
+        {"value": 2},
+        4,
+        "nightly",
+    )
+    assert body["next_fire_at"] != created["next_fire_at"]  # a new cron moves the next fire
+    assert paused["paused"] is True
+    assert paused["next_fire_at"] == body["next_fire_at"]
+    assert refused.status_code == 422
+    assert unknown_field.status_code == 422
+    assert missing.status_code == 404
+    # Run now while paused: one task, on the schedule's queue, with its params.
+    assert (result["state"], result["result"], result["queue"]) == ("succeeded", 2, "nightly")
+    assert result["executor"] == "exec-edit"
+
+
 def test_a_delayed_task_is_scheduled_then_runs(
     api: httpx.Client, processes: Processes, amqp_settings: AmqpSettings, broker: Broker
 ) -> None:

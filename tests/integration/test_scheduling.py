@@ -190,6 +190,18 @@ def test_schedule_commands_manage_a_schedule(store_path: Path) -> None:
     assert cli("add", "tz", "--cron", "@daily", "--type", "echo", "--tz", "Nowhere/X")[0] == 2
     assert "paused" in cli("pause", "nightly")[1]
     assert "next" in cli("resume", "nightly")[1]
+    code, out, _ = cli("update", "nightly", "--cron", "30 4 * * *", "--queue", "reports",
+                       "--params", '{"value": 7}', "--pause")  # fmt: skip
+    assert code == codes.OK, out
+    assert "30 4 * * * in Europe/Berlin" in out
+    assert 'echo {"value": 7} priority 0 queue reports' in out
+    assert "paused" in out
+    assert cli("update", "nightly", "--queue", "Bad Name")[0] == codes.USAGE
+    assert cli("update", "nope", "--priority", "1")[0] == codes.NOT_FOUND
+    code, out, _ = cli("run", "nightly")
+    assert code == codes.OK
+    run_now = run_cli("dispatcher", "status", out.strip(), amqp=None, store=store_path)
+    assert "state     scheduled" in run_now.stdout  # due now: serve publishes it
     code, out, _ = cli("list", "--json")
     assert [json.loads(line)["name"] for line in out.splitlines()] == ["nightly"]
     assert cli("delete", "nightly")[0] == codes.OK

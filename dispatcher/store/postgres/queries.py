@@ -209,9 +209,9 @@ WHERE task_id = ANY(%(ids)s) AND state = 'retrying'
 """,
     add_schedule="""
 INSERT INTO wq_schedules (schedule_id, name, cron, timezone, task_type, params, priority,
-                          paused, next_fire_at, created_at, updated_at)
+                          queue, paused, next_fire_at, created_at, updated_at)
 VALUES (%(schedule_id)s, %(name)s, %(cron)s, %(timezone)s, %(task_type)s, %(params)s,
-        %(priority)s, %(paused)s, %(next_fire_at)s, %(created_at)s, %(updated_at)s)
+        %(priority)s, %(queue)s, %(paused)s, %(next_fire_at)s, %(created_at)s, %(updated_at)s)
 ON CONFLICT (name) DO NOTHING
 """,
     list_schedules="SELECT * FROM wq_schedules ORDER BY name",
@@ -220,6 +220,12 @@ ON CONFLICT (name) DO NOTHING
 UPDATE wq_schedules SET paused = %(paused)s,
     next_fire_at = coalesce(%(next_fire_at)s, next_fire_at), updated_at = %(updated_at)s
 WHERE name = %(name)s RETURNING *
+""",
+    update_schedule="""
+UPDATE wq_schedules SET cron = %(cron)s, timezone = %(timezone)s, params = %(params)s,
+    priority = %(priority)s, queue = %(queue)s, paused = %(paused)s,
+    next_fire_at = %(next_fire_at)s, updated_at = %(updated_at)s
+WHERE name = %(name)s AND updated_at = %(read_at)s RETURNING *
 """,
     delete_schedule="DELETE FROM wq_schedules WHERE name = %(name)s",
     due_schedules="""

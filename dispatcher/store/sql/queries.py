@@ -221,6 +221,11 @@ class Queries:
     """Set paused, updated_at and (unless ``next_fire_at`` is null) next_fire_at of the
     schedule ``name``; returns the row as updated."""
 
+    update_schedule: str
+    """Set cron, timezone, params, priority, queue, paused, next_fire_at and updated_at of
+    the schedule ``name`` if its updated_at is still ``read_at`` (no edit in between);
+    returns the row as updated."""
+
     delete_schedule: str
     """Delete the schedule ``name``."""
 

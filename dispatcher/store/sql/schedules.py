@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from common import ScheduleExists, ScheduleNotFound, TaskMessage
+from common import ScheduleConflict, ScheduleExists, ScheduleNotFound, TaskMessage
 from dispatcher.store.records import ScheduleRecord, TaskState
 from dispatcher.store.rows import keys_for, schedule_record, task_message
 from dispatcher.store.sql.dialect import Transaction
@@ -84,6 +84,19 @@ class SqlSchedules(SqlConcern):
         if not rows:
             raise ScheduleNotFound(name)
         return schedule_record(rows[0])
+
+    def update_schedule(self, schedule: ScheduleRecord, *, read_at: datetime) -> ScheduleRecord:
+        """Write an edited schedule, unless it changed since it was read (``updated_at`` was
+        ``read_at``): ``ScheduleNotFound`` if it is gone, ``ScheduleConflict`` if edited."""
+        params = schedule.model_dump(
+            include={"name", "cron", "timezone", "params", "priority", "queue", "paused"}
+        ) | {"next_fire_at": schedule.next_fire_at, "updated_at": schedule.updated_at}
+        params["read_at"] = read_at
+        rows = self._db.write(lambda tx: tx.run(self._q.update_schedule, params).rows)
+        if rows:
+            return schedule_record(rows[0])
+        self.get_schedule(schedule.name)  # ScheduleNotFound if it was deleted meanwhile
+        raise ScheduleConflict(schedule.name)
 
     def delete_schedule(self, name: str) -> None:
         """Delete a schedule; the tasks it submitted stay."""

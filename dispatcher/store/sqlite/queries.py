@@ -203,9 +203,9 @@ UPDATE tasks SET state = 'submitted', attempt = attempt + 1, eta = :eta, next_at
 WHERE task_id IN (SELECT value FROM json_each(:ids)) AND state = 'retrying'
 """,
     add_schedule="""
-INSERT INTO schedules (schedule_id, name, cron, timezone, task_type, params, priority, paused,
-                       next_fire_at, created_at, updated_at)
-VALUES (:schedule_id, :name, :cron, :timezone, :task_type, :params, :priority, :paused,
+INSERT INTO schedules (schedule_id, name, cron, timezone, task_type, params, priority, queue,
+                       paused, next_fire_at, created_at, updated_at)
+VALUES (:schedule_id, :name, :cron, :timezone, :task_type, :params, :priority, :queue, :paused,
         :next_fire_at, :created_at, :updated_at)
 ON CONFLICT (name) DO NOTHING
 """,
@@ -215,6 +215,11 @@ ON CONFLICT (name) DO NOTHING
 UPDATE schedules SET paused = :paused, next_fire_at = coalesce(:next_fire_at, next_fire_at),
     updated_at = :updated_at
 WHERE name = :name RETURNING *
+""",
+    update_schedule="""
+UPDATE schedules SET cron = :cron, timezone = :timezone, params = :params, priority = :priority,
+    queue = :queue, paused = :paused, next_fire_at = :next_fire_at, updated_at = :updated_at
+WHERE name = :name AND updated_at = :read_at RETURNING *
 """,
     delete_schedule="DELETE FROM schedules WHERE name = :name",
     due_schedules="""

@@ -155,7 +155,7 @@ async def test_get_on_the_batch_endpoint_is_405_with_its_methods(client: httpx.A
     [
         ("/tasks", "GET, OPTIONS, POST"),
         ("/tasks/batch", "OPTIONS, POST"),
-        ("/schedules/nightly", "DELETE, GET, OPTIONS"),
+        ("/schedules/nightly", "DELETE, GET, OPTIONS, PATCH"),
     ],
 )
 async def test_options_lists_every_method_of_the_path(

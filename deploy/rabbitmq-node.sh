@@ -19,16 +19,18 @@ data="${RABBITMQ_DATA_DIR:-/var/lib/rabbitmq}"  # the official image sets it
 seed="${SEED_NODE:-}"
 self="$(hostname)"
 if [ -n "$seed" ] && [ "$seed" != "$self" ] && [ ! -d "$data/mnesia/rabbit@$self" ]; then
-    waited=0
     limit="${SEED_WAIT:-300}"
+    # A deadline on the clock: one check of a seed whose name does not resolve yet can take
+    # most of a minute by itself, so counting sleeps would not bound the wait.
+    deadline=$(($(date +%s) + limit))
     echo "rabbitmq-node: first boot of rabbit@$self: waiting for the seed rabbit@$seed to answer"
-    until HOME="$data" rabbitmq-diagnostics -q -n "rabbit@$seed" check_running >/dev/null 2>&1; do
-        if [ "$waited" -ge "$limit" ]; then
+    until HOME="$data" rabbitmq-diagnostics -q -t 10 -n "rabbit@$seed" check_running \
+        >/dev/null 2>&1; do
+        if [ "$(date +%s)" -ge "$deadline" ]; then
             echo "rabbitmq-node: rabbit@$seed did not answer within ${limit}s; booting anyway"
             break
         fi
         sleep 2
-        waited=$((waited + 2))
     done
 fi
 

@@ -20,6 +20,7 @@ from common import (
     JsonValue,
     StoreError,
     TaskMessage,
+    TaskTypeInfo,
     UnknownTaskType,
 )
 from common.logging import get_logger
@@ -83,7 +84,15 @@ class Fleet:
             at=heartbeat.sent_at,
             live_since=live_since,
         )
-        self._catalog.load(await self._store.list_task_types())
+        published = await self._store.list_task_types()
+        self._catalog.load(published)
+        # Replicas of one executor publish the same types: refused, but no conflict at all.
+        recorded = {record.name: record for record in published}
+        refused = [
+            t.name
+            for t in heartbeat.task_types
+            if t.name in refused and not _same_type(t, recorded.get(t.name))
+        ]
         if refused:
             if self._conflicts.get(heartbeat.executor) != digest:
                 self._conflicts[heartbeat.executor] = digest
@@ -217,6 +226,15 @@ class Fleet:
             self._catalog.load(await self._store.list_task_types())
         finally:
             self._reading = None
+
+
+def _same_type(published: TaskTypeInfo, recorded: TaskTypeRecord | None) -> bool:
+    """Whether a refused task type says exactly what the recorded one says."""
+    return recorded is not None and (
+        published.params_schema,
+        published.description,
+        published.options,
+    ) == (recorded.params_schema, recorded.description, recorded.options)
 
 
 def _serves(executor: ExecutorRecord, task_type: str, queue: str) -> bool:

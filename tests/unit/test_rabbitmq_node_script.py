@@ -38,6 +38,7 @@ class Node:
         fakes = {
             "hostname": f"echo {hostname}",
             "rabbitmq-diagnostics": f'echo "$*" >> {self.root}/rabbitmq-diagnostics.calls; '
+            + 'sleep "${FAKE_CHECK_SECONDS:-0}"; '
             + ("exit 0" if seed_answers else "exit 69"),
             "docker-entrypoint.sh": f'echo "$*" >> {self.root}/docker-entrypoint.sh.calls',
         }
@@ -78,7 +79,7 @@ def test_a_first_boot_of_another_node_waits_for_the_seed_to_answer(node: Node) -
     booted = node.boot("rabbitmq-2", seed_answers=True)
 
     assert booted.returncode == 0, booted.stderr
-    assert node.calls("rabbitmq-diagnostics") == ["-q -n rabbit@rabbitmq-1 check_running"]
+    assert node.calls("rabbitmq-diagnostics") == ["-q -t 10 -n rabbit@rabbitmq-1 check_running"]
     assert "waiting for the seed rabbit@rabbitmq-1" in booted.stdout
     assert node.calls("docker-entrypoint.sh") == ["rabbitmq-server"]
 
@@ -99,3 +100,14 @@ def test_a_later_boot_never_waits_whichever_node_stopped_first(node: Node) -> No
     assert booted.returncode == 0, booted.stderr
     assert node.calls("rabbitmq-diagnostics") == []
     assert node.calls("docker-entrypoint.sh") == ["rabbitmq-server"]
+
+
+def test_the_bound_is_time_on_the_clock_however_long_each_check_takes(node: Node) -> None:
+    # A check of an unresolvable seed can take most of a minute. Here each takes 1.2 s: with
+    # SEED_WAIT=3, checks at 0 and 3.2 s, then the deadline. Counting only the sleeps (2 s
+    # each) would make a third check, and in real life wait many times SEED_WAIT.
+    booted = node.boot("rabbitmq-2", seed_answers=False, SEED_WAIT="3", FAKE_CHECK_SECONDS="1.2")
+
+    assert booted.returncode == 0, booted.stderr
+    assert "did not answer within 3s; booting anyway" in booted.stdout
+    assert len(node.calls("rabbitmq-diagnostics")) == 2

@@ -330,3 +330,18 @@ async def test_no_routing_warning_while_no_executor_is_known_or_live(
         await dispatcher.submit("resize", {"width": 1}, queue="elsewhere")
 
     assert [e for e in logs if e["event"] == "task_queue_unserved"] == []
+
+
+async def test_replicas_publishing_the_same_task_types_are_no_conflict(
+    store: ThreadedTaskStore,
+) -> None:
+    fleet = Fleet(store, metrics=DispatcherMetrics(), clock=lambda: T0, lost_after=60)
+    await fleet.record_heartbeat(_heartbeat(T0))
+
+    with capture_logs() as logs:
+        await fleet.record_heartbeat(_heartbeat(T0, executor="replica-2"))
+        await fleet.record_heartbeat(_heartbeat(T0, executor="replica-2"))
+
+    assert [line["event"] for line in logs if line["event"] == "task_types_conflict"] == []
+    (kept,) = await fleet.task_types()
+    assert kept.published_by == "e1"

@@ -105,6 +105,15 @@ class TaskNotFound(StoreError):
         self.task_id = task_id
 
 
+class TaskNotScheduled(WorkQueueError):
+    """The task is not waiting for its time any more (it was published), so it cannot move."""
+
+    def __init__(self, task_id: UUID, state: str) -> None:
+        super().__init__(f"task {task_id} is {state}, not scheduled: only a delayed task moves")
+        self.task_id = task_id
+        self.state = state
+
+
 class ScheduleNotFound(StoreError):
     """No cron schedule has this name."""
 

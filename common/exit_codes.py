@@ -22,6 +22,7 @@ from common.errors import (
     ScheduleNotFound,
     StoreError,
     TaskNotFound,
+    TaskNotScheduled,
     UnknownTaskType,
     WorkQueueError,
 )
@@ -46,6 +47,7 @@ _CODE_OF_ERROR: Final[tuple[tuple[type[WorkQueueError], int], ...]] = (
     (InvalidSchedule, USAGE),
     (ScheduleExists, USAGE),
     (ScheduleConflict, NOT_PUBLISHED),  # EX_TEMPFAIL: try again
+    (TaskNotScheduled, INVALID_TASK),
     (UnknownTaskType, INVALID_TASK),
     (InvalidParams, INVALID_TASK),
     (TaskNotFound, NOT_FOUND),

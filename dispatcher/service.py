@@ -20,6 +20,7 @@ from common import (
     StartNotice,
     StartVerdict,
     TaskMessage,
+    TaskNotScheduled,
     TaskRegistry,
     Verdict,
     WorkQueueError,
@@ -277,6 +278,25 @@ class Dispatcher:
                 log.error("task_not_published", task_id=str(task.task_id), error=str(error))
         log.info("tasks_published", count=len(tasks), failed=len(tasks) - len(confirmed))
         return len(confirmed)
+
+    async def reschedule(
+        self, task_id: UUID, *, eta: datetime | None = None, countdown: float | None = None
+    ) -> TaskRecord:
+        """Move a delayed task to another time (``eta``, or ``countdown`` seconds from now).
+
+        Only while it is ``scheduled``: ``TaskNotScheduled`` otherwise (it was published
+        already), ``TaskNotFound`` for an unknown id. A time not in the future makes it due.
+        """
+        request = TaskRequest("any", eta=eta, countdown=countdown)  # checks the time's range
+        now = self._clock()
+        due = request.due_at(now) or now
+        record = await self._store.reschedule(task_id, due)
+        if record is None:
+            current = await self._store.get(task_id)  # TaskNotFound for an unknown id
+            raise TaskNotScheduled(task_id, current.state.value)
+        with bound_contextvars(task_id=str(task_id)):
+            log.info("task_rescheduled", eta=due.isoformat())
+        return record
 
     async def retry(self, task_ids: Sequence[UUID], *, via: str) -> RetryReport:
         """Run failed, dead or cancelled tasks again, each as its next attempt.

@@ -26,6 +26,7 @@ from common import (
     ScheduleNotFound,
     StoreError,
     TaskNotFound,
+    TaskNotScheduled,
     UnknownTaskType,
 )
 from common.logging import get_logger
@@ -57,6 +58,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ScheduleNotFound, _not_found)
     app.add_exception_handler(ScheduleExists, _conflict)
     app.add_exception_handler(ScheduleConflict, _conflict)
+    app.add_exception_handler(TaskNotScheduled, _conflict)
     app.add_exception_handler(InvalidSchedule, _bad_schedule)
     app.add_exception_handler(StoreError, _store_unavailable)
     app.add_exception_handler(BrokerError, _broker_unavailable)

@@ -78,6 +78,21 @@ class TaskSubmission(BaseModel):
         return self
 
 
+class Reschedule(BaseModel):
+    """The new time of a delayed task: ``eta`` or ``countdown``, exactly one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    eta: Eta | None = Field(default=None, examples=["2026-05-01T09:00:00+02:00"])
+    countdown: Countdown | None = Field(default=None, description="Seconds from now.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.eta is None) == (self.countdown is None):
+            raise ValueError("give eta or countdown (one of them)")
+        return self
+
+
 class BatchSubmission(BaseModel):
     """Tasks to run; all are validated before any is recorded."""
 

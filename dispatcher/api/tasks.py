@@ -21,6 +21,7 @@ from dispatcher.api.schemas import (
     BatchSubmission,
     ErrorDetail,
     NotQueued,
+    Reschedule,
     SubmittedBatch,
     SubmittedTask,
     TaskDetail,
@@ -132,6 +133,17 @@ async def get_task(task_id: UUID, context: Context) -> TaskDetail:
     dispatcher = context.dispatcher
     record = await dispatcher.get(task_id)
     return TaskDetail.with_attempts(record, await dispatcher.attempts(task_id))
+
+
+@router.patch(
+    "/{task_id}",
+    responses={404: {"model": ErrorDetail}, 409: {"model": ErrorDetail}},
+)
+async def reschedule_task(task_id: UUID, body: Reschedule, context: Context) -> TaskView:
+    """Move a delayed task to another time while it is ``scheduled`` (``eta`` or
+    ``countdown``; a time not in the future makes it due now); 409 once it was published."""
+    record = await context.dispatcher.reschedule(task_id, eta=body.eta, countdown=body.countdown)
+    return TaskView.of(record)
 
 
 @router.get(

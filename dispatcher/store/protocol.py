@@ -70,6 +70,9 @@ class TaskStore(Protocol):
         False when the task is recorded in another state than dead: nothing to publish.
         """
 
+    async def reschedule(self, task_id: UUID, eta: datetime) -> TaskRecord | None:
+        """Move a scheduled task's eta; its record, None if it is not scheduled."""
+
     async def retry_tasks(
         self, task_ids: Sequence[UUID], at: datetime, *, cause: str
     ) -> list[TaskMessage]:
@@ -234,6 +237,8 @@ class SyncTaskStore(Protocol):
     def record_replay(
         self, task: TaskMessage, at: datetime, *, cause: str | None = None
     ) -> bool: ...
+
+    def reschedule(self, task_id: UUID, eta: datetime) -> TaskRecord | None: ...
 
     def retry_tasks(
         self, task_ids: Sequence[UUID], at: datetime, *, cause: str

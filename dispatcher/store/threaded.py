@@ -106,6 +106,7 @@ class ThreadedTaskStore:
     record_results = _forward(SyncTaskStore.record_results)
     record_replay = _forward(SyncTaskStore.record_replay)
     retry_tasks = _forward(SyncTaskStore.retry_tasks)
+    reschedule = _forward(SyncTaskStore.reschedule)
     get = _forward(SyncTaskStore.get)
     get_many = _forward(SyncTaskStore.get_many)
     attempts = _forward(SyncTaskStore.attempts)

@@ -235,6 +235,31 @@ def test_a_task_that_failed_twice_shows_every_attempt_over_http_and_in_status(
     assert all("Traceback (most recent call last)" in line for line in failed_lines)
 
 
+def test_a_delayed_task_is_rescheduled_while_it_waits(
+    api: httpx.Client, processes: Processes, amqp_settings: AmqpSettings, broker: Broker
+) -> None:
+    processes.executor("exec-later")
+    wait_for_consumers(broker, amqp_settings.topology.task_queue, 1)
+    task_id = api.post(
+        "/tasks", json={"task_type": "echo", "params": {"value": 3}, "countdown": 3600}
+    ).json()["task_id"]
+
+    later = api.patch(f"/tasks/{task_id}", json={"eta": "2099-01-01T00:00:00+00:00"})
+    both = api.patch(f"/tasks/{task_id}", json={"eta": "2099-01-01T00:00:00Z", "countdown": 1})
+    now = api.patch(f"/tasks/{task_id}", json={"countdown": 0})
+    result = api.get(f"/tasks/{task_id}/result", params={"wait": 20}).json()
+    too_late = api.patch(f"/tasks/{task_id}", json={"countdown": 60})
+    unknown = api.patch("/tasks/00000000-0000-4000-8000-000000000000", json={"countdown": 1})
+
+    assert (later.status_code, later.json()["eta"][:4]) == (200, "2099")
+    assert both.status_code == 422
+    assert now.status_code == 200
+    assert result["state"] == "succeeded"
+    assert too_late.status_code == 409
+    assert "succeeded, not scheduled" in too_late.json()["detail"]
+    assert unknown.status_code == 404
+
+
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value

@@ -148,6 +148,9 @@ SELECT count(*) AS n FROM wq_tasks WHERE finished_at < %(before)s AND state = AN
     prune_executors=(
         "DELETE FROM wq_executors WHERE last_seen_at < %(before)s RETURNING executor_id"
     ),
+    reschedule_task="""
+UPDATE wq_tasks SET eta = %(eta)s WHERE task_id = %(task_id)s AND state = 'scheduled' RETURNING *
+""",
     # A retry by hand: the next attempt, waiting its outbox age from now (its eta).
     retry_task=f"""
 UPDATE wq_tasks SET state = 'submitted', attempt = attempt + 1, eta = %(eta)s, queued_at = NULL,

@@ -145,6 +145,10 @@ class Queries:
     attempts_of: str
     """Every attempts row of ``task_id``, by attempt."""
 
+    reschedule_task: str
+    """Set the eta of the scheduled task ``task_id`` to ``eta``; returns the row, no row if
+    it is not scheduled."""
+
     retry_task: str
     """Move the failed, dead or cancelled task ``task_id`` to its next attempt, submitted
     again (its eta ``eta``, its outcome, progress and cancel request cleared); returns its

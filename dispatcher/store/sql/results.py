@@ -8,7 +8,7 @@ from datetime import datetime
 from uuid import UUID
 
 from common import ProgressMessage, ResultMessage, StartNotice, TaskMessage
-from dispatcher.store.records import AttemptRecord, RecordedResult
+from dispatcher.store.records import AttemptRecord, RecordedResult, TaskRecord
 from dispatcher.store.rows import (
     STATE_OF_OUTCOME,
     attempt_record,
@@ -74,6 +74,12 @@ class SqlResults(SqlConcern):
     def _record_and_read(self, tx: Transaction, row: Params) -> RecordedResult | None:
         back = tx.run(self._record_result_read_back, row).rows
         return RecordedResult(True, task_record(back[0])) if back else None
+
+    def reschedule(self, task_id: UUID, eta: datetime) -> TaskRecord | None:
+        """Move a scheduled task's eta; its record, None if it is not scheduled (any more)."""
+        params = {"task_id": task_id, "eta": eta}
+        rows = self._db.write(lambda tx: tx.run(self._q.reschedule_task, params).rows)
+        return task_record(rows[0]) if rows else None
 
     def retry_tasks(
         self, task_ids: Sequence[UUID], at: datetime, *, cause: str

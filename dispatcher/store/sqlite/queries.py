@@ -146,6 +146,9 @@ WHERE finished_at < :before AND state IN (SELECT value FROM json_each(:states))
 """,
     prune_attempts="DELETE FROM attempts WHERE task_id IN (SELECT value FROM json_each(:ids))",
     prune_executors="DELETE FROM executors WHERE last_seen_at < :before RETURNING executor_id",
+    reschedule_task="""
+UPDATE tasks SET eta = :eta WHERE task_id = :task_id AND state = 'scheduled' RETURNING *
+""",
     # A retry by hand: the next attempt, waiting its outbox age from now (its eta).
     retry_task=f"""
 UPDATE tasks SET state = 'submitted', attempt = attempt + 1, eta = :eta, queued_at = NULL,

@@ -135,7 +135,8 @@ _CONNECT_TRANSPORT = aio_pika.RobustConnection._RobustConnection__connect_transp
 
 
 async def connect(settings: AmqpSettings, *, name: str) -> FailoverConnection:
-    """Open a robust connection named ``name`` (the name shows in the management UI).
+    """Open a robust connection named ``<prefix> <name>`` (the management UI shows it, so two
+    deployments on one broker tell their connections apart).
 
     With several addresses in ``settings.url`` it fails over between them (FailoverConnection).
     """
@@ -144,7 +145,9 @@ async def connect(settings: AmqpSettings, *, name: str) -> FailoverConnection:
     urls = [
         str(URL(url).update_query(heartbeat=settings.heartbeat)) for url in settings.urls_to_try()
     ]
-    connection = FailoverConnection(urls, client_properties={"connection_name": name})
+    connection = FailoverConnection(
+        urls, client_properties={"connection_name": f"{settings.prefix} {name}"}
+    )
     try:
         await connection.connect(timeout=settings.connect_timeout)
     except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as exc:

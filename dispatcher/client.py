@@ -155,7 +155,7 @@ async def _open_publishing(
 ) -> tuple[AmqpPublisher, AmqpCancelPublisher, DeclaredTopology]:
     """The publishing connection, its confirm channel, the topology, and both publishers."""
     topology = amqp.topology
-    publishing = await _connect(stack, amqp, f"wq dispatcher {identity} publish", monitor)
+    publishing = await _connect(stack, amqp, f"dispatcher {identity} publish", monitor)
     channel = await publishing.channel(publisher_confirms=True, on_return_raises=True)
     declared = await declare_topology(channel, topology)
     publisher = AmqpPublisher(
@@ -187,7 +187,7 @@ async def _open_results_consumer(
 ) -> tuple[AbstractRobustConnection, ResultRecorder]:
     """The consuming connection (for the side queues to share), and the results recorder."""
     topology = amqp.topology
-    consuming = await _connect(stack, amqp, f"wq dispatcher {identity} results", monitor)
+    consuming = await _connect(stack, amqp, f"dispatcher {identity} results", monitor)
     results_channel = await consuming.channel()
     await results_channel.set_qos(prefetch_count=settings.result_prefetch)
     queue = await declare_results_queue(results_channel, topology)

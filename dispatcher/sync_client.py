@@ -308,7 +308,7 @@ def _connection_parameters(amqp: AmqpSettings) -> list[Any]:
         parameters.socket_timeout = amqp.connect_timeout
         # Under a memory or disk alarm, fail after the confirm timeout instead of hanging.
         parameters.blocked_connection_timeout = amqp.confirm_timeout
-        parameters.client_properties = {"connection_name": "wq dispatcher sync client"}
+        parameters.client_properties = {"connection_name": f"{amqp.prefix} dispatcher sync client"}
         found.append(parameters)
     return found
 

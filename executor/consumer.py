@@ -118,11 +118,11 @@ class Executor:
         """Consume until ``stop`` is set, then let in-flight tasks finish within the grace."""
         # Two connections: a memory or disk alarm blocks publishing connections entirely,
         # and the consuming side must keep its heartbeats and acks flowing while it lasts.
-        consuming = await connect(self._amqp, name=f"wq executor {self._name} consume")
+        consuming = await connect(self._amqp, name=f"executor {self._name} consume")
         publishing: AbstractRobustConnection | None = None
         beating: asyncio.Task[None] | None = None
         try:
-            publishing = await connect(self._amqp, name=f"wq executor {self._name} publish")
+            publishing = await connect(self._amqp, name=f"executor {self._name} publish")
             heartbeats = await self._open_publishing(publishing)
             queues = await self._open_consuming(consuming, stop)
             if queues is None:  # stopped before it could start consuming

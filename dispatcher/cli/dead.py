@@ -44,7 +44,7 @@ async def _act(amqp: AmqpSettings, settings: DispatcherSettings, args: argparse.
     if args.dead_command == "purge" and not args.yes:
         print("dispatcher: dead purge deletes every dead message; add --yes", file=sys.stderr)
         return codes.USAGE
-    connection = await connect(amqp, name="wq dispatcher dead-letters")
+    connection = await connect(amqp, name="dispatcher dead-letters")
     topology = amqp.topology
     async with connection:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)

@@ -273,7 +273,7 @@ async def test_losing_only_the_publishing_connection_stalls_no_slot(
     closed: list[int] = []
 
     def close_publishers() -> None:
-        closed.append(_close_connections_named(private_broker, r"wq executor \S+ publish"))
+        closed.append(_close_connections_named(private_broker, r"\S+ executor \S+ publish"))
 
     await _batch_through_fault(
         "publishing connection lost, consuming one kept",

@@ -139,8 +139,10 @@ def test_connections_and_consumers_are_named_after_the_services(
 
     listed = "\n".join(_rabbitmqctl("list_connections", "client_properties"))
     connections = set(re.findall(r'"connection_name","([^"]*)"', listed))
-    assert {"wq executor exec-named consume", "wq executor exec-named publish"} <= connections
-    assert any(n.startswith("wq dispatcher ") and n.endswith(f".{serve.pid} results")
+    prefix = amqp_settings.prefix
+    names = {f"{prefix} executor exec-named consume", f"{prefix} executor exec-named publish"}
+    assert names <= connections
+    assert any(n.startswith(f"{prefix} dispatcher ") and n.endswith(f".{serve.pid} results")
                for n in connections)  # fmt: skip
     consumers = _rabbitmqctl("list_consumers", "queue_name", "consumer_tag")
     assert f"{topology.task_queue}\twq.executor.exec-named" in consumers

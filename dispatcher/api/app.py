@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from dispatcher.api import (
     cancel,
+    contract,
     dead,
     executors,
     health,
@@ -40,6 +41,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     task_types.router,
     executors.router,
     metrics.router,
+    contract.router,
 )
 
 _DESCRIPTION = """\

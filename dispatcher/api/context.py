@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
-from common import TaskRegistry
+from common import TaskRegistry, Topology
 from dispatcher.amqp.broker_monitor import BrokerMonitor
 from dispatcher.amqp.dead_letters import DeadLetterDesk
 from dispatcher.schedules import ScheduleBook
@@ -25,6 +25,7 @@ class ApiContext:
         schedules: the cron schedules in the dispatcher's store.
         registry: the dispatcher's task module (``WQ_DISPATCHER_TASKS``), if it has one.
         dead: the dead-letter queue's operations (None: not on this dispatcher).
+        topology: the deployment's broker names (for the AsyncAPI document).
     """
 
     dispatcher: Dispatcher
@@ -32,6 +33,7 @@ class ApiContext:
     schedules: ScheduleBook
     registry: TaskRegistry | None = None
     dead: DeadLetterDesk | None = None
+    topology: Topology = field(default_factory=Topology)
 
 
 def get_context(request: Request) -> ApiContext:

@@ -156,6 +156,7 @@ async def _serve(
                         app_id=settings.app_id,
                         confirm_timeout=amqp.confirm_timeout,
                     ),
+                    topology=amqp.topology,
                 )
                 app = create_app(
                     context,

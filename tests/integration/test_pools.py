@@ -118,4 +118,7 @@ def test_a_submission_may_name_another_queue(
         "urgent",
     )
     assert api.post("/tasks", json={"task_type": "echo", "queue": "dead"}).status_code == 422
+    contract = api.get("/asyncapi.json").json()  # with this deployment's names
+    assert topology.task_exchange in contract["channels"]
+    assert contract["asyncapi"] == "2.6.0"
     assert api.post("/tasks", json={"task_type": "echo", "queue": "A B"}).status_code == 422

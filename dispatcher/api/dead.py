@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query
@@ -61,7 +61,7 @@ class ReplayAnswer(BaseModel):
 class PurgeRequest(BaseModel):
     """A purge deletes every dead message: ``confirm`` must be true."""
 
-    confirm: bool
+    confirm: Literal[True] = Field(description="true: this cannot be undone.")
 
 
 class Purged(BaseModel):
@@ -95,13 +95,7 @@ async def replay_dead(body: ReplayRequest, context: Context) -> ReplayAnswer:
     return ReplayAnswer(replayed=report.replayed, skipped=report.skipped, missing=missing)
 
 
-@router.post(
-    "/purge",
-    response_model=Purged,
-    responses={422: {"model": ErrorDetail}, 503: {"model": ErrorDetail}},
-)
+@router.post("/purge", response_model=Purged, responses={503: {"model": ErrorDetail}})
 async def purge_dead(body: PurgeRequest, context: Context) -> Purged:
-    """Delete every dead message (``{"confirm": true}``); this cannot be undone."""
-    if not body.confirm:
-        raise HTTPException(422, 'a purge deletes every dead message: send {"confirm": true}')
+    """Delete every dead message (``{"confirm": true}``, else 422); this cannot be undone."""
     return Purged(purged=await _desk(context).purge())

@@ -389,7 +389,7 @@ class Dispatcher:
         """Reach the task store; ``StoreError`` when it cannot be reached."""
         await self._store.ping()
 
-    async def cancel(self, task_id: UUID) -> CancelReport:
+    async def cancel(self, task_id: UUID, *, via: str = "python") -> CancelReport:
         """Cancel a task: it never starts if not started yet, and is told if it is running.
 
         The flag is recorded first, then a notice goes to the cancellation stream, which
@@ -403,7 +403,7 @@ class Dispatcher:
         """
         if self._cancel_publisher is None:
             raise ConfigError("this dispatcher was built without a cancel publisher")
-        requested = await self._store.request_cancel(task_id, self._clock())
+        requested = await self._store.request_cancel(task_id, self._clock(), via=via)
         record = await self._store.get(task_id)
         with bound_contextvars(task_id=str(task_id)):
             if not requested:

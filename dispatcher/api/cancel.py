@@ -34,7 +34,7 @@ async def cancel_task(task_id: UUID, context: Context, response: Response) -> ob
     running handler is asked to stop); 200 ``cancelled`` for a task not published yet;
     200 ``already_final`` when it had an outcome."""
     try:
-        report = await context.dispatcher.cancel(task_id)
+        report = await context.dispatcher.cancel(task_id, via="http")
     except BrokerError as exc:
         # The flag is recorded before the notice is published: an executor still checks it
         # before starting the task, and asking again publishes the notice again.

@@ -102,7 +102,8 @@ def _describe(record: TaskRecord) -> str:
         note = f"  {record.progress_note}" if record.progress_note else ""
         lines.append(f"progress  {record.progress:g}%{note} (at {record.progress_at.isoformat()})")
     if record.cancel_requested_at is not None:
-        lines.append(f"cancel    requested {record.cancel_requested_at.isoformat()}")
+        via = f" via {record.cancel_requested_via}" if record.cancel_requested_via else ""
+        lines.append(f"cancel    requested {record.cancel_requested_at.isoformat()}{via}")
     if record.finished_at is not None:
         lines.append(f"finished  {record.finished_at.isoformat()} on {record.executor}")
     if record.state is TaskState.SUCCEEDED:

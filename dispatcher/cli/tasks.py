@@ -141,7 +141,7 @@ def _cancel(wiring: Wiring, args: argparse.Namespace) -> int:
 async def _cancel_one(wiring: Wiring, amqp: AmqpSettings, task_id: UUID, *, as_json: bool) -> int:
     try:
         async with open_dispatcher(amqp, wiring.settings, consume_results=False) as dispatcher:
-            report = await dispatcher.cancel(task_id)
+            report = await dispatcher.cancel(task_id, via="cli")
     except BrokerUnavailable:
         raise  # nothing was recorded either: main says so
     except BrokerError as exc:

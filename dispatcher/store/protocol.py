@@ -137,8 +137,8 @@ class TaskStore(Protocol):
     async def ping(self) -> None:
         """Reach the store (reconnecting if need be); ``StoreError`` when it cannot."""
 
-    async def request_cancel(self, task_id: UUID, at: datetime) -> bool:
-        """Flag a task as cancel-requested at ``at``; False if it is final (or unknown).
+    async def request_cancel(self, task_id: UUID, at: datetime, *, via: str = "python") -> bool:
+        """Flag a task as cancel-requested at ``at`` through ``via``; False if it is final.
 
         The first request's time is kept. A ``scheduled`` or ``retrying`` task, with no message
         on the broker, becomes ``cancelled`` at once; any other open task keeps its state until
@@ -281,7 +281,7 @@ class SyncTaskStore(Protocol):
 
     def ping(self) -> None: ...
 
-    def request_cancel(self, task_id: UUID, at: datetime) -> bool: ...
+    def request_cancel(self, task_id: UUID, at: datetime, *, via: str = "python") -> bool: ...
 
     def record_starts(self, notices: Sequence[StartNotice]) -> list[int | None]: ...
 

@@ -69,6 +69,8 @@ class TaskRecord(BaseModel):
     schedule_id: UUID | None = None
     # Set once by a cancel request; an executor checks the flag before it starts the task.
     cancel_requested_at: datetime | None = None
+    # Where that first request came from: cli, http or python.
+    cancel_requested_via: str | None = None
     # Last progress the handler reported: percent (0-100) and a short note.
     progress: float | None = None
     progress_note: str | None = None

@@ -190,6 +190,7 @@ def test_cancel_flags_a_queued_task_and_status_shows_it(
     assert json.loads(again.stdout)["outcome"] == "requested"
     assert "state     queued" in status.stdout
     assert "cancel    requested" in status.stdout
+    assert status.stdout.splitlines()[-1].endswith(" via cli")  # the entry point is kept
 
 
 def test_cancel_of_an_unknown_task_exits_66(amqp_settings: AmqpSettings, tmp_path: Path) -> None:

@@ -92,6 +92,8 @@ WHERE wq_tasks.state = 'dead'
     request_cancel=f"""
 UPDATE wq_tasks SET
     cancel_requested_at = COALESCE(cancel_requested_at, %(cancel_requested_at)s),
+    cancel_requested_via = CASE WHEN cancel_requested_at IS NULL THEN %(via)s
+                                ELSE cancel_requested_via END,
     finished_at = CASE WHEN state IN ('scheduled', 'retrying') THEN %(cancel_requested_at)s
                        ELSE finished_at END,
     next_attempt_at = CASE WHEN state = 'retrying' THEN NULL ELSE next_attempt_at END,
@@ -156,6 +158,7 @@ UPDATE wq_tasks SET eta = %(eta)s WHERE task_id = %(task_id)s AND state = 'sched
 UPDATE wq_tasks SET state = 'submitted', attempt = attempt + 1, eta = %(eta)s, queued_at = NULL,
     started_at = NULL, finished_at = NULL, next_attempt_at = NULL, executor = NULL,
     result = NULL, error = NULL, redelivered = false, runs = 0, cancel_requested_at = NULL,
+    cancel_requested_via = NULL,
     progress = NULL, progress_note = NULL, progress_at = NULL
 WHERE task_id = %(task_id)s AND state IN ('failed', 'dead', 'cancelled')
 RETURNING {MESSAGE_COLUMNS}

@@ -124,6 +124,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (task_id, attempt)
         )""",
         "ALTER TABLE wq_tasks ADD COLUMN queue text NOT NULL DEFAULT 'default'",
+        "ALTER TABLE wq_tasks ADD COLUMN cancel_requested_via text",
         "ALTER TABLE wq_schedules ADD COLUMN queue text NOT NULL DEFAULT 'default'",
         "ALTER TABLE wq_executors ADD COLUMN queues jsonb NOT NULL DEFAULT '[]'",
         # The retention sweep deletes finished tasks oldest first.

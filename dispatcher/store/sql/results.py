@@ -126,9 +126,12 @@ class SqlResults(SqlConcern):
 
         return self._db.write(write)
 
-    def request_cancel(self, task_id: UUID, at: datetime) -> bool:
-        """Flag a task as cancel-requested (a scheduled one is cancelled); False if final."""
-        params = {"task_id": task_id, "cancel_requested_at": at}
+    def request_cancel(self, task_id: UUID, at: datetime, *, via: str = "python") -> bool:
+        """Flag a task as cancel-requested (a scheduled one is cancelled); False if final.
+
+        The first request's time and entry point (``via``: cli, http, python) are kept.
+        """
+        params = {"task_id": task_id, "cancel_requested_at": at, "via": via}
         return self._db.write(lambda tx: tx.run(self._q.request_cancel, params).rowcount > 0)
 
     def record_starts(self, notices: Sequence[StartNotice]) -> list[int | None]:

@@ -93,6 +93,8 @@ WHERE tasks.state = 'dead'
     request_cancel=f"""
 UPDATE tasks SET
     cancel_requested_at = COALESCE(cancel_requested_at, :cancel_requested_at),
+    cancel_requested_via = CASE WHEN cancel_requested_at IS NULL THEN :via
+                                ELSE cancel_requested_via END,
     finished_at = CASE WHEN state IN ('scheduled', 'retrying') THEN :cancel_requested_at
                        ELSE finished_at END,
     next_attempt_at = CASE WHEN state = 'retrying' THEN NULL ELSE next_attempt_at END,
@@ -154,6 +156,7 @@ UPDATE tasks SET eta = :eta WHERE task_id = :task_id AND state = 'scheduled' RET
 UPDATE tasks SET state = 'submitted', attempt = attempt + 1, eta = :eta, queued_at = NULL,
     started_at = NULL, finished_at = NULL, next_attempt_at = NULL, executor = NULL,
     result = NULL, error = NULL, redelivered = 0, runs = 0, cancel_requested_at = NULL,
+    cancel_requested_via = NULL,
     progress = NULL, progress_note = NULL, progress_at = NULL
 WHERE task_id = :task_id AND state IN ('failed', 'dead', 'cancelled')
 RETURNING {MESSAGE_COLUMNS}

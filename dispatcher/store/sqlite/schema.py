@@ -122,6 +122,7 @@ def _add_attempts(db: sqlite3.Connection) -> None:
     """Schema v6: attempts, and the task queue of each task, schedule and executor."""
     db.execute(_ATTEMPTS)
     _add_column(db, "tasks", "queue", "TEXT NOT NULL DEFAULT 'default'")
+    _add_column(db, "tasks", "cancel_requested_via", "TEXT")
     _add_column(db, "schedules", "queue", "TEXT NOT NULL DEFAULT 'default'")
     _add_column(db, "executors", "queues", "TEXT NOT NULL DEFAULT '[]'")
     # The retention sweep deletes finished tasks oldest first.

@@ -136,3 +136,17 @@ def test_a_stale_dead_copy_is_not_replayed_over_a_retry_by_hand(store: SyncTaskS
     replay = task.model_copy(update={"attempt": 2})
     assert store.record_replay(replay, T5, cause="replayed") is False
     assert store.get(task.task_id).state is TaskState.SUBMITTED
+
+
+def test_a_cancel_records_when_and_through_what_it_was_first_asked(store: SyncTaskStore) -> None:
+    task = a_queued_task(store)
+
+    store.request_cancel(task.task_id, T2, via="http")
+    store.request_cancel(task.task_id, T3, via="cli")  # asked again: the first one stays
+
+    record = store.get(task.task_id)
+    assert (record.cancel_requested_at, record.cancel_requested_via) == (T2, "http")
+    store.record_results([an_outcome(task.task_id, Outcome.CANCELLED, finished_at=T4)])
+    store.retry_tasks([task.task_id], T5, cause="by hand")
+    retried = store.get(task.task_id)
+    assert (retried.cancel_requested_at, retried.cancel_requested_via) == (None, None)

@@ -7,6 +7,11 @@ store. ``--system ours-pika`` swaps the executors for ``bench.pika_executor`` (t
 per-task work on pika), to price the client alone.
 
     python -m bench.ours roundtrip --amqp-url URL --n 10000 --k 2
+    python -m bench.ours roundtrip --amqp-url URL --n 10000 --k 2 --queues 4
+
+``--queues Q`` spreads the tasks round-robin over Q task queues (the default one and Q - 1
+named ones), every executor consuming all of them: the price of an executor pool on several
+queues against one.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from bench.measure import (
 )
 from bench.processes import Services, peak_rss_mib, service_env
 from bench.workload import backlog_span, fairness_durations, ideal_makespan_s
-from common import AmqpSettings, LogSettings
+from common import DEFAULT_QUEUE, AmqpSettings, LogSettings
 from common.logging import configure
 from dispatcher.client import open_dispatcher
 from dispatcher.requests import TaskRequest
@@ -53,6 +58,7 @@ class Run:
         self, args: Any, prefix: str, dispatcher: Dispatcher, store: Path, services: Services
     ) -> None:
         self.args = args
+        self.queues = queue_names(args.queues)
         self.prefix = prefix
         self.dispatcher = dispatcher
         self.store = store
@@ -74,6 +80,15 @@ class Run:
     def close(self) -> None:
         """Close the read-only store connection."""
         self._db.close()
+
+    def request(self, i: int, params: dict[str, Any] | None = None) -> TaskRequest:
+        """The ``i``-th task of a run, on its queue (round-robin over the run's queues)."""
+        return TaskRequest("noop", params or {}, queue=self.queues[i % len(self.queues)])
+
+
+def queue_names(count: int) -> list[str]:
+    """The default task queue and ``count - 1`` named ones."""
+    return [DEFAULT_QUEUE, *(f"bench{i}" for i in range(1, count))]
 
 
 def _executor(services: Services, system: str, name: str, env: dict[str, str]) -> None:
@@ -100,12 +115,13 @@ async def _with_dispatcher(
                 async with open_dispatcher(
                     amqp, settings, consume_results=consume_results
                 ) as dispatcher:
-                    env = service_env(args.amqp_url, prefix)
+                    queues = queue_names(args.queues)
+                    env = service_env(args.amqp_url, prefix, WQ_EXECUTOR_QUEUES=",".join(queues))
                     for i in range(workers):
                         _executor(services, args.system, f"executor{i}", env)
-                    if workers:
+                    for queue in queues if workers else ():
                         await asyncio.to_thread(
-                            probe.wait_for_consumers, topology.task_queue, workers
+                            probe.wait_for_consumers, topology.task_queue_of(queue), workers
                         )
                     run = Run(args, prefix, dispatcher, store, services)
                     try:
@@ -115,7 +131,8 @@ async def _with_dispatcher(
                     services.check_alive()
                     return values
     finally:
-        probe.delete(queues=topology.every_queue(), exchanges=[topology.task_exchange])
+        named = [topology.task_queue_of(q) for q in queue_names(args.queues)[1:]]
+        probe.delete(queues=[*topology.every_queue(), *named], exchanges=[topology.task_exchange])
 
 
 def _configure_logging(stream: TextIO) -> None:
@@ -127,7 +144,7 @@ async def _roundtrip(run: Run) -> dict[str, float]:
     n = run.args.n
     meter = Meter(run.services.pids, run.args.broker_pid)
     meter.start()
-    await run.dispatcher.submit_many(TaskRequest("noop") for _ in range(n))
+    await run.dispatcher.submit_many(run.request(i) for i in range(n))
     submitted = time.perf_counter()
     await run.wait_recorded(n)
     values = meter.stop(n)
@@ -168,7 +185,7 @@ async def _latency(run: Run) -> dict[str, float]:
 async def _fairness(run: Run) -> dict[str, float]:
     durations = fairness_durations(run.args.n)
     began = time.perf_counter()
-    await run.dispatcher.submit_many(TaskRequest("noop", {"ms": d}) for d in durations)
+    await run.dispatcher.submit_many(run.request(i, {"ms": d}) for i, d in enumerate(durations))
     await run.wait_recorded(run.args.n)
     makespan = time.perf_counter() - began
     ideal = ideal_makespan_s(durations, run.args.k)
@@ -222,7 +239,13 @@ async def run_figure(args: Any) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run one figure and print its result line."""
-    args = build_parser("bench.ours", SYSTEMS).parse_args(argv)
+    parser = build_parser("bench.ours", SYSTEMS)
+    parser.add_argument(
+        "--queues", type=int, default=1, help="task queues to spread tasks over (default 1)"
+    )
+    args = parser.parse_args(argv)
+    if args.queues < 1 or (args.queues > 1 and args.system != "ours"):
+        parser.error("--queues is 1 or more, and more than 1 only with --system ours")
     stop_on_sigterm()
     emit(args.system, args.figure, asyncio.run(run_figure(args)))
     return 0

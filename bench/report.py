@@ -112,6 +112,17 @@ def _roundtrip(t: Table) -> None:
             _ratio_text("ours", _ratio(proto, ours)),
             runs=t.runs(f"rt.ours-pika.k{k}"),
         )
+        if k == 2:
+            four = t.m("rt.ours-4q.k2", "rate")
+            t.row(
+                "  ours, one pool on 4 task queues, K=2",
+                (four, None, None, None),
+                _ratio_text("ours on 1 queue", _ratio(four, ours)),
+                runs=t.runs("rt.ours-4q.k2"),
+            )
+            t.targets.append(
+                Target("4 queues vs 1 queue, round trip", _ratio(four, ours), 0.95, True)
+            )
 
 
 def _cpu(t: Table) -> None:
@@ -172,6 +183,16 @@ def _fairness(t: Table) -> None:
         "",
         digits=2,
         runs=t.runs("fair.ours", "fair.raw-p1"),
+    )
+    t.row(
+        "  ours, tasks spread over 4 task queues",
+        (t.m("fair.ours-4q", "vs_ideal"), None, None, None),
+        "",
+        digits=2,
+        runs=t.runs("fair.ours-4q"),
+    )
+    t.targets.append(
+        Target("fairness across 4 queues", t.m("fair.ours-4q", "vs_ideal"), 1.1, False)
     )
     t.row(
         "  contrast: raw pika workers with prefetch 100",

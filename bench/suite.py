@@ -67,6 +67,8 @@ def _roundtrip_jobs(plan: Plan, peers: bool) -> Iterable[Job]:
         if k == 1:
             continue
         yield Job(f"rt.ours-pika.k{k}", "bench.ours", "roundtrip", ("--system=ours-pika", n, kk))
+        if k == 2:  # one pool on four queues, against one queue just above
+            yield Job(f"rt.ours-4q.k{k}", "bench.ours", "roundtrip", (n, kk, "--queues=4"))
         raw_aio = ("--system=raw-aio-pika", n, kk)
         yield Job(f"rt.raw-aio-pika.k{k}", "bench.raw", "roundtrip", raw_aio)
         if peers:
@@ -95,6 +97,7 @@ def jobs(plan: Plan, *, peers: bool = True) -> list[Job]:
         Job("latency.ours", "bench.ours", "latency", (latency_n, "--k=2")),
         Job("latency.raw", "bench.raw", "latency", ("--system=raw-pika", latency_n, "--k=2")),
         Job("fair.ours", "bench.ours", "fairness", (fair_n, "--k=2")),
+        Job("fair.ours-4q", "bench.ours", "fairness", (fair_n, "--k=2", "--queues=4")),
         Job("fair.raw-p1", "bench.raw", "fairness", ("--system=raw-pika", fair_n, "--k=2")),
         Job(
             "fair.raw-p100",

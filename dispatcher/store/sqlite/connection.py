@@ -122,7 +122,8 @@ class SqliteDialect:
         """Give up to a thousand free pages (4 MiB at most) back to the file system."""
         with self._lock:
             try:
-                self._connection.execute(f"PRAGMA incremental_vacuum({_RECLAIM_PAGES})").fetchall()
+                # executescript steps the pragma to its end: execute() frees one page only.
+                self._connection.executescript(f"PRAGMA incremental_vacuum({_RECLAIM_PAGES});")
             except sqlite3.Error as exc:
                 raise StoreError(f"task store vacuum failed: {exc}") from exc
 

@@ -111,3 +111,20 @@ def test_the_sqlite_file_stops_growing_under_steady_load_with_pruning(tmp_path: 
 def _wal_size(path: Path) -> int:
     wal = path.with_name(path.name + "-wal")
     return wal.stat().st_size if wal.exists() else 0
+
+
+def test_a_new_sqlite_file_gives_pruned_space_back(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.sqlite3"
+    store = open_store(path)
+    tasks = [a_task(params={"text": "x" * 4000}) for _ in range(400)]
+    store.add_submitted(tasks)
+    store.record_results([an_outcome(t.task_id, finished_at=T1) for t in tasks])
+    store.close()
+    full = path.stat().st_size
+
+    store = open_store(path)
+    while store.prune_tasks(T5, FINAL, limit=100):
+        pass
+    store.close()
+
+    assert path.stat().st_size < full / 2, (full, path.stat().st_size)

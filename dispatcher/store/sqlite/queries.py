@@ -134,10 +134,12 @@ ON CONFLICT (task_id, attempt) DO UPDATE SET
 WHERE attempts.outcome IS NULL
 """,
     attempts_of="SELECT * FROM attempts WHERE task_id = :task_id ORDER BY attempt",
-    # Retention: oldest first, a batch at a time (each its own short write transaction).
+    # Retention: oldest first, a batch at a time (each its own short write transaction). The
+    # index is named: left to itself the planner scans every task of the state and sorts them,
+    # once per batch, which makes a million-row sweep quadratic (bench/retention.py).
     prune_tasks="""
 DELETE FROM tasks WHERE task_id IN (
-    SELECT task_id FROM tasks
+    SELECT task_id FROM tasks INDEXED BY tasks_finished
     WHERE finished_at < :before AND state IN (SELECT value FROM json_each(:states))
     ORDER BY finished_at LIMIT :limit)
 RETURNING task_id

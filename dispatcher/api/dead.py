@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field, model_validator
 
-from dispatcher.amqp.dead_letters import DeadLetterDesk
+from dispatcher.amqp.dead_letters import DeadLetter, DeadLetterDesk
 from dispatcher.api.context import ApiContext, Context
 from dispatcher.api.schemas import ErrorDetail
 
@@ -18,23 +18,11 @@ MAX_LISTED = 500
 MAX_REPLAY_IDS = 1000
 
 
-class DeadLetterView(BaseModel):
-    """One dead message, as its headers describe it."""
-
-    task_id: UUID | None
-    task_type: str | None
-    reason: str
-    error_kind: str | None
-    error: str | None
-    attempts: int | None
-    dead_at: str | None
-    original_queue: str | None
-
-
 class DeadLetters(BaseModel):
-    """Dead messages, oldest first; the queue is left as it was."""
+    """Dead messages, oldest first, as their headers describe them; the queue is left as it
+    was."""
 
-    dead: list[DeadLetterView]
+    dead: list[DeadLetter]
 
 
 class ReplayRequest(BaseModel):
@@ -81,10 +69,7 @@ async def list_dead(
     context: Context, limit: Annotated[int, Query(ge=1, le=MAX_LISTED)] = 50
 ) -> DeadLetters:
     """Up to ``limit`` dead messages with their reasons, oldest first (none is removed)."""
-    letters = await _desk(context).list(limit=limit)
-    return DeadLetters(
-        dead=[DeadLetterView.model_validate(letter, from_attributes=True) for letter in letters]
-    )
+    return DeadLetters(dead=await _desk(context).list(limit=limit))
 
 
 @router.post("/replay", response_model=ReplayAnswer, responses={503: {"model": ErrorDetail}})

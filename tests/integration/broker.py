@@ -19,6 +19,11 @@ class QueueCounts:
     consumers: int
 
 
+# The named task queues tests use, deleted with the rest of a test's topology: AMQP cannot
+# list a deployment's queues, so a test that uses another name must add it here.
+TEST_QUEUES = ("reports", "urgent", "nightly")
+
+
 class Broker:
     """One blocking connection for assertions and raw publishing."""
 
@@ -56,10 +61,11 @@ class Broker:
         return self._connection.channel()
 
     def delete_topology(self, topology: Topology) -> None:
-        """Delete every queue (retry queues included) and the exchange of ``topology``."""
+        """Delete every queue (the named task queues tests use included) and the exchange."""
         channel = self._connection.channel()
-        # Deleting a queue that does not exist (a retry bucket never used) is a no-op.
-        for queue in topology.every_queue():
+        # Deleting a queue that does not exist (a named queue a test did not use) is a no-op.
+        named = [topology.task_queue_of(name) for name in TEST_QUEUES]
+        for queue in [*topology.every_queue(), *named]:
             channel.queue_delete(queue)
         channel.exchange_delete(topology.task_exchange)
         channel.close()

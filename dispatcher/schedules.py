@@ -233,10 +233,7 @@ class ScheduleBook:
         """
         schedule = await self._store.get_schedule(name)
         now = self._clock()
-        request = TaskRequest(
-            schedule.task_type, schedule.params, priority=schedule.priority, queue=schedule.queue
-        )
-        task = await self._validated(request, now)
+        task = await self._validated(_request(schedule), now)
         (task_id,) = await self._store.add_scheduled([task], [now])
         log.info("schedule_run_now", schedule=name, task_id=str(task_id))
         return task_id
@@ -309,11 +306,15 @@ class ScheduleBook:
         return fired
 
 
-def _build(schedule: ScheduleRecord, now: datetime) -> TaskMessage:
-    request = TaskRequest(
+def _request(schedule: ScheduleRecord) -> TaskRequest:
+    """The task the schedule submits at each fire."""
+    return TaskRequest(
         schedule.task_type, schedule.params, priority=schedule.priority, queue=schedule.queue
     )
-    return build_task(request, None, lambda: now)
+
+
+def _build(schedule: ScheduleRecord, now: datetime) -> TaskMessage:
+    return build_task(_request(schedule), None, lambda: now)
 
 
 async def run_due(dispatcher: Dispatcher, book: ScheduleBook, *, limit: int) -> int:

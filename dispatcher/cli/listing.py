@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +56,57 @@ def _limit(text: str) -> int:
     return value
 
 
+def add_task_filters(
+    parser: argparse.ArgumentParser,
+    states: Sequence[TaskState],
+    *,
+    executor: bool = True,
+    state_help: str = "in this state",
+) -> None:
+    """The options that select tasks (``task_query`` reads them), for ``tasks`` and ``retry``."""
+    parser.add_argument(
+        "--state", action="append", choices=[s.value for s in states], help=state_help
+    )
+    parser.add_argument("--type", dest="task_type", metavar="TYPE", help="of this task type")
+    parser.add_argument(
+        "--queue", type=queue_name, metavar="NAME", help="routed to this task queue"
+    )
+    if executor:
+        parser.add_argument("--executor", metavar="NAME", help="last attempt ran on this executor")
+    parser.add_argument(
+        "--since", type=moment, metavar="WHEN", help="submitted after: 1h (ago) or an ISO time"
+    )
+    parser.add_argument(
+        "--until", type=moment, metavar="WHEN", help="submitted before: 1h (ago) or an ISO time"
+    )
+    parser.add_argument("--error", metavar="TEXT", help="text in the error message (any case)")
+
+
+def filtered(args: argparse.Namespace) -> bool:
+    """Whether any option of ``add_task_filters`` was given."""
+    return any(
+        getattr(args, name, None) is not None
+        for name in ("state", "task_type", "queue", "executor", "since", "until", "error")
+    )
+
+
+def task_query(
+    args: argparse.Namespace, *, default_states: Sequence[TaskState] = (), limit: int
+) -> TaskQuery:
+    """The query the options of ``add_task_filters`` describe."""
+    states = tuple(TaskState(s) for s in args.state) if args.state else tuple(default_states)
+    return TaskQuery(
+        states=states,
+        task_type=args.task_type,
+        queue=args.queue,
+        executor=getattr(args, "executor", None),
+        error_text=args.error or None,
+        submitted_after=args.since,
+        submitted_before=args.until,
+        limit=limit,
+    )
+
+
 def _add_parser(commands: Any) -> None:
     tasks = commands.add_parser(
         "tasks",
@@ -62,19 +114,7 @@ def _add_parser(commands: Any) -> None:
         description="List tasks from the task store, newest first. Filters combine (all must "
         "hold); --state may be repeated.",
     )
-    tasks.add_argument(
-        "--state", action="append", choices=[s.value for s in TaskState], help="in this state"
-    )
-    tasks.add_argument("--type", dest="task_type", metavar="TYPE", help="of this task type")
-    tasks.add_argument("--queue", type=queue_name, metavar="NAME", help="routed to this task queue")
-    tasks.add_argument("--executor", metavar="NAME", help="last attempt ran on this executor")
-    tasks.add_argument(
-        "--since", type=moment, metavar="WHEN", help="submitted after: 1h (ago) or an ISO time"
-    )
-    tasks.add_argument(
-        "--until", type=moment, metavar="WHEN", help="submitted before: 1h (ago) or an ISO time"
-    )
-    tasks.add_argument("--error", metavar="TEXT", help="text in the error message (any case)")
+    add_task_filters(tasks, list(TaskState))
     tasks.add_argument(
         "--limit", type=_limit, default=50, help=f"at most this many (default 50, 1-{MAX_LIMIT})"
     )
@@ -85,16 +125,7 @@ def _list(wiring: Wiring, args: argparse.Namespace) -> int:
     if wiring.store_missing():
         records: list[TaskRecord] = []
     else:
-        query = TaskQuery(
-            states=tuple(TaskState(s) for s in args.state or ()),
-            task_type=args.task_type,
-            queue=args.queue,
-            executor=args.executor,
-            error_text=args.error or None,
-            submitted_after=args.since,
-            submitted_before=args.until,
-            limit=args.limit,
-        )
+        query = task_query(args, limit=args.limit)
         store = open_store(wiring.settings.store)
         try:
             records = store.list_tasks(query)

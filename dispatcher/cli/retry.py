@@ -14,10 +14,10 @@ from tqdm import tqdm
 from common import AmqpSettings
 from common import exit_codes as codes
 from dispatcher.cli.command import Command, Wiring
-from dispatcher.cli.listing import moment, queue_name
+from dispatcher.cli.listing import add_task_filters, filtered, task_query
 from dispatcher.client import open_dispatcher
 from dispatcher.store.backends import open_store
-from dispatcher.store.query import TaskPosition, TaskQuery
+from dispatcher.store.query import TaskPosition
 from dispatcher.store.records import TaskState
 
 RETRYABLE = (TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED)
@@ -36,33 +36,21 @@ def _add_parser(commands: Any) -> None:
         "(dispatcher dead purge); replaying it later does nothing.",
     )
     retry.add_argument("task_ids", metavar="TASK_ID", type=UUID, nargs="*", help="tasks to retry")
-    retry.add_argument(
-        "--state",
-        action="append",
-        choices=[s.value for s in RETRYABLE],
-        help="filter: in this state (repeat for several; default: failed, dead, cancelled)",
+    add_task_filters(
+        retry,
+        RETRYABLE,
+        executor=False,
+        state_help="in this state (repeat for several; default: failed, dead, cancelled)",
     )
-    retry.add_argument("--type", dest="task_type", metavar="TYPE", help="filter: of this type")
-    retry.add_argument("--queue", type=queue_name, metavar="NAME", help="filter: on this queue")
-    retry.add_argument("--since", type=moment, metavar="WHEN", help="filter: submitted after")
-    retry.add_argument("--until", type=moment, metavar="WHEN", help="filter: submitted before")
-    retry.add_argument("--error", metavar="TEXT", help="filter: text in the error message")
     retry.add_argument("--dry-run", action="store_true", help="count the matches, retry none")
     retry.add_argument("--yes", action="store_true", help="confirm a retry by filter")
 
 
-def _filtered(args: argparse.Namespace) -> bool:
-    return any(
-        value is not None
-        for value in (args.state, args.task_type, args.queue, args.since, args.until, args.error)
-    )
-
-
 def _run(wiring: Wiring, args: argparse.Namespace) -> int:
-    if args.task_ids and _filtered(args):
+    if args.task_ids and filtered(args):
         print("dispatcher retry: give task ids or filters, not both", file=sys.stderr)
         return codes.USAGE
-    if not args.task_ids and not _filtered(args):
+    if not args.task_ids and not filtered(args):
         print("dispatcher retry: give task ids, or filters such as --state failed", file=sys.stderr)
         return codes.USAGE
     ids = list(dict.fromkeys(args.task_ids)) or _matching(wiring, args)
@@ -80,16 +68,7 @@ def _matching(wiring: Wiring, args: argparse.Namespace) -> list[UUID]:
     """Every retryable task the filters match, newest first, read a page at a time."""
     if wiring.store_missing():
         return []
-    states = tuple(TaskState(s) for s in args.state) if args.state else RETRYABLE
-    query = TaskQuery(
-        states=states,
-        task_type=args.task_type,
-        queue=args.queue,
-        error_text=args.error or None,
-        submitted_after=args.since,
-        submitted_before=args.until,
-        limit=_PAGE,
-    )
+    query = task_query(args, default_states=RETRYABLE, limit=_PAGE)
     found: list[UUID] = []
     store = open_store(wiring.settings.store)
     try:

@@ -385,6 +385,10 @@ class Dispatcher:
         """Recorded tasks matching ``query``, newest first."""
         return await self._store.list_tasks(query)
 
+    async def count_tasks(self, query: TaskQuery) -> int:
+        """How many recorded tasks match ``query``'s filters."""
+        return await self._store.count_tasks(query)
+
     async def ping_store(self) -> None:
         """Reach the task store; ``StoreError`` when it cannot be reached."""
         await self._store.ping()

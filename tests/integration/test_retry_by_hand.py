@@ -95,3 +95,42 @@ def test_a_cancelled_task_retried_from_the_cli_runs(
     by_id = run_cli("dispatcher", "retry", task_id, amqp=amqp_settings, store=store)
     assert by_id.returncode == codes.INVALID_TASK
     assert "succeeded: only failed, dead or cancelled tasks are retried" in by_id.stderr
+
+
+def test_failed_tasks_retried_over_http_by_filter_after_a_dry_run_count(
+    api: httpx.Client, processes: Processes, amqp_settings: AmqpSettings, broker: Broker
+) -> None:
+    processes.executor("exec-1")
+    wait_for_consumers(broker, amqp_settings.topology.task_queue, 1)
+    failed = [
+        api.post("/tasks", json={"task_type": "fail", "params": {}}).json()["task_id"]
+        for _ in range(3)
+    ]
+    done = api.post("/tasks", json={"task_type": "echo", "params": {"value": 1}}).json()
+    for task_id in [*failed, done["task_id"]]:
+        _final(api, task_id)
+    by_type = {"task_type": "fail"}
+
+    dry = api.post("/tasks/retry", json={"filter": by_type, "dry_run": True})
+    first = api.post("/tasks/retry", json={"filter": by_type, "limit": 2})
+    second = api.post("/tasks/retry", json={"filter": {"state": ["failed"], **by_type}})
+    wrong_state = api.post("/tasks/retry", json={"filter": {"state": ["succeeded"]}})
+    both = api.post("/tasks/retry", json={"filter": {}, "task_ids": [done["task_id"]]})
+    unknown_field = api.post("/tasks/retry", json={"filter": {"colour": "red"}})
+
+    assert dry.status_code == 200, dry.text
+    assert dry.json() == {"retried": [], "refused": {}, "matched": 3, "more": False}
+    assert first.json()["matched"] == 3
+    assert len(first.json()["retried"]) == 2
+    assert first.json()["more"] is True
+    # Attempt 2 of the first two may still be running (not failed): at least the third is left.
+    left = second.json()
+    assert failed[0] in left["retried"]  # newest first: the oldest was left by the first call
+    assert set(first.json()["retried"]) | set(left["retried"]) == set(failed)
+    for status in (wrong_state, both, unknown_field):
+        assert status.status_code == 422, status.text
+    assert "only failed, dead or cancelled" in wrong_state.text
+    for task_id in failed:
+        attempts = api.get(f"/tasks/{task_id}").json()["attempts"]
+        assert attempts[1]["cause"] == "retried by hand (http)"
+    assert api.get(f"/tasks/{done['task_id']}").json()["attempt"] == 1

@@ -52,6 +52,7 @@ ORDER BY submitted_at LIMIT %(limit)s
     list_tasks="""
 SELECT * FROM wq_tasks {where} ORDER BY submitted_at DESC, task_id DESC LIMIT %(limit)s
 """,
+    count_tasks="SELECT count(*) AS n FROM wq_tasks {where}",
     tasks_in_states="state = ANY(%(states)s)",
     tasks_of_type="task_type = %(task_type)s",
     tasks_in_queue="queue = %(queue)s",

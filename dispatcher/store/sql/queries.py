@@ -82,6 +82,9 @@ class Queries:
     joined by ``AND``), newest first by instant of submitted_at then task_id, at most
     ``limit``."""
 
+    count_tasks: str
+    """The number of tasks rows matching ``{where}``, as ``list_tasks`` builds it."""
+
     tasks_in_states: str
     """Condition: the task's state is in ``states`` (a list)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -77,6 +78,13 @@ class SqlTasks(SqlConcern):
         sql = self._q.list_tasks.format(where=f"WHERE {' AND '.join(where)}" if where else "")
         rows = self._db.read(sql, {**params, "limit": query.limit})
         return [task_record(row) for row in rows]
+
+    def count_tasks(self, query: TaskQuery) -> int:
+        """How many tasks match ``query``'s filters (its position and limit aside)."""
+        where, params = self._conditions(dataclasses.replace(query, after=None))
+        sql = self._q.count_tasks.format(where=f"WHERE {' AND '.join(where)}" if where else "")
+        (row,) = self._db.read(sql, params)
+        return int(row["n"])
 
     def _conditions(self, query: TaskQuery) -> tuple[list[str], dict[str, Any]]:
         where: list[str] = []

@@ -50,6 +50,7 @@ ORDER BY submitted_at LIMIT :limit
 SELECT * FROM tasks {where}
 ORDER BY wq_utc(submitted_at) DESC, task_id DESC LIMIT :limit
 """,
+    count_tasks="SELECT count(*) AS n FROM tasks {where}",
     tasks_in_states="state IN (SELECT value FROM json_each(:states))",
     tasks_of_type="task_type = :task_type",
     tasks_in_queue="queue = :queue",

@@ -296,7 +296,9 @@ def test_listing_filters_by_states_type_and_time(store: SyncTaskStore) -> None:
     other_type = _submitted_at(store, T3, task_type="echo")
 
     def ids(**filters: Any) -> set[UUID]:
-        return {r.task_id for r in store.list_tasks(TaskQuery(**filters))}
+        found = {r.task_id for r in store.list_tasks(TaskQuery(**filters))}
+        assert store.count_tasks(TaskQuery(**filters, limit=1)) == len(found)  # never the limit
+        return found
 
     assert ids(states=(TaskState.QUEUED,)) == set(queued)
     assert ids(states=(TaskState.QUEUED, TaskState.SUBMITTED)) == {*queued, *submitted, *other_type}

@@ -12,6 +12,11 @@ per-task work on pika), to price the client alone.
 ``--queues Q`` spreads the tasks round-robin over Q task queues (the default one and Q - 1
 named ones), every executor consuming all of them: the price of an executor pool on several
 queues against one.
+
+``--swept ROWS`` fills the store with ROWS failed tasks finished a day ago before the round
+trip, and runs the retention sweep ``dispatcher serve`` runs (one hour's retention) beside it,
+on the dispatcher's own store: the round trip while a sweep of a large store goes on. The
+result adds the rows it deleted during the round trip.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -37,13 +43,16 @@ from bench.measure import (
     stop_on_sigterm,
 )
 from bench.processes import Services, peak_rss_mib, service_env
+from bench.retention import fill
 from bench.workload import backlog_span, fairness_durations, ideal_makespan_s
 from common import DEFAULT_QUEUE, AmqpSettings, LogSettings
 from common.logging import configure
 from dispatcher.client import open_dispatcher
 from dispatcher.requests import TaskRequest
+from dispatcher.retention import sweep
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.backends import open_store
 
 SYSTEMS = ("ours", "ours-pika")
 _POLL_S = 0.02
@@ -112,6 +121,9 @@ async def _with_dispatcher(
             with (Path(tmp) / "dispatcher.log").open("w") as log:
                 _configure_logging(log)
                 settings = DispatcherSettings(store=store)
+                if getattr(args, "swept", 0):
+                    open_store(store).close()  # the schema, then the rows to sweep
+                    await asyncio.to_thread(fill, store, args.swept, "failed")
                 async with open_dispatcher(
                     amqp, settings, consume_results=consume_results
                 ) as dispatcher:
@@ -143,15 +155,35 @@ def _configure_logging(stream: TextIO) -> None:
 async def _roundtrip(run: Run) -> dict[str, float]:
     n = run.args.n
     meter = Meter(run.services.pids, run.args.broker_pid)
+    swept = getattr(run.args, "swept", 0)
+    sweeping = asyncio.create_task(_sweep(run.dispatcher)) if swept else None
     meter.start()
     await run.dispatcher.submit_many(run.request(i) for i in range(n))
     submitted = time.perf_counter()
     await run.wait_recorded(n)
     values = meter.stop(n)
+    if sweeping is not None:
+        sweeping.cancel()
+        registry = run.dispatcher.metrics.registry
+        values["swept_rows"] = registry.get_sample_value("wq_pruned_total", {"kind": "tasks"}) or 0
     values["submit_s"] = submitted - meter.started_at
     values["worker_rss_mib"] = run.services.peak_rss_mib()
     values["driver_rss_mib"] = own_peak_rss_mib()
     return values
+
+
+async def _sweep(dispatcher: Dispatcher) -> None:
+    """What ``dispatcher serve`` does every retention interval, back to back (the
+    dispatcher's metrics count the rows deleted)."""
+    while True:
+        await sweep(
+            dispatcher.store,
+            datetime.now(UTC),
+            retention=timedelta(hours=1),
+            executor_retention=timedelta(0),
+            metrics=dispatcher.metrics,
+        )
+        await asyncio.sleep(0)
 
 
 async def _submit(run: Run) -> dict[str, float]:
@@ -243,7 +275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--queues", type=int, default=1, help="task queues to spread tasks over (default 1)"
     )
+    parser.add_argument(
+        "--swept", type=int, default=0, help="roundtrip: rows to sweep beside it (default 0)"
+    )
     args = parser.parse_args(argv)
+    if args.swept and args.figure != "roundtrip":
+        parser.error("--swept goes with the roundtrip figure")
     if args.queues < 1 or (args.queues > 1 and args.system != "ours"):
         parser.error("--queues is 1 or more, and more than 1 only with --system ours")
     stop_on_sigterm()

@@ -25,8 +25,8 @@ from dispatcher.store.backends import open_store
 _FILL_BATCH = 50_000
 
 
-def _fill(path: Path, rows: int) -> None:
-    """``rows`` succeeded tasks, finished a day ago, each with its attempt row."""
+def fill(path: Path, rows: int, state: str = "succeeded") -> None:
+    """``rows`` tasks in ``state``, finished a day ago, each with its attempt row."""
     finished = (datetime.now(UTC) - timedelta(days=1)).isoformat()
     db = sqlite3.connect(path)
     try:
@@ -36,13 +36,13 @@ def _fill(path: Path, rows: int) -> None:
                 db.executemany(
                     "INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at,"
                     " started_at, finished_at, executor, result) VALUES"
-                    " (?, 'echo', '{}', 'succeeded', 1, ?, ?, ?, 'bench', '1')",
-                    [(i, finished, finished, finished) for i in ids],
+                    " (?, 'echo', '{}', ?, 1, ?, ?, ?, 'bench', '1')",
+                    [(i, state, finished, finished, finished) for i in ids],
                 )
                 db.executemany(
                     "INSERT INTO attempts (task_id, attempt, executor, started_at, finished_at,"
-                    " outcome) VALUES (?, 1, 'bench', ?, ?, 'succeeded')",
-                    [(i, finished, finished) for i in ids],
+                    " outcome) VALUES (?, 1, 'bench', ?, ?, ?)",
+                    [(i, finished, finished, state) for i in ids],
                 )
     finally:
         db.close()
@@ -52,7 +52,7 @@ def measure(rows: int, directory: Path) -> dict[str, float]:
     """Fill a store in ``directory`` with ``rows`` finished tasks and prune them all."""
     path = directory / "tasks.sqlite3"
     open_store(path).close()  # creates the schema
-    _fill(path, rows)
+    fill(path, rows)
     size_before = path.stat().st_size
     store = open_store(path)
     try:

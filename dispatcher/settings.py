@@ -114,6 +114,11 @@ class DispatcherSettings(BaseSettings):
         default=None,
         description="Bearer token the HTTP API requires (always, once set); never logged.",
     )
+    http_read_token: SecretStr | None = Field(
+        default=None,
+        description="A second token that may read everything (GET) and change nothing; only "
+        "with WQ_DISPATCHER_HTTP_TOKEN. The dashboard's login takes either.",
+    )
     scheduler_interval: float = Field(
         default=1.0,
         gt=0,

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Security
 from fastapi.params import Depends
 from fastapi.security import HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import SecretStr
 
 from dispatcher.api import (
@@ -22,12 +23,15 @@ from dispatcher.api import (
     task_types,
     tasks,
 )
-from dispatcher.api.auth import BearerAuth
+from dispatcher.api.auth import BearerAuth, Doors
 from dispatcher.api.body_limit import BodyLimit
 from dispatcher.api.context import ApiContext
 from dispatcher.api.errors import install_error_handlers
 from dispatcher.api.request_log import RequestLog
 from dispatcher.api.schemas import ErrorDetail
+from dispatcher.web import actions, pages
+from dispatcher.web.rendering import STATIC_DIR, Refused, refused_page
+from dispatcher.web.sessions import Sessions
 
 # One line per feature: a router added here is served, documented and, once a token is
 # set, protected by it.
@@ -49,8 +53,18 @@ Submit, follow and cancel tasks, manage cron schedules, and look at the queues, 
 executors, the task types they publish and the dispatcher's Prometheus metrics.
 
 Once `WQ_DISPATCHER_HTTP_TOKEN` is set, every endpoint except `/health/live` requires
-`Authorization: Bearer <token>`; see docs/operations.md.
+`Authorization: Bearer <token>` (`WQ_DISPATCHER_HTTP_READ_TOKEN`, if set, may only read);
+see docs/operations.md. People use the dashboard at `/`.
 """
+
+# The dashboard's pages, the API's own docs and their assets, as the access rule sees them.
+DOORS = Doors(
+    open_paths=frozenset({health.LIVENESS_PATH, "/ui/login"}),
+    open_prefixes=("/static/",),
+    page_paths=frozenset({"/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}),
+    page_prefixes=("/ui/",),
+    login_path="/ui/login",
+)
 
 
 # A batch of 1,000 tasks with params of up to 16 KiB each.
@@ -61,15 +75,22 @@ def create_app(
     context: ApiContext,
     *,
     token: SecretStr | None = None,
+    read_token: SecretStr | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
-    """The dispatcher's API over ``context``; with ``token``, bearer auth on every route.
+    """The dispatcher's API and dashboard over ``context``; with ``token``, bearer auth on
+    every route (and a login form for the dashboard); ``read_token`` may only read.
 
     Request bodies over ``max_body_bytes`` are refused with 413 before they are read.
     """
     app = FastAPI(title="workqueue dispatcher", version="1", description=_DESCRIPTION)
     app.state.context = context
+    app.state.token_set = token is not None
+    app.state.token = token
+    app.state.read_token = read_token if token is not None else None
+    app.state.sessions = Sessions.for_tokens(token, read_token)
     install_error_handlers(app)
+    app.add_exception_handler(Refused, refused_page)
     # Auth itself is the middleware below; this only shows the scheme in the OpenAPI docs.
     documented: list[Depends] = [Security(HTTPBearer(auto_error=False))] if token else []
     # What any route may answer before its own code runs: a body that is not JSON, one over
@@ -83,9 +104,18 @@ def create_app(
     app.include_router(health.router)
     for router in ROUTERS:
         app.include_router(router, dependencies=documented, responses=refused)
+    app.include_router(pages.router)
+    app.include_router(actions.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     if token is not None:
         # Outside the body limit: a caller without the token is refused before any body.
-        app.add_middleware(BearerAuth, token=token, open_paths=frozenset({health.LIVENESS_PATH}))
+        app.add_middleware(
+            BearerAuth,
+            token=token,
+            read_token=app.state.read_token,
+            sessions=app.state.sessions,
+            doors=DOORS,
+        )
     app.add_middleware(RequestLog)  # added last: outermost, so it sees refusals too
     return app

@@ -88,7 +88,7 @@ def _run(wiring: Wiring, args: argparse.Namespace) -> int:
     settings = wiring.settings
     http = not args.no_http
     if http:
-        check_bind(settings.http_host, settings.http_token)
+        check_bind(settings.http_host, settings.http_token, settings.http_read_token)
     # Bound before connecting: a port in use is a configuration error (exit 2), found first.
     sock = bind(settings.http_host, settings.http_port) if http else None
     try:
@@ -161,6 +161,7 @@ async def _serve(
                 app = create_app(
                     context,
                     token=settings.http_token,
+                    read_token=settings.http_read_token,
                     max_body_bytes=settings.http_max_body_bytes,
                 )
                 # The API stops first, so no submission arrives while the rest shuts down.

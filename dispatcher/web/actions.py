@@ -1,0 +1,328 @@
+"""The dashboard's actions (POST): sign in and out, retry and cancel tasks, replay and purge
+dead letters, change schedules. Each one checks the form's CSRF token and the caller's role
+(``rendering.checked_form``), acts through the same service objects as the JSON API, and
+answers 303 back to the page with a note of what it did.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Final
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+from starlette.datastructures import FormData
+
+from common import (
+    BrokerError,
+    InvalidParams,
+    InvalidRequest,
+    InvalidSchedule,
+    ScheduleConflict,
+    ScheduleExists,
+    ScheduleNotFound,
+    StoreError,
+    TaskNotFound,
+    TaskNotScheduled,
+    UnknownTaskType,
+)
+from dispatcher.api.auth import token_matches
+from dispatcher.api.context import Context
+from dispatcher.api.retry import MAX_RETRY_BATCH, RETRYABLE, RetryFilter
+from dispatcher.api.schemas import ScheduleCreation, ScheduleEdit
+from dispatcher.web.pages import BadFilter, task_filter
+from dispatcher.web.rendering import Refused, back, checked_form, render, set_session_cookie
+from dispatcher.web.sessions import COOKIE, Role
+
+router = APIRouter(include_in_schema=False)
+
+# Errors an action can meet, and the status its page answers with.
+_STATUS: Final[tuple[tuple[type[Exception], int], ...]] = (
+    (TaskNotFound, 404),
+    (ScheduleNotFound, 404),
+    (ScheduleExists, 409),
+    (ScheduleConflict, 409),
+    (TaskNotScheduled, 409),
+    (InvalidSchedule, 422),
+    (UnknownTaskType, 422),
+    (InvalidParams, 422),
+    (InvalidRequest, 422),
+    (StoreError, 503),
+    (BrokerError, 503),
+)
+
+
+@asynccontextmanager
+async def _refusing() -> AsyncIterator[None]:
+    """Turn the service's refusals into ``Refused`` pages with the right status."""
+    try:
+        yield
+    except Refused:
+        raise
+    except Exception as exc:
+        for kind, status in _STATUS:
+            if isinstance(exc, kind):
+                raise Refused(status, str(exc)) from exc
+        raise
+
+
+def _text(form: FormData, name: str, *, limit: int = 10_000) -> str:
+    value = form.get(name, "")
+    if not isinstance(value, str):
+        raise Refused(400, f"{name}: expected text")
+    if len(value) > limit:
+        raise Refused(400, f"{name}: longer than {limit} characters")
+    return value.strip()
+
+
+def _ids(form: FormData) -> list[UUID]:
+    raw = [v for v in form.getlist("task_id") if isinstance(v, str)]
+    if not raw:
+        raise Refused(400, "No task selected.")
+    if len(raw) > MAX_RETRY_BATCH:
+        raise Refused(400, f"At most {MAX_RETRY_BATCH} tasks at once.")
+    try:
+        return list(dict.fromkeys(UUID(v) for v in raw))
+    except ValueError as exc:
+        raise Refused(400, "task_id: not a task id") from exc
+
+
+# -- signing in and out ---------------------------------------------------------------------
+
+
+@router.post("/ui/login")
+async def login(request: Request) -> Response:
+    """Exchange the token (or the read-only token) for a session cookie."""
+    settings = request.app.state
+    if not settings.token_set:
+        return back("/")
+    form = await request.form(max_fields=5, max_files=0)
+    token = form.get("token")
+    given = f"Bearer {token}" if isinstance(token, str) and len(token) <= 1000 else None
+    role = None
+    if token_matches(given, settings.token):
+        role = Role.ADMIN
+    elif settings.read_token is not None and token_matches(given, settings.read_token):
+        role = Role.READ
+    target = _text(form, "next", limit=500) or "/"
+    if role is None:
+        return render(
+            request, "login.html", 401, title="Sign in", next=target, failed=True, note=None
+        )
+    value, _ = request.app.state.sessions.issue(role)
+    response = back(target)
+    set_session_cookie(request, response, value)
+    return response
+
+
+@router.post("/ui/logout")
+async def logout(request: Request) -> Response:
+    """End this browser's session."""
+    await checked_form(request, act=False)
+    response: RedirectResponse = back("/ui/login", done="signed_out")
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+# -- tasks --------------------------------------------------------------------------------
+
+
+@router.post("/ui/tasks/{task_id}/retry")
+async def retry_one(request: Request, task_id: UUID, context: Context) -> Response:
+    """Run a failed, dead or cancelled task again."""
+    await checked_form(request)
+    async with _refusing():
+        report = await context.dispatcher.retry([task_id], via="dashboard")
+    if report.refused:
+        raise Refused(409, report.refused[task_id])
+    return back(f"/ui/tasks/{task_id}", done="retried", n=1)
+
+
+@router.post("/ui/tasks/{task_id}/cancel")
+async def cancel_one(request: Request, task_id: UUID, context: Context) -> Response:
+    """Cancel a task that has not finished."""
+    await checked_form(request)
+    async with _refusing():
+        await context.dispatcher.cancel(task_id, via="dashboard")
+    return back(f"/ui/tasks/{task_id}", done="cancelled", n=1)
+
+
+@router.post("/ui/tasks/selected")
+async def act_on_selected(request: Request, context: Context) -> Response:
+    """Retry or cancel the tasks ticked on a page of the list."""
+    form = await checked_form(request)
+    action = _text(form, "action")
+    ids = _ids(form)
+    to = "/ui/tasks?" + _text(form, "query", limit=2000)
+    async with _refusing():
+        if action == "retry":
+            report = await context.dispatcher.retry(ids, via="dashboard")
+            if report.refused:
+                return back(to, done="refused", n=len(report.refused))
+            return back(to, done="retried", n=len(report.retried))
+        if action == "cancel":
+            for task_id in ids:
+                await context.dispatcher.cancel(task_id, via="dashboard")
+            return back(to, done="cancelled", n=len(ids))
+    raise Refused(400, "action: retry or cancel")
+
+
+@router.post("/ui/tasks/retry")
+async def retry_matching(request: Request, context: Context) -> Response:
+    """Retry every failed, dead or cancelled task the filters match, a batch at a time."""
+    form = await checked_form(request)
+    query_string = _text(form, "query", limit=2000)
+    scope = {**request.scope, "query_string": query_string.encode()}
+    try:
+        filters = RetryFilter.model_validate(task_filter(Request(scope)).model_dump())
+    except (BadFilter, ValidationError) as exc:
+        raise Refused(400, str(exc)) from exc
+    dispatcher = context.dispatcher
+    query = filters.query(default_states=RETRYABLE, limit=MAX_RETRY_BATCH)
+    retried = 0
+    async with _refusing():
+        budget = await dispatcher.count_tasks(query)
+        while budget > 0:
+            page = await dispatcher.list_tasks(query)
+            if not page:
+                break
+            report = await dispatcher.retry([r.task_id for r in page], via="dashboard")
+            retried += len(report.retried)
+            budget -= len(page)
+            if not report.retried:
+                break
+    return back("/ui/tasks?" + query_string, done="retried", n=retried)
+
+
+# -- dead letters ---------------------------------------------------------------------------
+
+
+@router.post("/ui/dead/replay")
+async def replay_dead(request: Request, context: Context) -> Response:
+    """Replay one dead task (``task_id``) or every one (``all``)."""
+    form = await checked_form(request)
+    if context.dead is None:
+        raise Refused(409, "This dispatcher does not manage the dead-letter queue.")
+    ids = None if _text(form, "all") == "1" else _ids(form)
+    async with _refusing():
+        report = await context.dead.replay(ids, via="dashboard")
+    return back("/ui/dead", done="replayed", n=len(report.replayed))
+
+
+@router.post("/ui/dead/purge")
+async def purge_dead(request: Request, context: Context) -> Response:
+    """Delete every message in the dead-letter queue."""
+    await checked_form(request)
+    if context.dead is None:
+        raise Refused(409, "This dispatcher does not manage the dead-letter queue.")
+    async with _refusing():
+        purged = await context.dead.purge()
+    return back("/ui/dead", done="purged", n=purged)
+
+
+# -- schedules ------------------------------------------------------------------------------
+
+
+@router.post("/ui/schedules")
+async def create_schedule(request: Request, context: Context) -> Response:
+    """Create a schedule from the form."""
+    form = await checked_form(request)
+    try:
+        body = ScheduleCreation.model_validate(
+            {
+                "name": _text(form, "name", limit=200),
+                "cron": _text(form, "cron", limit=200),
+                "timezone": _text(form, "timezone", limit=100) or "UTC",
+                "task_type": _text(form, "task_type", limit=200),
+                "params": _params(form),
+                "priority": _number(form, "priority"),
+                "queue": _text(form, "queue", limit=200) or "default",
+                "paused": form.get("paused") == "1",
+            }
+        )
+    except ValidationError as exc:
+        raise Refused(422, _first_error(exc)) from exc
+    async with _refusing():
+        await context.schedules.create(
+            body.name,
+            body.cron,
+            body.task_type,
+            body.params,
+            timezone=body.timezone,
+            priority=body.priority,
+            paused=body.paused,
+            queue=body.queue,
+        )
+    return back("/ui/schedules", done="saved")
+
+
+@router.post("/ui/schedules/{name}/edit")
+async def edit_schedule(request: Request, name: str, context: Context) -> Response:
+    """Change a schedule's cron, time zone, params and priority."""
+    form = await checked_form(request)
+    try:
+        edit = ScheduleEdit.model_validate(
+            {
+                "cron": _text(form, "cron", limit=200) or None,
+                "timezone": _text(form, "timezone", limit=100) or None,
+                "params": _params(form),
+                "priority": _number(form, "priority"),
+            }
+        )
+    except ValidationError as exc:
+        raise Refused(422, _first_error(exc)) from exc
+    async with _refusing():
+        await context.schedules.update(
+            name,
+            cron=edit.cron,
+            timezone=edit.timezone,
+            params=edit.params,
+            priority=edit.priority,
+        )
+    return back("/ui/schedules", done="saved")
+
+
+@router.post("/ui/schedules/{name}/{action}")
+async def schedule_action(request: Request, name: str, action: str, context: Context) -> Response:
+    """Pause, resume, fire now or delete a schedule."""
+    await checked_form(request)
+    book = context.schedules
+    async with _refusing():
+        if action == "pause":
+            await book.pause(name)
+            return back("/ui/schedules", done="paused")
+        if action == "resume":
+            await book.resume(name)
+            return back("/ui/schedules", done="resumed")
+        if action == "run":
+            await book.run_now(name)
+            return back("/ui/schedules", done="fired")
+        if action == "delete":
+            await book.delete(name)
+            return back("/ui/schedules", done="deleted")
+    raise Refused(404, f"no schedule action {action!r}")
+
+
+def _params(form: FormData) -> object:
+    text = _text(form, "params", limit=64 * 1024) or "{}"
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise Refused(422, f"params: not JSON ({exc})") from exc
+
+
+def _number(form: FormData, name: str) -> int:
+    text = _text(form, name, limit=10) or "0"
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise Refused(422, f"{name}: not a whole number") from exc
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"

@@ -1,0 +1,270 @@
+"""The dashboard's pages (GET): overview, tasks, one task, dead letters, executors, queues,
+schedules, and the login form. Actions are in ``actions``.
+
+Query strings are hostile like any input: filters are validated by the API's own
+``TaskFilter`` and a bad one is answered with a 400 page that says which field and why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Final
+from urllib.parse import urlencode
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
+
+from common import BrokerError, TaskNotFound, WorkQueueError
+from dispatcher.api.context import Context
+from dispatcher.api.retry import RETRYABLE, TaskFilter
+from dispatcher.store.query import TaskPosition, TaskQuery, decode_cursor, encode_cursor
+from dispatcher.store.records import ExecutorState, TaskState
+from dispatcher.web.rendering import fragment, render
+
+router = APIRouter(include_in_schema=False)
+
+PAGE: Final = 50
+FILTER_FIELDS: Final = ("task_type", "queue", "executor", "error", "since", "until")
+# What each note an action leaves in the query string says; anything else shows nothing.
+NOTES: Final = {
+    "retried": "Retried {n} task(s).",
+    "cancelled": "Cancel requested for {n} task(s).",
+    "refused": "{n} task(s) were left alone: not in a state that allows it.",
+    "replayed": "Replayed {n} dead task(s).",
+    "purged": "Purged {n} dead message(s).",
+    "paused": "Schedule paused.",
+    "resumed": "Schedule resumed.",
+    "fired": "Schedule fired: its task is due now.",
+    "deleted": "Schedule deleted.",
+    "saved": "Schedule saved.",
+    "signed_out": "Signed out.",
+}
+
+
+def _note(request: Request) -> str | None:
+    done = request.query_params.get("done")
+    if done not in NOTES:
+        return None
+    count = request.query_params.get("n", "0")
+    return NOTES[done].format(n=int(count) if count.isdigit() and len(count) < 9 else 0)
+
+
+class BadFilter(Exception):
+    """Query-string filters that do not parse: the field and why."""
+
+
+def task_filter(request: Request) -> TaskFilter:
+    """The tasks page's filters, from its query string (``since``/``until`` as instants)."""
+    params = request.query_params
+    raw: dict[str, object] = {"state": [s for s in params.getlist("state") if s]}
+    for name in ("task_type", "queue", "executor", "error"):
+        if params.get(name):
+            raw[name] = params[name]
+    for name, field in (("since", "submitted_after"), ("until", "submitted_before")):
+        if params.get(name):
+            raw[field] = _instant(params[name])
+    try:
+        return TaskFilter.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "filter"
+        raise BadFilter(f"{where}: {first['msg']}") from exc
+
+
+def _instant(text: str) -> str:
+    """A form's ``datetime-local`` value (no zone) is read as UTC; an ISO instant as is."""
+    if len(text) <= 19 and "T" in text and "+" not in text and not text.endswith("Z"):
+        return text + "+00:00"
+    return text
+
+
+def filter_query_string(request: Request) -> str:
+    """The filters of this request, to carry into links (cursor and notes left out)."""
+    keep = [(k, v) for k, v in request.query_params.multi_items() if k in {"state", *FILTER_FIELDS}]
+    return urlencode(keep)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def overview(request: Request, context: Context) -> Response:
+    """Counts by state, the last hour's outcomes, executors and queues at a glance."""
+    dispatcher = context.dispatcher
+    counts = {
+        state: await dispatcher.count_tasks(TaskQuery(states=(state,))) for state in TaskState
+    }
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    day_ago = datetime.now(UTC) - timedelta(days=1)
+    recent = {
+        span: {
+            state: await dispatcher.count_tasks(TaskQuery(states=(state,), submitted_after=since))
+            for state in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.DEAD)
+        }
+        for span, since in (("hour", hour_ago), ("day", day_ago))
+    }
+    executors = await dispatcher.fleet.executors()
+    by_state = {state: sum(1 for e in executors if e.state is state) for state in ExecutorState}
+    queues, broker_error = await _queues(context)
+    return render(
+        request,
+        "overview.html",
+        title="Overview",
+        counts=counts,
+        recent=recent,
+        executors=by_state,
+        queues=queues,
+        broker_error=broker_error,
+        note=_note(request),
+    )
+
+
+@router.get("/ui/tasks", response_class=HTMLResponse)
+async def tasks(
+    request: Request,
+    context: Context,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    """Tasks newest first, filtered, 50 to a page; rows can be selected for an action."""
+    try:
+        filters = task_filter(request)
+        after = decode_cursor(cursor) if cursor else None
+    except (BadFilter, ValueError) as exc:
+        return render(request, "error.html", 400, title="Bad filter", why=str(exc))
+    query = filters.query(limit=PAGE + 1)
+    if after is not None:
+        query = dataclasses.replace(query, after=after)
+    records = await context.dispatcher.list_tasks(query)
+    page, more = records[:PAGE], len(records) > PAGE
+    return render(
+        request,
+        "tasks.html",
+        title="Tasks",
+        tasks=page,
+        filters=filters,
+        states=list(TaskState),
+        retryable=[s.value for s in RETRYABLE],
+        query_string=filter_query_string(request),
+        next_cursor=encode_cursor(TaskPosition.of(page[-1])) if more else None,
+        first_page=cursor is None,
+        note=_note(request),
+        since=request.query_params.get("since", ""),
+        until=request.query_params.get("until", ""),
+    )
+
+
+@router.get("/ui/tasks/retry", response_class=HTMLResponse)
+async def confirm_retry_matching(request: Request, context: Context) -> Response:
+    """How many tasks the filters match that a retry would touch: confirm before it runs."""
+    try:
+        filters = task_filter(request)
+    except BadFilter as exc:
+        return render(request, "error.html", 400, title="Bad filter", why=str(exc))
+    states = tuple(s for s in filters.state if s in RETRYABLE) or RETRYABLE
+    matched = await context.dispatcher.count_tasks(
+        dataclasses.replace(filters.query(limit=1), states=states)
+    )
+    return render(
+        request,
+        "confirm_retry.html",
+        title="Retry matching tasks",
+        matched=matched,
+        filters=filters,
+        states=[s.value for s in states],
+        query_string=filter_query_string(request),
+        since=request.query_params.get("since", ""),
+        until=request.query_params.get("until", ""),
+    )
+
+
+@router.get("/ui/tasks/{task_id}", response_class=HTMLResponse)
+async def task(request: Request, task_id: UUID, context: Context) -> Response:
+    """One task: state, params, result, progress, every attempt with its error."""
+    try:
+        record = await context.dispatcher.get(task_id)
+    except TaskNotFound:
+        return render(request, "error.html", 404, title="No such task", why=f"No task {task_id}.")
+    attempts = await context.dispatcher.attempts(task_id)
+    return render(
+        request,
+        "task.html",
+        title=f"Task {task_id}",
+        task=record,
+        attempts=attempts,
+        retryable=record.state in RETRYABLE,
+        note=_note(request),
+    )
+
+
+@router.get("/ui/tasks/{task_id}/live", response_class=HTMLResponse)
+async def task_live(task_id: UUID, context: Context) -> Response:
+    """The part of the task page that changes while it runs (polled until it is final)."""
+    try:
+        record = await context.dispatcher.get(task_id)
+    except TaskNotFound:
+        return HTMLResponse("", status_code=404)
+    return fragment("_task_live.html", task=record)
+
+
+@router.get("/ui/dead", response_class=HTMLResponse)
+async def dead(request: Request, context: Context) -> Response:
+    """The dead-letter queue: each task with its reason, oldest first."""
+    letters, error = [], None
+    if context.dead is None:
+        error = "This dispatcher does not manage the dead-letter queue."
+    else:
+        try:
+            letters = await context.dead.list(limit=200)
+        except WorkQueueError as exc:
+            error = str(exc)
+    return render(
+        request,
+        "dead.html",
+        title="Dead letters",
+        letters=letters,
+        error=error,
+        note=_note(request),
+    )
+
+
+@router.get("/ui/executors", response_class=HTMLResponse)
+async def executors(request: Request, context: Context) -> Response:
+    """Every executor recorded: live ones first, with what each runs now."""
+    found = await context.dispatcher.fleet.executors()
+    order = {ExecutorState.RUNNING: 0, ExecutorState.LOST: 1, ExecutorState.STOPPED: 2}
+    found.sort(key=lambda e: (order.get(e.state, 3), e.executor_id))
+    return render(request, "executors.html", title="Executors", executors=found)
+
+
+@router.get("/ui/queues", response_class=HTMLResponse)
+async def queues(request: Request, context: Context) -> Response:
+    """The deployment's queues: ready messages and consumers."""
+    found, error = await _queues(context)
+    return render(request, "queues.html", title="Queues", queues=found, broker_error=error)
+
+
+async def _queues(context: Context) -> tuple[list[object], str | None]:
+    try:
+        return list(await context.broker.queue_depths()), None
+    except BrokerError as exc:
+        return [], str(exc)
+
+
+@router.get("/ui/schedules", response_class=HTMLResponse)
+async def schedules(request: Request, context: Context) -> Response:
+    """Cron schedules with their next fire time, and the forms to change them."""
+    found = await context.schedules.all()
+    return render(
+        request, "schedules.html", title="Schedules", schedules=found, note=_note(request)
+    )
+
+
+@router.get("/ui/login", response_class=HTMLResponse)
+async def login_form(
+    request: Request,
+    next: Annotated[str, Query(max_length=500)] = "/",
+) -> Response:
+    """The form that exchanges a token for a session."""
+    return render(
+        request, "login.html", title="Sign in", next=next, failed=False, note=_note(request)
+    )

@@ -8,8 +8,9 @@ from uuid import UUID
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from common import AwareWireTime
 from dispatcher.api.context import Context
 from dispatcher.api.schemas import ErrorDetail, TaskView
 from dispatcher.requests import QueueName, TaskTypeName
@@ -40,8 +41,8 @@ class TaskFilter(BaseModel):
     error: str | None = Field(
         default=None, min_length=1, max_length=200, description="Text in the error message."
     )
-    submitted_after: AwareDatetime | None = Field(default=None, description="Strictly after.")
-    submitted_before: AwareDatetime | None = Field(default=None, description="Strictly before.")
+    submitted_after: AwareWireTime | None = Field(default=None, description="Strictly after.")
+    submitted_before: AwareWireTime | None = Field(default=None, description="Strictly before.")
 
     def query(self, *, default_states: tuple[TaskState, ...] = (), limit: int) -> TaskQuery:
         """The store query these filters describe."""

@@ -9,9 +9,8 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
-from common import InvalidParams, TaskRegistry, UnknownTaskType
+from common import AwareWireTime, InvalidParams, TaskRegistry, UnknownTaskType
 from dispatcher.api.context import ApiContext, Context
 from dispatcher.api.errors import task_refusal
 from dispatcher.api.schemas import (
@@ -95,8 +94,8 @@ async def list_tasks(
         str | None,
         Query(min_length=1, max_length=200, description="Text in the error message (any case)."),
     ] = None,
-    submitted_after: Annotated[AwareDatetime | None, Query(description="Strictly after.")] = None,
-    submitted_before: Annotated[AwareDatetime | None, Query(description="Strictly before.")] = None,
+    submitted_after: Annotated[AwareWireTime | None, Query(description="Strictly after.")] = None,
+    submitted_before: Annotated[AwareWireTime | None, Query(description="Strictly before.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
 ) -> TaskPage:

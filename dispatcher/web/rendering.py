@@ -72,12 +72,14 @@ def render(request: Request, template: str, status_code: int = 200, **values: An
     sessions = sessions_of(request)
     session = sessions.read(request.cookies.get(COOKIE))
     issued = None
-    if session is None:
-        issued, session = sessions.issue(role_of(request))
+    if session is None and not request.app.state.token_set:
+        # Loopback without a token: every visitor is admin, and needs a session only for
+        # the CSRF tokens of its forms. With a token, only the login form issues sessions.
+        issued, session = sessions.issue(Role.ADMIN)
     values.setdefault("note", None)
     page = _env.get_template(template).render(
         request=request,
-        csrf=sessions.csrf_token(session),
+        csrf=sessions.csrf_token(session) if session is not None else "",
         may_act=role_of(request) is Role.ADMIN,
         signed_in=request.app.state.token_set,
         path=request.url.path,

@@ -78,7 +78,7 @@ class Sessions:
 
     def read(self, cookie: str | None, *, now: float | None = None) -> Session | None:
         """The session a cookie carries; None if absent, forged, malformed or expired."""
-        if not cookie or len(cookie) > 512 or cookie.count(".") != 1:
+        if not cookie or len(cookie) > 512 or cookie.count(".") != 1 or not cookie.isascii():
             return None
         body, signature = cookie.split(".")
         if not hmac.compare_digest(signature, self._sign(body)):
@@ -98,7 +98,9 @@ class Sessions:
 
     def csrf_ok(self, session: Session, token: str | None) -> bool:
         """Whether ``token`` is this session's CSRF token (constant-time)."""
-        return token is not None and hmac.compare_digest(token, self.csrf_token(session))
+        if token is None or not token.isascii():
+            return False
+        return hmac.compare_digest(token, self.csrf_token(session))
 
     def _sign(self, text: str) -> str:
         return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()

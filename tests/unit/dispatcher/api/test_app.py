@@ -343,3 +343,15 @@ async def test_a_bug_is_500_logged_once_and_the_broker_down_is_503(
     assert [e["event"] for e in logs].count("http_request_failed") == 1
     assert unavailable.status_code == 503
     assert "broker unavailable" in unavailable.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "instant", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "1000-01-01T00:00:00Z"]
+)
+async def test_a_listing_bound_out_of_range_is_422_not_a_store_error(
+    client: httpx.AsyncClient, instant: str
+) -> None:
+    for bound in ("submitted_after", "submitted_before"):
+        response = await client.get("/tasks", params={bound: instant})
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["query", bound]

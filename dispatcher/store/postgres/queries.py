@@ -54,6 +54,7 @@ SELECT * FROM wq_tasks {where} ORDER BY submitted_at DESC, task_id DESC LIMIT %(
 """,
     count_tasks="SELECT count(*) AS n FROM wq_tasks {where}",
     tasks_in_states="state = ANY(%(states)s)",
+    tasks_in_state="state = %(state)s",
     tasks_of_type="task_type = %(task_type)s",
     tasks_in_queue="queue = %(queue)s",
     tasks_on_executor="executor = %(executor)s",

@@ -88,6 +88,9 @@ class Queries:
     tasks_in_states: str
     """Condition: the task's state is in ``states`` (a list)."""
 
+    tasks_in_state: str
+    """Condition: ``state`` is ``state`` (one state: the index gives the order)."""
+
     tasks_of_type: str
     """Condition: the task's type is ``task_type``."""
 

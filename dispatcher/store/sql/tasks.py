@@ -89,7 +89,10 @@ class SqlTasks(SqlConcern):
     def _conditions(self, query: TaskQuery) -> tuple[list[str], dict[str, Any]]:
         where: list[str] = []
         params: dict[str, Any] = {}
-        if query.states:
+        if len(query.states) == 1:
+            where.append(self._q.tasks_in_state)
+            params["state"] = query.states[0].value
+        elif query.states:
             where.append(self._q.tasks_in_states)
             params["states"] = [state.value for state in query.states]
         if query.task_type is not None:

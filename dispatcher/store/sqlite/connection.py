@@ -63,7 +63,6 @@ class SqliteDialect:
             self._connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             # Rows written by older versions keep the offset they were given in; listing
             # compares instants, so it orders by this UTC key.
-            self._connection.create_function("wq_utc", 1, utc_key, deterministic=True)
             # A new file gives the pages that pruning frees back to the file system
             # (``reclaim_space``); on an existing file this takes effect only after a VACUUM,
             # and its free pages are reused by later writes instead.
@@ -272,14 +271,6 @@ _STORED_AS: dict[type, Callable[[Any], Any]] = {
     list: _json_list,
     tuple: _json_list,
 }
-
-
-def utc_key(value: str) -> str:
-    """An ISO timestamp as fixed-width UTC text, so that text order is time order."""
-    instant = datetime.fromisoformat(value)
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=UTC)
-    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
 def _use_wal(db: sqlite3.Connection) -> None:

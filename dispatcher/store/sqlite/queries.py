@@ -2,8 +2,9 @@
 
 Writers hold the file's write lock for their whole transaction (``BEGIN IMMEDIATE``), so a
 condition read inside it holds until the commit: no statement here needs a row lock. List
-parameters arrive as JSON arrays and are read with ``json_each``; times are UTC text, compared
-as text, and ``wq_utc`` turns older rows' offsets into the same key for listing.
+parameters arrive as JSON arrays and are read with ``json_each``; times are fixed-width UTC
+text, compared as text (schema 7 rewrote older rows' submission times to it), so that the
+listing walks its index.
 """
 
 from __future__ import annotations
@@ -48,22 +49,21 @@ ORDER BY submitted_at LIMIT :limit
     get_many="SELECT * FROM tasks WHERE task_id IN (SELECT value FROM json_each(:ids))",
     list_tasks="""
 SELECT * FROM tasks {where}
-ORDER BY wq_utc(submitted_at) DESC, task_id DESC LIMIT :limit
+ORDER BY submitted_at DESC, task_id DESC LIMIT :limit
 """,
     count_tasks="SELECT count(*) AS n FROM tasks {where}",
     tasks_in_states="state IN (SELECT value FROM json_each(:states))",
+    tasks_in_state="state = :state",
     tasks_of_type="task_type = :task_type",
     tasks_in_queue="queue = :queue",
     tasks_on_executor="executor = :executor",
     # LIKE ignores the case of ASCII letters in SQLite.
     tasks_with_error="json_extract(error, '$.message') LIKE :error_like ESCAPE '\\'",
-    tasks_submitted_after="wq_utc(submitted_at) > wq_utc(:submitted_after)",
-    tasks_submitted_before="wq_utc(submitted_at) < wq_utc(:submitted_before)",
-    # Row values compare term by term; ids in their lower-case text form sort as PostgreSQL's
-    # uuids do.
-    tasks_after_position=(
-        "(wq_utc(submitted_at), task_id) < (wq_utc(:after_submitted_at), :after_task_id)"
-    ),
+    tasks_submitted_after="submitted_at > :submitted_after",
+    tasks_submitted_before="submitted_at < :submitted_before",
+    # Row values compare term by term (and walk the tasks_by_submitted index); ids in their
+    # lower-case text form sort as PostgreSQL's uuids do.
+    tasks_after_position="(submitted_at, task_id) < (:after_submitted_at, :after_task_id)",
     # Outcomes: the first final outcome wins, whichever attempt it comes from: the WHERE clause
     # makes a result for a task that already has one (a redelivered task that ran twice) a
     # no-op, and keeps a late "retrying" report of an earlier attempt from moving a later

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from common import StoreError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: lambda db: _add_column(db, "tasks", "next_attempt_at", "TEXT"),
     3: lambda db: _add_idempotency_key(db),
     4: lambda db: _add_scheduling_centre(db),
     5: lambda db: _add_retries_due(db),
     6: lambda db: _add_attempts(db),
+    7: lambda db: _utc_submission_times(db),
 }
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -194,3 +196,21 @@ def _add_scheduling_centre(db: sqlite3.Connection) -> None:
         _add_column(db, "tasks", column, declaration)
     for statement in filter(str.strip, _V4_SCHEMA.split(";")):
         db.execute(statement)
+
+
+def _utc_submission_times(db: sqlite3.Connection) -> None:
+    """Rewrite submission times written with another offset, or without microseconds, as
+    the fixed-width UTC text the store writes now: the listing then orders and pages by the
+    column itself, along its index, instead of sorting every row by a function of it."""
+
+    def utc(value: str) -> str:
+        instant = datetime.fromisoformat(value)
+        if instant.tzinfo is None:
+            instant = instant.replace(tzinfo=UTC)
+        return instant.astimezone(UTC).isoformat(timespec="microseconds")
+
+    db.create_function("wq_utc_text", 1, utc, deterministic=True)
+    db.execute(
+        "UPDATE tasks SET submitted_at = wq_utc_text(submitted_at)"
+        " WHERE length(submitted_at) != 32 OR submitted_at NOT LIKE '%+00:00'"
+    )

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
 
 from common import ErrorKind, Outcome, ResultMessage, StoreError, TaskErrorInfo, TaskMessage
+from dispatcher.store.query import TaskQuery
 from dispatcher.store.records import TaskState
 from dispatcher.store.sql.dialect import Transaction
 from dispatcher.store.sql.store import SqlTaskStore
@@ -298,3 +299,35 @@ def test_version_two_store_gains_idempotency_keys(store_path: Path) -> None:
     assert store.add_submitted([task], ["k"]) == [task.task_id]
     assert store.get(task.task_id).idempotency_key == "k"
     store.close()
+
+
+def test_older_submission_times_are_rewritten_as_utc_and_list_in_time_order(
+    open_store: Callable[[], SqlTaskStore], store_path: Path
+) -> None:
+    india = timezone(timedelta(hours=5, minutes=30))
+    # Written by older code: another offset, no microseconds, no offset at all.
+    early, middle, late = uuid4(), uuid4(), uuid4()
+    _v1_database(
+        store_path,
+        [
+            (str(late), "echo", "{}", "queued", 1, (T0 + timedelta(hours=2)).astimezone(india)
+             .isoformat(), None, None, None, None, None, None),
+            (str(early), "echo", "{}", "queued", 1, T0.replace(microsecond=0).isoformat(),
+             None, None, None, None, None, None),
+            (str(middle), "echo", "{}", "queued", 1, (T0 + timedelta(hours=1)).replace(
+                tzinfo=None).isoformat(), None, None, None, None, None, None),
+        ],
+    )  # fmt: skip
+
+    store = open_store()
+    db = sqlite3.connect(store_path)
+    try:
+        stored = [row[0] for row in db.execute("SELECT submitted_at FROM tasks")]
+    finally:
+        db.close()
+
+    assert all(len(text) == 32 and text.endswith("+00:00") for text in stored), stored
+    assert [r.task_id for r in store.list_tasks(TaskQuery())] == [late, middle, early]
+    after = store.list_tasks(TaskQuery(submitted_after=T0 + timedelta(minutes=30)))
+    assert [r.task_id for r in after] == [late, middle]
+    assert store.get(late).submitted_at == T0 + timedelta(hours=2)

@@ -16,7 +16,9 @@ def test_a_session_reads_back_with_its_role() -> None:
     read = sessions.read(cookie, now=NOW + 1)
 
     assert read == issued
-    assert read is not None and read.role is Role.READ and not read.may_act
+    assert read is not None
+    assert read.role is Role.READ
+    assert not read.may_act
 
 
 def test_a_tampered_expired_or_foreign_cookie_is_no_session() -> None:

@@ -10,6 +10,7 @@ from fastapi.security import HTTPBearer
 from pydantic import SecretStr
 
 from dispatcher.api import (
+    api_docs,
     cancel,
     contract,
     dead,
@@ -28,6 +29,7 @@ from dispatcher.api.context import ApiContext
 from dispatcher.api.errors import install_error_handlers
 from dispatcher.api.request_log import RequestLog
 from dispatcher.api.schemas import ErrorDetail
+from dispatcher.api.static import STATIC_DIR, STATIC_NAME, STATIC_PATH, RevalidatedStaticFiles
 
 # One line per feature: a router added here is served, documented and, once a token is
 # set, protected by it.
@@ -48,8 +50,9 @@ _DESCRIPTION = """\
 Submit, follow and cancel tasks, manage cron schedules, and look at the queues, the
 executors, the task types they publish and the dispatcher's Prometheus metrics.
 
-Once `WQ_DISPATCHER_HTTP_TOKEN` is set, every endpoint except `/health/live` requires
-`Authorization: Bearer <token>`; see docs/operations.md.
+Once `WQ_DISPATCHER_HTTP_TOKEN` is set, every endpoint except `/health/live` (and the
+static files under `/static/`) requires `Authorization: Bearer <token>`; see
+docs/operations.md.
 """
 
 
@@ -67,8 +70,18 @@ def create_app(
 
     Request bodies over ``max_body_bytes`` are refused with 413 before they are read.
     """
-    app = FastAPI(title="workqueue dispatcher", version="1", description=_DESCRIPTION)
+    # The docs pages are api_docs' own: FastAPI's would load their scripts from a CDN.
+    app = FastAPI(
+        title="workqueue dispatcher",
+        version="1",
+        description=_DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.context = context
+    # Mounted before any router, so every /static/... path reaches the files and nothing else:
+    # that is what makes the open prefix below safe.
+    app.mount(STATIC_PATH, RevalidatedStaticFiles(directory=STATIC_DIR), name=STATIC_NAME)
     install_error_handlers(app)
     # Auth itself is the middleware below; this only shows the scheme in the OpenAPI docs.
     documented: list[Depends] = [Security(HTTPBearer(auto_error=False))] if token else []
@@ -81,11 +94,17 @@ def create_app(
     if token:
         refused[401] = {"model": ErrorDetail, "description": "Missing or wrong bearer token."}
     app.include_router(health.router)
+    app.include_router(api_docs.router)
     for router in ROUTERS:
         app.include_router(router, dependencies=documented, responses=refused)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     if token is not None:
         # Outside the body limit: a caller without the token is refused before any body.
-        app.add_middleware(BearerAuth, token=token, open_paths=frozenset({health.LIVENESS_PATH}))
+        app.add_middleware(
+            BearerAuth,
+            token=token,
+            open_paths=frozenset({health.LIVENESS_PATH}),
+            open_prefixes=(f"{STATIC_PATH}/",),
+        )
     app.add_middleware(RequestLog)  # added last: outermost, so it sees refusals too
     return app

@@ -56,15 +56,27 @@ def token_matches(authorization: str | None, token: SecretStr) -> bool:
 
 
 class BearerAuth:
-    """ASGI middleware: 401 for every HTTP request without the token, except ``open_paths``."""
+    """ASGI middleware: 401 for every HTTP request without the token, except the open ones.
 
-    def __init__(self, app: ASGIApp, *, token: SecretStr, open_paths: frozenset[str]) -> None:
+    Open are the exact ``open_paths`` and every path that starts with one of
+    ``open_prefixes`` (end a prefix with ``/``, or ``/static`` would open ``/statistics``).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: SecretStr,
+        open_paths: frozenset[str],
+        open_prefixes: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
         self._token = token
         self._open_paths = open_paths
+        self._open_prefixes = open_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self._open_paths:
+        if scope["type"] != "http" or self._is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -81,3 +93,6 @@ class BearerAuth:
             headers={"WWW-Authenticate": challenge},
         )
         await response(scope, receive, send)
+
+    def _is_open(self, path: str) -> bool:
+        return path in self._open_paths or path.startswith(self._open_prefixes)

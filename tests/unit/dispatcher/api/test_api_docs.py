@@ -38,6 +38,7 @@ async def test_the_docs_pages_load_only_this_apps_own_urls(
     assert "/openapi.json" in urls
     assert all(url.startswith("/") and not url.startswith("//") for url in urls), urls
     assert "fonts.googleapis" not in page.text
+    assert "img-src 'self' data:" in page.headers["content-security-policy"]
     for url in urls:
         assert (await client.get(url)).status_code == 200, url
 

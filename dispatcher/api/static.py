@@ -30,6 +30,9 @@ class RevalidatedStaticFiles(StaticFiles):
     still matches (https://developer.mozilla.org/docs/Web/HTTP/Headers/Cache-Control).
     """
 
+    #: What a file answers besides OPTIONS, for the API's 405 and OPTIONS answers (errors.py).
+    methods: Final = frozenset({"GET", "HEAD"})
+
     def file_response(
         self,
         full_path: str | os.PathLike[str],

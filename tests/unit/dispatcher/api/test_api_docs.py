@@ -104,3 +104,13 @@ async def test_the_open_prefix_reaches_files_only(guarded: httpx.AsyncClient, pa
 
     assert escaped.status_code == 404
     assert "tasks" not in escaped.text
+
+
+async def test_a_static_file_answers_get_and_head_only(client: httpx.AsyncClient) -> None:
+    options = await client.options("/static/vendor/redoc/LICENSE")
+    posted = await client.post("/static/vendor/redoc/LICENSE")
+
+    assert options.status_code == 204
+    assert options.headers["allow"] == "GET, HEAD, OPTIONS"
+    assert posted.status_code == 405
+    assert posted.headers["allow"] == "GET, HEAD, OPTIONS"

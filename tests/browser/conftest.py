@@ -8,6 +8,11 @@ sync tests (pytest-asyncio never runs them in a loop).
 
 Missing tools fail the tests (never skip) with the command that installs them:
 ``./scripts/ensure-browser``.
+
+A browser test asks for ``page`` (and ``page_log`` to look at what was refused or logged),
+starts the service with ``url = start_dispatcher(WQ_DISPATCHER_HTTP_TOKEN=...)``, drives the
+page with Playwright's ``expect``, then calls ``shot(page, "name")`` and, on our own pages,
+``assert_accessible(page)``.
 """
 
 from __future__ import annotations

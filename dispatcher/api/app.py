@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Security
 from fastapi.params import Depends
 from fastapi.security import HTTPBearer
-from fastapi.staticfiles import StaticFiles
 from pydantic import SecretStr
 
 from dispatcher.api import (
+    api_docs,
     cancel,
     contract,
     dead,
@@ -29,8 +29,9 @@ from dispatcher.api.context import ApiContext
 from dispatcher.api.errors import install_error_handlers
 from dispatcher.api.request_log import RequestLog
 from dispatcher.api.schemas import ErrorDetail
+from dispatcher.api.static import STATIC_DIR, STATIC_NAME, STATIC_PATH, RevalidatedStaticFiles
 from dispatcher.web import actions, pages
-from dispatcher.web.rendering import STATIC_DIR, Refused, refused_page
+from dispatcher.web.rendering import Refused, refused_page
 from dispatcher.web.sessions import Sessions
 
 # One line per feature: a router added here is served, documented and, once a token is
@@ -52,15 +53,16 @@ _DESCRIPTION = """\
 Submit, follow and cancel tasks, manage cron schedules, and look at the queues, the
 executors, the task types they publish and the dispatcher's Prometheus metrics.
 
-Once `WQ_DISPATCHER_HTTP_TOKEN` is set, every endpoint except `/health/live` requires
-`Authorization: Bearer <token>` (`WQ_DISPATCHER_HTTP_READ_TOKEN`, if set, may only read);
-see docs/operations.md. People use the dashboard at `/`.
+Once `WQ_DISPATCHER_HTTP_TOKEN` is set, every endpoint except `/health/live` (and the
+static files under `/static/`) requires `Authorization: Bearer <token>`
+(`WQ_DISPATCHER_HTTP_READ_TOKEN`, if set, may only read); see docs/operations.md. People
+use the dashboard at `/`, which signs in with either token.
 """
 
 # The dashboard's pages, the API's own docs and their assets, as the access rule sees them.
 DOORS = Doors(
     open_paths=frozenset({health.LIVENESS_PATH, "/ui/login"}),
-    open_prefixes=("/static/",),
+    open_prefixes=(f"{STATIC_PATH}/",),
     page_paths=frozenset({"/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}),
     page_prefixes=("/ui/",),
     login_path="/ui/login",
@@ -83,12 +85,22 @@ def create_app(
 
     Request bodies over ``max_body_bytes`` are refused with 413 before they are read.
     """
-    app = FastAPI(title="workqueue dispatcher", version="1", description=_DESCRIPTION)
+    # The docs pages are api_docs' own: FastAPI's would load their scripts from a CDN.
+    app = FastAPI(
+        title="workqueue dispatcher",
+        version="1",
+        description=_DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.context = context
     app.state.token_set = token is not None
     app.state.token = token
     app.state.read_token = read_token if token is not None else None
     app.state.sessions = Sessions.for_tokens(token, read_token)
+    # Mounted before any router, so every /static/... path reaches the files and nothing else:
+    # that is what makes the open prefix below safe.
+    app.mount(STATIC_PATH, RevalidatedStaticFiles(directory=STATIC_DIR), name=STATIC_NAME)
     install_error_handlers(app)
     app.add_exception_handler(Refused, refused_page)
     # Auth itself is the middleware below; this only shows the scheme in the OpenAPI docs.
@@ -102,11 +114,11 @@ def create_app(
     if token:
         refused[401] = {"model": ErrorDetail, "description": "Missing or wrong bearer token."}
     app.include_router(health.router)
+    app.include_router(api_docs.router)
     for router in ROUTERS:
         app.include_router(router, dependencies=documented, responses=refused)
     app.include_router(pages.router)
     app.include_router(actions.router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     if token is not None:
         # Outside the body limit: a caller without the token is refused before any body.

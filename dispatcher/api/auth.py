@@ -84,7 +84,8 @@ class Doors:
 
     Attributes:
         open_paths: served to anyone (the liveness probe, the login page).
-        open_prefixes: likewise, every path under these (the dashboard's static files).
+        open_prefixes: likewise, every path under these (the dashboard's static files); end
+            a prefix with ``/``, or ``/static`` would open ``/statistics``.
         page_paths, page_prefixes: for people: a session cookie is as good as the token,
             and a browser without one is sent to ``login_path``.
     """

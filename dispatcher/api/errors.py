@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, Mount
 
 from common import (
     BrokerError,
@@ -172,10 +172,17 @@ _METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 def _methods_for(request: Request) -> set[str]:
     """Every method some route takes at the request's path (OPTIONS always)."""
     methods = {"OPTIONS"}
-    for method in _METHODS:
-        scope = {**request.scope, "method": method}
-        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
-            methods.add(method)
+    # A mounted app (the static files) moved its prefix into root_path; the app's routes
+    # match against the path as the app itself saw it.
+    root_path = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+    scope = {**request.scope, "root_path": root_path}
+    for route in request.app.router.routes:
+        if isinstance(route, Mount):
+            # A mount matches every method: its app may say which it serves (``methods``).
+            if route.matches(scope)[0] is Match.FULL:
+                methods |= set(getattr(route.app, "methods", _METHODS))
+            continue
+        methods |= {m for m in _METHODS if route.matches({**scope, "method": m})[0] is Match.FULL}
     return methods
 
 

@@ -21,7 +21,6 @@ from dispatcher.api.auth import ROLE_KEY
 from dispatcher.web.sessions import COOKIE, LIFETIME_S, Role, Session, Sessions
 
 HERE: Final = Path(__file__).parent
-STATIC_DIR: Final = HERE / "static"
 MAX_FORM_FIELDS: Final = 1100  # a page of selected tasks plus the form's own fields
 
 

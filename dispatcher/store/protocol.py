@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Collection, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
@@ -21,6 +21,7 @@ from common import (
     TaskTypeInfo,
 )
 from dispatcher.store.records import (
+    ActivityBucket,
     AttemptRecord,
     ExecutorRecord,
     RecordedResult,
@@ -136,6 +137,11 @@ class TaskStore(Protocol):
 
     async def count_tasks(self, query: TaskQuery) -> int:
         """How many tasks match ``query``'s filters (its position and limit aside)."""
+
+    async def activity(
+        self, since: datetime, bucket: timedelta, buckets: int
+    ) -> list[ActivityBucket]:
+        """What finished from ``since`` on, in ``buckets`` spans of ``bucket``, oldest first."""
 
     async def ping(self) -> None:
         """Reach the store (reconnecting if need be); ``StoreError`` when it cannot."""
@@ -283,6 +289,10 @@ class SyncTaskStore(Protocol):
     def list_tasks(self, query: TaskQuery) -> list[TaskRecord]: ...
 
     def count_tasks(self, query: TaskQuery) -> int: ...
+
+    def activity(
+        self, since: datetime, bucket: timedelta, buckets: int
+    ) -> list[ActivityBucket]: ...
 
     def ping(self) -> None: ...
 

@@ -107,6 +107,18 @@ class AttemptRecord(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
+class ActivityBucket:
+    """What finished in one span of time: counts, and run-time percentiles in seconds
+    (None when nothing that ran finished in it)."""
+
+    start: datetime
+    succeeded: int
+    failed: int  # failed or dead
+    p50_s: float | None
+    p95_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class RecordedResult:
     """What recording one result did."""
 

@@ -115,6 +115,7 @@ class ThreadedTaskStore:
     prune_executors = _forward(SyncTaskStore.prune_executors)
     list_tasks = _forward(SyncTaskStore.list_tasks)
     count_tasks = _forward(SyncTaskStore.count_tasks)
+    activity = _forward(SyncTaskStore.activity)
     ping = _forward(SyncTaskStore.ping)
     request_cancel = _forward(SyncTaskStore.request_cancel)
     record_progress = _forward(SyncTaskStore.record_progress)

@@ -22,6 +22,7 @@ from dispatcher.api.context import Context
 from dispatcher.api.retry import RETRYABLE, TaskFilter
 from dispatcher.store.query import TaskPosition, TaskQuery, decode_cursor, encode_cursor
 from dispatcher.store.records import ExecutorState, TaskState
+from dispatcher.web import charts
 from dispatcher.web.rendering import fragment, render
 
 router = APIRouter(include_in_schema=False)
@@ -117,6 +118,36 @@ async def overview(request: Request, context: Context) -> Response:
         broker_error=broker_error,
         note=_note(request),
     )
+
+
+@router.get("/ui/activity", response_class=HTMLResponse)
+async def activity(context: Context) -> Response:
+    """The overview's charts: what finished in the last hour and day (loaded after the page)."""
+    now = datetime.now(UTC)
+    store = context.dispatcher.store
+    spans = []
+    for label, bucket, count in charts.SPANS:
+        start = _floor(now, bucket) - (count - 1) * bucket
+        buckets = await store.activity(start, bucket, count)
+        spans.append(
+            {
+                "label": label,
+                "throughput": charts.throughput(f"Finished per {_width(bucket)}", buckets),
+                "durations": charts.durations("Run time, p50 and p95", buckets),
+                "buckets": buckets,
+            }
+        )
+    return fragment("_activity.html", spans=spans, height=charts.HEIGHT, bar=charts.BAR)
+
+
+def _floor(instant: datetime, bucket: timedelta) -> datetime:
+    step = bucket.total_seconds()
+    return datetime.fromtimestamp(instant.timestamp() // step * step, UTC)
+
+
+def _width(bucket: timedelta) -> str:
+    minutes = int(bucket.total_seconds() // 60)
+    return f"{minutes} minutes" if minutes < 60 else f"{minutes // 60} hour"
 
 
 @router.get("/ui/tasks", response_class=HTMLResponse)

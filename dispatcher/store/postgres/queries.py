@@ -149,6 +149,18 @@ RETURNING task_id
 SELECT count(*) AS n FROM wq_tasks WHERE finished_at < %(before)s AND state = ANY(%(states)s)
 """,
     prune_attempts="DELETE FROM wq_attempts WHERE task_id = ANY(%(ids)s)",
+    activity="""
+SELECT floor(extract(epoch FROM finished_at - %(since)s) / %(bucket_s)s)::int AS bucket,
+       count(*) FILTER (WHERE state = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE state <> 'succeeded') AS failed,
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
+           AS p50,
+       percentile_disc(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
+           AS p95
+FROM wq_tasks
+WHERE finished_at >= %(since)s AND state IN ('succeeded', 'failed', 'dead')
+GROUP BY 1 ORDER BY 1
+""",
     prune_executors=(
         "DELETE FROM wq_executors WHERE last_seen_at < %(before)s RETURNING executor_id"
     ),

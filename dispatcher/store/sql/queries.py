@@ -182,6 +182,14 @@ class Queries:
     prune_executors: str
     """Delete the executors not heard from since ``before``; returns their executor_id."""
 
+    # Activity -------------------------------------------------------------------------------
+
+    activity: str
+    """Tasks finished (succeeded, failed, dead) at or after ``since``, in buckets of
+    ``bucket_s`` seconds from it: per ``bucket`` (0, 1, ...), ``succeeded``, ``failed``
+    (failed or dead), and the nearest-rank ``p50`` and ``p95`` of their run time in seconds
+    (finished_at - started_at, over the tasks that started), walking the finished_at index."""
+
     # Fleet ----------------------------------------------------------------------------------
 
     record_heartbeat: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dispatcher.store.sql.activity import SqlActivity
 from dispatcher.store.sql.fleet import SqlFleet
 from dispatcher.store.sql.results import SqlResults
 from dispatcher.store.sql.retention import SqlRetention
@@ -9,7 +10,7 @@ from dispatcher.store.sql.schedules import SqlSchedules
 from dispatcher.store.sql.tasks import SqlTasks
 
 
-class SqlTaskStore(SqlTasks, SqlResults, SqlFleet, SqlSchedules, SqlRetention):
+class SqlTaskStore(SqlTasks, SqlResults, SqlFleet, SqlSchedules, SqlRetention, SqlActivity):
     """A synchronous ``SyncTaskStore`` on ``dialect``: thread-safe, as the dialect is.
 
     Writers agree through the dialect's locks: SQLite serialises them on the file's write lock,

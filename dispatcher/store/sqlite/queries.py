@@ -150,6 +150,27 @@ SELECT count(*) AS n FROM tasks
 WHERE finished_at < :before AND state IN (SELECT value FROM json_each(:states))
 """,
     prune_attempts="DELETE FROM attempts WHERE task_id IN (SELECT value FROM json_each(:ids))",
+    # Ranks per bucket by window functions (SQLite has no percentile aggregate); tasks that
+    # never started rank apart and count for neither percentile.
+    activity="""
+WITH finished AS (
+    SELECT CAST((julianday(finished_at) - julianday(:since)) * 86400.0 / :bucket_s AS INTEGER)
+               AS bucket,
+           state = 'succeeded' AS ok,
+           (julianday(finished_at) - julianday(started_at)) * 86400.0 AS duration
+    FROM tasks INDEXED BY tasks_finished
+    WHERE finished_at >= :since AND state IN ('succeeded', 'failed', 'dead')
+), ranked AS (
+    SELECT bucket, ok, duration,
+           row_number() OVER (PARTITION BY bucket, duration IS NULL ORDER BY duration) AS rn,
+           count(duration) OVER (PARTITION BY bucket) AS n
+    FROM finished
+)
+SELECT bucket, sum(ok) AS succeeded, sum(NOT ok) AS failed,
+       max(CASE WHEN duration IS NOT NULL AND rn = (n * 50 + 99) / 100 THEN duration END) AS p50,
+       max(CASE WHEN duration IS NOT NULL AND rn = (n * 95 + 99) / 100 THEN duration END) AS p95
+FROM ranked GROUP BY bucket ORDER BY bucket
+""",
     prune_executors="DELETE FROM executors WHERE last_seen_at < :before RETURNING executor_id",
     reschedule_task="""
 UPDATE tasks SET eta = :eta WHERE task_id = :task_id AND state = 'scheduled' RETURNING *

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from uuid import UUID
 
 import httpx
@@ -259,3 +260,23 @@ async def test_the_read_only_token_sees_everything_and_changes_nothing(
     assert (await guarded.get("/tasks", headers=bearer)).status_code == 200
     submitted = await guarded.post("/tasks", headers=bearer, json={"task_type": "word_count"})
     assert submitted.status_code == 403
+
+
+async def test_the_activity_charts_count_what_finished_in_the_last_hour(
+    open_app: httpx.AsyncClient, dispatcher: Dispatcher
+) -> None:
+    ids = await submit(dispatcher, 3)
+    await dispatcher.record_result(succeeded(ids[0]).model_copy(update={"finished_at": _now()}))
+    await dispatcher.record_result(failed(ids[1], "x").model_copy(update={"finished_at": _now()}))
+
+    charts = await open_app.get("/ui/activity")
+
+    assert charts.status_code == 200
+    assert charts.text.count("<svg") == 4  # throughput and run time, for the hour and the day
+    assert re.search(r"1 succeeded, 1 failed", charts.text)
+    overview = await open_app.get("/")
+    assert 'hx-get="/ui/activity"' in overview.text
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -212,11 +212,33 @@ def _replayable(
     return task.model_copy(update={"queue": topology.queue_named(original) or DEFAULT_QUEUE})
 
 
-async def purge(channel: AbstractChannel, topology: Topology) -> int:
-    """Delete every dead message; returns how many there were."""
+async def purge(
+    channel: AbstractChannel, topology: Topology, task_ids: Sequence[UUID] | None = None
+) -> int:
+    """Delete every dead message, or only those of ``task_ids``; returns how many."""
     queue = await channel.get_queue(topology.task_dead_queue, ensure=False)
-    result = await queue.purge()
-    return int(result.message_count or 0)
+    if task_ids is None:
+        result = await queue.purge()
+        return int(result.message_count or 0)
+    wanted = set(task_ids)
+    declared = await channel.declare_queue(topology.task_dead_queue, passive=True)
+    kept: list[AbstractIncomingMessage] = []
+    purged = 0
+    try:
+        # Each message visited once, as a replay does: the kept ones stay unacked until the end.
+        for _ in range(declared.declaration_result.message_count or 0):
+            message = await queue.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            if task_id_from_properties(message.message_id, message.correlation_id) in wanted:
+                await message.ack()
+                purged += 1
+            else:
+                kept.append(message)
+    finally:
+        for message in reversed(kept):
+            await message.nack(requeue=True)
+    return purged
 
 
 class DeadLetterDesk:
@@ -264,10 +286,10 @@ class DeadLetterDesk:
                 via=via,
             )
 
-    async def purge(self) -> int:
-        """Delete every dead message; how many there were."""
+    async def purge(self, task_ids: Sequence[UUID] | None = None) -> int:
+        """Delete every dead message (or those of ``task_ids``); how many there were."""
         async with self._channel() as channel:
-            return await purge(channel, self._topology)
+            return await purge(channel, self._topology, task_ids)
 
     @contextlib.asynccontextmanager
     async def _channel(self) -> AsyncIterator[AbstractChannel]:

@@ -47,9 +47,16 @@ class ReplayAnswer(BaseModel):
 
 
 class PurgeRequest(BaseModel):
-    """A purge deletes every dead message: ``confirm`` must be true."""
+    """A purge deletes every dead message, or those of ``task_ids``: ``confirm`` must be
+    true."""
 
     confirm: Literal[True] = Field(description="true: this cannot be undone.")
+    task_ids: list[UUID] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_REPLAY_IDS,
+        description="Only these tasks' messages (default: every message).",
+    )
 
 
 class Purged(BaseModel):
@@ -83,4 +90,4 @@ async def replay_dead(body: ReplayRequest, context: Context) -> ReplayAnswer:
 @router.post("/purge", response_model=Purged, responses={503: {"model": ErrorDetail}})
 async def purge_dead(body: PurgeRequest, context: Context) -> Purged:
     """Delete every dead message (``{"confirm": true}``, else 422); this cannot be undone."""
-    return Purged(purged=await _desk(context).purge())
+    return Purged(purged=await _desk(context).purge(body.task_ids))

@@ -6,6 +6,7 @@ answers 303 back to the page with a note of what it did.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import FormData
 
 from common import (
@@ -32,13 +33,16 @@ from common import (
 )
 from dispatcher.api.auth import token_matches
 from dispatcher.api.context import Context
-from dispatcher.api.retry import MAX_RETRY_BATCH, RETRYABLE, RetryFilter
+from dispatcher.api.retry import MAX_RETRY_BATCH
 from dispatcher.api.schemas import ScheduleCreation, ScheduleEdit
-from dispatcher.web.pages import BadFilter, task_filter
+from dispatcher.requests import Eta
+from dispatcher.store.query import TaskPosition, TaskQuery
+from dispatcher.web.pages import BadFilter, bulk_query, instant, task_filter
 from dispatcher.web.rendering import Refused, back, checked_form, render, set_session_cookie
 from dispatcher.web.sessions import COOKIE, Role
 
 router = APIRouter(include_in_schema=False)
+_ETA: Final = TypeAdapter(Eta)
 
 # Errors an action can meet, and the status its page answers with.
 _STATUS: Final[tuple[tuple[type[Exception], int], ...]] = (
@@ -89,6 +93,29 @@ def _ids(form: FormData) -> list[UUID]:
         return list(dict.fromkeys(UUID(v) for v in raw))
     except ValueError as exc:
         raise Refused(400, "task_id: not a task id") from exc
+
+
+def _unconfirmed(
+    request: Request, form: FormData, *, what: str, button: str, back_to: str
+) -> Response | None:
+    """The page that asks first, unless this form already says ``confirmed``."""
+    if form.get("confirmed") == "1":
+        return None
+    fields = [
+        (name, value)
+        for name, value in form.multi_items()
+        if name not in {"csrf", "confirmed"} and isinstance(value, str)
+    ]
+    return render(
+        request,
+        "confirm.html",
+        title="Confirm",
+        what=what,
+        button=button,
+        action=request.url.path,
+        fields=fields,
+        back=back_to,
+    )
 
 
 # -- signing in and out ---------------------------------------------------------------------
@@ -151,13 +178,50 @@ async def cancel_one(request: Request, task_id: UUID, context: Context) -> Respo
     return back(f"/ui/tasks/{task_id}", done="cancelled", n=1)
 
 
+@router.post("/ui/tasks/{task_id}/replay")
+async def replay_one(request: Request, task_id: UUID, context: Context) -> Response:
+    """Replay a dead task from its copy in the dead-letter queue."""
+    await checked_form(request)
+    if context.dead is None:
+        raise Refused(409, "This dispatcher does not manage the dead-letter queue.")
+    async with _refusing():
+        report = await context.dead.replay([task_id], via="dashboard")
+    if not report.replayed:
+        raise Refused(409, "; ".join(report.skipped) or "Not in the dead-letter queue.")
+    return back(f"/ui/tasks/{task_id}", done="replayed", n=1)
+
+
+@router.post("/ui/tasks/{task_id}/reschedule")
+async def reschedule_one(request: Request, task_id: UUID, context: Context) -> Response:
+    """Move a scheduled task to another time (the form's ``eta``, read as UTC)."""
+    form = await checked_form(request)
+    try:
+        eta = _ETA.validate_python(instant(_text(form, "eta", limit=40)))
+    except ValidationError as exc:
+        raise Refused(422, f"eta: {exc.errors()[0]['msg']}") from exc
+    async with _refusing():
+        await context.dispatcher.reschedule(task_id, eta=eta)
+    return back(f"/ui/tasks/{task_id}", done="rescheduled")
+
+
 @router.post("/ui/tasks/selected")
 async def act_on_selected(request: Request, context: Context) -> Response:
     """Retry or cancel the tasks ticked on a page of the list."""
     form = await checked_form(request)
     action = _text(form, "action")
+    if action not in {"retry", "cancel"}:
+        raise Refused(400, "action: retry or cancel")
     ids = _ids(form)
     to = "/ui/tasks?" + _text(form, "query", limit=2000)
+    asked = _unconfirmed(
+        request,
+        form,
+        what=f"{action.capitalize()} {len(ids)} selected task(s)?",
+        button=f"{action.capitalize()} {len(ids)} task(s)",
+        back_to=to,
+    )
+    if asked is not None:
+        return asked
     async with _refusing():
         if action == "retry":
             report = await context.dispatcher.retry(ids, via="dashboard")
@@ -168,34 +232,53 @@ async def act_on_selected(request: Request, context: Context) -> Response:
             for task_id in ids:
                 await context.dispatcher.cancel(task_id, via="dashboard")
             return back(to, done="cancelled", n=len(ids))
-    raise Refused(400, "action: retry or cancel")
+    raise AssertionError(action)  # checked above
 
 
 @router.post("/ui/tasks/retry")
 async def retry_matching(request: Request, context: Context) -> Response:
     """Retry every failed, dead or cancelled task the filters match, a batch at a time."""
+    return await _act_on_matching(request, context, "retry")
+
+
+@router.post("/ui/tasks/cancel")
+async def cancel_matching(request: Request, context: Context) -> Response:
+    """Cancel every unfinished task the filters match."""
+    return await _act_on_matching(request, context, "cancel")
+
+
+async def _act_on_matching(request: Request, context: Context, action: str) -> Response:
     form = await checked_form(request)
     query_string = _text(form, "query", limit=2000)
     scope = {**request.scope, "query_string": query_string.encode()}
     try:
-        filters = RetryFilter.model_validate(task_filter(Request(scope)).model_dump())
-    except (BadFilter, ValidationError) as exc:
+        query = bulk_query(task_filter(Request(scope)), action, limit=MAX_RETRY_BATCH)
+    except BadFilter as exc:
         raise Refused(400, str(exc)) from exc
+    done_with = {"retry": "retried", "cancel": "cancelled"}[action]
+    if query is None:
+        return back("/ui/tasks?" + query_string, done=done_with, n=0)
     dispatcher = context.dispatcher
-    query = filters.query(default_states=RETRYABLE, limit=MAX_RETRY_BATCH)
-    retried = 0
+    done = 0
     async with _refusing():
+        # Bounded by the count: a task that keeps matching (a cancel that only flags a
+        # running task) is not visited again and again.
         budget = await dispatcher.count_tasks(query)
+        after: TaskQuery = query
         while budget > 0:
-            page = await dispatcher.list_tasks(query)
+            page = await dispatcher.list_tasks(after)
             if not page:
                 break
-            report = await dispatcher.retry([r.task_id for r in page], via="dashboard")
-            retried += len(report.retried)
+            ids = [record.task_id for record in page]
+            if action == "retry":
+                done += len((await dispatcher.retry(ids, via="dashboard")).retried)
+            else:
+                for task_id in ids:
+                    await dispatcher.cancel(task_id, via="dashboard")
+                done += len(ids)
             budget -= len(page)
-            if not report.retried:
-                break
-    return back("/ui/tasks?" + query_string, done="retried", n=retried)
+            after = dataclasses.replace(query, after=TaskPosition.of(page[-1]))
+    return back("/ui/tasks?" + query_string, done=done_with, n=done)
 
 
 # -- dead letters ---------------------------------------------------------------------------
@@ -203,11 +286,18 @@ async def retry_matching(request: Request, context: Context) -> Response:
 
 @router.post("/ui/dead/replay")
 async def replay_dead(request: Request, context: Context) -> Response:
-    """Replay one dead task (``task_id``) or every one (``all``)."""
+    """Replay dead tasks: those ticked or shown (``task_id``), or every one (``all``)."""
     form = await checked_form(request)
     if context.dead is None:
         raise Refused(409, "This dispatcher does not manage the dead-letter queue.")
     ids = None if _text(form, "all") == "1" else _ids(form)
+    if ids is None or len(ids) > 1:
+        what = "every dead task" if ids is None else f"{len(ids)} dead tasks"
+        asked = _unconfirmed(
+            request, form, what=f"Replay {what}?", button="Replay", back_to="/ui/dead"
+        )
+        if asked is not None:
+            return asked
     async with _refusing():
         report = await context.dead.replay(ids, via="dashboard")
     return back("/ui/dead", done="replayed", n=len(report.replayed))
@@ -215,12 +305,23 @@ async def replay_dead(request: Request, context: Context) -> Response:
 
 @router.post("/ui/dead/purge")
 async def purge_dead(request: Request, context: Context) -> Response:
-    """Delete every message in the dead-letter queue."""
-    await checked_form(request)
+    """Delete dead messages for good: those of ``task_id``, or every one (``all``)."""
+    form = await checked_form(request)
     if context.dead is None:
         raise Refused(409, "This dispatcher does not manage the dead-letter queue.")
+    ids = None if _text(form, "all") == "1" else _ids(form)
+    what = "every dead message" if ids is None else f"the dead messages of {len(ids)} task(s)"
+    asked = _unconfirmed(
+        request,
+        form,
+        what=f"Delete {what}? This cannot be undone.",
+        button="Purge",
+        back_to="/ui/dead",
+    )
+    if asked is not None:
+        return asked
     async with _refusing():
-        purged = await context.dead.purge()
+        purged = await context.dead.purge(ids)
     return back("/ui/dead", done="purged", n=purged)
 
 

@@ -28,6 +28,7 @@ from dispatcher.web.rendering import fragment, render
 router = APIRouter(include_in_schema=False)
 
 PAGE: Final = 50
+DEAD_LISTED: Final = 500  # the dead-letter page reads at most this many messages
 FILTER_FIELDS: Final = ("task_type", "queue", "executor", "error", "since", "until")
 # What each note an action leaves in the query string says; anything else shows nothing.
 NOTES: Final = {
@@ -41,6 +42,7 @@ NOTES: Final = {
     "fired": "Schedule fired: its task is due now.",
     "deleted": "Schedule deleted.",
     "saved": "Schedule saved.",
+    "rescheduled": "Task rescheduled.",
     "signed_out": "Signed out.",
 }
 
@@ -66,7 +68,7 @@ def task_filter(request: Request) -> TaskFilter:
             raw[name] = params[name]
     for name, field in (("since", "submitted_after"), ("until", "submitted_before")):
         if params.get(name):
-            raw[field] = _instant(params[name])
+            raw[field] = instant(params[name])
     try:
         return TaskFilter.model_validate(raw)
     except ValidationError as exc:
@@ -75,7 +77,7 @@ def task_filter(request: Request) -> TaskFilter:
         raise BadFilter(f"{where}: {first['msg']}") from exc
 
 
-def _instant(text: str) -> str:
+def instant(text: str) -> str:
     """A form's ``datetime-local`` value (no zone) is read as UTC; an ISO instant as is."""
     if len(text) <= 19 and "T" in text and "+" not in text and not text.endswith("Z"):
         return text + "+00:00"
@@ -184,28 +186,51 @@ async def tasks(
     )
 
 
-@router.get("/ui/tasks/retry", response_class=HTMLResponse)
-async def confirm_retry_matching(request: Request, context: Context) -> Response:
-    """How many tasks the filters match that a retry would touch: confirm before it runs."""
+# What a bulk action may touch: the states it applies to.
+BULK_STATES: Final = {
+    "retry": RETRYABLE,
+    "cancel": tuple(state for state in TaskState if not state.is_final),
+}
+
+
+def bulk_query(filters: TaskFilter, action: str, *, limit: int) -> TaskQuery | None:
+    """The query of the tasks ``action`` would touch among those ``filters`` match; None
+    when the filters' states leave none it applies to."""
+    allowed = BULK_STATES[action]
+    states = tuple(s for s in filters.state if s in allowed) if filters.state else allowed
+    if not states:
+        return None
+    return dataclasses.replace(filters.query(limit=limit), states=states)
+
+
+async def _confirm_matching(request: Request, context: Context, action: str) -> Response:
     try:
         filters = task_filter(request)
     except BadFilter as exc:
         return render(request, "error.html", 400, title="Bad filter", why=str(exc))
-    states = tuple(s for s in filters.state if s in RETRYABLE) or RETRYABLE
-    matched = await context.dispatcher.count_tasks(
-        dataclasses.replace(filters.query(limit=1), states=states)
-    )
+    query = bulk_query(filters, action, limit=1)
+    matched = await context.dispatcher.count_tasks(query) if query is not None else 0
     return render(
         request,
-        "confirm_retry.html",
-        title="Retry matching tasks",
+        "confirm_matching.html",
+        title=f"{action.capitalize()} matching tasks",
+        action=action,
         matched=matched,
-        filters=filters,
-        states=[s.value for s in states],
+        states=[s.value for s in (query.states if query is not None else ())],
         query_string=filter_query_string(request),
-        since=request.query_params.get("since", ""),
-        until=request.query_params.get("until", ""),
     )
+
+
+@router.get("/ui/tasks/retry", response_class=HTMLResponse)
+async def confirm_retry_matching(request: Request, context: Context) -> Response:
+    """How many tasks a retry by these filters would touch: confirm before it runs."""
+    return await _confirm_matching(request, context, "retry")
+
+
+@router.get("/ui/tasks/cancel", response_class=HTMLResponse)
+async def confirm_cancel_matching(request: Request, context: Context) -> Response:
+    """How many unfinished tasks a cancel by these filters would touch: confirm first."""
+    return await _confirm_matching(request, context, "cancel")
 
 
 @router.get("/ui/tasks/{task_id}", response_class=HTMLResponse)
@@ -238,21 +263,36 @@ async def task_live(task_id: UUID, context: Context) -> Response:
 
 
 @router.get("/ui/dead", response_class=HTMLResponse)
-async def dead(request: Request, context: Context) -> Response:
-    """The dead-letter queue: each task with its reason, oldest first."""
+async def dead(
+    request: Request,
+    context: Context,
+    task_type: Annotated[str, Query(max_length=200)] = "",
+    reason: Annotated[str, Query(max_length=200)] = "",
+) -> Response:
+    """The dead-letter queue, oldest first, filtered by task type and reason."""
     letters, error = [], None
     if context.dead is None:
         error = "This dispatcher does not manage the dead-letter queue."
     else:
         try:
-            letters = await context.dead.list(limit=200)
+            letters = await context.dead.list(limit=DEAD_LISTED)
         except WorkQueueError as exc:
             error = str(exc)
+    total = len(letters)
+    if task_type:
+        letters = [d for d in letters if d.task_type == task_type]
+    if reason:
+        letters = [d for d in letters if reason.lower() in d.reason.lower()]
     return render(
         request,
         "dead.html",
         title="Dead letters",
         letters=letters,
+        total=total,
+        listed_max=DEAD_LISTED,
+        filtered=bool(task_type or reason),
+        task_type=task_type,
+        reason=reason,
         error=error,
         note=_note(request),
     )

@@ -137,13 +137,13 @@ def test_every_failed_task_of_a_filter_is_retried_after_a_confirmation_with_the_
     assert api.get(f"/tasks/{done}").json()["attempt"] == 1
 
 
-def test_a_dead_task_is_replayed_from_the_dead_letter_page(
+def test_a_dead_task_is_replayed_and_another_purged_from_the_dead_letter_page(
     page: Page, api: httpx.Client, executor: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
     # An executor without the type dead-letters it (unknown_task_type)...
     wrong = executor("wrong-pool", tasks="examples.tasks")
-    task_id = submit(api, "echo", value="back")
-    assert outcome(api, task_id)["state"] == "dead"
+    task_id, other = submit(api, "echo", value="back"), submit(api, "echo", value="gone")
+    assert outcome(api, task_id)["state"] == outcome(api, other)["state"] == "dead"
     wrong.terminate()
     wrong.wait(timeout=20)
 
@@ -157,6 +157,11 @@ def test_a_dead_task_is_replayed_from_the_dead_letter_page(
 
     expect(page.get_by_role("status")).to_have_text("Replayed 1 dead task(s).")
     assert outcome(api, task_id)["state"] == "succeeded"
+    page.get_by_role("button", name=f"Purge task {other}").click()
+    expect(page.locator("#confirm-what")).to_contain_text("cannot be undone")
+    page.get_by_role("button", name="Purge").click()
+    expect(page.get_by_role("status")).to_have_text("Purged 1 dead message(s).")
+    expect(page.get_by_text("No dead-lettered tasks.")).to_be_visible()
 
 
 def test_a_schedule_is_edited_and_paused(page: Page, api: httpx.Client) -> None:

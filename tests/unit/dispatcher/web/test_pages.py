@@ -161,20 +161,63 @@ async def test_every_task_matching_a_filter_is_retried_after_a_count(
     assert [(await dispatcher.get(i)).attempt for i in ids] == [2, 2, 1]
 
 
-async def test_selected_tasks_are_cancelled(
+async def test_selected_tasks_are_cancelled_after_a_confirmation(
     open_app: httpx.AsyncClient, dispatcher: Dispatcher
 ) -> None:
     ids = await submit(dispatcher, 2)
     page = await open_app.get("/ui/tasks")
+    form = {"csrf": csrf_of(page), "action": "cancel", "task_id": [str(ids[0])], "query": ""}
 
-    done = await open_app.post(
-        "/ui/tasks/selected",
-        data={"csrf": csrf_of(page), "action": "cancel", "task_id": [str(ids[0])], "query": ""},
-    )
+    asked = await open_app.post("/ui/tasks/selected", data=form)
+    assert asked.status_code == 200
+    assert "Cancel 1 selected task(s)?" in asked.text
+    assert (await dispatcher.get(ids[0])).cancel_requested_at is None
+    done = await open_app.post("/ui/tasks/selected", data={**form, "confirmed": "1"})
 
     assert done.status_code == 303
     assert (await dispatcher.get(ids[0])).cancel_requested_at is not None
     assert (await dispatcher.get(ids[1])).cancel_requested_at is None
+
+
+async def test_every_unfinished_task_matching_a_filter_is_cancelled(
+    open_app: httpx.AsyncClient, dispatcher: Dispatcher
+) -> None:
+    ids = await submit(dispatcher, 3)
+    await dispatcher.record_result(succeeded(ids[0]))
+
+    confirm = await open_app.get("/ui/tasks/cancel", params={"task_type": "word_count"})
+    assert re.search(r'id="matched">2<', confirm.text)
+    none = await open_app.get("/ui/tasks/cancel", params={"state": "succeeded"})
+    assert re.search(r'id="matched">0<', none.text)
+    done = await open_app.post(
+        "/ui/tasks/cancel", data={"csrf": csrf_of(confirm), "query": "task_type=word_count"}
+    )
+
+    assert done.headers["location"].endswith("done=cancelled&n=2")
+    flagged = [(await dispatcher.get(i)).cancel_requested_at is not None for i in ids]
+    assert flagged == [False, True, True]
+
+
+async def test_a_scheduled_task_is_rescheduled_and_a_bad_time_says_why(
+    open_app: httpx.AsyncClient, dispatcher: Dispatcher
+) -> None:
+    (task,) = await dispatcher.submit_many(
+        [TaskRequest("word_count", {"text": "a"}, eta=datetime(2099, 1, 1, tzinfo=UTC))]
+    )
+    page = await open_app.get(f"/ui/tasks/{task}")
+    assert "Reschedule</button>" in page.text
+
+    done = await open_app.post(
+        f"/ui/tasks/{task}/reschedule", data={"csrf": csrf_of(page), "eta": "2098-05-06T07:08:09"}
+    )
+    bad = await open_app.post(
+        f"/ui/tasks/{task}/reschedule", data={"csrf": csrf_of(page), "eta": "tomorrow"}
+    )
+
+    assert done.status_code == 303
+    assert (await dispatcher.get(task)).eta == datetime(2098, 5, 6, 7, 8, 9, tzinfo=UTC)
+    assert bad.status_code == 422
+    assert "eta:" in bad.text
 
 
 @pytest.mark.parametrize(

@@ -166,6 +166,14 @@ class Fleet:
         """Every published task type, with its params JSON Schema, by name."""
         return await self._store.list_task_types()
 
+    async def task_queues(self) -> list[str]:
+        """Every task queue an executor recorded consumes or a published type declares."""
+        found = {q for e in await self.executors() for q in e.queues}
+        found |= {
+            q for t in await self.task_types() if isinstance(q := t.options.get("queue"), str)
+        }
+        return sorted(found)
+
     def queue_of(self, task_type: str) -> str | None:
         """The task queue the executors that published ``task_type`` declared for it.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from aio_pika.abc import AbstractRobustConnection
@@ -20,8 +21,10 @@ class BrokerMonitor(Protocol):
     def results_flowing(self) -> bool:
         """Whether the results consumer keeps up: nothing waits on it unsettled, stuck."""
 
-    async def queue_depths(self) -> list[QueueDepth]:
-        """Depths of the deployment's queues that exist; ``BrokerError`` when unreachable."""
+    async def queue_depths(self, task_queues: Iterable[str] = ()) -> list[QueueDepth]:
+        """Depths of the deployment's queues that exist, named task queues among them
+        (``task_queues``: their names, as executors consume them); ``BrokerError`` when
+        unreachable."""
 
 
 class AmqpBrokerMonitor:
@@ -55,8 +58,11 @@ class AmqpBrokerMonitor:
             raise BrokerError("not connected to RabbitMQ")
         return self._connections[0]
 
-    async def queue_depths(self) -> list[QueueDepth]:
-        """The fixed queues, then every retry bucket's queue that exists (declared on use)."""
+    async def queue_depths(self, task_queues: Iterable[str] = ()) -> list[QueueDepth]:
+        """The fixed queues, every retry bucket's queue that exists (declared on use), then
+        the named task queues of ``task_queues`` that exist."""
         if not self.is_connected():
             raise BrokerError("not connected to RabbitMQ")
-        return await read_queue_depths(self._connections[0], self._topology.every_queue())
+        named = [self._topology.task_queue_of(q) for q in sorted(set(task_queues))]
+        names = [*self._topology.every_queue(), *named]
+        return await read_queue_depths(self._connections[0], list(dict.fromkeys(names)))

@@ -316,7 +316,8 @@ async def queues(request: Request, context: Context) -> Response:
 
 async def _queues(context: Context) -> tuple[list[object], str | None]:
     try:
-        return list(await context.broker.queue_depths()), None
+        queues = await context.dispatcher.fleet.task_queues()
+        return list(await context.broker.queue_depths(queues)), None
     except BrokerError as exc:
         return [], str(exc)
 

@@ -38,6 +38,7 @@ def test_dead_tasks_are_listed_replayed_and_purged_over_http(
         )
 
         listed = api.get("/dead", params={"limit": 10}).json()["dead"]
+        queues = {q["name"]: q for q in api.get("/queues").json()["queues"]}
         assert broker.counts(topology.task_dead_queue).messages == 2  # listing keeps them
         replayed = api.post("/dead/replay", json={"task_ids": [ids[0]]}).json()
         refused = api.post("/dead/replay", json={"task_ids": [ids[0]], "all": True})
@@ -52,6 +53,7 @@ def test_dead_tasks_are_listed_replayed_and_purged_over_http(
         purged = api.post("/dead/purge", json={"confirm": True}).json()
         record = api.get(f"/tasks/{ids[0]}").json()
 
+    assert queues[topology.task_queue_of("reports")]["consumers"] == 1  # a named queue too
     assert {d["task_id"] for d in listed} == set(ids)
     assert {d["reason"] for d in listed} == {"retries_exhausted"}
     assert {d["original_queue"] for d in listed} == {topology.task_queue_of("reports")}

@@ -3,7 +3,7 @@ task module, time and result its unit tests share."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -90,8 +90,11 @@ class FakeBroker:
     def results_flowing(self) -> bool:
         return self.flowing
 
-    async def queue_depths(self) -> list[QueueDepth]:
-        return [QueueDepth("wq.tasks", 3, 2)]
+    async def queue_depths(self, task_queues: Iterable[str] = ()) -> list[QueueDepth]:
+        return [
+            QueueDepth("wq.tasks", 3, 2),
+            *(QueueDepth(f"wq.tasks.{q}", 0, 1) for q in task_queues),
+        ]
 
 
 def client_of(app: Any) -> httpx.AsyncClient:

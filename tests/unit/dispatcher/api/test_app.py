@@ -327,10 +327,10 @@ async def test_each_request_logs_one_line_without_secrets(guarded: httpx.AsyncCl
 async def test_a_bug_is_500_logged_once_and_the_broker_down_is_503(
     client: httpx.AsyncClient, broker: FakeBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken() -> list[QueueDepth]:
+    async def broken(task_queues: object = ()) -> list[QueueDepth]:
         raise RuntimeError("bug")
 
-    async def down() -> list[QueueDepth]:
+    async def down(task_queues: object = ()) -> list[QueueDepth]:
         raise BrokerError("not connected to RabbitMQ")
 
     monkeypatch.setattr(broker, "queue_depths", broken)

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -105,7 +106,14 @@ def stop_executors(processes: Sequence[subprocess.Popen[bytes]], timeout: float 
     return [process.wait(timeout=timeout) for process in processes]
 
 
-async def run_demo(count: int, executors: int, timeout: float, store: str | None = None) -> int:
+async def run_demo(
+    count: int,
+    executors: int,
+    timeout: float,
+    store: str | None = None,
+    *,
+    lookup: str | None = None,
+) -> int:
     """Start executors, submit ``count`` tasks, wait for outcomes, stop, summarise.
 
     ``store`` is an SQLite file or a PostgreSQL URL; by default a file under .wq-demo/.
@@ -132,7 +140,8 @@ async def run_demo(count: int, executors: int, timeout: float, store: str | None
     finally:
         codes = stop_executors(processes)
     elapsed = time.perf_counter() - began
-    return _summarise(ids, records, refused, codes, elapsed, settings.redacted_store())
+    store_name = settings.redacted_store()
+    return _summarise(ids, records, refused, codes, elapsed, store_name, lookup=lookup)
 
 
 async def submit_each_refusal_alone(
@@ -181,6 +190,8 @@ def _summarise(
     exit_codes: list[int],
     elapsed: float,
     store: str,
+    *,
+    lookup: str | None = None,
 ) -> int:
     states = Counter(record.state.value for record in records)
     errors = Counter(record.error.kind.value for record in records if record.error)
@@ -203,8 +214,21 @@ def _summarise(
         print(f"NOT accounted for: {unaccounted} task(s) without an outcome")
         return 1
     print(f"every task accounted for: {len(ids)}/{len(ids)} have exactly one recorded outcome")
-    print(f"look one up: WQ_DISPATCHER_STORE={store} .venv/bin/dispatcher status {ids[0]}")
+    print(f"look one up: {lookup or _status_command(store)} status {ids[0]}")
     return 0 if not any(exit_codes) else 1
+
+
+def _status_command(store: str) -> str:
+    """How to run ``dispatcher`` against ``store`` here: in .venv, on PATH, or as a module."""
+    installed = Path(sys.executable).parent / "dispatcher"
+    cwd = Path.cwd()
+    if installed.exists() and installed.is_relative_to(cwd):
+        command = str(installed.relative_to(cwd))  # .venv/bin/dispatcher: ./scripts/demo
+    elif installed.exists() and shutil.which("dispatcher") == str(installed):
+        command = "dispatcher"  # the image, or an activated venv
+    else:
+        command = f"{sys.executable} -m dispatcher"
+    return f"WQ_DISPATCHER_STORE={store} {command}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -218,11 +242,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="FILE_OR_URL",
         help=f"SQLite file or postgresql:// URL (default {DEMO_DIR}/tasks.sqlite3)",
     )
+    parser.add_argument(
+        "--lookup",
+        metavar="COMMAND",
+        help="the dispatcher command the summary suggests for looking a task up (default: "
+        "this environment's, with WQ_DISPATCHER_STORE set)",
+    )
     args = parser.parse_args(argv)
     DEMO_DIR.mkdir(exist_ok=True)
     configure(LogSettings(level="warning"))
     try:
-        return asyncio.run(run_demo(args.tasks, args.executors, args.timeout, args.store))
+        return asyncio.run(
+            run_demo(args.tasks, args.executors, args.timeout, args.store, lookup=args.lookup)
+        )
     except BrokerError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 69

@@ -328,3 +328,15 @@ def test_two_executor_pools_consume_every_queue_the_example_types_declare_once()
         assert services[name]["stop_grace_period"] == services["executor"]["stop_grace_period"]
     registry = load_registry("examples.tasks", search_path=str(REPO))
     assert sorted(consumed) == registry.queues() == ["default", "reports"]
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_the_demo_suggests_a_lookup_command_that_exists_in_the_stack(name: str) -> None:
+    # The summary's "look one up" line: .venv/bin/dispatcher exists on a laptop, not in the
+    # container, and the store it reads is the dispatcher service's.
+    argv = _services(name)["demo"]["command"]
+    lookup = argv[argv.index("--lookup") + 1]
+    compose = "docker compose" + ("" if name == "docker-compose.yml" else f" -f {name}")
+
+    assert lookup == f"{compose} exec dispatcher dispatcher"
+    assert _command(_services(name)["dispatcher"]).startswith("dispatcher ")

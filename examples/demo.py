@@ -119,7 +119,8 @@ async def run_demo(
     env = {**os.environ, "WQ_AMQP_PREFIX": amqp.prefix, "WQ_LOG_FORMAT": "json"}
     topology = amqp.topology
     print(f"broker {amqp.redacted_url()}  queues {topology.task_queue}, {topology.results_queue}")
-    print(f"store  {settings.redacted_store()}  executor logs {DEMO_DIR}/executor-N.log")
+    logs = f"  executor logs {DEMO_DIR}/executor-N.log" if executors else ""
+    print(f"store  {settings.redacted_store()}{logs}")
     processes = start_executors(executors, env)
     began = time.perf_counter()
     try:
@@ -270,7 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"its own prefix {DEMO_PREFIX}, it deletes them at the end)",
     )
     args = parser.parse_args(argv)
-    DEMO_DIR.mkdir(exist_ok=True)
+    if args.executors > 0 or args.store is None:  # their logs, the default store
+        DEMO_DIR.mkdir(exist_ok=True)
     # Only what is certainly the demo's: its own prefix, consumed by the executors it started.
     # With --executors 0 (compose) it submits to a running deployment, which stays as it is.
     prefix = os.environ.get("WQ_AMQP_PREFIX", DEMO_PREFIX)

@@ -234,10 +234,10 @@ class Dispatcher:
         # stays submitted and the outbox publishes it again (a duplicate run, one outcome).
         self._marks.add(confirmed, self._clock())
         failure: WorkQueueError | None = None
+        # Not counted here: dispatcher serve counts submissions from the store, every entry
+        # point's (dispatcher.metrics.SubmissionCounter).
         for task, error in zip(batch, outcomes, strict=True):
-            if error is None:
-                self.metrics.submitted.labels(task_type=task.task_type).inc()
-            else:
+            if error is not None:
                 log.error("task_not_published", task_id=str(task.task_id), error=str(error))
                 failure = failure or error
         return recorded, created, failure

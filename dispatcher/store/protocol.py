@@ -134,6 +134,9 @@ class TaskStore(Protocol):
     async def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:
         """Tasks matching ``query``, newest first by ``(submitted_at, task_id)``."""
 
+    async def count_submitted(self, after: datetime, until: datetime) -> dict[str, int]:
+        """How many tasks were submitted in ``(after, until]``, by task type."""
+
     async def ping(self) -> None:
         """Reach the store (reconnecting if need be); ``StoreError`` when it cannot."""
 
@@ -278,6 +281,8 @@ class SyncTaskStore(Protocol):
     def list_task_types(self) -> list[TaskTypeRecord]: ...
 
     def list_tasks(self, query: TaskQuery) -> list[TaskRecord]: ...
+
+    def count_submitted(self, after: datetime, until: datetime) -> dict[str, int]: ...
 
     def ping(self) -> None: ...
 

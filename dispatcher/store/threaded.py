@@ -114,6 +114,7 @@ class ThreadedTaskStore:
     count_prunable = _forward(SyncTaskStore.count_prunable)
     prune_executors = _forward(SyncTaskStore.prune_executors)
     list_tasks = _forward(SyncTaskStore.list_tasks)
+    count_submitted = _forward(SyncTaskStore.count_submitted)
     ping = _forward(SyncTaskStore.ping)
     request_cancel = _forward(SyncTaskStore.request_cancel)
     record_progress = _forward(SyncTaskStore.record_progress)

@@ -4,7 +4,8 @@
 WorkQueueError
 ├── ConfigError
 ├── MessageError ── DecodeError (keeps excerpt + cause), UnsupportedVersion
-├── BrokerError ─── BrokerUnavailable, PublishRejected (nack, unroutable, no confirm)
+├── BrokerError ─── BrokerUnavailable, PublishRejected (nack, unroutable, no confirm),
+│                   TopologyInUse (consumers hold queues a teardown would delete)
 ├── StoreError ──── TaskNotFound, ScheduleNotFound, ScheduleExists
 ├── InvalidSchedule (a cron expression, time zone or name that cannot be used)
 └── TaskError ───── RetryableTaskError (optional delay), PermanentTaskError,
@@ -74,6 +75,22 @@ class BrokerError(WorkQueueError):
 
 class BrokerUnavailable(BrokerError):
     """No connection to the broker could be made (wrong URL, broker down, refused login)."""
+
+
+class TopologyInUse(BrokerError):
+    """Queues a teardown would delete still have consumers: stop those services first.
+
+    Attributes:
+        consumers: the consumers of each queue that has any, by queue name.
+    """
+
+    def __init__(self, consumers: dict[str, int]) -> None:
+        listed = ", ".join(f"{queue} ({n})" for queue, n in consumers.items())
+        super().__init__(
+            f"consumers are attached to {listed}: stop the executors and every dispatcher "
+            "serve of this prefix, then run it again"
+        )
+        self.consumers = dict(consumers)
 
 
 class PublishRejected(BrokerError):

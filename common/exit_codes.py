@@ -23,6 +23,7 @@ from common.errors import (
     StoreError,
     TaskNotFound,
     TaskNotScheduled,
+    TopologyInUse,
     UnknownTaskType,
     WorkQueueError,
 )
@@ -53,6 +54,7 @@ _CODE_OF_ERROR: Final[tuple[tuple[type[WorkQueueError], int], ...]] = (
     (TaskNotFound, NOT_FOUND),
     (ScheduleNotFound, NOT_FOUND),
     (PublishRejected, NOT_PUBLISHED),
+    (TopologyInUse, NOT_PUBLISHED),  # EX_TEMPFAIL: stop the consumers, then try again
     (BrokerError, BROKER_UNAVAILABLE),
     # Last: the store's own refusals (not found, exists) are listed above.
     (StoreError, BROKER_UNAVAILABLE),

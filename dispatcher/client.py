@@ -40,7 +40,7 @@ from dispatcher.amqp.side_queues import (
     log_oversized_progress,
     progress_handler,
 )
-from dispatcher.metrics import DispatcherMetrics
+from dispatcher.metrics import DispatcherMetrics, SubmissionCounter
 from dispatcher.service import RELEASE_BATCH, Dispatcher
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store.backends import open_store
@@ -263,8 +263,10 @@ async def _update_gauges(
     dispatcher: Dispatcher, connection: AbstractRobustConnection, amqp: AmqpSettings
 ) -> None:
     metrics = dispatcher.metrics
+    submissions = SubmissionCounter(dispatcher.store, metrics, dispatcher.clock)
     while True:
         try:
+            await submissions.count()
             # The queues declared at start-up: retry queues are left out of the gauges.
             fixed = [name for name, _ in amqp.topology.queue_declarations()]
             for depth in await read_queue_depths(connection, fixed):

@@ -174,6 +174,14 @@ class Fleet:
         }
         return sorted(found)
 
+    def checks_task_types(self) -> bool:
+        """Whether submissions are checked: some executor has published its task types.
+
+        As the last ``validate`` read them. Before any has (a fresh store), every type and
+        params pass unchecked: the set of types is unknown.
+        """
+        return len(self._catalog) > 0
+
     def queue_of(self, task_type: str) -> str | None:
         """The task queue the executors that published ``task_type`` declared for it.
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -144,13 +145,14 @@ class Dispatcher:
         """
         requests = list(requests)
         tasks = await self._build_tasks(requests)
-        await self.fleet.warn_unserved(tasks)
-        now = self._clock()
-        etas = [request.due_at(now) for request in requests]
-        delayed = {i: eta for i, eta in enumerate(etas) if eta is not None}
-        if delayed:
-            return await self._submit_delayed(requests, tasks, delayed, progress)
-        return await self._submit_due(requests, tasks, progress)
+        with _about_one(tasks):
+            await self.fleet.warn_unserved(tasks)
+            now = self._clock()
+            etas = [request.due_at(now) for request in requests]
+            delayed = {i: eta for i, eta in enumerate(etas) if eta is not None}
+            if delayed:
+                return await self._submit_delayed(requests, tasks, delayed, progress)
+            return await self._submit_due(requests, tasks, progress)
 
     async def _build_tasks(self, requests: list[TaskRequest]) -> list[TaskMessage]:
         """Validate every request, then build its task message."""
@@ -232,10 +234,10 @@ class Dispatcher:
         # stays submitted and the outbox publishes it again (a duplicate run, one outcome).
         self._marks.add(confirmed, self._clock())
         failure: WorkQueueError | None = None
+        # Not counted here: dispatcher serve counts submissions from the store, every entry
+        # point's (dispatcher.metrics.SubmissionCounter).
         for task, error in zip(batch, outcomes, strict=True):
-            if error is None:
-                self.metrics.submitted.labels(task_type=task.task_type).inc()
-            else:
+            if error is not None:
                 log.error("task_not_published", task_id=str(task.task_id), error=str(error))
                 failure = failure or error
         return recorded, created, failure
@@ -276,7 +278,8 @@ class Dispatcher:
         for task, error in zip(tasks, outcomes, strict=True):
             if error is not None:
                 log.error("task_not_published", task_id=str(task.task_id), error=str(error))
-        log.info("tasks_published", count=len(tasks), failed=len(tasks) - len(confirmed))
+        with _about_one(tasks):
+            log.info("tasks_published", count=len(tasks), failed=len(tasks) - len(confirmed))
         return len(confirmed)
 
     async def reschedule(
@@ -321,7 +324,8 @@ class Dispatcher:
             )
             for task_id in others
         }
-        log.info("tasks_retried", count=len(tasks), refused=len(refused), via=via)
+        with _about_one(tasks):
+            log.info("tasks_retried", count=len(tasks), refused=len(refused), via=via)
         return RetryReport([task.task_id for task in tasks], refused)
 
     @property
@@ -482,3 +486,14 @@ class UnrecordedStarts:
         if len(self._runs) > self._capacity:
             self._runs.popitem(last=False)
         return runs
+
+
+def _about_one(tasks: Sequence[TaskMessage]) -> AbstractContextManager[None]:
+    """Bind ``task_id`` while logging about exactly one task; a batch's lines carry ``count``.
+
+    So that one filter on ``task_id`` finds a task's whole story, the dispatcher's side
+    included (docs/operations.md, "Logs and metrics"), without a line per task of a batch.
+    """
+    if len(tasks) != 1:
+        return nullcontext()
+    return bound_contextvars(task_id=str(tasks[0].task_id))

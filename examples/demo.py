@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -26,14 +27,18 @@ from common import (
     InvalidParams,
     LogSettings,
     StoreError,
+    TopologyInUse,
     load_settings,
 )
+from common.amqp import connect
 from common.logging import configure
+from dispatcher.amqp.teardown import delete_topology, find_topology
 from dispatcher.client import open_dispatcher
 from dispatcher.requests import TaskRequest
 from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store.records import TaskRecord
+from examples.tasks import registry
 
 DEMO_DIR = Path(".wq-demo")
 DEMO_PREFIX = "wq.demo"
@@ -77,24 +82,13 @@ def start_executors(count: int, env: dict[str, str]) -> list[subprocess.Popen[by
     """Start executor processes, each logging to its own file under .wq-demo/."""
     processes = []
     for n in range(1, count + 1):
-        log_file = (DEMO_DIR / f"executor-{n}.log").open("wb")
-        processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "executor",
-                    "run",
-                    "--tasks",
-                    "examples.tasks",
-                    "--name",
-                    f"demo-executor-{n}",
-                ],
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
+        argv = [sys.executable, "-m", "executor", "run", "--tasks", "examples.tasks"]
+        argv += ["--name", f"demo-executor-{n}"]
+        # The child writes to its own copy of the descriptor; ours is closed at once.
+        with (DEMO_DIR / f"executor-{n}.log").open("wb") as log_file:
+            processes.append(
+                subprocess.Popen(argv, env=env, stdout=log_file, stderr=subprocess.STDOUT)
             )
-        )
     return processes
 
 
@@ -105,17 +99,28 @@ def stop_executors(processes: Sequence[subprocess.Popen[bytes]], timeout: float 
     return [process.wait(timeout=timeout) for process in processes]
 
 
-async def run_demo(count: int, executors: int, timeout: float, store: str | None = None) -> int:
+async def run_demo(
+    count: int,
+    executors: int,
+    timeout: float,
+    store: str | None = None,
+    *,
+    lookup: str | None = None,
+    teardown: bool = False,
+) -> int:
     """Start executors, submit ``count`` tasks, wait for outcomes, stop, summarise.
 
     ``store`` is an SQLite file or a PostgreSQL URL; by default a file under .wq-demo/.
+    With ``teardown`` the demo's queues and exchange are deleted once its executors stopped
+    (``dispatcher topology delete``); the store is kept, so its tasks can still be looked up.
     """
     amqp = load_settings(AmqpSettings, prefix=os.environ.get("WQ_AMQP_PREFIX", DEMO_PREFIX))
     settings = load_settings(DispatcherSettings, store=store or DEMO_DIR / "tasks.sqlite3")
     env = {**os.environ, "WQ_AMQP_PREFIX": amqp.prefix, "WQ_LOG_FORMAT": "json"}
     topology = amqp.topology
     print(f"broker {amqp.redacted_url()}  queues {topology.task_queue}, {topology.results_queue}")
-    print(f"store  {settings.redacted_store()}  executor logs {DEMO_DIR}/executor-N.log")
+    logs = f"  executor logs {DEMO_DIR}/executor-N.log" if executors else ""
+    print(f"store  {settings.redacted_store()}{logs}")
     processes = start_executors(executors, env)
     began = time.perf_counter()
     try:
@@ -132,7 +137,27 @@ async def run_demo(count: int, executors: int, timeout: float, store: str | None
     finally:
         codes = stop_executors(processes)
     elapsed = time.perf_counter() - began
-    return _summarise(ids, records, refused, codes, elapsed, settings.redacted_store())
+    store_name = settings.redacted_store()
+    outcome = _summarise(ids, records, refused, codes, elapsed, store_name, lookup=lookup)
+    if teardown:
+        await _delete_topology(amqp)
+    return outcome
+
+
+async def _delete_topology(amqp: AmqpSettings) -> None:
+    """Leave no queue behind on a shared broker; say so, or why not."""
+    connection = await connect(amqp, name="demo teardown")
+    async with connection:
+        found = await find_topology(connection, amqp.topology, named_queues=registry.queues())
+        try:
+            await delete_topology(connection, found)
+        except TopologyInUse as exc:
+            print(f"queues kept: {exc}")
+            return
+    print(
+        f"deleted the demo's {len(found.queues)} queues and its exchange (prefix "
+        f"{amqp.prefix}; ./scripts/demo --keep keeps them)"
+    )
 
 
 async def submit_each_refusal_alone(
@@ -181,6 +206,8 @@ def _summarise(
     exit_codes: list[int],
     elapsed: float,
     store: str,
+    *,
+    lookup: str | None = None,
 ) -> int:
     states = Counter(record.state.value for record in records)
     errors = Counter(record.error.kind.value for record in records if record.error)
@@ -203,8 +230,21 @@ def _summarise(
         print(f"NOT accounted for: {unaccounted} task(s) without an outcome")
         return 1
     print(f"every task accounted for: {len(ids)}/{len(ids)} have exactly one recorded outcome")
-    print(f"look one up: WQ_DISPATCHER_STORE={store} .venv/bin/dispatcher status {ids[0]}")
+    print(f"look one up: {lookup or _status_command(store)} status {ids[0]}")
     return 0 if not any(exit_codes) else 1
+
+
+def _status_command(store: str) -> str:
+    """How to run ``dispatcher`` against ``store`` here: in .venv, on PATH, or as a module."""
+    installed = Path(sys.executable).parent / "dispatcher"
+    cwd = Path.cwd()
+    if installed.exists() and installed.is_relative_to(cwd):
+        command = str(installed.relative_to(cwd))  # .venv/bin/dispatcher: ./scripts/demo
+    elif installed.exists() and shutil.which("dispatcher") == str(installed):
+        command = "dispatcher"  # the image, or an activated venv
+    else:
+        command = f"{sys.executable} -m dispatcher"
+    return f"WQ_DISPATCHER_STORE={store} {command}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -218,11 +258,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="FILE_OR_URL",
         help=f"SQLite file or postgresql:// URL (default {DEMO_DIR}/tasks.sqlite3)",
     )
+    parser.add_argument(
+        "--lookup",
+        metavar="COMMAND",
+        help="the dispatcher command the summary suggests for looking a task up (default: "
+        "this environment's, with WQ_DISPATCHER_STORE set)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help=f"keep the demo's queues and exchange (by default, with its own executors under "
+        f"its own prefix {DEMO_PREFIX}, it deletes them at the end)",
+    )
     args = parser.parse_args(argv)
-    DEMO_DIR.mkdir(exist_ok=True)
+    if args.executors > 0 or args.store is None:  # their logs, the default store
+        DEMO_DIR.mkdir(exist_ok=True)
+    # Only what is certainly the demo's: its own prefix, consumed by the executors it started.
+    # With --executors 0 (compose) it submits to a running deployment, which stays as it is.
+    prefix = os.environ.get("WQ_AMQP_PREFIX", DEMO_PREFIX)
+    teardown = not args.keep and args.executors > 0 and prefix == DEMO_PREFIX
     configure(LogSettings(level="warning"))
     try:
-        return asyncio.run(run_demo(args.tasks, args.executors, args.timeout, args.store))
+        return asyncio.run(
+            run_demo(
+                args.tasks,
+                args.executors,
+                args.timeout,
+                args.store,
+                lookup=args.lookup,
+                teardown=teardown,
+            )
+        )
     except BrokerError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 69

@@ -1,10 +1,12 @@
-"""Example task types: a fast one, a slow one (progress, cancel) and one that fails sometimes.
+"""Example task types: a fast one, a slow one (progress, cancel), one that fails sometimes,
+and an ``async def`` one that waits on I/O without holding a thread.
 
 Run them with ``executor run --tasks examples.tasks``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections import Counter
@@ -55,3 +57,17 @@ def convert_currency(
     except KeyError as exc:
         raise LookupError(f"no exchange rate for {exc.args[0]}") from None
     return {"amount": round(converted, 2), "currency": target.upper()}
+
+
+# An ``async def`` handler runs on the executor's event loop instead of a thread: right for work
+# that mostly awaits I/O (an HTTP call, a database), wrong for anything that blocks or computes,
+# which would stall the loop that also carries the broker connection's heartbeats.
+@registry.task("notify", time_limit=30)
+async def notify(
+    recipient: str, message: str, latency_ms: Annotated[int, Field(ge=0, le=10_000)] = 20
+) -> dict[str, object]:
+    """Async: deliver a message to a (simulated) notification service and await its answer."""
+    context = current_task_context()
+    context.progress(0, f"sending to {recipient}")
+    await asyncio.sleep(latency_ms / 1000)  # stands in for `await client.post(...)`
+    return {"recipient": recipient, "delivered": True, "chars": len(message)}

@@ -101,7 +101,12 @@ class Cancellations:
             context.cancel()
         # While catching up, the backlog of notices is summed up in one line at its end.
         log_line = log.info if self._caught_up or running else log.debug
-        log_line("task_cancel_received", task_id=str(notice.task_id), running=bool(running))
+        log_line(
+            "task_cancel_received",
+            task_id=str(notice.task_id),
+            executor=self._executor,
+            running=bool(running),
+        )
 
     async def follow(
         self,

@@ -73,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="task queues to consume (default: those its task types declare; 'default' is "
         "the wq.tasks queue)",
     )
-    run.add_argument("--name", help="executor name in results and logs (default host.pid)")
+    run.add_argument(
+        "--name",
+        help="executor name in results and logs (default host.pid; in a container, its name)",
+    )
     run.add_argument(
         "--path", default=".", help="directory to import the task module from (default .)"
     )
@@ -113,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"executor: {exc}", file=sys.stderr)
         return codes.USAGE
-    name = settings.name or f"{socket.gethostname()}.{os.getpid()}"
+    name = settings.name or default_name()
     if settings.metrics_port is not None and not (
         settings.metrics_public or is_loopback(settings.metrics_host)
     ):
@@ -200,3 +203,30 @@ def _print_tasks(registry: TaskRegistry, *, as_json: bool) -> int:
 def run() -> None:
     """Console-script entry point."""
     codes.exit_with(main)
+
+
+def default_name() -> str:
+    """The executor's name without ``WQ_EXECUTOR_NAME``: ``host.pid``, or in a container its name.
+
+    A container's service runs as PID 1 with the container id as host name, so ``<id>.1`` says
+    nothing. Docker's and Podman's DNS answer a reverse lookup of a container's address with
+    its name on the network (``workqueue-executor-1.workqueue_default``): a compose replica is
+    named as ``docker compose ps`` lists it, and without such an answer it is the host name.
+    """
+    host = socket.gethostname()
+    if os.getpid() != 1:
+        return f"{host}.{os.getpid()}"
+    return _container_name(host) or host
+
+
+def _container_name(host: str) -> str | None:
+    try:
+        address = socket.gethostbyname(host)
+        found = socket.gethostbyaddr(address)[0]
+    except OSError:  # no DNS, no record: the host name will do
+        return None
+    name = found.split(".", 1)[0]
+    # Some networks name an address after itself (10-1-2-3): no better than the host name.
+    if name in ("", host, "localhost") or name.replace("-", ".") == address:
+        return None
+    return name

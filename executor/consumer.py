@@ -28,7 +28,7 @@ from common.readiness import ReadyFile
 from executor import timeouts
 from executor.admission import Admission, Admitted
 from executor.cancellations import Cancellations
-from executor.decisions import Decision, decide
+from executor.decisions import Action, Decision, decide
 from executor.heartbeats import HeartbeatSender
 from executor.jobs import Job
 from executor.monitor import Monitor
@@ -282,16 +282,18 @@ class Executor:
         assert task is not None
         self._in_flight[task] = message
         self._idle.clear()
+        # Every line about this delivery names the executor (several share one log stream in
+        # compose); the delivery tag is debug detail, in `task_received` and on failures.
         try:
-            with structlog.contextvars.bound_contextvars(delivery_tag=message.delivery_tag):
+            with structlog.contextvars.bound_contextvars(executor=self._name):
                 async with self._slots:
                     await self._handle(message)
         except BrokerError as exc:
-            log.warning("delivery_unsettled", error=str(exc))
+            log.warning("delivery_unsettled", delivery_tag=message.delivery_tag, error=str(exc))
             await return_to_queue(message)
         except Exception:
             # A bug, not bad input: keep the message (dead-lettered) rather than loop on it.
-            log.exception("delivery_handling_failed")
+            log.exception("delivery_handling_failed", delivery_tag=message.delivery_tag)
             await drop(message)
         finally:
             del self._in_flight[task]
@@ -305,6 +307,12 @@ class Executor:
         with structlog.contextvars.bound_contextvars(
             task_id=str(job.task.task_id), task_type=job.task.task_type, attempt=job.task.attempt
         ):
+            log.debug(
+                "task_received",
+                delivery_tag=message.delivery_tag,
+                queue=message.routing_key,
+                redelivered=bool(message.redelivered),
+            )
             admitted = await self._admission.admit(message, job)
             if admitted is not Admitted.SETTLED:
                 await self._run(message, job, admitted)
@@ -339,14 +347,19 @@ def _log_outcome(attempt: Attempt, decision: Decision, duration_ms: float) -> No
     elif decision.result is not None and decision.result.outcome is Outcome.CANCELLED:
         log.info("task_cancelled", duration_ms=duration_ms)
     else:
+        # What happens next only when it is news: a final failure is simply acked.
+        then: dict[str, object] = {}
+        if decision.action is not Action.ACK:
+            then["then"] = decision.action.value
+        if decision.retry_in_s is not None:
+            then["retry_in_s"] = decision.retry_in_s
         log.warning(
             "task_failed",
             duration_ms=duration_ms,
             error_kind=attempt.error.kind.value,
             error=attempt.error.message,
             error_type=attempt.error.type,
-            then=decision.action.value,
-            retry_in_s=decision.retry_in_s,
+            **then,
             traceback=attempt.error.traceback,
         )
 

@@ -25,7 +25,9 @@ class ExecutorSettings(BaseSettings):
         default=1, ge=1, le=256, description="Execution slots; each holds at most one task."
     )
     name: str | None = Field(
-        default=None, description="Executor name in results and logs (default: host.pid)."
+        default=None,
+        description="Executor name in results and logs (default: host.pid; as PID 1 in a "
+        "container, the container's name on its network, else its host name).",
     )
     ready_file: Path | None = Field(
         default=None,

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from common import AwareWireTime, InvalidParams, TaskRegistry, UnknownTaskType
 from dispatcher.api.context import ApiContext, Context
 from dispatcher.api.errors import task_refusal
+from dispatcher.api.request_log import note_task
 from dispatcher.api.schemas import (
     DEFAULT_PAGE,
     MAX_PAGE,
@@ -49,6 +50,7 @@ async def submit_task(body: TaskSubmission, context: Context, response: Response
     """
     _validate(context.registry, [body], at=lambda _: ["body"])
     (submitted,), failure = await _submit(context, [body])
+    note_task(submitted.task_id)
     if failure is not None:
         return _not_queued(failure, [submitted])
     response.status_code = 201 if submitted.created else 200

@@ -13,7 +13,18 @@ from collections.abc import Sequence
 from common import LogSettings, WorkQueueError, load_settings
 from common import exit_codes as codes
 from common.logging import configure
-from dispatcher.cli import dead, fleet, listing, prune, retry, schedule, serve, status, tasks
+from dispatcher.cli import (
+    dead,
+    fleet,
+    listing,
+    prune,
+    retry,
+    schedule,
+    serve,
+    status,
+    tasks,
+    topology,
+)
 from dispatcher.cli.command import Command, Wiring
 from dispatcher.settings import DispatcherSettings
 
@@ -31,6 +42,7 @@ COMMANDS: dict[str, Command] = {
         tasks.CANCEL,
         retry.RETRY,
         prune.PRUNE,
+        topology.TOPOLOGY,
     )
 }
 
@@ -54,7 +66,8 @@ environment:
   WQ_LOG_LEVEL, WQ_LOG_FORMAT  logging (info; auto|json|console)
 exit codes: 0 ok, 1 task failed (--wait), 2 bad arguments or configuration,
   65 unknown task type or invalid params, 66 no such task, 69 broker unreachable,
-  70 internal error, 75 publish not confirmed, 124 --wait timed out, 130 forced stop
+  70 internal error, 75 publish not confirmed (topology delete: consumers attached),
+  124 --wait timed out, 130 forced stop
 """
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from common import InvalidSchedule, TaskRegistry
 from common import exit_codes as codes
 from dispatcher.cli.command import Command, Wiring
+from dispatcher.cli.tasks import warn_unchecked
 from dispatcher.fleet import Fleet
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.schedules import CRON_HELP, ScheduleBook
@@ -110,6 +111,8 @@ async def _act(
                 queue=args.queue,
             )
             print(_describe(schedule))
+            if registry is None and not fleet.checks_task_types():
+                warn_unchecked(args.task_type)
         elif action == "update":
             schedule = await book.update(
                 args.name,

@@ -112,6 +112,8 @@ async def _submit_one(
             amqp, settings, registry=registry, consume_results=consume
         ) as dispatcher:
             (task_id,) = await dispatcher.submit_many([request])
+            if registry is None and not dispatcher.fleet.checks_task_types():
+                warn_unchecked(request.task_type)
             if not args.wait:
                 print(task_id)
                 return codes.OK
@@ -161,6 +163,17 @@ async def _cancel_one(wiring: Wiring, amqp: AmqpSettings, task_id: UUID, *, as_j
     else:
         print(f"{task_id} cancel requested: it will not start, and is told if it is running")
     return codes.OK
+
+
+def warn_unchecked(task_type: str) -> None:
+    """Say on stderr that ``task_type`` was taken without a check (docs/operations.md)."""
+    print(
+        f"dispatcher: warning: task type {task_type!r} and its params were not checked: no "
+        "executor has published its task types to this store yet, and no task module is set "
+        "(WQ_DISPATCHER_TASKS or --tasks). An executor without this type dead-letters the task "
+        "(unknown_task_type).",
+        file=sys.stderr,
+    )
 
 
 def _parse_params(text: str) -> dict[str, Any]:

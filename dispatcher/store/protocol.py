@@ -143,6 +143,9 @@ class TaskStore(Protocol):
     ) -> list[ActivityBucket]:
         """What finished from ``since`` on, in ``buckets`` spans of ``bucket``, oldest first."""
 
+    async def count_submitted(self, after: datetime, until: datetime) -> dict[str, int]:
+        """How many tasks were submitted in ``(after, until]``, by task type."""
+
     async def ping(self) -> None:
         """Reach the store (reconnecting if need be); ``StoreError`` when it cannot."""
 
@@ -293,6 +296,8 @@ class SyncTaskStore(Protocol):
     def activity(
         self, since: datetime, bucket: timedelta, buckets: int
     ) -> list[ActivityBucket]: ...
+
+    def count_submitted(self, after: datetime, until: datetime) -> dict[str, int]: ...
 
     def ping(self) -> None: ...
 

@@ -116,6 +116,7 @@ class ThreadedTaskStore:
     list_tasks = _forward(SyncTaskStore.list_tasks)
     count_tasks = _forward(SyncTaskStore.count_tasks)
     activity = _forward(SyncTaskStore.activity)
+    count_submitted = _forward(SyncTaskStore.count_submitted)
     ping = _forward(SyncTaskStore.ping)
     request_cancel = _forward(SyncTaskStore.request_cancel)
     record_progress = _forward(SyncTaskStore.record_progress)

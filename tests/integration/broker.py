@@ -42,6 +42,19 @@ class Broker:
         channel.close()
         return QueueCounts(frame.method.message_count, frame.method.consumer_count)
 
+    def exists(self, name: str, *, exchange: bool = False) -> bool:
+        """Whether the queue (or the exchange) called ``name`` exists: a passive declare."""
+        channel = self._connection.channel()
+        try:
+            if exchange:
+                channel.exchange_declare(name, passive=True)
+            else:
+                channel.queue_declare(name, passive=True)
+        except pika.exceptions.ChannelClosedByBroker:
+            return False
+        channel.close()
+        return True
+
     def publish(self, exchange: str, routing_key: str, body: bytes, properties: Any = None) -> None:
         """Publish with confirms and mandatory; raises if unroutable or nacked."""
         channel = self._connection.channel()

@@ -6,10 +6,12 @@ import json
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
-from common import AmqpSettings
+from common import AmqpSettings, load_registry
 from common import exit_codes as codes
+from dispatcher.store.backends import open_store
 from tests.conftest import REPO
 from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, wait_for_consumers
@@ -202,3 +204,51 @@ def test_cancel_of_an_unknown_task_exits_66(amqp_settings: AmqpSettings, tmp_pat
 
     assert cancelled.returncode == codes.NOT_FOUND
     assert missing in cancelled.stderr
+
+
+UNCHECKED = "were not checked: no executor has published its task types"
+
+
+def test_submit_on_a_fresh_store_warns_that_the_type_was_not_checked(
+    amqp_settings: AmqpSettings, tmp_path: Path
+) -> None:
+    store = tmp_path / "tasks.sqlite3"
+
+    submitted = run_cli("dispatcher", "submit", "totally_bogus", amqp=amqp_settings, store=store)
+    scheduled = run_cli(
+        "dispatcher", "schedule", "add", "bogus", "--cron", "@daily", "--type", "totally_bogus",
+        amqp=None, store=store,
+    )  # fmt: skip
+
+    # Accepted as before (nothing can tell it is bogus), but no longer silently.
+    assert submitted.returncode == codes.OK, submitted.stderr
+    assert len(submitted.stdout.split()) == 1
+    assert "'totally_bogus'" in submitted.stderr
+    assert UNCHECKED in submitted.stderr
+    assert scheduled.returncode == codes.OK, scheduled.stderr
+    assert UNCHECKED in scheduled.stderr
+
+
+def test_submit_says_nothing_once_types_are_checked(
+    amqp_settings: AmqpSettings, tmp_path: Path
+) -> None:
+    store_path = tmp_path / "tasks.sqlite3"
+    store = open_store(store_path)
+    infos = [load_registry("examples.tasks").get(name).describe() for name in ("word_count",)]
+    store.publish_task_types(infos, published_by="exec-a", at=datetime.now(UTC))
+    store.close()
+
+    published = run_cli(
+        "dispatcher", "submit", "word_count", "--params", '{"text": "a"}',
+        amqp=amqp_settings, store=store_path,
+    )  # fmt: skip
+    bogus = run_cli("dispatcher", "submit", "totally_bogus", amqp=amqp_settings, store=store_path)
+    with_module = run_cli(
+        "dispatcher", "submit", "word_count", "--params", '{"text": "a"}',
+        "--tasks", "examples.tasks", amqp=amqp_settings, store=tmp_path / "other.sqlite3",
+    )  # fmt: skip
+
+    assert (published.returncode, published.stderr) == (codes.OK, "")
+    assert bogus.returncode == codes.INVALID_TASK
+    assert UNCHECKED not in bogus.stderr
+    assert (with_module.returncode, with_module.stderr) == (codes.OK, "")

@@ -6,12 +6,16 @@ refused whole; the demo must show that request refused on its own and run all th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from common import AmqpSettings, InvalidParams
 from dispatcher.client import open_dispatcher
 from dispatcher.settings import DispatcherSettings
-from examples.demo import submit_each_refusal_alone, task_mix
+from examples.demo import run_demo, submit_each_refusal_alone, task_mix
+from tests.conftest import REPO
+from tests.integration.broker import Broker
 from tests.integration.conftest import Processes, wait_for_async
 
 
@@ -42,3 +46,28 @@ async def test_the_demo_refuses_its_invalid_task_alone_and_runs_the_rest(
             return all(r.state.is_final for r in await d.get_many(ids))
 
         await wait_for_async(all_final, timeout=60, what="every submitted task's outcome")
+
+
+async def test_the_demo_deletes_its_queues_at_the_end(
+    amqp_settings: AmqpSettings,
+    broker: Broker,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("WQ_AMQP_URL", amqp_settings.url.get_secret_value())
+    monkeypatch.setenv("WQ_AMQP_PREFIX", amqp_settings.prefix)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # its executors import examples.tasks
+    monkeypatch.chdir(tmp_path)  # .wq-demo/ with the executors' logs
+    (tmp_path / ".wq-demo").mkdir()
+    topology = amqp_settings.topology
+
+    code = await run_demo(12, 1, 60, str(tmp_path / "tasks.sqlite3"), teardown=True)
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "every task accounted for: 12/12" in out
+    assert f"deleted the demo's {len(topology.every_queue()) + 1} queues" in out
+    names = [*topology.every_queue(), topology.task_queue_of("reports")]
+    assert not [name for name in names if broker.exists(name)]
+    assert not broker.exists(topology.task_exchange, exchange=True)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -290,9 +291,35 @@ def test_metrics_are_scraped_after_tasks_ran(
         timeout=20,
         what="the executor gauge",
     )
+    # Submissions are counted from the store, a few seconds behind (SubmissionCounter).
+    wait_until(
+        lambda: scraped().get(("wq_tasks_submitted_total", (("task_type", "echo"),))) == 3,
+        timeout=20,
+        what="the submissions counter",
+    )
     samples = scraped()
-    assert samples[("wq_tasks_submitted_total", (("task_type", "echo"),))] == 3
     outcome = ("wq_task_outcomes_total", (("outcome", "succeeded"), ("task_type", "echo")))
     assert samples[outcome] == 3
     with httpx.Client(base_url=api.base_url, timeout=10) as bare:
         assert bare.get("/metrics").status_code == 401
+
+
+def test_cli_submissions_are_counted_by_the_serving_dispatcher(
+    api: httpx.Client, amqp_settings: AmqpSettings, tmp_path: Path
+) -> None:
+    # `dispatcher submit` runs for a second and serves no metrics: the dispatcher serve on
+    # the same store counts its tasks.
+    store = tmp_path / "tasks.sqlite3"  # the api fixture's dispatcher's
+    for n in range(2):
+        submitted = run_cli(
+            "dispatcher", "submit", "echo", "--params", json.dumps({"value": n}),
+            "--tasks", "tests.integration.tasks", amqp=amqp_settings, store=store,
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+
+    def counted() -> float | None:
+        return _samples(api.get("/metrics").text).get(
+            ("wq_tasks_submitted_total", (("task_type", "echo"),))
+        )
+
+    wait_until(lambda: counted() == 2, timeout=20, what="the CLI's submissions counted")

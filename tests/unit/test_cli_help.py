@@ -186,6 +186,7 @@ def test_executor_tasks_lists_the_example_task_types(
 
     assert capsys.readouterr().out.splitlines() == [
         "convert_currency(amount, source, target)",
+        "notify(recipient, message, latency_ms)",
         "render_report(title, pages, ms_per_page)",
         "word_count(text, top)",
     ]
@@ -197,7 +198,7 @@ def test_executor_tasks_json_prints_params_schemas(
     assert executor_cli.main(["tasks", "--tasks", "examples.tasks", "--json"]) == codes.OK
 
     schemas = json.loads(capsys.readouterr().out)
-    assert sorted(schemas) == ["convert_currency", "render_report", "word_count"]
+    assert sorted(schemas) == ["convert_currency", "notify", "render_report", "word_count"]
     assert schemas["word_count"]["required"] == ["text"]
 
 

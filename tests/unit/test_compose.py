@@ -87,8 +87,14 @@ def _environment(service: dict[str, Any]) -> dict[str, str]:
     return {str(key): str(value) for key, value in env.items()}
 
 
+# What the README's first command writes to .env: the variables compose requires.
+DOT_ENV = {"WQ_BROKER_PASSWORD": "0123456789abcdef", "WQ_DISPATCHER_HTTP_TOKEN": "f" * 32}
+REQUIRED_SECRETS = ("WQ_BROKER_PASSWORD", "WQ_DISPATCHER_HTTP_TOKEN")
+
+
 def _with_defaults(value: str) -> str:
-    """Apply Compose's ``${VAR:-default}`` defaults, as with no .env file."""
+    """Interpolate as Compose does with the README's .env: its values, else the defaults."""
+    value = re.sub(r"\$\{(\w+):\?[^}]*\}", lambda m: DOT_ENV[m.group(1)], value)
     return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
 
 
@@ -328,3 +334,76 @@ def test_two_executor_pools_consume_every_queue_the_example_types_declare_once()
         assert services[name]["stop_grace_period"] == services["executor"]["stop_grace_period"]
     registry = load_registry("examples.tasks", search_path=str(REPO))
     assert sorted(consumed) == registry.queues() == ["default", "reports"]
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_the_demo_suggests_a_lookup_command_that_exists_in_the_stack(name: str) -> None:
+    # The summary's "look one up" line: .venv/bin/dispatcher exists on a laptop, not in the
+    # container, and the store it reads is the dispatcher service's.
+    argv = _services(name)["demo"]["command"]
+    lookup = argv[argv.index("--lookup") + 1]
+    compose = "docker compose" + ("" if name == "docker-compose.yml" else f" -f {name}")
+
+    assert lookup == f"{compose} exec dispatcher dispatcher"
+    assert _command(_services(name)["dispatcher"]).startswith("dispatcher ")
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_the_broker_password_and_the_token_are_required_with_no_fallback(name: str) -> None:
+    text = (REPO / name).read_text()
+    uses = re.findall(r"\$\{(WQ_BROKER_PASSWORD|WQ_DISPATCHER_HTTP_TOKEN)([^}]*)\}", text)
+
+    assert {var for var, _ in uses} == set(REQUIRED_SECRETS)
+    # ${VAR:?message}: compose refuses to start without it, saying where to set it.
+    assert all(rest.startswith(":?") and ".env" in rest for _, rest in uses), uses
+    assert "wq-change-me" not in text
+
+
+def test_the_first_command_writes_every_required_secret_to_dot_env() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Docker Compose\n", 1)[1]
+    first = section.split("```bash\n", 1)[1].splitlines()[0]
+
+    assert first.startswith("printf ")
+    assert first.split("#")[0].rstrip().endswith("> .env")
+    assert all(f"{var}=%s" in first for var in REQUIRED_SECRETS)
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_only_the_long_running_services_are_health_checked(name: str) -> None:
+    # The image's HEALTHCHECK looks for the ready file that serve and run keep; the one-shot
+    # demo never writes it, and would be reported unhealthy.
+    services = _services(name)
+    assert services["demo"]["healthcheck"] == {"disable": True}
+    for service in _wq_services(name).keys() - {"demo"}:
+        assert not services[service].get("healthcheck", {}).get("disable"), service
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_the_demo_runs_where_the_image_keeps_the_example_tasks(name: str) -> None:
+    # `python -m examples.demo` imports from the working directory: the image's, /app.
+    demo = _services(name)["demo"]
+    assert demo.get("working_dir", "/app") == "/app"
+    assert re.search(r"^WORKDIR /app$", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+    assert "COPY examples/ ./examples/" in (REPO / "Dockerfile").read_text()
+
+
+def test_the_image_exposes_the_api_port_and_puts_no_sources_on_the_path() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    dispatcher = _environment(_services()["dispatcher"])
+
+    assert re.search(rf"^EXPOSE .*\b{dispatcher['WQ_DISPATCHER_HTTP_PORT']}\b", dockerfile, re.M)
+    # The package is installed: a copy of its sources on sys.path could only shadow it.
+    assert "PYTHONPATH" not in dockerfile
+    for package in ("common", "dispatcher", "executor"):
+        assert f"COPY {package}/ ./{package}/" not in dockerfile
+    assert "rm -rf /tmp/wq-src" in dockerfile
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_executors_are_named_by_the_container_not_given_one_name(name: str) -> None:
+    # Replicas share one environment: a WQ_EXECUTOR_NAME there would give them all one name
+    # (one row in the store, one consumer tag). Each takes its container's name instead.
+    for service_name, service in _services(name).items():
+        if "command" in service and _command(service).startswith("executor run"):
+            assert "WQ_EXECUTOR_NAME" not in _environment(service), service_name

@@ -49,6 +49,10 @@ ORDER BY submitted_at LIMIT %(limit)s
 """,
     # One array parameter, however many ids: PostgreSQL has no bound-parameter limit here.
     get_many="SELECT * FROM wq_tasks WHERE task_id = ANY(%(ids)s)",
+    count_submitted="""
+SELECT task_type, count(*) AS n FROM wq_tasks
+WHERE submitted_at > %(after)s AND submitted_at <= %(until)s GROUP BY task_type
+""",
     list_tasks="""
 SELECT * FROM wq_tasks {where} ORDER BY submitted_at DESC, task_id DESC LIMIT %(limit)s
 """,

@@ -77,6 +77,10 @@ class Queries:
     get_many: str
     """Whole tasks rows whose task_id is in ``ids`` (a list)."""
 
+    count_submitted: str
+    """task_type and the count ``n`` of the tasks with ``after < submitted_at <= until``, per
+    type (the index on submitted_at answers it)."""
+
     list_tasks: str
     """Whole tasks rows matching ``{where}`` (empty, or ``WHERE`` and the conditions below
     joined by ``AND``), newest first by instant of submitted_at then task_id, at most

@@ -72,6 +72,11 @@ class SqlTasks(SqlConcern):
         rows = self._db.read(self._q.get_many, {"ids": list(task_ids)})
         return [task_record(row) for row in rows]
 
+    def count_submitted(self, after: datetime, until: datetime) -> dict[str, int]:
+        """How many tasks were submitted in ``(after, until]``, by task type."""
+        rows = self._db.read(self._q.count_submitted, {"after": after, "until": until})
+        return {str(row["task_type"]): int(row["n"]) for row in rows}
+
     def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:
         """Tasks matching ``query``, newest first by ``(submitted_at, task_id)``."""
         where, params = self._conditions(query)

@@ -47,6 +47,12 @@ WHERE state = 'submitted' AND submitted_at < :before AND (eta IS NULL OR eta < :
 ORDER BY submitted_at LIMIT :limit
 """,
     get_many="SELECT * FROM tasks WHERE task_id IN (SELECT value FROM json_each(:ids))",
+    # Plain text comparison: rows written since times were stored as UTC text compare as
+    # instants, and the counted window is always recent.
+    count_submitted="""
+SELECT task_type, count(*) AS n FROM tasks
+WHERE submitted_at > :after AND submitted_at <= :until GROUP BY task_type
+""",
     list_tasks="""
 SELECT * FROM tasks {where}
 ORDER BY submitted_at DESC, task_id DESC LIMIT :limit

@@ -364,3 +364,13 @@ async def test_threaded_store_lists_and_pings(backend: Backend) -> None:
         await store.close()
 
     assert [r.task_id for r in listed] == [task.task_id]
+
+
+def test_submissions_are_counted_by_type_in_a_half_open_window(store: SyncTaskStore) -> None:
+    tasks = [a_task(submitted_at=at) for at in (T0, T1, T2)]
+    tasks.append(a_task(submitted_at=T1).model_copy(update={"task_type": "resize"}))
+    store.add_submitted(tasks)
+
+    assert store.count_submitted(T0, T2) == {"word_count": 2, "resize": 1}
+    assert store.count_submitted(T0 - timedelta(seconds=1), T0) == {"word_count": 1}
+    assert store.count_submitted(T2, T2 + timedelta(days=1)) == {}

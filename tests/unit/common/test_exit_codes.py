@@ -18,6 +18,7 @@ from common import (
     ScheduleNotFound,
     StoreError,
     TaskNotFound,
+    TopologyInUse,
     WorkQueueError,
 )
 from common import exit_codes as codes
@@ -33,6 +34,8 @@ from tests.conftest import REPO
         (TaskNotFound(uuid4()), codes.NOT_FOUND),
         (ScheduleNotFound("nightly"), codes.NOT_FOUND),
         (PublishRejected("timeout"), codes.NOT_PUBLISHED),
+        # A broker answer, not an unreachable broker: stop the consumers and try again.
+        (TopologyInUse({"wq.tasks": 2}), codes.NOT_PUBLISHED),
         (BrokerError("down"), codes.BROKER_UNAVAILABLE),
         # A store that cannot be opened or reached is unavailable, not a bug (70).
         (StoreError("cannot open the task store at /proc/x: no such directory"), 69),

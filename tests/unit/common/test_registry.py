@@ -379,7 +379,7 @@ def test_task_options_are_immutable() -> None:
 def test_load_registry_finds_the_modules_registry() -> None:
     registry = load_registry("examples.tasks")
 
-    assert registry.names() == ["convert_currency", "render_report", "word_count"]
+    assert registry.names() == ["convert_currency", "notify", "render_report", "word_count"]
 
 
 def test_load_registry_accepts_module_and_attribute() -> None:

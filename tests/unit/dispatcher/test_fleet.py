@@ -24,7 +24,7 @@ from common import (
     UnknownTaskType,
 )
 from dispatcher.fleet import Fleet
-from dispatcher.metrics import DispatcherMetrics, render
+from dispatcher.metrics import DispatcherMetrics, SubmissionCounter, render
 from dispatcher.service import Dispatcher
 from dispatcher.store.backends import open_store
 from dispatcher.store.records import ExecutorState, TaskTypeRecord
@@ -159,8 +159,16 @@ def test_the_catalog_compiles_a_schema_once_until_it_changes() -> None:
     assert not catalog.knows("t")
 
 
-async def test_dispatcher_metrics_count_submits_and_outcomes(dispatcher: Dispatcher) -> None:
+async def test_dispatcher_metrics_count_submits_and_outcomes(
+    dispatcher: Dispatcher, clock: Clock
+) -> None:
+    submissions = SubmissionCounter(dispatcher.store, dispatcher.metrics, clock, lag_s=5)
+    clock.now += timedelta(seconds=1)  # dispatcher serve counts what comes after its start
     task_id = await dispatcher.submit("resize", {"width": 1})
+    await submissions.count()  # within the lag: not yet
+    assert dispatcher.metrics.submitted.labels(task_type="resize")._value.get() == 0
+    clock.now += timedelta(seconds=5)
+    await submissions.count()
     result = ResultMessage(
         task_id=task_id,
         task_type="resize",
@@ -183,6 +191,26 @@ async def test_dispatcher_metrics_count_submits_and_outcomes(dispatcher: Dispatc
     key = (("outcome", "succeeded"), ("task_type", "resize"))
     assert samples[("wq_task_outcomes_total", key)] == 1
     assert samples[("wq_duplicate_results_total", ())] == 1
+
+
+async def test_submissions_of_another_process_are_counted_once_each(
+    dispatcher: Dispatcher, store: ThreadedTaskStore, clock: Clock
+) -> None:
+    # A `dispatcher submit` is another process on the same store, with metrics of its own
+    # that nobody scrapes: dispatcher serve counts its tasks from the store.
+    cli = Dispatcher(publisher=FakePublisher(), store=store, clock=clock)
+    submissions = SubmissionCounter(dispatcher.store, dispatcher.metrics, clock, lag_s=5)
+    for seconds in (1, 10, 30):
+        clock.now = T0 + timedelta(seconds=seconds)
+        await cli.submit("resize", {"width": seconds})
+        await cli.submit("crop", {})
+        clock.now += timedelta(seconds=6)
+        await submissions.count()
+        await submissions.count()  # nothing counted twice
+
+    counted = dispatcher.metrics.submitted
+    assert counted.labels(task_type="resize")._value.get() == 3
+    assert counted.labels(task_type="crop")._value.get() == 3
 
 
 def test_each_dispatcher_has_its_own_registry() -> None:

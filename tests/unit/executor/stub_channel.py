@@ -101,6 +101,7 @@ class StubDelivery:
     priority: int | None = 0
     delivery_tag: int = 1
     consumer_tag: str | None = "wq.executor.test"
+    routing_key: str | None = "task"
     fail_ack: bool = False
 
     async def ack(self, multiple: bool = False) -> None:

@@ -7,14 +7,23 @@ Each way, the delivery leaves the in-flight set, so a stop is never held up by i
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from structlog.testing import capture_logs
 
-from common import STARTED_TYPE, AmqpSettings, TaskRegistry, decode_start
-from executor import settling
+from common import (
+    STARTED_TYPE,
+    AmqpSettings,
+    LogSettings,
+    PermanentTaskError,
+    TaskRegistry,
+    decode_start,
+)
+from common.logging import configure, get_logger
+from executor import consumer, settling
 from executor.consumer import Executor
 from tests.unit.executor.stub_channel import StubChannel, StubDelivery, task_delivery
 
@@ -24,6 +33,11 @@ registry = TaskRegistry()
 @registry.task("echo")
 def echo(value: int) -> dict[str, Any]:
     return {"value": value}
+
+
+@registry.task("refuse")
+def refuse(value: int) -> None:
+    raise PermanentTaskError(f"{value} is not allowed")
 
 
 class StubConnection:
@@ -146,3 +160,50 @@ async def test_an_undecodable_body_is_dead_lettered_and_the_consumer_goes_on(
         ("published", "wq.results"),
         ("ack",),
     ]
+
+
+async def _console_lines(
+    executor: Executor,
+    channel: StubChannel,
+    level: Literal["debug", "info"],
+    monkeypatch: pytest.MonkeyPatch,
+) -> list[str]:
+    """What a person at a terminal reads for one task that succeeds and one that fails."""
+    out = io.StringIO()
+    configure(LogSettings(level=level, format="console"), stream=out)
+    # Loggers keep the level of the first configure they were used under (cached on first
+    # use): the module's own logger, fresh, as a process that configures once has it.
+    monkeypatch.setattr(consumer, "log", get_logger(consumer.__name__))
+    await executor._on_message(task_delivery(channel))  # type: ignore[arg-type]
+    await executor._on_message(task_delivery(channel, "refuse"))  # type: ignore[arg-type]
+    return out.getvalue().splitlines()
+
+
+async def test_task_lines_name_the_executor_without_delivery_detail_at_info(
+    wired: tuple[Executor, StubChannel], restore_logging: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executor, channel = wired
+
+    lines = await _console_lines(executor, channel, "info", monkeypatch)
+
+    succeeded = next(line for line in lines if "task_succeeded" in line)
+    failed = next(line for line in lines if "task_failed" in line)
+    for line in (succeeded, failed):
+        assert "executor=e1" in line
+        assert "delivery_tag" not in line
+    # A final failure is simply acked: nothing to announce about what comes next.
+    assert "then=" not in failed
+    assert "retry_in_s" not in failed
+    assert not any("task_received" in line for line in lines)
+
+
+async def test_the_delivery_tag_is_debug_detail(
+    wired: tuple[Executor, StubChannel], restore_logging: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executor, channel = wired
+
+    lines = await _console_lines(executor, channel, "debug", monkeypatch)
+
+    received = [line for line in lines if "task_received" in line]
+    assert len(received) == 2
+    assert all("delivery_tag=1" in line and "executor=e1" in line for line in received)

@@ -10,6 +10,7 @@ import pytest
 from common import (
     ErrorKind,
     Outcome,
+    ProgressUpdate,
     SoftTimeLimitExceeded,
     TaskContext,
     TimeLimitExceeded,
@@ -20,6 +21,7 @@ from executor.decisions import (
     Action,
     decide_cancelled,
 )
+from executor.jobs import Rejection
 from executor.runner import execute
 from executor.threads import HandlerThreads
 from tests.unit.executor.handlers import (
@@ -31,6 +33,26 @@ from tests.unit.executor.handlers import (
 )
 
 # execute: run the handler and describe what happened
+
+
+async def test_the_documented_async_example_runs_on_the_loop_with_its_context() -> None:
+    from examples.tasks import registry as examples
+    from executor.jobs import prepare
+    from tests.unit.executor.handlers import MAX_BODY, a_delivery, a_task
+
+    task = a_task("notify", {"recipient": "ops", "message": "disk full", "latency_ms": 1})
+    job = prepare(a_delivery(encode(task)), examples, max_body_bytes=MAX_BODY)
+    assert not isinstance(job, Rejection)
+    assert job.definition.is_async
+    thread, reports = RecordingThread(), list[ProgressUpdate]()
+    context = TaskContext(task.task_id, task.attempt, report=reports.append)
+
+    attempt = await execute(job, run_in_thread=thread, context=context)
+
+    assert thread.calls == 0
+    assert attempt.error is None
+    assert attempt.value == {"recipient": "ops", "delivered": True, "chars": 9}
+    assert [report.note for report in reports] == ["sending to ops"]
 
 
 async def test_sync_handler_runs_through_run_in_thread() -> None:

@@ -355,3 +355,23 @@ async def test_a_listing_bound_out_of_range_is_422_not_a_store_error(
         response = await client.get("/tasks", params={bound: instant})
         assert response.status_code == 422, response.text
         assert response.json()["detail"][0]["loc"] == ["query", bound]
+
+
+async def test_request_lines_about_one_task_name_it(client: httpx.AsyncClient) -> None:
+    with capture_logs() as logs:
+        task = {"task_type": "word_count", "params": {"text": "a"}}
+        one = await client.post("/tasks", json=task)
+        task_id = one.json()["task_id"]
+        await client.get(f"/tasks/{task_id}")
+        await client.post(f"/tasks/{task_id.upper()}/cancel")
+        await client.post("/tasks/batch", json={"tasks": [task, task]})
+        await client.get("/tasks")
+
+    lines = [entry for entry in logs if entry["event"] == "http_request"]
+    assert [(e["method"], e["path"].lower(), e.get("task_id")) for e in lines] == [
+        ("POST", "/tasks", task_id),
+        ("GET", f"/tasks/{task_id}", task_id),
+        ("POST", f"/tasks/{task_id}/cancel", task_id),
+        ("POST", "/tasks/batch", None),
+        ("GET", "/tasks", None),
+    ]

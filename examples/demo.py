@@ -11,6 +11,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from uuid import UUID
 
+from pydantic import SecretStr
 from tqdm import tqdm
 
 from common import (
@@ -114,9 +116,7 @@ async def run_demo(
     With ``teardown`` the demo's queues and exchange are deleted once its executors stopped
     (``dispatcher topology delete``); the store is kept, so its tasks can still be looked up.
     """
-    amqp = load_settings(AmqpSettings, prefix=os.environ.get("WQ_AMQP_PREFIX", DEMO_PREFIX))
-    settings = load_settings(DispatcherSettings, store=store or DEMO_DIR / "tasks.sqlite3")
-    env = {**os.environ, "WQ_AMQP_PREFIX": amqp.prefix, "WQ_LOG_FORMAT": "json"}
+    amqp, settings, env = demo_settings(store)
     topology = amqp.topology
     print(f"broker {amqp.redacted_url()}  queues {topology.task_queue}, {topology.results_queue}")
     logs = f"  executor logs {DEMO_DIR}/executor-N.log" if executors else ""
@@ -142,6 +142,39 @@ async def run_demo(
     if teardown:
         await _delete_topology(amqp)
     return outcome
+
+
+def demo_settings(store: str | None) -> tuple[AmqpSettings, DispatcherSettings, dict[str, str]]:
+    """The demo's broker settings, dispatcher settings, and its services' environment."""
+    amqp = load_settings(AmqpSettings, prefix=os.environ.get("WQ_AMQP_PREFIX", DEMO_PREFIX))
+    settings = load_settings(DispatcherSettings, store=store or DEMO_DIR / "tasks.sqlite3")
+    env = {**os.environ, "WQ_AMQP_PREFIX": amqp.prefix, "WQ_LOG_FORMAT": "json"}
+    return amqp, settings, env
+
+
+def serve_dashboard(store: str | None) -> int:
+    """Run ``dispatcher serve`` on the demo's store until Ctrl-C (or SIGTERM); its exit code.
+
+    In this process's main thread, outside any event loop, so that Ctrl-C reaches it here.
+    """
+    _, settings, env = demo_settings(store)
+    value = settings.store
+    env["WQ_DISPATCHER_STORE"] = (
+        value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+    )
+    env["WQ_LOG_LEVEL"] = "warning"
+    port = os.environ.get("WQ_DISPATCHER_HTTP_PORT", "8080")
+    server = subprocess.Popen([sys.executable, "-m", "dispatcher", "serve"], env=env)
+    print(f"dashboard: http://127.0.0.1:{port}/ shows the demo's tasks (Ctrl-C stops it)")
+    sys.stdout.flush()
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        server.send_signal(signal.SIGINT)
+        return server.wait(timeout=30)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 async def _delete_topology(amqp: AmqpSettings) -> None:
@@ -265,6 +298,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "this environment's, with WQ_DISPATCHER_STORE set)",
     )
     parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="then serve the dashboard on the demo's tasks, http://127.0.0.1:8080/ "
+        "(WQ_DISPATCHER_HTTP_PORT), until Ctrl-C",
+    )
+    parser.add_argument(
         "--keep",
         action="store_true",
         help=f"keep the demo's queues and exchange (by default, with its own executors under "
@@ -279,16 +318,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     teardown = not args.keep and args.executors > 0 and prefix == DEMO_PREFIX
     configure(LogSettings(level="warning"))
     try:
-        return asyncio.run(
+        outcome = asyncio.run(
             run_demo(
                 args.tasks,
                 args.executors,
                 args.timeout,
                 args.store,
                 lookup=args.lookup,
-                teardown=teardown,
+                teardown=teardown and not args.serve,
             )
         )
+        if args.serve:
+            serve_dashboard(args.store)
+            if teardown:  # after the dashboard's dispatcher let go of the queues
+                asyncio.run(_delete_topology(demo_settings(args.store)[0]))
+        return outcome
     except BrokerError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 69

@@ -6,8 +6,13 @@ refused whole; the demo must show that request refused on its own and run all th
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from common import AmqpSettings, InvalidParams
@@ -16,7 +21,7 @@ from dispatcher.settings import DispatcherSettings
 from examples.demo import run_demo, submit_each_refusal_alone, task_mix
 from tests.conftest import REPO
 from tests.integration.broker import Broker
-from tests.integration.conftest import Processes, wait_for_async
+from tests.integration.conftest import Processes, wait_for_async, wait_until
 
 
 async def test_the_demo_refuses_its_invalid_task_alone_and_runs_the_rest(
@@ -71,3 +76,50 @@ async def test_the_demo_deletes_its_queues_at_the_end(
     names = [*topology.every_queue(), topology.task_queue_of("reports")]
     assert not [name for name in names if broker.exists(name)]
     assert not broker.exists(topology.task_exchange, exchange=True)
+
+
+def test_the_demo_serves_its_tasks_on_the_dashboard_until_stopped(
+    amqp_settings: AmqpSettings, processes: Processes, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:  # a free port: the demo prints the URL it serves
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = processes.env(PYTHONPATH=str(REPO), WQ_DISPATCHER_HTTP_PORT=str(port))
+    (tmp_path / ".wq-demo").mkdir()
+    argv = [sys.executable, "-m", "examples.demo", "--tasks", "6", "--executors", "1", "--serve"]
+    demo = subprocess.Popen(
+        [*argv, "--store", str(tmp_path / "tasks.sqlite3")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        lines: list[str] = []
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("dashboard: "):
+                break
+        url = f"http://127.0.0.1:{port}/"
+        assert lines[-1].startswith(f"dashboard: {url}"), "".join(lines)
+        assert "every task accounted for: 6/6" in "".join(lines)
+
+        def serving() -> bool:
+            try:
+                return httpx.get(url + "ui/tasks", timeout=5).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(serving, timeout=30, what="the demo's dashboard to answer")
+        page = httpx.get(url + "ui/tasks", timeout=5).text
+        assert page.count('name="task_id"') == 6  # every demo task, on the first page
+        demo.send_signal(signal.SIGINT)  # Ctrl-C
+        assert demo.wait(timeout=60) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        if demo.stdout is not None:
+            demo.stdout.close()

@@ -24,8 +24,10 @@ from pathlib import Path
 
 import httpx
 
+from bench.broker import Probe
 from bench.measure import new_prefix, percentile
 from bench.processes import Services, service_env
+from common import AmqpSettings
 from dispatcher.store.backends import open_store
 
 _FILL_BATCH = 50_000
@@ -102,8 +104,19 @@ def measure(amqp_url: str, rows: int, repeats: int, directory: Path) -> dict[str
     store = directory / "tasks.sqlite3"
     open_store(store).close()  # the schema
     task_id = fill(store, rows)
-    env = service_env(amqp_url, new_prefix("dashboard"), WQ_DISPATCHER_STORE=str(store))
+    prefix = new_prefix("dashboard")
+    env = service_env(amqp_url, prefix, WQ_DISPATCHER_STORE=str(store))
     env |= {"WQ_DISPATCHER_HTTP_PORT": "0", "WQ_DISPATCHER_RETENTION": "0"}
+    try:
+        return _serve_and_time(env, directory, task_id, rows, repeats)
+    finally:
+        topology = AmqpSettings(prefix=prefix).topology
+        Probe(amqp_url).delete(queues=topology.every_queue(), exchanges=[topology.task_exchange])
+
+
+def _serve_and_time(
+    env: dict[str, str], directory: Path, task_id: str, rows: int, repeats: int
+) -> dict[str, object]:
     with Services(directory) as services:
         services.python("dispatcher", "dispatcher", ["serve"], env)
         # A connection per request: on a kept-alive one, httpx's separate header and body

@@ -7,7 +7,8 @@ everything of its own:
 - node name ``<prefix>-<hex>@localhost``, free AMQP and Erlang distribution ports on 127.0.0.1;
 - a folder holding its mnesia/quorum/stream data, logs, pid file, ``rabbitmq.conf``, an empty
   ``rabbitmq-env.conf`` (so /etc/rabbitmq/rabbitmq-env.conf and its ``NODENAME`` are never
-  read) and ``enabled_plugins`` = ``[].`` (no management, prometheus or stream listener);
+  read) and ``enabled_plugins`` = ``[].`` (no management, prometheus or stream listener;
+  ``management=True`` enables the management plugin on a free port of 127.0.0.1);
 - an Erlang cookie in ``$HOME/.erlang.cookie`` with ``HOME`` = that folder, for the node and
   for every ``rabbitmqctl`` run here: random, or one shared by the nodes of a ``LocalCluster``.
   The shared node has another cookie, so even a wrong ``-n`` could not reach it: it would
@@ -162,6 +163,7 @@ class LocalNode:
         cookie: str | None = None,
         extra_config: str = "",
         rabbitmq_bin: Path = RABBITMQ_BIN,
+        management: bool = False,
     ) -> None:
         self.node = node or f"{name_prefix}-{uuid4().hex[:10]}@localhost"
         if self.node == SHARED_NODE:
@@ -187,6 +189,16 @@ class LocalNode:
         #: Seconds the last ``start()`` / ``stop()`` took (for reports and tuning timeouts).
         self.start_seconds: float | None = None
         self.stop_seconds: float | None = None
+        #: The management plugin's HTTP port on 127.0.0.1, with ``management``.
+        self.management_port: int | None = None
+        if management:
+            self.management_port = free_port()
+            extra_config += (
+                f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {self.management_port}\n"
+                # Statistics every second, not every 5: a test sees them soon.
+                "collect_statistics_interval = 1000\n"
+            )
+        self._plugins = "[rabbitmq_management]" if management else "[]"
         if not (self.base_dir / "rabbitmq.conf").exists():
             self._write_files(cookie or new_cookie(), extra_config)
 
@@ -207,7 +219,7 @@ class LocalNode:
             "disk_free_limit.absolute = 10MB\n"
             "log.file.level = info\n" + extra_config
         )
-        (self.base_dir / "enabled_plugins").write_text("[].\n")
+        (self.base_dir / "enabled_plugins").write_text(f"{self._plugins}.\n")
         (self.base_dir / "rabbitmq-env.conf").write_text("# node of our own: nothing from /etc\n")
         cookie_file = self.base_dir / ".erlang.cookie"
         cookie_file.write_text(cookie)

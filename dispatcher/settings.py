@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Final
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -119,6 +120,11 @@ class DispatcherSettings(BaseSettings):
         description="A second token that may read everything (GET) and change nothing; only "
         "with WQ_DISPATCHER_HTTP_TOKEN. The dashboard's login takes either.",
     )
+    management_url: SecretStr | None = Field(
+        default=None,
+        description="RabbitMQ's management API (http://user:password@host:15672), if the "
+        "dashboard should show unacked messages and rates per queue; never logged.",
+    )
     scheduler_interval: float = Field(
         default=1.0,
         gt=0,
@@ -143,6 +149,15 @@ class DispatcherSettings(BaseSettings):
     retention_interval: float = Field(
         default=60.0, gt=0, description="Seconds between two retention sweeps."
     )
+
+    @field_validator("management_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parts = urlsplit(value.get_secret_value())
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL of the management API")
+        return value
 
     @field_validator("store", mode="before")
     @classmethod

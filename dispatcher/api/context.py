@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from common import TaskRegistry, Topology
 from dispatcher.amqp.broker_monitor import BrokerMonitor
 from dispatcher.amqp.dead_letters import DeadLetterDesk
+from dispatcher.amqp.management import ManagementApi
 from dispatcher.schedules import ScheduleBook
 from dispatcher.service import Dispatcher
 
@@ -26,6 +27,7 @@ class ApiContext:
         registry: the dispatcher's task module (``WQ_DISPATCHER_TASKS``), if it has one.
         dead: the dead-letter queue's operations (None: not on this dispatcher).
         topology: the deployment's broker names (for the AsyncAPI document).
+        management: the broker's management API, if configured (queue statistics).
     """
 
     dispatcher: Dispatcher
@@ -34,6 +36,7 @@ class ApiContext:
     registry: TaskRegistry | None = None
     dead: DeadLetterDesk | None = None
     topology: Topology = field(default_factory=Topology)
+    management: ManagementApi | None = None
 
 
 def get_context(request: Request) -> ApiContext:

@@ -23,6 +23,7 @@ from common.readiness import ReadyFile
 from common.shutdown import install_stop_handlers
 from dispatcher.amqp.broker_monitor import AmqpBrokerMonitor
 from dispatcher.amqp.dead_letters import DeadLetterDesk
+from dispatcher.amqp.management import ManagementApi, vhost_of
 from dispatcher.api.app import create_app
 from dispatcher.api.auth import check_bind
 from dispatcher.api.context import ApiContext
@@ -157,6 +158,7 @@ async def _serve(
                         confirm_timeout=amqp.confirm_timeout,
                     ),
                     topology=amqp.topology,
+                    management=_management(amqp, settings),
                 )
                 app = create_app(
                     context,
@@ -201,6 +203,12 @@ async def _every(
             log.warning(failed, error=str(exc))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+def _management(amqp: AmqpSettings, settings: DispatcherSettings) -> ManagementApi | None:
+    if settings.management_url is None:
+        return None
+    return ManagementApi(settings.management_url, vhost_of(amqp.url.get_secret_value()))
 
 
 async def _fire_due(dispatcher: Dispatcher, book: ScheduleBook) -> None:

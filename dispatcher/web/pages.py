@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
 from common import BrokerError, TaskNotFound, WorkQueueError
+from dispatcher.amqp.queue_depths import QueueDepth
 from dispatcher.api.context import Context
 from dispatcher.api.retry import RETRYABLE, TaskFilter
 from dispatcher.store.query import TaskPosition, TaskQuery, decode_cursor, encode_cursor
@@ -309,12 +310,24 @@ async def executors(request: Request, context: Context) -> Response:
 
 @router.get("/ui/queues", response_class=HTMLResponse)
 async def queues(request: Request, context: Context) -> Response:
-    """The deployment's queues: ready messages and consumers."""
+    """The deployment's queues: ready messages and consumers, and with the management API
+    configured, unacked messages and publish and deliver rates."""
     found, error = await _queues(context)
-    return render(request, "queues.html", title="Queues", queues=found, broker_error=error)
+    stats = None
+    if context.management is not None and found:
+        stats = await context.management.queues(q.name for q in found)
+    return render(
+        request,
+        "queues.html",
+        title="Queues",
+        queues=found,
+        broker_error=error,
+        stats=stats,
+        management=context.management is not None,
+    )
 
 
-async def _queues(context: Context) -> tuple[list[object], str | None]:
+async def _queues(context: Context) -> tuple[list[QueueDepth], str | None]:
     try:
         queues = await context.dispatcher.fleet.task_queues()
         return list(await context.broker.queue_depths(queues)), None

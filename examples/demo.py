@@ -144,6 +144,9 @@ async def run_demo(
     return outcome
 
 
+_STOPS = (signal.SIGINT, signal.SIGTERM)
+
+
 def demo_settings(store: str | None) -> tuple[AmqpSettings, DispatcherSettings, dict[str, str]]:
     """The demo's broker settings, dispatcher settings, and its services' environment."""
     amqp = load_settings(AmqpSettings, prefix=os.environ.get("WQ_AMQP_PREFIX", DEMO_PREFIX))
@@ -167,14 +170,16 @@ def serve_dashboard(store: str | None) -> int:
     server = subprocess.Popen([sys.executable, "-m", "dispatcher", "serve"], env=env)
     print(f"dashboard: http://127.0.0.1:{port}/ shows the demo's tasks (Ctrl-C stops it)")
     sys.stdout.flush()
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Both stop it, even where SIGINT was inherited ignored (a shell's background job).
+    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in _STOPS}
     try:
         return server.wait()
     except KeyboardInterrupt:
-        server.send_signal(signal.SIGINT)
+        server.terminate()  # dispatcher serve's graceful stop
         return server.wait(timeout=30)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 async def _delete_topology(amqp: AmqpSettings) -> None:

@@ -47,6 +47,7 @@ from bench.retention import fill
 from bench.workload import backlog_span, fairness_durations, ideal_makespan_s
 from common import DEFAULT_QUEUE, AmqpSettings, LogSettings
 from common.logging import configure
+from common.loop import run as run_loop
 from dispatcher.client import open_dispatcher
 from dispatcher.requests import TaskRequest
 from dispatcher.retention import sweep
@@ -284,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.queues < 1 or (args.queues > 1 and args.system != "ours"):
         parser.error("--queues is 1 or more, and more than 1 only with --system ours")
     stop_on_sigterm()
-    emit(args.system, args.figure, asyncio.run(run_figure(args)))
+    emit(args.system, args.figure, run_loop(run_figure(args)))
     return 0
 
 

@@ -24,6 +24,7 @@ from common import (
 )
 from common import exit_codes as codes
 from common.logging import configure, get_logger
+from common.loop import run as run_loop
 from common.readiness import ReadyFile
 from common.shutdown import install_stop_handlers
 from executor.consumer import Executor
@@ -168,7 +169,11 @@ def _run(
         heartbeat_interval=settings.heartbeat_interval,
         queues=queues,
     )
-    return asyncio.run(_serve(executor))
+    try:
+        return run_loop(_serve(executor))
+    except ConfigError as exc:  # WQ_EVENT_LOOP
+        print(f"executor: {exc}", file=sys.stderr)
+        return codes.USAGE
 
 
 async def _serve(executor: Executor) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import sys
@@ -15,6 +14,7 @@ from tqdm import tqdm
 from common import AmqpSettings
 from common import exit_codes as codes
 from common.amqp import connect, declare_topology
+from common.loop import run as run_loop
 from dispatcher.amqp import dead_letters
 from dispatcher.cli.command import Command, Wiring
 from dispatcher.settings import DispatcherSettings
@@ -37,7 +37,7 @@ def _add_parser(commands: Any) -> None:
 
 
 def _run(wiring: Wiring, args: argparse.Namespace) -> int:
-    return asyncio.run(_act(wiring.amqp(), wiring.settings, args))
+    return run_loop(_act(wiring.amqp(), wiring.settings, args))
 
 
 async def _act(amqp: AmqpSettings, settings: DispatcherSettings, args: argparse.Namespace) -> int:

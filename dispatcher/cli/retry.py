@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import sys
 from typing import Any
@@ -13,6 +12,7 @@ from tqdm import tqdm
 
 from common import AmqpSettings
 from common import exit_codes as codes
+from common.loop import run as run_loop
 from dispatcher.cli.command import Command, Wiring
 from dispatcher.cli.listing import add_task_filters, filtered, task_query
 from dispatcher.client import open_dispatcher
@@ -61,7 +61,7 @@ def _run(wiring: Wiring, args: argparse.Namespace) -> int:
         if not args.yes:
             print(f"{len(ids)} task(s) match; add --yes to retry them", file=sys.stderr)
             return codes.USAGE
-    return asyncio.run(_retry(wiring.amqp(), wiring, ids, bar=not args.task_ids))
+    return run_loop(_retry(wiring.amqp(), wiring, ids, bar=not args.task_ids))
 
 
 def _matching(wiring: Wiring, args: argparse.Namespace) -> list[UUID]:

@@ -6,7 +6,6 @@ These commands need only the task store; ``dispatcher serve`` fires the schedule
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from datetime import UTC, datetime
 from functools import partial
@@ -14,6 +13,7 @@ from typing import Any
 
 from common import InvalidSchedule, TaskRegistry
 from common import exit_codes as codes
+from common.loop import run as run_loop
 from dispatcher.cli.command import Command, Wiring
 from dispatcher.cli.tasks import warn_unchecked
 from dispatcher.fleet import Fleet
@@ -84,7 +84,7 @@ def _add_parser(commands: Any) -> None:
 
 def _run(wiring: Wiring, args: argparse.Namespace) -> int:
     """Carry out one ``schedule`` action; returns the exit code."""
-    return asyncio.run(_act(wiring.settings, wiring.registry(), args))
+    return run_loop(_act(wiring.settings, wiring.registry(), args))
 
 
 async def _act(

@@ -19,6 +19,7 @@ from typing import Any
 from common import AmqpSettings, BrokerError, BrokerUnavailable, TaskRegistry, WorkQueueError
 from common import exit_codes as codes
 from common.logging import get_logger
+from common.loop import run as run_loop
 from common.readiness import ReadyFile
 from common.shutdown import install_stop_handlers
 from dispatcher.amqp.broker_monitor import AmqpBrokerMonitor
@@ -93,7 +94,7 @@ def _run(wiring: Wiring, args: argparse.Namespace) -> int:
     # Bound before connecting: a port in use is a configuration error (exit 2), found first.
     sock = bind(settings.http_host, settings.http_port) if http else None
     try:
-        return asyncio.run(_serve(amqp, settings, registry, sock))
+        return run_loop(_serve(amqp, settings, registry, sock))
     finally:
         if sock is not None:
             sock.close()

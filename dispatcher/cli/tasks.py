@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from datetime import datetime
@@ -20,6 +19,7 @@ from common import (
     TaskRegistry,
 )
 from common import exit_codes as codes
+from common.loop import run as run_loop
 from dispatcher.cli.command import Command, Wiring
 from dispatcher.cli.status import outcome_exit_code
 from dispatcher.client import open_dispatcher
@@ -94,7 +94,7 @@ def _submit(wiring: Wiring, args: argparse.Namespace) -> int:
     )
     registry = wiring.registry()
     amqp = wiring.amqp()
-    return asyncio.run(_submit_one(wiring, amqp, registry, args, request))
+    return run_loop(_submit_one(wiring, amqp, registry, args, request))
 
 
 async def _submit_one(
@@ -137,7 +137,7 @@ def _cancel(wiring: Wiring, args: argparse.Namespace) -> int:
     amqp = wiring.amqp()
     if wiring.store_missing():
         raise TaskNotFound(args.task_id)  # without creating an empty SQLite file on the way
-    return asyncio.run(_cancel_one(wiring, amqp, args.task_id, as_json=args.json))
+    return run_loop(_cancel_one(wiring, amqp, args.task_id, as_json=args.json))
 
 
 async def _cancel_one(wiring: Wiring, amqp: AmqpSettings, task_id: UUID, *, as_json: bool) -> int:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
 from common import AmqpSettings, StoreError, check_queue_name, load_settings
 from common import exit_codes as codes
 from common.amqp import connect
+from common.loop import run as run_loop
 from dispatcher.amqp.teardown import Teardown, delete_topology, find_topology
 from dispatcher.cli.command import Command, Wiring
 from dispatcher.store.backends import open_store
@@ -58,7 +58,7 @@ def _queue_name(text: str) -> str:
 
 def _run(wiring: Wiring, args: argparse.Namespace) -> int:
     amqp = load_settings(AmqpSettings, prefix=args.prefix)  # the prefix is checked here
-    return asyncio.run(_delete(wiring, amqp, set(args.queue), confirmed=args.yes))
+    return run_loop(_delete(wiring, amqp, set(args.queue), confirmed=args.yes))
 
 
 async def _known_queues(wiring: Wiring) -> set[str]:

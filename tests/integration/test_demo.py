@@ -6,6 +6,8 @@ refused whole; the demo must show that request refused on its own and run all th
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -95,6 +97,7 @@ def test_the_demo_serves_its_tasks_on_the_dashboard_until_stopped(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its group: the dashboard's dispatcher goes with it if killed
     )
     try:
         assert demo.stdout is not None
@@ -121,8 +124,8 @@ def test_the_demo_serves_its_tasks_on_the_dashboard_until_stopped(
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(timeout=40) == 0
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(demo.pid, signal.SIGKILL)  # the demo and its dispatcher, if still there
+        demo.wait()
         if demo.stdout is not None:
             demo.stdout.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -48,6 +48,29 @@ def task_refusal(exc: UnknownTaskType | InvalidParams, at: Location) -> RequestV
             for error in exc.errors
         ]
     )
+
+
+# The status each refusal of the service answers with, most specific first (the dashboard
+# looks its errors up here; the JSON API registers a handler per line below, to the same
+# statuses).
+ERROR_STATUS: Final[tuple[tuple[type[Exception], int], ...]] = (
+    (TaskNotFound, 404),
+    (ScheduleNotFound, 404),
+    (ScheduleExists, 409),
+    (ScheduleConflict, 409),
+    (TaskNotScheduled, 409),
+    (InvalidSchedule, 422),
+    (UnknownTaskType, 422),
+    (InvalidParams, 422),
+    (InvalidRequest, 422),
+    (StoreError, 503),
+    (BrokerError, 503),
+)
+
+
+def status_of(exc: Exception) -> int | None:
+    """The HTTP status the API answers ``exc`` with; None for a bug."""
+    return next((status for kind, status in ERROR_STATUS if isinstance(exc, kind)), None)
 
 
 def install_error_handlers(app: FastAPI) -> None:

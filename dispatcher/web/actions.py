@@ -18,21 +18,9 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import FormData
 
-from common import (
-    BrokerError,
-    InvalidParams,
-    InvalidRequest,
-    InvalidSchedule,
-    ScheduleConflict,
-    ScheduleExists,
-    ScheduleNotFound,
-    StoreError,
-    TaskNotFound,
-    TaskNotScheduled,
-    UnknownTaskType,
-)
 from dispatcher.api.auth import token_matches
 from dispatcher.api.context import Context
+from dispatcher.api.errors import status_of
 from dispatcher.api.retry import MAX_RETRY_BATCH
 from dispatcher.api.schemas import ScheduleCreation, ScheduleEdit
 from dispatcher.requests import Eta
@@ -44,21 +32,6 @@ from dispatcher.web.sessions import COOKIE, Role
 router = APIRouter(include_in_schema=False)
 _ETA: Final = TypeAdapter(Eta)
 
-# Errors an action can meet, and the status its page answers with.
-_STATUS: Final[tuple[tuple[type[Exception], int], ...]] = (
-    (TaskNotFound, 404),
-    (ScheduleNotFound, 404),
-    (ScheduleExists, 409),
-    (ScheduleConflict, 409),
-    (TaskNotScheduled, 409),
-    (InvalidSchedule, 422),
-    (UnknownTaskType, 422),
-    (InvalidParams, 422),
-    (InvalidRequest, 422),
-    (StoreError, 503),
-    (BrokerError, 503),
-)
-
 
 @asynccontextmanager
 async def _refusing() -> AsyncIterator[None]:
@@ -68,10 +41,10 @@ async def _refusing() -> AsyncIterator[None]:
     except Refused:
         raise
     except Exception as exc:
-        for kind, status in _STATUS:
-            if isinstance(exc, kind):
-                raise Refused(status, str(exc)) from exc
-        raise
+        status = status_of(exc)
+        if status is None:
+            raise
+        raise Refused(status, str(exc)) from exc
 
 
 def _text(form: FormData, name: str, *, limit: int = 10_000) -> str:

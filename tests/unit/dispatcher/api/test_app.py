@@ -12,7 +12,10 @@ from structlog.testing import capture_logs
 
 from common import BrokerError
 from dispatcher.amqp.queue_depths import QueueDepth
+from dispatcher.api.app import create_app
+from dispatcher.api.errors import ERROR_STATUS
 from dispatcher.service import Dispatcher
+from tests.unit.dispatcher.api.conftest import context_of
 from tests.unit.dispatcher.fakes import FakeBroker, FakePublisher, succeeded
 
 # Submitting
@@ -375,3 +378,12 @@ async def test_request_lines_about_one_task_name_it(client: httpx.AsyncClient) -
         ("POST", "/tasks/batch", None),
         ("GET", "/tasks", None),
     ]
+
+
+def test_every_refusal_the_dashboard_maps_has_a_handler_in_the_api(
+    dispatcher: Dispatcher, broker: FakeBroker
+) -> None:
+    app = create_app(context_of(dispatcher, broker))
+
+    for kind, _ in ERROR_STATUS:
+        assert kind in app.exception_handlers, kind

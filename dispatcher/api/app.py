@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, FastAPI, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.params import Depends
 from fastapi.security import HTTPBearer
 from pydantic import SecretStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dispatcher.api import (
     api_docs,
@@ -31,7 +33,7 @@ from dispatcher.api.request_log import RequestLog
 from dispatcher.api.schemas import ErrorDetail
 from dispatcher.api.static import STATIC_DIR, STATIC_NAME, STATIC_PATH, RevalidatedStaticFiles
 from dispatcher.web import actions, pages
-from dispatcher.web.rendering import Refused, refused_page
+from dispatcher.web.rendering import Handler, Refused, for_pages, refused_page
 from dispatcher.web.sessions import Sessions
 
 # One line per feature: a router added here is served, documented and, once a token is
@@ -103,6 +105,8 @@ def create_app(
     app.mount(STATIC_PATH, RevalidatedStaticFiles(directory=STATIC_DIR), name=STATIC_NAME)
     install_error_handlers(app)
     app.add_exception_handler(Refused, refused_page)
+    for kind in (RequestValidationError, StarletteHTTPException):
+        app.add_exception_handler(kind, for_pages(cast(Handler, app.exception_handlers[kind])))
     # Auth itself is the middleware below; this only shows the scheme in the OpenAPI docs.
     documented: list[Depends] = [Security(HTTPBearer(auto_error=False))] if token else []
     # What any route may answer before its own code runs: a body that is not JSON, one over

@@ -7,21 +7,27 @@ errors, tracebacks and executor names come from tasks and executors, untrusted.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, cast
 from urllib.parse import urlencode
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dispatcher.api.auth import ROLE_KEY
 from dispatcher.web.sessions import COOKIE, LIFETIME_S, Role, Session, Sessions
 
 HERE: Final = Path(__file__).parent
-MAX_FORM_FIELDS: Final = 1100  # a page of selected tasks plus the form's own fields
+MAX_FORM_FIELDS: Final = 1100
+Handler = Callable[
+    [Request, Exception], Awaitable[Response]
+]  # a page of selected tasks plus the form's own fields
 
 
 class Refused(Exception):
@@ -94,6 +100,36 @@ async def refused_page(request: Request, exc: Exception) -> HTMLResponse:
     """The page for a ``Refused`` action: its status and why."""
     assert isinstance(exc, Refused)
     return render(request, "error.html", exc.status, title="Not done", why=exc.why, note=None)
+
+
+def for_pages(api_handler: Handler) -> Handler:
+    """``api_handler`` for the JSON API; a page for the dashboard's own paths, so that a
+    mistyped address or a malformed id there is a 404 or 422 page, not JSON."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        path = request.url.path
+        if not (path == "/" or path.startswith("/ui/")):
+            return await api_handler(request, exc)
+        if isinstance(exc, RequestValidationError):
+            first = exc.errors()[0] if exc.errors() else {}
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            why, status = f"{where}: {first.get('msg', 'invalid')}", 422
+        elif isinstance(exc, StarletteHTTPException) and exc.status_code in (404, 400):
+            why, status = (
+                "No such page." if exc.status_code == 404 else str(exc.detail),
+                exc.status_code,
+            )
+        else:
+            return await api_handler(request, exc)
+        return render(
+            request,
+            "error.html",
+            status,
+            title="Not found" if status == 404 else "Bad request",
+            why=why,
+        )
+
+    return handle
 
 
 def fragment(template: str, **values: Any) -> HTMLResponse:

@@ -323,3 +323,19 @@ async def test_the_activity_charts_count_what_finished_in_the_last_hour(
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@pytest.mark.parametrize(
+    ("path", "status"), [("/ui/tasks/not-a-task-id", 422), ("/ui/nowhere", 404)]
+)
+async def test_a_bad_dashboard_address_is_a_page_and_the_api_keeps_json(
+    open_app: httpx.AsyncClient, path: str, status: int
+) -> None:
+    page = await open_app.get(path)
+    api = await open_app.get("/tasks/not-a-task-id")
+
+    assert page.status_code == status
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<nav" in page.text
+    assert api.status_code == 422
+    assert api.headers["content-type"] == "application/json"

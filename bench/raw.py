@@ -31,6 +31,7 @@ from bench.workload import (
     raw_task,
     raw_task_properties,
 )
+from common.loop import run as run_loop
 
 SYSTEMS = ("raw-pika", "raw-aio-pika")
 _RESULT_PREFETCH = 64
@@ -234,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run one figure and print its result line."""
     args = build_parser("bench.raw", SYSTEMS).parse_args(argv)
     stop_on_sigterm()
-    emit(args.system, args.figure, asyncio.run(run(args)))
+    emit(args.system, args.figure, run_loop(run(args)))
     return 0
 
 

@@ -15,7 +15,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,6 +94,15 @@ async def run_aio_pika(url: str, names: RawNames, prefetch: int) -> None:
     await connection.close()
 
 
+def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="bench.raw_worker", description=__doc__)
@@ -106,7 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.client == "pika":
         run_pika(args.amqp_url, names, args.prefetch)
     else:
-        asyncio.run(run_aio_pika(args.amqp_url, names, args.prefetch))
+        # On uvloop where installed, as this project's services run: raw aio-pika is then the
+        # fastest bare asyncio client here (the figures: docs/benchmarks.md).
+        with asyncio.Runner(loop_factory=_uvloop_factory()) as runner:
+            runner.run(run_aio_pika(args.amqp_url, names, args.prefetch))
     return 0
 
 

@@ -18,15 +18,24 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import FormData
 
+from dispatcher.amqp.dead_letters import DeadLetterDesk
 from dispatcher.api.auth import token_matches
-from dispatcher.api.context import Context
+from dispatcher.api.context import ApiContext, Context
 from dispatcher.api.errors import status_of
 from dispatcher.api.retry import MAX_RETRY_BATCH
 from dispatcher.api.schemas import ScheduleCreation, ScheduleEdit
 from dispatcher.requests import Eta
 from dispatcher.store.query import TaskPosition, TaskQuery
 from dispatcher.web.pages import BadFilter, bulk_query, instant, task_filter
-from dispatcher.web.rendering import Refused, back, checked_form, render, set_session_cookie
+from dispatcher.web.rendering import (
+    NO_DESK,
+    Refused,
+    back,
+    checked_form,
+    first_error,
+    render,
+    set_session_cookie,
+)
 from dispatcher.web.sessions import COOKIE, Role
 
 router = APIRouter(include_in_schema=False)
@@ -45,6 +54,12 @@ async def _refusing() -> AsyncIterator[None]:
         if status is None:
             raise
         raise Refused(status, str(exc)) from exc
+
+
+def _desk(context: ApiContext) -> DeadLetterDesk:
+    if context.dead is None:
+        raise Refused(409, NO_DESK)
+    return context.dead
 
 
 def _text(form: FormData, name: str, *, limit: int = 10_000) -> str:
@@ -110,9 +125,7 @@ async def login(request: Request) -> Response:
         role = Role.READ
     target = _text(form, "next", limit=500) or "/"
     if role is None:
-        return render(
-            request, "login.html", 401, title="Sign in", next=target, failed=True, note=None
-        )
+        return render(request, "login.html", 401, title="Sign in", next=target, failed=True)
     value, _ = request.app.state.sessions.issue(role)
     response = back(target)
     set_session_cookie(request, response, value)
@@ -155,10 +168,8 @@ async def cancel_one(request: Request, task_id: UUID, context: Context) -> Respo
 async def replay_one(request: Request, task_id: UUID, context: Context) -> Response:
     """Replay a dead task from its copy in the dead-letter queue."""
     await checked_form(request)
-    if context.dead is None:
-        raise Refused(409, "This dispatcher does not manage the dead-letter queue.")
     async with _refusing():
-        report = await context.dead.replay([task_id], via="dashboard")
+        report = await _desk(context).replay([task_id], via="dashboard")
     if not report.replayed:
         raise Refused(409, "; ".join(report.skipped) or "Not in the dead-letter queue.")
     return back(f"/ui/tasks/{task_id}", done="replayed", n=1)
@@ -171,7 +182,7 @@ async def reschedule_one(request: Request, task_id: UUID, context: Context) -> R
     try:
         eta = _ETA.validate_python(instant(_text(form, "eta", limit=40)))
     except ValidationError as exc:
-        raise Refused(422, f"eta: {exc.errors()[0]['msg']}") from exc
+        raise Refused(422, first_error(exc.errors(), where="eta")) from exc
     async with _refusing():
         await context.dispatcher.reschedule(task_id, eta=eta)
     return back(f"/ui/tasks/{task_id}", done="rescheduled")
@@ -261,8 +272,7 @@ async def _act_on_matching(request: Request, context: Context, action: str) -> R
 async def replay_dead(request: Request, context: Context) -> Response:
     """Replay dead tasks: those ticked or shown (``task_id``), or every one (``all``)."""
     form = await checked_form(request)
-    if context.dead is None:
-        raise Refused(409, "This dispatcher does not manage the dead-letter queue.")
+    desk = _desk(context)
     ids = None if _text(form, "all") == "1" else _ids(form)
     if ids is None or len(ids) > 1:
         what = "every dead task" if ids is None else f"{len(ids)} dead tasks"
@@ -272,7 +282,7 @@ async def replay_dead(request: Request, context: Context) -> Response:
         if asked is not None:
             return asked
     async with _refusing():
-        report = await context.dead.replay(ids, via="dashboard")
+        report = await desk.replay(ids, via="dashboard")
     return back("/ui/dead", done="replayed", n=len(report.replayed))
 
 
@@ -280,8 +290,7 @@ async def replay_dead(request: Request, context: Context) -> Response:
 async def purge_dead(request: Request, context: Context) -> Response:
     """Delete dead messages for good: those of ``task_id``, or every one (``all``)."""
     form = await checked_form(request)
-    if context.dead is None:
-        raise Refused(409, "This dispatcher does not manage the dead-letter queue.")
+    desk = _desk(context)
     ids = None if _text(form, "all") == "1" else _ids(form)
     what = "every dead message" if ids is None else f"the dead messages of {len(ids)} task(s)"
     asked = _unconfirmed(
@@ -294,7 +303,7 @@ async def purge_dead(request: Request, context: Context) -> Response:
     if asked is not None:
         return asked
     async with _refusing():
-        purged = await context.dead.purge(ids)
+        purged = await desk.purge(ids)
     return back("/ui/dead", done="purged", n=purged)
 
 
@@ -319,7 +328,7 @@ async def create_schedule(request: Request, context: Context) -> Response:
             }
         )
     except ValidationError as exc:
-        raise Refused(422, _first_error(exc)) from exc
+        raise Refused(422, first_error(exc.errors())) from exc
     async with _refusing():
         await context.schedules.create(
             body.name,
@@ -348,7 +357,7 @@ async def edit_schedule(request: Request, name: str, context: Context) -> Respon
             }
         )
     except ValidationError as exc:
-        raise Refused(422, _first_error(exc)) from exc
+        raise Refused(422, first_error(exc.errors())) from exc
     async with _refusing():
         await context.schedules.update(
             name,
@@ -395,8 +404,3 @@ def _number(form: FormData, name: str) -> int:
         return int(text)
     except ValueError as exc:
         raise Refused(422, f"{name}: not a whole number") from exc
-
-
-def _first_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"

@@ -24,36 +24,13 @@ from dispatcher.api.retry import RETRYABLE, TaskFilter
 from dispatcher.store.query import TaskPosition, TaskQuery, decode_cursor, encode_cursor
 from dispatcher.store.records import ExecutorState, TaskState
 from dispatcher.web import charts
-from dispatcher.web.rendering import fragment, render
+from dispatcher.web.rendering import NO_DESK, first_error, fragment, render
 
 router = APIRouter(include_in_schema=False)
 
 PAGE: Final = 50
 DEAD_LISTED: Final = 500  # the dead-letter page reads at most this many messages
 FILTER_FIELDS: Final = ("task_type", "queue", "executor", "error", "since", "until")
-# What each note an action leaves in the query string says; anything else shows nothing.
-NOTES: Final = {
-    "retried": "Retried {n} task(s).",
-    "cancelled": "Cancel requested for {n} task(s).",
-    "refused": "{n} task(s) were left alone: not in a state that allows it.",
-    "replayed": "Replayed {n} dead task(s).",
-    "purged": "Purged {n} dead message(s).",
-    "paused": "Schedule paused.",
-    "resumed": "Schedule resumed.",
-    "fired": "Schedule fired: its task is due now.",
-    "deleted": "Schedule deleted.",
-    "saved": "Schedule saved.",
-    "rescheduled": "Task rescheduled.",
-    "signed_out": "Signed out.",
-}
-
-
-def _note(request: Request) -> str | None:
-    done = request.query_params.get("done")
-    if done not in NOTES:
-        return None
-    count = request.query_params.get("n", "0")
-    return NOTES[done].format(n=int(count) if count.isdigit() and len(count) < 9 else 0)
 
 
 class BadFilter(Exception):
@@ -73,9 +50,7 @@ def task_filter(request: Request) -> TaskFilter:
     try:
         return TaskFilter.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "filter"
-        raise BadFilter(f"{where}: {first['msg']}") from exc
+        raise BadFilter(first_error(exc.errors(), where="filter")) from exc
 
 
 def instant(text: str) -> str:
@@ -119,7 +94,6 @@ async def overview(request: Request, context: Context) -> Response:
         executors=by_state,
         queues=queues,
         broker_error=broker_error,
-        note=_note(request),
     )
 
 
@@ -177,11 +151,9 @@ async def tasks(
         tasks=page,
         filters=filters,
         states=list(TaskState),
-        retryable=[s.value for s in RETRYABLE],
         query_string=filter_query_string(request),
         next_cursor=encode_cursor(TaskPosition.of(page[-1])) if more else None,
         first_page=cursor is None,
-        note=_note(request),
         since=request.query_params.get("since", ""),
         until=request.query_params.get("until", ""),
     )
@@ -249,7 +221,6 @@ async def task(request: Request, task_id: UUID, context: Context) -> Response:
         task=record,
         attempts=attempts,
         retryable=record.state in RETRYABLE,
-        note=_note(request),
     )
 
 
@@ -273,7 +244,7 @@ async def dead(
     """The dead-letter queue, oldest first, filtered by task type and reason."""
     letters, error = [], None
     if context.dead is None:
-        error = "This dispatcher does not manage the dead-letter queue."
+        error = NO_DESK
     else:
         try:
             letters = await context.dead.list(limit=DEAD_LISTED)
@@ -295,7 +266,6 @@ async def dead(
         task_type=task_type,
         reason=reason,
         error=error,
-        note=_note(request),
     )
 
 
@@ -339,9 +309,7 @@ async def _queues(context: Context) -> tuple[list[QueueDepth], str | None]:
 async def schedules(request: Request, context: Context) -> Response:
     """Cron schedules with their next fire time, and the forms to change them."""
     found = await context.schedules.all()
-    return render(
-        request, "schedules.html", title="Schedules", schedules=found, note=_note(request)
-    )
+    return render(request, "schedules.html", title="Schedules", schedules=found)
 
 
 @router.get("/ui/login", response_class=HTMLResponse)
@@ -350,6 +318,4 @@ async def login_form(
     next: Annotated[str, Query(max_length=500)] = "/",
 ) -> Response:
     """The form that exchanges a token for a session."""
-    return render(
-        request, "login.html", title="Sign in", next=next, failed=False, note=_note(request)
-    )
+    return render(request, "login.html", title="Sign in", next=next, failed=False)

@@ -7,7 +7,7 @@ errors, tracebacks and executor names come from tasks and executors, untrusted.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, cast
@@ -24,10 +24,24 @@ from dispatcher.api.auth import ROLE_KEY
 from dispatcher.web.sessions import COOKIE, LIFETIME_S, Role, Session, Sessions
 
 HERE: Final = Path(__file__).parent
-MAX_FORM_FIELDS: Final = 1100
-Handler = Callable[
-    [Request, Exception], Awaitable[Response]
-]  # a page of selected tasks plus the form's own fields
+MAX_FORM_FIELDS: Final = 1100  # a page of selected tasks plus the form's own fields
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+NO_DESK: Final = "This dispatcher does not manage the dead-letter queue."
+# What each note an action leaves in the query string says; anything else shows nothing.
+NOTES: Final = {
+    "retried": "Retried {n} task(s).",
+    "cancelled": "Cancel requested for {n} task(s).",
+    "refused": "{n} task(s) were left alone: not in a state that allows it.",
+    "replayed": "Replayed {n} dead task(s).",
+    "purged": "Purged {n} dead message(s).",
+    "paused": "Schedule paused.",
+    "resumed": "Schedule resumed.",
+    "fired": "Schedule fired: its task is due now.",
+    "deleted": "Schedule deleted.",
+    "saved": "Schedule saved.",
+    "rescheduled": "Task rescheduled.",
+    "signed_out": "Signed out.",
+}
 
 
 class Refused(Exception):
@@ -62,6 +76,24 @@ _env.filters["when"] = _when
 _env.filters["pretty"] = _pretty
 
 
+def note_of(request: Request) -> str | None:
+    """What the action that sent the browser here did, from ``back``'s query string."""
+    done = request.query_params.get("done")
+    if done not in NOTES:
+        return None
+    count = request.query_params.get("n", "0")
+    return NOTES[done].format(n=int(count) if count.isdigit() and len(count) < 9 else 0)
+
+
+def first_error(errors: Sequence[Mapping[str, Any]], *, where: str = "input") -> str:
+    """The first of pydantic's errors as people read it: where, then what."""
+    if not errors:
+        return f"{where}: invalid"
+    first = errors[0]
+    at = ".".join(str(part) for part in first.get("loc", ())) or where
+    return f"{at}: {first.get('msg', 'invalid')}"
+
+
 def sessions_of(request: Request) -> Sessions:
     """The app's session signer (``create_app`` puts it on the app)."""
     return cast(Sessions, request.app.state.sessions)
@@ -73,7 +105,8 @@ def role_of(request: Request) -> Role:
 
 
 def render(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
-    """A page, with the caller's session (a new one is issued if there is none yet)."""
+    """A page, with the caller's session (a new one is issued if there is none yet) and the
+    note of the action that led here."""
     sessions = sessions_of(request)
     session = sessions.read(request.cookies.get(COOKIE))
     issued = None
@@ -81,7 +114,7 @@ def render(request: Request, template: str, status_code: int = 200, **values: An
         # Loopback without a token: every visitor is admin, and needs a session only for
         # the CSRF tokens of its forms. With a token, only the login form issues sessions.
         issued, session = sessions.issue(Role.ADMIN)
-    values.setdefault("note", None)
+    values.setdefault("note", note_of(request))
     page = _env.get_template(template).render(
         request=request,
         csrf=sessions.csrf_token(session) if session is not None else "",
@@ -99,7 +132,7 @@ def render(request: Request, template: str, status_code: int = 200, **values: An
 async def refused_page(request: Request, exc: Exception) -> HTMLResponse:
     """The page for a ``Refused`` action: its status and why."""
     assert isinstance(exc, Refused)
-    return render(request, "error.html", exc.status, title="Not done", why=exc.why, note=None)
+    return render(request, "error.html", exc.status, title="Not done", why=exc.why)
 
 
 def for_pages(api_handler: Handler) -> Handler:
@@ -111,9 +144,7 @@ def for_pages(api_handler: Handler) -> Handler:
         if not (path == "/" or path.startswith("/ui/")):
             return await api_handler(request, exc)
         if isinstance(exc, RequestValidationError):
-            first = exc.errors()[0] if exc.errors() else {}
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            why, status = f"{where}: {first.get('msg', 'invalid')}", 422
+            why, status = first_error(exc.errors()), 422
         elif isinstance(exc, StarletteHTTPException) and exc.status_code in (404, 400):
             why, status = (
                 "No such page." if exc.status_code == 404 else str(exc.detail),

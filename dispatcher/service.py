@@ -5,8 +5,9 @@ Depends only on the ``Publisher`` and ``TaskStore`` protocols, so it is tested w
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -42,7 +43,7 @@ from dispatcher.requests import (
     utcnow,
 )
 from dispatcher.store.protocol import TaskStore
-from dispatcher.store.query import TaskQuery
+from dispatcher.store.query import TaskPosition, TaskQuery
 from dispatcher.store.records import AttemptRecord, TaskRecord, TaskState
 from dispatcher.waiters import Waiters
 
@@ -388,6 +389,15 @@ class Dispatcher:
     async def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:
         """Recorded tasks matching ``query``, newest first."""
         return await self._store.list_tasks(query)
+
+    async def task_pages(self, query: TaskQuery) -> AsyncGenerator[list[TaskRecord], None]:
+        """Every task ``query`` matches, newest first, a page of ``query.limit`` at a time;
+        each page continues after the last one's final task, so pages never overlap."""
+        while page := await self._store.list_tasks(query):
+            yield page
+            if len(page) < query.limit:
+                return
+            query = dataclasses.replace(query, after=TaskPosition.of(page[-1]))
 
     async def count_tasks(self, query: TaskQuery) -> int:
         """How many recorded tasks match ``query``'s filters."""

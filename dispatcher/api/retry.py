@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 from typing import Final, Self
 from uuid import UUID
 
@@ -15,7 +15,7 @@ from dispatcher.api.context import Context
 from dispatcher.api.schemas import ErrorDetail, TaskView
 from dispatcher.requests import QueueName, TaskTypeName
 from dispatcher.service import Dispatcher
-from dispatcher.store.query import TaskPosition, TaskQuery
+from dispatcher.store.query import TaskQuery
 from dispatcher.store.records import TaskState
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -152,10 +152,9 @@ async def retry_tasks(body: RetryRequest, context: Context) -> RetryAnswer:
 async def _matching(dispatcher: Dispatcher, query: TaskQuery, limit: int) -> list[UUID]:
     """The first ``limit`` tasks ``query`` matches, newest first, read a page at a time."""
     found: list[UUID] = []
-    while len(found) < limit:
-        page = await dispatcher.list_tasks(dataclasses.replace(query, limit=_PAGE))
-        found += [record.task_id for record in page]
-        if len(page) < _PAGE:
-            break
-        query = dataclasses.replace(query, after=TaskPosition.of(page[-1]))
+    async with contextlib.aclosing(dispatcher.task_pages(query)) as pages:
+        async for page in pages:
+            found += [record.task_id for record in page]
+            if len(found) >= limit:
+                break
     return found[:limit]

@@ -6,7 +6,7 @@ answers 303 back to the page with a note of what it did.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,7 +25,6 @@ from dispatcher.api.errors import status_of
 from dispatcher.api.retry import MAX_RETRY_BATCH
 from dispatcher.api.schemas import ScheduleCreation, ScheduleEdit
 from dispatcher.requests import Eta
-from dispatcher.store.query import TaskPosition, TaskQuery
 from dispatcher.web.pages import BadFilter, bulk_query, instant, task_filter
 from dispatcher.web.rendering import (
     NO_DESK,
@@ -248,20 +247,18 @@ async def _act_on_matching(request: Request, context: Context, action: str) -> R
         # Bounded by the count: a task that keeps matching (a cancel that only flags a
         # running task) is not visited again and again.
         budget = await dispatcher.count_tasks(query)
-        after: TaskQuery = query
-        while budget > 0:
-            page = await dispatcher.list_tasks(after)
-            if not page:
-                break
-            ids = [record.task_id for record in page]
-            if action == "retry":
-                done += len((await dispatcher.retry(ids, via="dashboard")).retried)
-            else:
-                for task_id in ids:
-                    await dispatcher.cancel(task_id, via="dashboard")
-                done += len(ids)
-            budget -= len(page)
-            after = dataclasses.replace(query, after=TaskPosition.of(page[-1]))
+        async with contextlib.aclosing(dispatcher.task_pages(query)) as pages:
+            async for page in pages:
+                if budget <= 0:
+                    break
+                ids = [record.task_id for record in page]
+                if action == "retry":
+                    done += len((await dispatcher.retry(ids, via="dashboard")).retried)
+                else:
+                    for task_id in ids:
+                        await dispatcher.cancel(task_id, via="dashboard")
+                    done += len(ids)
+                budget -= len(page)
     return back("/ui/tasks?" + query_string, done=done_with, n=done)
 
 

@@ -418,3 +418,14 @@ async def test_starts_of_a_task_without_a_record_are_counted_in_memory(
         (Verdict.RUN, 3),
         (Verdict.GIVE_UP, 4),
     ]
+
+
+async def test_task_pages_cover_every_match_once_a_page_at_a_time(dispatcher: Dispatcher) -> None:
+    # One clock reading for all: the pages are ordered and continued by id alone.
+    ids = await dispatcher.submit_many(TaskRequest("echo") for _ in range(5))
+
+    pages = [page async for page in dispatcher.task_pages(TaskQuery(limit=2))]
+
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert sorted(r.task_id for page in pages for r in page) == sorted(ids)
+    assert [page async for page in dispatcher.task_pages(TaskQuery(task_type="none"))] == []

@@ -16,6 +16,7 @@ from dispatcher.api.schemas import (
     ScheduleList,
     ScheduleRun,
 )
+from dispatcher.schedules import ScheduleBook
 from dispatcher.store.records import ScheduleRecord
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
@@ -33,16 +34,7 @@ async def list_schedules(context: Context) -> ScheduleList:
 async def create_schedule(body: ScheduleCreation, context: Context) -> ScheduleRecord:
     """Create a schedule that first fires at its first fire time after now; 409 when the
     name is taken, 422 for a bad name, cron expression, time zone, task type or params."""
-    return await context.schedules.create(
-        body.name,
-        body.cron,
-        body.task_type,
-        body.params,
-        timezone=body.timezone,
-        priority=body.priority,
-        paused=body.paused,
-        queue=body.queue,
-    )
+    return await create_from(context.schedules, body)
 
 
 @router.patch("/{name}", responses={**_NOT_FOUND, 409: {"model": ErrorDetail}})
@@ -50,15 +42,7 @@ async def update_schedule(name: str, body: ScheduleEdit, context: Context) -> Sc
     """Edit a schedule: each field given replaces its value, validated as at creation. A new
     cron or time zone, or a resume, moves the next fire time to the first after now; 409 when
     another edit landed meanwhile (read it again)."""
-    return await context.schedules.update(
-        name,
-        cron=body.cron,
-        timezone=body.timezone,
-        params=body.params,
-        priority=body.priority,
-        queue=body.queue,
-        paused=body.paused,
-    )
+    return await edit_from(context.schedules, name, body)
 
 
 @router.post("/{name}/run", status_code=202, responses=_NOT_FOUND)
@@ -90,3 +74,30 @@ async def resume_schedule(name: str, context: Context) -> ScheduleRecord:
 async def delete_schedule(name: str, context: Context) -> None:
     """Delete the schedule; the tasks it submitted are kept."""
     await context.schedules.delete(name)
+
+
+async def create_from(book: ScheduleBook, body: ScheduleCreation) -> ScheduleRecord:
+    """Create the schedule ``body`` describes (the API's and the dashboard's form)."""
+    return await book.create(
+        body.name,
+        body.cron,
+        body.task_type,
+        body.params,
+        timezone=body.timezone,
+        priority=body.priority,
+        paused=body.paused,
+        queue=body.queue,
+    )
+
+
+async def edit_from(book: ScheduleBook, name: str, body: ScheduleEdit) -> ScheduleRecord:
+    """Apply the fields ``body`` gives to schedule ``name``."""
+    return await book.update(
+        name,
+        cron=body.cron,
+        timezone=body.timezone,
+        params=body.params,
+        priority=body.priority,
+        queue=body.queue,
+        paused=body.paused,
+    )

@@ -23,6 +23,7 @@ from dispatcher.api.auth import token_matches
 from dispatcher.api.context import ApiContext, Context
 from dispatcher.api.errors import status_of
 from dispatcher.api.retry import MAX_RETRY_BATCH
+from dispatcher.api.schedules import create_from, edit_from
 from dispatcher.api.schemas import ScheduleCreation, ScheduleEdit
 from dispatcher.requests import Eta
 from dispatcher.web.pages import BadFilter, bulk_query, instant, task_filter
@@ -327,16 +328,7 @@ async def create_schedule(request: Request, context: Context) -> Response:
     except ValidationError as exc:
         raise Refused(422, first_error(exc.errors())) from exc
     async with _refusing():
-        await context.schedules.create(
-            body.name,
-            body.cron,
-            body.task_type,
-            body.params,
-            timezone=body.timezone,
-            priority=body.priority,
-            paused=body.paused,
-            queue=body.queue,
-        )
+        await create_from(context.schedules, body)
     return back("/ui/schedules", done="saved")
 
 
@@ -356,13 +348,7 @@ async def edit_schedule(request: Request, name: str, context: Context) -> Respon
     except ValidationError as exc:
         raise Refused(422, first_error(exc.errors())) from exc
     async with _refusing():
-        await context.schedules.update(
-            name,
-            cron=edit.cron,
-            timezone=edit.timezone,
-            params=edit.params,
-            priority=edit.priority,
-        )
+        await edit_from(context.schedules, name, edit)
     return back("/ui/schedules", done="saved")
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sqlite3
 import tempfile
 import time
 import uuid
@@ -25,12 +24,12 @@ from pathlib import Path
 import httpx
 
 from bench.broker import Probe
+from bench.finished import Finished, insert_finished
 from bench.measure import new_prefix, percentile
 from bench.processes import Services, service_env
 from common import AmqpSettings
 from dispatcher.store.backends import open_store
 
-_FILL_BATCH = 50_000
 _STATES = ("succeeded",) * 8 + ("failed", "dead")
 _TYPES = ("render_report", "word_count", "convert_currency")
 _ERROR = json.dumps(
@@ -47,34 +46,15 @@ def fill(path: Path, rows: int) -> str:
     """``rows`` finished tasks over the last day, newest last; returns one task's id."""
     now = datetime.now(UTC)
     step = timedelta(days=1) / max(rows, 1)
-    db = sqlite3.connect(path)
-    some_id = ""
-    try:
-        for start in range(0, rows, _FILL_BATCH):
-            tasks, attempts = [], []
-            for n in range(start, min(start + _FILL_BATCH, rows)):
-                task_id = str(uuid.uuid4())
-                at = (now - timedelta(days=1) + n * step).isoformat()
-                state = _STATES[n % len(_STATES)]
-                error = _ERROR if state != "succeeded" else None
-                tasks.append((task_id, _TYPES[n % 3], state, at, at, at, error))
-                attempts.append((task_id, at, at, state, error))
-                some_id = task_id
-            with db:
-                db.executemany(
-                    "INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at,"
-                    " started_at, finished_at, executor, result, error) VALUES"
-                    " (?, ?, '{\"text\": \"a b\"}', ?, 1, ?, ?, ?, 'bench-1', '2', ?)",
-                    tasks,
-                )
-                db.executemany(
-                    "INSERT INTO attempts (task_id, attempt, executor, started_at, finished_at,"
-                    " outcome, error) VALUES (?, 1, 'bench-1', ?, ?, ?, ?)",
-                    attempts,
-                )
-    finally:
-        db.close()
-    return some_id
+    ids = [str(uuid.uuid4()) for _ in range(rows)]
+
+    def task(n: int) -> Finished:
+        state = _STATES[n % len(_STATES)]
+        at = (now - timedelta(days=1) + n * step).isoformat()
+        return Finished(ids[n], _TYPES[n % 3], state, at, _ERROR if state != "succeeded" else None)
+
+    insert_finished(path, (task(n) for n in range(rows)))
+    return ids[-1] if ids else ""
 
 
 def _url(services: Services, name: str, timeout: float = 30) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import tempfile
 import time
 import uuid
@@ -19,33 +18,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.finished import Finished, insert_finished
 from dispatcher.retention import FINAL_STATES, prune
 from dispatcher.store.backends import open_store
-
-_FILL_BATCH = 50_000
 
 
 def fill(path: Path, rows: int, state: str = "succeeded") -> None:
     """``rows`` tasks in ``state``, finished a day ago, each with its attempt row."""
     finished = (datetime.now(UTC) - timedelta(days=1)).isoformat()
-    db = sqlite3.connect(path)
-    try:
-        for start in range(0, rows, _FILL_BATCH):
-            ids = [str(uuid.uuid4()) for _ in range(min(_FILL_BATCH, rows - start))]
-            with db:
-                db.executemany(
-                    "INSERT INTO tasks (task_id, task_type, params, state, attempt, submitted_at,"
-                    " started_at, finished_at, executor, result) VALUES"
-                    " (?, 'echo', '{}', ?, 1, ?, ?, ?, 'bench', '1')",
-                    [(i, state, finished, finished, finished) for i in ids],
-                )
-                db.executemany(
-                    "INSERT INTO attempts (task_id, attempt, executor, started_at, finished_at,"
-                    " outcome) VALUES (?, 1, 'bench', ?, ?, ?)",
-                    [(i, finished, finished, state) for i in ids],
-                )
-    finally:
-        db.close()
+    insert_finished(
+        path, (Finished(str(uuid.uuid4()), "echo", state, finished) for _ in range(rows))
+    )
 
 
 def measure(rows: int, directory: Path) -> dict[str, float]:

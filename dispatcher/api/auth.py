@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from http.cookies import CookieError, SimpleCookie
 from typing import Final
 from urllib.parse import urlencode
 
 from pydantic import SecretStr
+from starlette.requests import cookie_parser
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -103,6 +103,17 @@ class Doors:
         return path in self.page_paths or path.startswith(self.page_prefixes)
 
 
+def role_of_bearer(
+    authorization: str | None, token: SecretStr, read_token: SecretStr | None
+) -> Role | None:
+    """The role an ``Authorization`` header's bearer token grants; None for neither token."""
+    if token_matches(authorization, token):
+        return Role.ADMIN
+    if read_token is not None and token_matches(authorization, read_token):
+        return Role.READ
+    return None
+
+
 class BearerAuth:
     """ASGI middleware: the token for everything but ``doors``' open paths.
 
@@ -134,10 +145,11 @@ class BearerAuth:
         headers = dict(scope["headers"])
         raw = headers.get(b"authorization")
         authorization = raw.decode("latin-1") if raw is not None else None
-        role = self._bearer_role(authorization)
+        role = role_of_bearer(authorization, self._token, self._read_token)
         page = self._doors.is_page(path)
         if role is None and page:
-            session = self._sessions.read(_cookie(headers.get(b"cookie"), COOKIE))
+            cookies = cookie_parser(headers.get(b"cookie", b"").decode("latin-1"))
+            session = self._sessions.read(cookies.get(COOKIE))
             role = session.role if session is not None else None
         if role is None:
             if page and raw is None and scope["method"] in SAFE_METHODS and _wants_html(headers):
@@ -151,13 +163,6 @@ class BearerAuth:
             return
         scope.setdefault("state", {})[ROLE_KEY] = role
         await self.app(scope, receive, send)
-
-    def _bearer_role(self, authorization: str | None) -> Role | None:
-        if token_matches(authorization, self._token):
-            return Role.ADMIN
-        if self._read_token is not None and token_matches(authorization, self._read_token):
-            return Role.READ
-        return None
 
 
 def _refused(raw: bytes | None) -> JSONResponse:
@@ -178,16 +183,3 @@ def _to_login(login_path: str, scope: Scope) -> RedirectResponse:
 def _wants_html(headers: dict[bytes, bytes]) -> bool:
     """A browser navigating (it asks for HTML), not a program fetching JSON."""
     return b"text/html" in headers.get(b"accept", b"")
-
-
-def _cookie(header: bytes | None, name: str) -> str | None:
-    """The value of cookie ``name`` in a ``Cookie`` header, if any."""
-    if header is None:
-        return None
-    jar = SimpleCookie()
-    try:
-        jar.load(header.decode("latin-1"))
-    except CookieError:
-        return None
-    morsel = jar.get(name)
-    return morsel.value if morsel is not None else None

@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import FormData
 
 from dispatcher.amqp.dead_letters import DeadLetterDesk
-from dispatcher.api.auth import token_matches
+from dispatcher.api.auth import role_of_bearer
 from dispatcher.api.context import ApiContext, Context
 from dispatcher.api.errors import status_of
 from dispatcher.api.retry import MAX_RETRY_BATCH
@@ -36,7 +36,7 @@ from dispatcher.web.rendering import (
     render,
     set_session_cookie,
 )
-from dispatcher.web.sessions import COOKIE, Role
+from dispatcher.web.sessions import COOKIE
 
 router = APIRouter(include_in_schema=False)
 _ETA: Final = TypeAdapter(Eta)
@@ -118,11 +118,7 @@ async def login(request: Request) -> Response:
     form = await request.form(max_fields=5, max_files=0)
     token = form.get("token")
     given = f"Bearer {token}" if isinstance(token, str) and len(token) <= 1000 else None
-    role = None
-    if token_matches(given, settings.token):
-        role = Role.ADMIN
-    elif settings.read_token is not None and token_matches(given, settings.read_token):
-        role = Role.READ
+    role = role_of_bearer(given, settings.token, settings.read_token)
     target = _text(form, "next", limit=500) or "/"
     if role is None:
         return render(request, "login.html", 401, title="Sign in", next=target, failed=True)

@@ -55,7 +55,7 @@ from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store.backends import open_store
 
-SYSTEMS = ("ours", "ours-pika")
+SYSTEMS = ("ours", "ours-pika", "ours-pika-asyncio")
 _POLL_S = 0.02
 
 Measure = Callable[["Run"], Awaitable[dict[str, float]]]
@@ -106,7 +106,8 @@ def _executor(services: Services, system: str, name: str, env: dict[str, str]) -
         argv = ["run", "--tasks", "bench.tasks", "--concurrency", "1", "--name", name]
         services.python(name, "executor", argv, env)
     else:
-        services.python(name, "bench.pika_executor", ["--name", name], env)
+        io = "asyncio" if system == "ours-pika-asyncio" else "blocking"
+        services.python(name, "bench.pika_executor", ["--name", name, "--io", io], env)
 
 
 async def _with_dispatcher(
@@ -195,13 +196,32 @@ async def _submit(run: Run) -> dict[str, float]:
 
 
 async def _latency(run: Run) -> dict[str, float]:
+    """Each task's latency, and where it went: the phases of a latency profile.
+
+    ``submit``: in ``submit()`` (record written, publish confirmed, marked queued);
+    ``to_start``: from there to the executor's ``started_at``; ``run``: ``started_at`` to
+    ``finished_at`` (both the executor's clock, the same machine's); ``report``: from
+    ``finished_at`` to ``wait()`` returning (the result confirmed, consumed, recorded).
+    """
     latencies: list[float] = []
+    phases: dict[str, list[float]] = {name: [] for name in _PHASES}
 
     async def one() -> None:
         began = time.perf_counter()
+        began_at = datetime.now(UTC)
         task_id = await run.dispatcher.submit("noop")
-        await run.dispatcher.wait(task_id, timeout=60)
-        latencies.append(time.perf_counter() - began)
+        submitted = time.perf_counter()
+        record = await run.dispatcher.wait(task_id, timeout=60)
+        ended = time.perf_counter()
+        latencies.append(ended - began)
+        if record.started_at is None or record.finished_at is None:
+            return
+        submitted_at = began_at + timedelta(seconds=submitted - began)
+        ended_at = began_at + timedelta(seconds=ended - began)
+        phases["submit"].append(submitted - began)
+        phases["to_start"].append((record.started_at - submitted_at).total_seconds())
+        phases["run"].append((record.finished_at - record.started_at).total_seconds())
+        phases["report"].append((ended_at - record.finished_at).total_seconds())
 
     meter = Meter(run.services.pids, run.args.broker_pid)
     meter.start()
@@ -212,7 +232,14 @@ async def _latency(run: Run) -> dict[str, float]:
     await asyncio.gather(*pending)
     ms = [s * 1000 for s in latencies]
     values = meter.stop(run.args.n)
+    for name, seconds in phases.items():
+        if seconds:
+            values[f"{name}_p50_ms"] = percentile([s * 1000 for s in seconds], 50)
+            values[f"{name}_p99_ms"] = percentile([s * 1000 for s in seconds], 99)
     return {**values, "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99)}
+
+
+_PHASES = ("submit", "to_start", "run", "report")
 
 
 async def _fairness(run: Run) -> dict[str, float]:

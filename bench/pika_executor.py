@@ -1,19 +1,28 @@
 """What-if prototype: the executor's per-task work, on pika instead of aio-pika.
 
-Per task it does what ``executor`` does: decode and validate the task with the project's
-models and registry, bind the log context, run the handler in a worker thread, build and
-encode the ``ResultMessage``, log the one summary line, publish the result with confirms and
-``mandatory``, then ack. Only the client differs: one pika ``BlockingConnection`` whose
-thread does all AMQP I/O, with the handler in a worker thread that hands the publish and
-the ack back through ``add_callback_threadsafe``. It is a measuring device, not a service:
-no reconnects and no error paths beyond what a no-op needs.
+Per task it does what ``executor`` does: announce the start on the progress queue (a
+``StartNotice``, confirmed before the handler runs, as the delivery limit needs), decode and
+validate the task with the project's models and registry, bind the log context, run the
+handler in a worker thread, build and encode the ``ResultMessage``, log the one summary line,
+publish the result with confirms and ``mandatory``, then ack. Only the client differs:
 
-    WQ_AMQP_URL=... WQ_AMQP_PREFIX=... python -m bench.pika_executor --name NAME
+- ``--io blocking``: one pika ``BlockingConnection`` whose thread does all AMQP I/O, with the
+  handler in a worker thread that hands the publish and the ack back through
+  ``add_callback_threadsafe``;
+- ``--io asyncio``: pika's ``AsyncioConnection`` on the event loop (uvloop where installed),
+  two connections as the executor has, each publish awaited on a future its confirm
+  resolves, the handler in the executor's own handler threads (``executor.threads``).
+
+It is a measuring device, not a service: no reconnects, no heartbeats or cancellations, no
+error paths beyond what a no-op needs.
+
+    WQ_AMQP_URL=... WQ_AMQP_PREFIX=... python -m bench.pika_executor --name NAME [--io asyncio]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import queue
 import signal
@@ -30,14 +39,17 @@ from pydantic_core import to_jsonable_python
 from common import (
     AmqpSettings,
     LogSettings,
+    MessageProperties,
     Outcome,
     ResultMessage,
+    StartNotice,
     TaskRegistry,
     decode_task,
     encode,
     load_registry,
     load_settings,
     result_properties,
+    start_properties,
 )
 from common.logging import configure, get_logger
 
@@ -53,6 +65,8 @@ class PikaExecutor:
         self._registry = registry
         self._name = name
         self._queue = amqp.topology.task_queue
+        self._progress_queue = amqp.topology.progress_queue
+        self._delivery_limit = amqp.delivery_limit
         parameters = pika.URLParameters(amqp.url.get_secret_value())
         parameters.client_properties = {"connection_name": f"wqbench pika executor {name}"}
         self._connection = pika.BlockingConnection(parameters)
@@ -76,7 +90,23 @@ class PikaExecutor:
         self._connection.close()
 
     def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        self._work.put((method.delivery_tag, properties, body, bool(method.redelivered)))
+        # On the connection's thread: the start is confirmed before the handler may run.
+        redelivered = bool(method.redelivered)
+        task = decode_task(body)
+        notice = StartNotice(
+            task_id=task.task_id,
+            task_type=task.task_type,
+            attempt=task.attempt,
+            executor=self._name,
+            redelivered=redelivered,
+            delivery_limit=self._delivery_limit,
+            started_at=datetime.now(UTC),
+        )
+        props = start_properties(notice, app_id="wq-executor")
+        self._publish.basic_publish(
+            "", self._progress_queue, encode(notice), _pika_properties(props), mandatory=True
+        )
+        self._work.put((method.delivery_tag, properties, body, redelivered))
 
     def _next_delivery(self) -> _Delivery | None:
         # Its own frame, so that a profile can tell waiting for work from doing it.
@@ -115,17 +145,7 @@ class PikaExecutor:
             duration_ms = round((time.perf_counter() - began) * 1000, 3)
             log.info("task_succeeded", duration_ms=duration_ms, redelivered=redelivered)
         props = result_properties(result, app_id="wq-executor")
-        return encode(result), pika.BasicProperties(
-            content_type=props.content_type,
-            content_encoding=props.content_encoding,
-            delivery_mode=props.delivery_mode,
-            message_id=props.message_id,
-            correlation_id=props.correlation_id,
-            type=props.type,
-            timestamp=int(props.timestamp.timestamp()),
-            app_id=props.app_id,
-            headers=dict(props.headers),
-        )
+        return encode(result), _pika_properties(props)
 
     def _reply_and_ack(
         self, tag: int, reply_to: str, body: bytes, properties: pika.BasicProperties
@@ -135,15 +155,169 @@ class PikaExecutor:
         self._consume.basic_ack(tag)
 
 
+class AsyncPikaExecutor:
+    """The same per-task work on pika's ``AsyncioConnection``, on the event loop (uvloop).
+
+    The executor's shape: the handler in one of the executor's own handler threads
+    (``executor.threads``), everything else on the loop, each publish awaited on a future
+    its confirm resolves. Two connections, as the executor has (publishing, consuming).
+    """
+
+    def __init__(self, amqp: AmqpSettings, registry: TaskRegistry, name: str) -> None:
+        from executor.threads import HandlerThreads
+
+        self._amqp = amqp
+        self._registry = registry
+        self._name = name
+        self._threads = HandlerThreads()
+        self._confirms: dict[int, asyncio.Future[None]] = {}
+        self._published = 0
+        self._publish_channel: Any = None
+        self._consume_channel: Any = None
+
+    async def run(self) -> None:
+        """Consume until SIGTERM."""
+        loop = asyncio.get_running_loop()
+        publishing = await _open(self._amqp, f"wqbench pika-asyncio executor {self._name} publish")
+        self._publish_channel = await _channel(publishing)
+        confirming: asyncio.Future[None] = loop.create_future()
+        self._publish_channel.confirm_delivery(
+            self._on_confirm, callback=lambda _: confirming.set_result(None)
+        )
+        await confirming
+        consuming = await _open(self._amqp, f"wqbench pika-asyncio executor {self._name} consume")
+        self._consume_channel = await _channel(consuming)
+        qos: asyncio.Future[None] = loop.create_future()
+        self._consume_channel.basic_qos(prefetch_count=1, callback=lambda _: qos.set_result(None))
+        await qos
+        self._consume_channel.basic_consume(self._amqp.topology.task_queue, self._on_message)
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        log.info("executor_started", executor=self._name, client="pika-asyncio")
+        await stop.wait()
+        consuming.close()
+        publishing.close()
+        self._threads.close()
+
+    def _publish(self, routing_key: str, body: bytes, props: MessageProperties) -> Any:
+        self._publish_channel.basic_publish(
+            "", routing_key, body, _pika_properties(props), mandatory=True
+        )
+        self._published += 1
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._confirms[self._published] = future
+        return future
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        last = method.delivery_tag
+        tags = [t for t in self._confirms if t <= last] if method.multiple else [last]
+        for tag in tags:
+            future = self._confirms.pop(tag)
+            if not future.done():
+                future.set_result(None)
+
+    def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._handle(method.delivery_tag, properties.reply_to, body, bool(method.redelivered))
+        )
+        _RUNNING.add(task)
+        task.add_done_callback(_RUNNING.discard)
+
+    async def _handle(self, tag: int, reply_to: str, body: bytes, redelivered: bool) -> None:
+        began = time.perf_counter()
+        task = decode_task(body)
+        definition = self._registry.get(task.task_type)
+        kwargs = definition.validate(task.params)
+        with structlog.contextvars.bound_contextvars(
+            task_id=str(task.task_id), task_type=task.task_type, attempt=task.attempt
+        ):
+            notice = StartNotice(
+                task_id=task.task_id,
+                task_type=task.task_type,
+                attempt=task.attempt,
+                executor=self._name,
+                redelivered=redelivered,
+                delivery_limit=self._amqp.delivery_limit,
+                started_at=datetime.now(UTC),
+            )
+            props = start_properties(notice, app_id="wq-executor")
+            await self._publish(self._amqp.topology.progress_queue, encode(notice), props)
+            started = datetime.now(UTC)
+            value = await self._threads.run(lambda: definition.handler(**kwargs))
+            result = ResultMessage(
+                task_id=task.task_id,
+                task_type=task.task_type,
+                outcome=Outcome.SUCCEEDED,
+                result=to_jsonable_python(value),
+                attempt=task.attempt,
+                executor=self._name,
+                redelivered=redelivered,
+                started_at=started,
+                finished_at=datetime.now(UTC),
+            )
+            duration_ms = round((time.perf_counter() - began) * 1000, 3)
+            log.info("task_succeeded", duration_ms=duration_ms, redelivered=redelivered)
+            props = result_properties(result, app_id="wq-executor")
+            await self._publish(reply_to, encode(result), props)
+        self._consume_channel.basic_ack(tag)
+
+
+_RUNNING: set[asyncio.Task[None]] = set()
+
+
+async def _open(amqp: AmqpSettings, connection_name: str) -> Any:
+    from pika.adapters.asyncio_connection import AsyncioConnection
+
+    loop = asyncio.get_running_loop()
+    opened: asyncio.Future[Any] = loop.create_future()
+    parameters = pika.URLParameters(amqp.url.get_secret_value())
+    parameters.client_properties = {"connection_name": connection_name}
+    AsyncioConnection(
+        parameters,
+        on_open_callback=opened.set_result,
+        on_open_error_callback=lambda _, exc: opened.set_exception(exc),
+        custom_ioloop=loop,
+    )
+    return await opened
+
+
+async def _channel(connection: Any) -> Any:
+    opened: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    connection.channel(on_open_callback=opened.set_result)
+    return await opened
+
+
+def _pika_properties(props: MessageProperties) -> pika.BasicProperties:
+    return pika.BasicProperties(
+        content_type=props.content_type,
+        content_encoding=props.content_encoding,
+        delivery_mode=props.delivery_mode,
+        message_id=props.message_id,
+        correlation_id=props.correlation_id,
+        type=props.type,
+        timestamp=int(props.timestamp.timestamp()),
+        app_id=props.app_id,
+        headers=dict(props.headers) if props.headers else None,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; broker and prefix come from ``WQ_AMQP_*`` like the executor's."""
     parser = argparse.ArgumentParser(prog="bench.pika_executor", description=__doc__)
     parser.add_argument("--name", default="pika-executor")
     parser.add_argument("--tasks", default="bench.tasks")
+    parser.add_argument("--io", choices=("blocking", "asyncio"), default="blocking")
     args = parser.parse_args(argv)
     configure(load_settings(LogSettings))
     amqp = load_settings(AmqpSettings)
-    PikaExecutor(amqp, load_registry(args.tasks), args.name).run()
+    registry = load_registry(args.tasks)
+    if args.io == "blocking":
+        PikaExecutor(amqp, registry, args.name).run()
+    else:
+        from common.loop import run as run_loop
+
+        run_loop(AsyncPikaExecutor(amqp, registry, args.name).run())
     return 0
 
 

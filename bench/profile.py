@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.measure import parse_result
+from bench.ours import SYSTEMS
 from bench.processes import REPO
 
 # (category, pattern on "function (file:line)"); the first frame from the leaf that matches
@@ -37,7 +38,7 @@ RULES: tuple[tuple[str, str], ...] = (
     ("logging: structlog + stdlib handler", r"structlog/|logging/__init__|common/logging"),
     ("pydantic: models, validation, JSON", r"pydantic|common/codec|common/messages|registry\.py|"
      r"\b(build_task|_result|_error|rejection_result|execute|decide) \((executor|dispatcher)/"),
-    ("SQLite store (incl. the sqlite3 C calls)", r"dispatcher/sqlite_|sqlite3"),
+    ("SQL store (incl. the sqlite3 C calls)", r"dispatcher/store/|sqlite3"),
     ("AMQP client: aio-pika / aiormq / pamqp", r"aio_pika/|aiormq/|pamqp/"),
     ("AMQP client: pika", r"pika/"),
     ("asyncio event loop and tasks", r"asyncio/|selectors\.py"),
@@ -135,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="bench.profile", description=__doc__)
     parser.add_argument("--amqp-url", required=True)
-    parser.add_argument("--system", choices=("ours", "ours-pika"), default="ours")
+    parser.add_argument("--system", choices=SYSTEMS, default="ours")
     parser.add_argument("--figure", choices=("roundtrip", "latency"), default="roundtrip")
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--k", type=int, default=2)

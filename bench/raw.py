@@ -33,7 +33,7 @@ from bench.workload import (
 )
 from common.loop import run as run_loop
 
-SYSTEMS = ("raw-pika", "raw-aio-pika")
+SYSTEMS = ("raw-pika", "raw-aio-pika", "raw-pika-asyncio")
 _RESULT_PREFETCH = 64
 
 
@@ -120,7 +120,7 @@ class RawClient:
 
 
 def _worker_args(args: Any, prefix: str) -> list[str]:
-    client = "pika" if args.system == "raw-pika" else "aio-pika"
+    client = args.system.removeprefix("raw-")
     worker_args = ["--client", client, "--amqp-url", args.amqp_url, "--prefix", prefix]
     return [*worker_args, "--prefetch", str(args.prefetch)]
 

@@ -94,6 +94,73 @@ async def run_aio_pika(url: str, names: RawNames, prefetch: int) -> None:
     await connection.close()
 
 
+async def run_pika_asyncio(url: str, names: RawNames, prefetch: int) -> None:
+    """pika's ``AsyncioConnection`` on the event loop: callbacks, no task per frame."""
+    import pika
+    from pika.adapters.asyncio_connection import AsyncioConnection
+
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    stop = asyncio.Event()
+    executor = worker_name()
+    parameters = pika.URLParameters(url)
+    parameters.client_properties = {"connection_name": "wqbench raw pika-asyncio worker"}
+    # Publish sequence number -> the task delivery it reports, acked once it is confirmed.
+    awaiting: dict[int, int] = {}
+    channels: dict[str, Any] = {}
+    published = 0
+
+    def on_confirm(frame: Any) -> None:
+        method = frame.method
+        tags = (
+            [t for t in awaiting if t <= method.delivery_tag]
+            if method.multiple
+            else [method.delivery_tag]
+        )
+        for tag in tags:
+            task_tag = awaiting.pop(tag)
+            channels["consume"].basic_ack(task_tag)
+
+    def on_message(channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        nonlocal published
+        started = datetime.now(UTC)
+        task = json.loads(body)
+        result, result_properties = raw_result(task, executor, started)
+        channels["publish"].basic_publish(
+            "",
+            properties.reply_to,
+            result,
+            pika.BasicProperties(**result_properties),
+            mandatory=True,
+        )
+        published += 1
+        awaiting[published] = method.delivery_tag
+
+    def on_consume_channel(channel: Any) -> None:
+        channels["consume"] = channel
+        channel.basic_qos(
+            prefetch_count=prefetch,
+            callback=lambda _: channel.basic_consume(names.tasks, on_message),
+        )
+        ready.set_result(None)
+
+    def on_publish_channel(channel: Any) -> None:
+        channels["publish"] = channel
+        channel.confirm_delivery(
+            on_confirm, callback=lambda _: connection.channel(on_open_callback=on_consume_channel)
+        )
+
+    connection = AsyncioConnection(
+        parameters,
+        on_open_callback=lambda c: c.channel(on_open_callback=on_publish_channel),
+        custom_ioloop=loop,
+    )
+    await ready
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    connection.close()
+
+
 def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
         import uvloop
@@ -106,7 +173,7 @@ def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="bench.raw_worker", description=__doc__)
-    parser.add_argument("--client", choices=("pika", "aio-pika"), required=True)
+    parser.add_argument("--client", choices=("pika", "aio-pika", "pika-asyncio"), required=True)
     parser.add_argument("--amqp-url", required=True)
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--prefetch", type=int, default=1)
@@ -114,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = RawNames(args.prefix)
     if args.client == "pika":
         run_pika(args.amqp_url, names, args.prefetch)
+    elif args.client == "pika-asyncio":
+        with asyncio.Runner(loop_factory=_uvloop_factory()) as runner:
+            runner.run(run_pika_asyncio(args.amqp_url, names, args.prefetch))
     else:
         # On uvloop where installed, as this project's services run: raw aio-pika is then the
         # fastest bare asyncio client here (the figures: docs/benchmarks.md).

@@ -98,20 +98,23 @@ def _roundtrip(t: Table) -> None:
         keys = [f"rt.{s}.k{k}" for s in ("ours", "raw-pika", "celery", "dramatiq")]
         t.row(f"round trip K={k}, tasks/s", (ours, raw, celery, dramatiq), text, runs=t.runs(*keys))
     for k in (2, 4):
-        ours, raw_aio = t.m(f"rt.ours.k{k}", "rate"), t.m(f"rt.raw-aio-pika.k{k}", "rate")
-        t.row(
-            f"  raw baseline with aio-pika workers, K={k}",
-            (None, raw_aio, None, None),
-            _ratio_text("raw aio-pika", _ratio(ours, raw_aio)),
-            runs=t.runs(f"rt.raw-aio-pika.k{k}"),
-        )
-        proto = t.m(f"rt.ours-pika.k{k}", "rate")
-        t.row(
-            f"  ours with bench.pika_executor, K={k}",
-            (proto, None, None, None),
-            _ratio_text("ours", _ratio(proto, ours)),
-            runs=t.runs(f"rt.ours-pika.k{k}"),
-        )
+        ours = t.m(f"rt.ours.k{k}", "rate")
+        for raw_key, client in (("raw-aio-pika", "aio-pika"), ("raw-pika-asyncio", "pika-asyncio")):
+            rate = t.m(f"rt.{raw_key}.k{k}", "rate")
+            t.row(
+                f"  raw baseline with {client} workers, K={k}",
+                (None, rate, None, None),
+                _ratio_text(f"raw {client}", _ratio(ours, rate)),
+                runs=t.runs(f"rt.{raw_key}.k{k}"),
+            )
+        for proto, io in (("ours-pika", "blocking"), ("ours-pika-asyncio", "asyncio")):
+            rate = t.m(f"rt.{proto}.k{k}", "rate")
+            t.row(
+                f"  ours with bench.pika_executor --io {io}, K={k}",
+                (rate, None, None, None),
+                _ratio_text("ours", _ratio(rate, ours)),
+                runs=t.runs(f"rt.{proto}.k{k}"),
+            )
         if k == 2:
             four = t.m("rt.ours-4q.k2", "rate")
             t.row(
@@ -141,14 +144,34 @@ def _cpu(t: Table) -> None:
             digits=2,
         )
     for role, label in (("workers", "worker"), ("driver", "dispatcher")):
-        proto = t.m("rt.ours-pika.k2", f"cpu_ms_{role}")
-        raw_aio = t.m("rt.raw-aio-pika.k2", f"cpu_ms_{role}")
-        t.row(
-            f"  {label}: ours with pika_executor / raw aio-pika",
-            (proto, raw_aio, None, None),
-            "",
-            digits=2,
-        )
+        for proto, raw, client in (
+            ("ours-pika", "raw-aio-pika", "pika_executor / raw aio-pika"),
+            (
+                "ours-pika-asyncio",
+                "raw-pika-asyncio",
+                "pika_executor --io asyncio / raw pika-asyncio",
+            ),
+        ):
+            t.row(
+                f"  {label}: ours with {client}",
+                (
+                    t.m(f"rt.{proto}.k2", f"cpu_ms_{role}"),
+                    t.m(f"rt.{raw}.k2", f"cpu_ms_{role}"),
+                    None,
+                    None,
+                ),
+                "",
+                digits=2,
+            )
+
+
+# The phases of one task's latency (bench.ours latency): where the time goes.
+_LATENCY_PHASES = (
+    ("submit", "in submit() (recorded, publish confirmed)"),
+    ("to_start", "submit() returned to the handler's start"),
+    ("run", "the handler (a no-op)"),
+    ("report", "finished to wait() returning (result confirmed, recorded)"),
+)
 
 
 def _submit_latency(t: Table) -> None:
@@ -169,6 +192,14 @@ def _submit_latency(t: Table) -> None:
             _ratio_text("raw", _ratio(ours, raw)),
             digits=1,
             runs=t.runs("latency.ours", "latency.raw"),
+        )
+    for phase, label in _LATENCY_PHASES:
+        p99 = t.m("latency.ours", f"{phase}_p99_ms")
+        t.row(
+            f"  ours: {label}, p50 ms",
+            (t.m("latency.ours", f"{phase}_p50_ms"), None, None, None),
+            f"p99 {_fmt(p99, 1)} ms",
+            digits=1,
         )
     p50 = _ratio(t.m("latency.ours", "p50_ms"), t.m("latency.raw", "p50_ms"))
     t.targets.append(Target("latency p50 vs raw", p50, 1.5, False))

@@ -66,11 +66,12 @@ def _roundtrip_jobs(plan: Plan, peers: bool) -> Iterable[Job]:
         yield Job(f"rt.raw-pika.k{k}", "bench.raw", "roundtrip", ("--system=raw-pika", n, kk))
         if k == 1:
             continue
-        yield Job(f"rt.ours-pika.k{k}", "bench.ours", "roundtrip", ("--system=ours-pika", n, kk))
+        for proto in ("ours-pika", "ours-pika-asyncio"):
+            yield Job(f"rt.{proto}.k{k}", "bench.ours", "roundtrip", (f"--system={proto}", n, kk))
         if k == 2:  # one pool on four queues, against one queue just above
             yield Job(f"rt.ours-4q.k{k}", "bench.ours", "roundtrip", (n, kk, "--queues=4"))
-        raw_aio = ("--system=raw-aio-pika", n, kk)
-        yield Job(f"rt.raw-aio-pika.k{k}", "bench.raw", "roundtrip", raw_aio)
+        for raw in ("raw-aio-pika", "raw-pika-asyncio"):
+            yield Job(f"rt.{raw}.k{k}", "bench.raw", "roundtrip", (f"--system={raw}", n, kk))
         if peers:
             yield Job(f"rt.celery.k{k}", "bench.celery_peer", "roundtrip", (n, kk))
             yield Job(f"rt.dramatiq.k{k}", "bench.dramatiq_peer", "roundtrip", (n, kk))

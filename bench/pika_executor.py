@@ -52,6 +52,7 @@ from common import (
     start_properties,
 )
 from common.logging import configure, get_logger
+from common.pika_properties import pika_properties
 
 log = get_logger(__name__)
 
@@ -104,7 +105,7 @@ class PikaExecutor:
         )
         props = start_properties(notice, app_id="wq-executor")
         self._publish.basic_publish(
-            "", self._progress_queue, encode(notice), _pika_properties(props), mandatory=True
+            "", self._progress_queue, encode(notice), pika_properties(props), mandatory=True
         )
         self._work.put((method.delivery_tag, properties, body, redelivered))
 
@@ -145,7 +146,7 @@ class PikaExecutor:
             duration_ms = round((time.perf_counter() - began) * 1000, 3)
             log.info("task_succeeded", duration_ms=duration_ms, redelivered=redelivered)
         props = result_properties(result, app_id="wq-executor")
-        return encode(result), _pika_properties(props)
+        return encode(result), pika_properties(props)
 
     def _reply_and_ack(
         self, tag: int, reply_to: str, body: bytes, properties: pika.BasicProperties
@@ -201,7 +202,7 @@ class AsyncPikaExecutor:
 
     def _publish(self, routing_key: str, body: bytes, props: MessageProperties) -> Any:
         self._publish_channel.basic_publish(
-            "", routing_key, body, _pika_properties(props), mandatory=True
+            "", routing_key, body, pika_properties(props), mandatory=True
         )
         self._published += 1
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -286,20 +287,6 @@ async def _channel(connection: Any) -> Any:
     opened: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     connection.channel(on_open_callback=opened.set_result)
     return await opened
-
-
-def _pika_properties(props: MessageProperties) -> pika.BasicProperties:
-    return pika.BasicProperties(
-        content_type=props.content_type,
-        content_encoding=props.content_encoding,
-        delivery_mode=props.delivery_mode,
-        message_id=props.message_id,
-        correlation_id=props.correlation_id,
-        type=props.type,
-        timestamp=int(props.timestamp.timestamp()),
-        app_id=props.app_id,
-        headers=dict(props.headers) if props.headers else None,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

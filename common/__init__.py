@@ -11,6 +11,7 @@ from pydantic import JsonValue
 from common.codec import (
     CANCEL_TYPE,
     MARKER_TYPE,
+    PERSISTENT,
     STARTED_TYPE,
     VERDICT_TYPE,
     DeadLetterHeaders,
@@ -104,6 +105,7 @@ from common.topology import (
     TASK_ROUTING_KEY,
     Topology,
     check_queue_name,
+    topology_mismatch,
 )
 
 # Wire: the messages, how they are encoded, and the broker's names (docs/protocol.md).
@@ -118,6 +120,7 @@ __all__ = [
     "MAX_DELIVERY_LIMIT",
     "MAX_PRIORITY",
     "MAX_RETRY_DELAY_S",
+    "PERSISTENT",
     "QUEUE_NAME_PATTERN",
     "SCHEMA_VERSION",
     "STARTED_TYPE",
@@ -162,6 +165,7 @@ __all__ = [
     "start_properties",
     "task_id_from_properties",
     "task_properties",
+    "topology_mismatch",
     "verdict_properties",
 ]
 # Task authors: registering task types, and what a running handler may use.

@@ -7,8 +7,9 @@ errors; it turns them into ``BrokerError`` subclasses.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,10 +19,10 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractQueue,
-    AbstractRobustConnection,
 )
 from yarl import URL
 
+from common import shutdown
 from common.codec import MessageProperties
 from common.errors import (
     BrokerError,
@@ -32,7 +33,7 @@ from common.errors import (
 )
 from common.logging import get_logger
 from common.settings import AmqpSettings, redact_url
-from common.topology import TASK_ROUTING_KEY, Topology
+from common.topology import TASK_ROUTING_KEY, Topology, topology_mismatch
 
 log = get_logger(__name__)
 
@@ -54,46 +55,10 @@ _PUBLISH_INTERRUPTIONS: tuple[type[BaseException], ...] = (
 )
 
 
-# Longest a shutdown step that talks to the broker may take: a stop must not wait for a
-# broker that is away (a container is killed after its grace period).
-SHUTDOWN_STEP_TIMEOUT_S = 3.0
+# Shutdown steps skip a broker that is away; these are what aio-pika raises when it is.
 _SHUTDOWN_STEP_ERRORS: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, WorkQueueError)
-
-
-async def while_reachable(
-    step: Callable[[], Awaitable[object]],
-    *,
-    connection: AbstractRobustConnection,
-    what: str,
-    timeout: float = SHUTDOWN_STEP_TIMEOUT_S,
-) -> None:
-    """Run a shutdown ``step`` that talks to the broker, unless the broker is away.
-
-    Skipped at once while ``connection`` is reconnecting or closed, bounded by ``timeout``
-    otherwise, and never raising: what the step would have told the broker, the broker learns
-    from the closed connection anyway (a cancelled consumer, requeued deliveries).
-    """
-    if connection.is_closed or getattr(connection, "reconnecting", False):
-        log.info("shutdown_step_skipped", step=what, reason="broker unreachable")
-        return
-    try:
-        async with asyncio.timeout(timeout):
-            await step()
-    except TimeoutError:
-        log.warning("shutdown_step_skipped", step=what, reason=f"no answer in {timeout:g}s")
-    except _SHUTDOWN_STEP_ERRORS as exc:
-        log.info("shutdown_step_skipped", step=what, reason=str(exc) or type(exc).__name__)
-
-
-async def close_quickly(connection: AbstractRobustConnection, *, what: str) -> None:
-    """Close ``connection`` (ending any reconnect loop) within ``SHUTDOWN_STEP_TIMEOUT_S``."""
-    try:
-        async with asyncio.timeout(SHUTDOWN_STEP_TIMEOUT_S):
-            await connection.close()
-    except TimeoutError:
-        log.warning("shutdown_step_skipped", step=f"close {what}", reason="no answer")
-    except CONNECTION_ERRORS as exc:
-        log.info("shutdown_step_skipped", step=f"close {what}", reason=type(exc).__name__)
+while_reachable = partial(shutdown.while_reachable, errors=_SHUTDOWN_STEP_ERRORS)
+close_quickly = partial(shutdown.close_quickly, errors=CONNECTION_ERRORS)
 
 
 class FailoverConnection(aio_pika.RobustConnection):
@@ -246,20 +211,6 @@ async def declare_results_queue(channel: AbstractChannel, topology: Topology) ->
         )
     except aiormq.exceptions.ChannelPreconditionFailed as exc:
         raise ConfigError(topology_mismatch(str(exc), topology)) from exc
-
-
-def topology_mismatch(broker_says: str, topology: Topology) -> str:
-    """What to tell an operator whose broker holds queues declared with other arguments."""
-    return (
-        f"the broker already has a queue or exchange with other arguments than this "
-        f"configuration (queue type {topology.queue_type!r}, prefix {topology.prefix!r}, "
-        f"max priority {topology.max_priority}): {broker_says}. A task queue declared before "
-        f"priorities existed lacks x-max-priority: set WQ_AMQP_MAX_PRIORITY=0 to keep it as "
-        f"it is. Arguments cannot change in place. To migrate: stop the producers, "
-        f"let the executors drain the queue, delete it (rabbitmqctl delete_queue NAME) and "
-        f"restart; or start the new configuration under a new WQ_AMQP_PREFIX next to the old "
-        f"one until the old queues are empty. See docs/operations.md, 'Queue arguments changed'."
-    )
 
 
 def to_message(body: bytes, properties: MessageProperties) -> aio_pika.Message:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
@@ -60,17 +60,21 @@ _Model = TypeVar("_Model", bound=BaseModel)
 
 @dataclass(frozen=True, slots=True)
 class MessageProperties:
-    """The AMQP basic properties this project sets, independent of any client library."""
+    """The AMQP basic properties this project sets, independent of any client library.
+
+    Those the project always sets are optional only for copies of a message another
+    producer sent (a dead-letter copy keeps whatever the task had).
+    """
 
     message_id: str | None
-    type: str
+    type: str | None
     correlation_id: str | None
-    timestamp: datetime
-    app_id: str
+    timestamp: datetime | None
+    app_id: str | None
     reply_to: str | None = None
-    headers: dict[str, str | int] = field(default_factory=dict)
-    content_type: str = CONTENT_TYPE
-    content_encoding: str = CONTENT_ENCODING
+    headers: dict[str, Any] = field(default_factory=dict)
+    content_type: str | None = CONTENT_TYPE
+    content_encoding: str | None = CONTENT_ENCODING
     delivery_mode: int = PERSISTENT
     priority: int | None = None
 

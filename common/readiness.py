@@ -9,13 +9,27 @@ comes back when the robust connection has restored the consumer.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
-
-from aio_pika.abc import AbstractRobustConnection
+from typing import Any, Protocol
 
 from common.logging import get_logger
 
 log = get_logger(__name__)
+
+
+class _CallbackSet(Protocol):
+    def add(self, callback: Callable[..., Any], /) -> Any: ...
+
+
+class RobustConnection(Protocol):
+    """A connection that says when it is lost and when it is restored (either client's)."""
+
+    @property
+    def close_callbacks(self) -> _CallbackSet: ...
+
+    @property
+    def reconnect_callbacks(self) -> _CallbackSet: ...
 
 
 class ReadyFile:
@@ -36,7 +50,7 @@ class ReadyFile:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
 
-    def follow(self, connection: AbstractRobustConnection) -> None:
+    def follow(self, connection: RobustConnection) -> None:
         """Clear on connection loss, set again once the robust connection is restored."""
 
         def lost(_: object, exc: BaseException | None = None) -> None:

@@ -234,3 +234,17 @@ def check_queue_name(queue: str) -> str:
     if queue in _RESERVED_QUEUE_NAMES:
         raise ValueError(f"{queue!r} is reserved (the task dead-letter queue is wq.tasks.dead)")
     return queue
+
+
+def topology_mismatch(broker_says: str, topology: Topology) -> str:
+    """What to tell an operator whose broker holds queues declared with other arguments."""
+    return (
+        f"the broker already has a queue or exchange with other arguments than this "
+        f"configuration (queue type {topology.queue_type!r}, prefix {topology.prefix!r}, "
+        f"max priority {topology.max_priority}): {broker_says}. A task queue declared before "
+        f"priorities existed lacks x-max-priority: set WQ_AMQP_MAX_PRIORITY=0 to keep it as "
+        f"it is. Arguments cannot change in place. To migrate: stop the producers, "
+        f"let the executors drain the queue, delete it (rabbitmqctl delete_queue NAME) and "
+        f"restart; or start the new configuration under a new WQ_AMQP_PREFIX next to the old "
+        f"one until the old queues are empty. See docs/operations.md, 'Queue arguments changed'."
+    )

@@ -36,8 +36,9 @@ from common import (
     cancel_properties,
     encode,
     task_properties,
+    topology_mismatch,
 )
-from common.amqp import topology_mismatch
+from common.pika_properties import pika_properties
 from dispatcher.requests import CancelReport, TaskRequest, build_task, cancel_notice
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store.backends import open_store
@@ -239,13 +240,13 @@ class SyncDispatcher:
         properties: MessageProperties,
         task_id: UUID,
     ) -> None:
-        pika_properties = _pika_properties(properties)
+        basic_properties = pika_properties(properties)
         # A connection that went stale while idle is replaced once; a publish that fails on a
         # fresh connection is an error. A re-sent message is a duplicate absorbed by task id.
         for fresh in (False, True):
             try:
                 self._ensure_channel(fresh=fresh).basic_publish(
-                    exchange, routing_key, body, properties=pika_properties, mandatory=True
+                    exchange, routing_key, body, properties=basic_properties, mandatory=True
                 )
                 return
             except pika.exceptions.UnroutableError as exc:
@@ -320,19 +321,3 @@ def _declare_topology(channel: Any, amqp: AmqpSettings) -> None:
     for name, arguments in topology.queue_declarations():
         channel.queue_declare(name, durable=True, arguments=arguments)
     channel.queue_bind(topology.task_queue, topology.task_exchange, TASK_ROUTING_KEY)
-
-
-def _pika_properties(properties: MessageProperties) -> Any:
-    return pika.BasicProperties(
-        content_type=properties.content_type,
-        content_encoding=properties.content_encoding,
-        delivery_mode=properties.delivery_mode,
-        message_id=properties.message_id,
-        correlation_id=properties.correlation_id,
-        type=properties.type,
-        timestamp=int(properties.timestamp.timestamp()),
-        app_id=properties.app_id,
-        reply_to=properties.reply_to,
-        headers=dict(properties.headers),
-        priority=properties.priority,
-    )

@@ -14,7 +14,6 @@ from __future__ import annotations
 from enum import Enum
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
 
 from common import (
     AmqpSettings,
@@ -26,6 +25,7 @@ from common import (
     Verdict,
 )
 from common.logging import get_logger
+from executor.broker import Incoming
 from executor.cancellations import Cancellations
 from executor.decisions import decide_cancelled, decide_rejection
 from executor.deliveries import quorum_run_number
@@ -69,7 +69,7 @@ class Admission:
         self._cancellations = cancellations
         self._monitor = monitor
 
-    async def job_for(self, message: AbstractIncomingMessage) -> Job | None:
+    async def job_for(self, message: Incoming) -> Job | None:
         """The valid task ``message`` carries; ``None`` when it can never run.
 
         A delivery that can never run is dead-lettered here, with a ``dead`` result when its
@@ -88,9 +88,7 @@ class Admission:
         await self._reject(message, prepared, redelivered=delivery.redelivered)
         return None
 
-    async def _reject(
-        self, message: AbstractIncomingMessage, rejection: Rejection, *, redelivered: bool
-    ) -> None:
+    async def _reject(self, message: Incoming, rejection: Rejection, *, redelivered: bool) -> None:
         with structlog.contextvars.bound_contextvars(
             task_id=str(rejection.task_id) if rejection.task_id else None,
             task_type=rejection.task_type,
@@ -105,7 +103,7 @@ class Admission:
             await self._settler.carry_out(message, decision, error=rejection.error)
             self._monitor.settled(rejection.task_type, Outcome.DEAD, duration_s=None)
 
-    async def admit(self, message: AbstractIncomingMessage, job: Job) -> Admitted:
+    async def admit(self, message: Incoming, job: Job) -> Admitted:
         """Whether ``job`` runs now, and whether it may have run before; settles it if not.
 
         The cancellations are checked here, once; a notice read while a redelivery waits for
@@ -134,16 +132,14 @@ class Admission:
             return Admitted.SETTLED
         return Admitted.COUNTED_RERUN
 
-    async def _skip_cancelled(self, message: AbstractIncomingMessage, job: Job) -> None:
+    async def _skip_cancelled(self, message: Incoming, job: Job) -> None:
         """Ack a task cancelled before it started, after its ``cancelled`` result."""
         log.info("task_skipped_cancelled")
         redelivered = bool(message.redelivered)
         decision = decide_cancelled(job, executor=self._executor, redelivered=redelivered)
         await self._settler.carry_out(message, decision, error=None)
 
-    async def _dead_letter_over_limit(
-        self, message: AbstractIncomingMessage, job: Job, runs: int
-    ) -> None:
+    async def _dead_letter_over_limit(self, message: Incoming, job: Job, runs: int) -> None:
         error = TaskErrorInfo(
             kind=ErrorKind.DELIVERY_LIMIT,
             type="DeliveryLimitExceeded",

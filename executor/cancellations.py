@@ -1,4 +1,4 @@
-"""Which tasks are cancelled: the executor's reading of the cancellation stream (aio-pika).
+"""Which tasks are cancelled: the executor's reading of the cancellation stream.
 
 Every executor reads the whole stream from its first retained notice (a stream is read, not
 consumed, so each executor sees every notice), keeps the cancelled task ids in memory, and
@@ -11,13 +11,11 @@ https://www.rabbitmq.com/docs/streams#consuming
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+import contextlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
-
-import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from common import (
     CANCEL_TYPE,
@@ -34,12 +32,10 @@ from common import (
     decode_cancel,
     marker_properties,
 )
-from common.amqp import CONNECTION_ERRORS, to_message
 from common.logging import get_logger
+from executor.broker import Incoming, Link, Publish
 
 log = get_logger(__name__)
-
-Publish = Callable[[str, str, aio_pika.Message], Awaitable[None]]
 
 # Stream consumers must have a prefetch; notices are small, so read them in large windows.
 _PREFETCH = 500
@@ -110,7 +106,7 @@ class Cancellations:
 
     async def follow(
         self,
-        connection: AbstractRobustConnection,
+        connection: Link,
         topology: Topology,
         *,
         publish: Publish,
@@ -132,7 +128,7 @@ class Cancellations:
             try:
                 await self._consume(connection, topology)
                 break
-            except CONNECTION_ERRORS as exc:
+            except BrokerError as exc:
                 if delay is None:
                     raise BrokerError(f"cannot read {topology.cancel_stream}: {exc}") from exc
                 log.warning(
@@ -144,15 +140,16 @@ class Cancellations:
                 await asyncio.sleep(delay)
         return await self._catch_up(topology, publish=publish, timeout=timeout, stop=stop)
 
-    async def _consume(self, connection: AbstractRobustConnection, topology: Topology) -> None:
+    async def _consume(self, connection: Link, topology: Topology) -> None:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=_PREFETCH)
-        stream = await channel.declare_queue(
+        await channel.declare_queue(
             topology.cancel_stream,
             durable=True,
             arguments=dict(topology.cancel_stream_arguments()),
         )
-        await stream.consume(
+        await channel.consume(
+            topology.cancel_stream,
             self._on_message,
             consumer_tag=f"wq.executor.{self._executor}.cancellations",
             arguments={"x-stream-offset": "first"},
@@ -190,7 +187,7 @@ class Cancellations:
         """Append the marker; an unconfirmed one (an alarm) is sent again until it lands."""
         while not stop.is_set():
             try:
-                await publish("", topology.cancel_stream, to_message(b"{}", properties))
+                await publish("", topology.cancel_stream, b"{}", properties)
                 return True
             except PublishRejected as exc:
                 if exc.reason != "timeout":
@@ -220,7 +217,7 @@ class Cancellations:
                 if self._read == read_before:
                     raise
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, message: Incoming) -> None:
         self._read += 1
         if message.type == CANCEL_TYPE:
             self._read_notice(message)
@@ -228,10 +225,12 @@ class Cancellations:
             self._markers[message.message_id].set()
         # Acks only return credit to a stream consumer (the notice stays in the stream), so
         # one ``multiple`` ack per batch does; the tail of a batch keeps the rest of the credit.
-        if message.delivery_tag is not None and message.delivery_tag % _ACK_EVERY == 0:
-            await message.ack(multiple=True)
+        if message.delivery_tag % _ACK_EVERY == 0:
+            # A channel gone meanwhile is consumed again from the stream's start.
+            with contextlib.suppress(BrokerError):
+                await message.ack(multiple=True)
 
-    def _read_notice(self, message: AbstractIncomingMessage) -> None:
+    def _read_notice(self, message: Incoming) -> None:
         try:
             check_body_size(message.body, self._max_body_bytes, what="cancel notice")
             self.note(decode_cancel(message.body))

@@ -12,21 +12,22 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
+import pika.exceptions
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
-from common import AmqpSettings, BrokerError, ExecutorEvent, Outcome, TaskRegistry
-from common.amqp import (
-    close_quickly,
-    connect,
-    declare_task_queue,
-    declare_topology,
-    while_reachable,
-)
+from common import AmqpSettings, BrokerError, ExecutorEvent, Outcome, TaskRegistry, WorkQueueError
 from common.logging import get_logger
 from common.readiness import ReadyFile
+from common.shutdown import close_quickly, while_reachable
 from executor import timeouts
 from executor.admission import Admission, Admitted
+from executor.broker import (
+    Channel,
+    Incoming,
+    Link,
+    declare_task_queue,
+    declare_topology,
+)
 from executor.cancellations import Cancellations
 from executor.decisions import Action, Decision, decide
 from executor.heartbeats import HeartbeatSender
@@ -84,7 +85,7 @@ class Executor:
         self._ready_file = ready_file or ReadyFile(None)
         self._settler_or_none: Settler | None = None
         self._admission_or_none: Admission | None = None
-        self._in_flight: dict[asyncio.Task[Any], AbstractIncomingMessage] = {}
+        self._in_flight: dict[asyncio.Task[Any], Incoming] = {}
         # Prefetch already limits deliveries to the slots; the semaphore keeps that true
         # even if the broker ever hands over more (a QoS change, a restored channel).
         self._slots = asyncio.Semaphore(concurrency)
@@ -118,11 +119,11 @@ class Executor:
         """Consume until ``stop`` is set, then let in-flight tasks finish within the grace."""
         # Two connections: a memory or disk alarm blocks publishing connections entirely,
         # and the consuming side must keep its heartbeats and acks flowing while it lasts.
-        consuming = await connect(self._amqp, name=f"executor {self._name} consume")
-        publishing: AbstractRobustConnection | None = None
+        consuming = await _connect(self._amqp, name=f"executor {self._name} consume")
+        publishing: Link | None = None
         beating: asyncio.Task[None] | None = None
         try:
-            publishing = await connect(self._amqp, name=f"executor {self._name} publish")
+            publishing = await _connect(self._amqp, name=f"executor {self._name} publish")
             heartbeats = await self._open_publishing(publishing)
             queues = await self._open_consuming(consuming, stop)
             if queues is None:  # stopped before it could start consuming
@@ -137,9 +138,9 @@ class Executor:
         finally:
             await self._close(consuming, publishing, beating)
 
-    async def _open_publishing(self, publishing: AbstractRobustConnection) -> HeartbeatSender:
+    async def _open_publishing(self, publishing: Link) -> HeartbeatSender:
         """The confirm channel and everything that publishes on it; returns the heartbeats."""
-        channel = await publishing.channel(publisher_confirms=True, on_return_raises=True)
+        channel = await publishing.channel(confirms=True)
         self._settler_or_none = Settler(
             channel, amqp=self._amqp, executor=self._name, queue_of_tag=self._queue_of_tag
         )
@@ -172,11 +173,11 @@ class Executor:
         return heartbeats
 
     async def _open_consuming(
-        self, consuming: AbstractRobustConnection, stop: asyncio.Event
-    ) -> list[tuple[str, AbstractQueue]] | None:
-        """The task queues, on channels whose prefetch adds up to the slots, once cancels
-        are known; None if stopped first."""
-        queues: list[tuple[str, AbstractQueue]] = []
+        self, consuming: Link, stop: asyncio.Event
+    ) -> list[tuple[str, str, Channel]] | None:
+        """The task queues (name, broker name, channel), on channels whose prefetch adds up to
+        the slots, once cancels are known; None if stopped first."""
+        queues: list[tuple[str, str, Channel]] = []
         for plan in self._plan:
             channel = await consuming.channel()
             # Prefetch = slots: the broker never hands this executor a task it has no free
@@ -185,7 +186,8 @@ class Executor:
             if not queues:
                 await declare_topology(channel, self._topology)
             for name in plan.queues:
-                queues.append((name, await declare_task_queue(channel, self._topology, name)))
+                declared = await declare_task_queue(channel, self._topology, name)
+                queues.append((name, declared, channel))
         await self._starts.listen(consuming, self._topology)
         # Every cancel published while this executor was offline is known before its
         # first task, so a cancelled task waiting in the queue is never started.
@@ -199,22 +201,23 @@ class Executor:
         return queues if caught_up else None
 
     async def _consume(
-        self, queues: list[tuple[str, AbstractQueue]], broker_version: str
-    ) -> list[tuple[AbstractQueue, str]]:
-        """Start consuming every queue; returns each queue with its consumer tag."""
+        self, queues: list[tuple[str, str, Channel]], broker_version: str
+    ) -> list[tuple[Channel, str]]:
+        """Start consuming every queue; returns each queue's channel with its consumer tag."""
         arguments = timeouts.consumer_arguments(self._registry, broker_version)
         consumers = []
-        for name, queue in queues:
-            tag = await queue.consume(
+        for name, declared, channel in queues:
+            tag = await channel.consume(
+                declared,
                 self._on_message,
                 consumer_tag=consumer_tag(self._name, name),
                 arguments=dict(arguments),
             )
-            consumers.append((queue, tag))
+            consumers.append((channel, tag))
         log.info(
             "executor_started",
             executor=self._name,
-            queue=",".join(queue.name for _, queue in queues),
+            queue=",".join(declared for _, declared, _ in queues),
             queues=self._queues,
             concurrency=self._concurrency,
             task_types=self._registry.names(),
@@ -226,9 +229,9 @@ class Executor:
 
     async def _stop(
         self,
-        consuming: AbstractRobustConnection,
-        publishing: AbstractRobustConnection,
-        consumers: list[tuple[AbstractQueue, str]],
+        consuming: Link,
+        publishing: Link,
+        consumers: list[tuple[Channel, str]],
         heartbeats: HeartbeatSender,
         beating: asyncio.Task[None],
     ) -> None:
@@ -238,29 +241,37 @@ class Executor:
         grace period, broker or no broker.
         """
         self._ready_file.clear()
-        for queue, tag in consumers:
+        for channel, tag in consumers:
             await while_reachable(
-                partial(queue.cancel, tag), connection=consuming, what="cancel a task consumer"
+                partial(channel.cancel, tag),
+                connection=consuming,
+                what="cancel a task consumer",
+                errors=_SHUTDOWN_STEP_ERRORS,
             )
         await self._drain()
         await while_reachable(
-            lambda: heartbeats.stop(beating), connection=publishing, what="last heartbeat"
+            lambda: heartbeats.stop(beating),
+            connection=publishing,
+            what="last heartbeat",
+            errors=_SHUTDOWN_STEP_ERRORS,
         )
         beating.cancel()
 
     async def _close(
         self,
-        consuming: AbstractRobustConnection,
-        publishing: AbstractRobustConnection | None,
+        consuming: Link,
+        publishing: Link | None,
         beating: asyncio.Task[None] | None,
     ) -> None:
         """Close whatever ``run`` opened, however far it got."""
         if beating is not None:
             beating.cancel()
         self._ready_file.clear()
-        await close_quickly(consuming, what="consuming connection")
+        await close_quickly(consuming, what="consuming connection", errors=_SHUTDOWN_STEP_ERRORS)
         if publishing is not None:
-            await close_quickly(publishing, what="publishing connection")
+            await close_quickly(
+                publishing, what="publishing connection", errors=_SHUTDOWN_STEP_ERRORS
+            )
         self._threads.close()
         log.info("executor_stopped", executor=self._name)
 
@@ -277,7 +288,7 @@ class Executor:
                 await give_back(message)
                 task.cancel()
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, message: Incoming) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._in_flight[task] = message
@@ -300,7 +311,7 @@ class Executor:
             if not self._in_flight:
                 self._idle.set()
 
-    async def _handle(self, message: AbstractIncomingMessage) -> None:
+    async def _handle(self, message: Incoming) -> None:
         job = await self._admission.job_for(message)
         if job is None:
             return
@@ -317,7 +328,7 @@ class Executor:
             if admitted is not Admitted.SETTLED:
                 await self._run(message, job, admitted)
 
-    async def _run(self, message: AbstractIncomingMessage, job: Job, admitted: Admitted) -> None:
+    async def _run(self, message: Incoming, job: Job, admitted: Admitted) -> None:
         began = time.perf_counter()
         rerun = admitted is not Admitted.FIRST_RUN
         if admitted is not Admitted.COUNTED_RERUN:
@@ -384,8 +395,21 @@ def _warn_about_routing(registry: TaskRegistry, queues: Sequence[str]) -> None:
         )
 
 
-def _broker_version(connection: AbstractRobustConnection) -> str:
-    transport = connection.transport
-    if transport is None:
-        return ""
-    return str(transport.connection.server_properties.get("version", ""))
+def _broker_version(connection: Link) -> str:
+    version = connection.server_properties.get("version", "")
+    return version.decode(errors="replace") if isinstance(version, bytes) else str(version)
+
+
+# What a shutdown step that meets a broker going away may raise.
+_SHUTDOWN_STEP_ERRORS: tuple[type[Exception], ...] = (
+    WorkQueueError,
+    pika.exceptions.AMQPError,
+    ConnectionError,
+)
+
+
+async def _connect(amqp: AmqpSettings, *, name: str) -> Link:
+    """A robust connection named ``<prefix> <name>`` (as the management UI shows it)."""
+    link = Link(amqp, name=name)
+    await link.connect()
+    return link

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
+from pika.spec import BasicProperties
 
-from common import DELIVERY_COUNT_HEADER
+from common import DELIVERY_COUNT_HEADER, PERSISTENT, MessageProperties
+from common.pika_properties import timestamp_of
+from executor.broker import Incoming
 
 # Headers RabbitMQ adds when dead-lettering; a fresh copy starts without them.
 _BROKER_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue",
@@ -26,25 +27,25 @@ def quorum_run_number(headers: dict[str, Any] | None) -> int:
 
 
 def copy_message(
-    message: AbstractIncomingMessage,
+    message: Incoming,
     *,
     headers: dict[str, Any] | None = None,
-) -> aio_pika.Message:
+) -> tuple[bytes, MessageProperties]:
     """A persistent copy of ``message`` with the same identity, for republishing."""
-    merged = {k: v for k, v in (message.headers or {}).items() if k not in _BROKER_HEADERS}
+    original: BasicProperties = message.properties
+    merged = {k: v for k, v in (original.headers or {}).items() if k not in _BROKER_HEADERS}
     merged.update(headers or {})
-    return aio_pika.Message(
-        message.body,
+    return message.body, MessageProperties(
         headers=merged,
-        content_type=message.content_type,
-        content_encoding=message.content_encoding,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=message.message_id,
-        correlation_id=message.correlation_id,
-        type=message.type,
-        reply_to=message.reply_to,
-        timestamp=message.timestamp,
-        app_id=message.app_id,
+        content_type=original.content_type,
+        content_encoding=original.content_encoding,
+        delivery_mode=PERSISTENT,
+        message_id=original.message_id,
+        correlation_id=original.correlation_id,
+        type=original.type,
+        reply_to=original.reply_to,
+        timestamp=timestamp_of(original),
+        app_id=original.app_id,
         # A dead-letter copy keeps the task's priority, for its replay.
-        priority=message.priority,
+        priority=original.priority,
     )

@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from aio_pika.abc import AbstractChannel
-
 from common import EXECUTOR_APP_ID, ExecutorEvent, WorkQueueError, encode, heartbeat_properties
-from common.amqp import publish_confirmed, to_message
 from common.logging import get_logger
+from executor.broker import Channel
 from executor.monitor import Monitor
 
 log = get_logger(__name__)
@@ -23,9 +21,7 @@ log = get_logger(__name__)
 class HeartbeatSender:
     """Publishes the monitor's heartbeats on a channel with publisher confirms."""
 
-    def __init__(
-        self, channel: AbstractChannel, monitor: Monitor, *, queue: str, timeout: float
-    ) -> None:
+    def __init__(self, channel: Channel, monitor: Monitor, *, queue: str, timeout: float) -> None:
         self._channel = channel
         self._monitor = monitor
         self._queue = queue
@@ -35,10 +31,9 @@ class HeartbeatSender:
         """Send one heartbeat; False (and a warning) if the broker did not take it."""
         heartbeat = self._monitor.heartbeat(event)
         properties = heartbeat_properties(heartbeat, app_id=EXECUTOR_APP_ID)
-        message = to_message(encode(heartbeat), properties)
         try:
-            await publish_confirmed(
-                self._channel.default_exchange, self._queue, message, timeout=self._timeout
+            await self._channel.publish(
+                "", self._queue, encode(heartbeat), properties, timeout=self._timeout
             )
         except WorkQueueError as exc:
             log.warning("heartbeat_not_sent", heartbeat_event=event.value, error=str(exc))

@@ -7,10 +7,8 @@ lost one is only a stale percentage. The context rate-limits them before they re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
-
-import aio_pika
 
 from common import (
     EXECUTOR_APP_ID,
@@ -21,13 +19,11 @@ from common import (
     encode,
     progress_properties,
 )
-from common.amqp import to_message
 from common.logging import get_logger
+from executor.broker import Publish
 from executor.jobs import Job
 
 log = get_logger(__name__)
-
-Publish = Callable[[str, str, aio_pika.Message], Awaitable[None]]
 
 
 class ProgressReporter:
@@ -67,9 +63,9 @@ class ProgressReporter:
         send.add_done_callback(self._sends.discard)
 
     async def _publish_one(self, report: ProgressMessage) -> None:
-        message = to_message(encode(report), progress_properties(report, app_id=EXECUTOR_APP_ID))
+        properties = progress_properties(report, app_id=EXECUTOR_APP_ID)
         try:
-            await self._publish("", self._queue, message)
+            await self._publish("", self._queue, encode(report), properties)
         except WorkQueueError as exc:
             # Advisory: the task's outcome does not depend on it, and the next report may land.
             log.warning("progress_not_published", task_id=str(report.task_id), error=str(exc))

@@ -1,4 +1,4 @@
-"""Settling a task delivery: copy what must outlive it, report the result, then ack (aio-pika).
+"""Settling a task delivery: copy what must outlive it, report the result, then ack.
 
 The one place that acks, nacks or rejects a task delivery: admission and the consumer decide,
 this module settles.
@@ -11,21 +11,19 @@ import contextlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
-
 from common import (
     EXECUTOR_APP_ID,
     AmqpSettings,
     BrokerError,
     DeadLetterHeaders,
+    MessageProperties,
     PublishRejected,
     ResultMessage,
     TaskErrorInfo,
     result_properties,
 )
-from common.amqp import publish_confirmed, to_message
 from common.logging import get_logger
+from executor.broker import Channel, Incoming
 from executor.decisions import Action, Decision, fit_result
 from executor.deliveries import copy_message
 
@@ -37,7 +35,7 @@ class Settler:
 
     def __init__(
         self,
-        channel: AbstractChannel,
+        channel: Channel,
         *,
         amqp: AmqpSettings,
         executor: str,
@@ -52,7 +50,7 @@ class Settler:
 
     async def carry_out(
         self,
-        message: AbstractIncomingMessage,
+        message: Incoming,
         decision: Decision,
         *,
         error: TaskErrorInfo | None,
@@ -82,18 +80,15 @@ class Settler:
         await ack(message)
 
     async def publish(
-        self, exchange_name: str, routing_key: str, message: aio_pika.Message
+        self, exchange: str, routing_key: str, body: bytes, properties: MessageProperties
     ) -> None:
         """Publish with ``mandatory`` and wait for the confirm."""
-        exchange: AbstractExchange = (
-            self._channel.default_exchange
-            if exchange_name == ""
-            else await self._channel.get_exchange(exchange_name, ensure=False)
+        await self._channel.publish(
+            exchange, routing_key, body, properties, timeout=self._amqp.confirm_timeout
         )
-        await publish_confirmed(exchange, routing_key, message, timeout=self._amqp.confirm_timeout)
 
     async def _dead_letter(
-        self, message: AbstractIncomingMessage, decision: Decision, error: TaskErrorInfo
+        self, message: Incoming, decision: Decision, error: TaskErrorInfo
     ) -> None:
         assert decision.dead_reason is not None
         reasons = DeadLetterHeaders.of(
@@ -104,11 +99,11 @@ class Settler:
             executor=self._executor,
             at=datetime.now(UTC),
         )
-        copy = copy_message(message, headers=reasons.to_headers())
-        await self.publish("", self._topology.task_dead_queue, copy)
+        body, properties = copy_message(message, headers=reasons.to_headers())
+        await self.publish("", self._topology.task_dead_queue, body, properties)
         log.warning("task_dead_lettered", reason=decision.dead_reason.value)
 
-    async def _reply(self, message: AbstractIncomingMessage, result: ResultMessage) -> bool:
+    async def _reply(self, message: Incoming, result: ResultMessage) -> bool:
         """Publish the result and wait for its confirm; False if the delivery was settled."""
         assert message.reply_to is not None
         result, body = fit_result(result, max_body_bytes=self._amqp.max_body_bytes)
@@ -116,7 +111,7 @@ class Settler:
             log.error("result_too_large", error=result.error.message)
         properties = result_properties(result, app_id=EXECUTOR_APP_ID)
         try:
-            await self.publish("", message.reply_to, to_message(body, properties))
+            await self.publish("", message.reply_to, body, properties)
         except PublishRejected as exc:
             if exc.reason == "timeout":
                 # The result may still land; running again is safe because the dispatcher
@@ -131,7 +126,7 @@ class Settler:
         return True
 
 
-async def ack(message: AbstractIncomingMessage) -> None:
+async def ack(message: Incoming) -> None:
     """Ack, turning a lost channel into ``BrokerError`` (the broker has requeued it)."""
     try:
         await message.ack()
@@ -144,13 +139,13 @@ async def ack(message: AbstractIncomingMessage) -> None:
 _REQUEUE_PAUSE_S = 1.0
 
 
-async def give_back(message: AbstractIncomingMessage) -> None:
+async def give_back(message: Incoming) -> None:
     """Requeue a delivery at once (a run cut short at shutdown); a lost channel did already."""
     with contextlib.suppress(Exception):
         await message.nack(requeue=True)
 
 
-async def drop(message: AbstractIncomingMessage) -> None:
+async def drop(message: Incoming) -> None:
     """Reject a delivery nothing could handle (a bug, not bad input) into the dead letters.
 
     Kept rather than requeued: requeued, it would loop on the same failure.
@@ -159,7 +154,7 @@ async def drop(message: AbstractIncomingMessage) -> None:
         await message.reject(requeue=False)
 
 
-async def return_to_queue(message: AbstractIncomingMessage) -> None:
+async def return_to_queue(message: Incoming) -> None:
     """Requeue a delivery whose settling failed half-way.
 
     Publishing and consuming use separate connections, so the publisher can be down while

@@ -1,4 +1,4 @@
-"""Start notices, and the dispatcher's verdict on a redelivered start (aio-pika).
+"""Start notices, and the dispatcher's verdict on a redelivered start.
 
 Only starts count towards the delivery limit. After an unclean broker stop a classic queue
 flags every recovered message redelivered, started or not, so the flag proves nothing; the
@@ -16,12 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from uuid import uuid4
-
-import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from common import (
     EXECUTOR_APP_ID,
@@ -37,13 +33,11 @@ from common import (
     encode,
     start_properties,
 )
-from common.amqp import CONNECTION_ERRORS, to_message
 from common.logging import get_logger
+from executor.broker import Incoming, Link, Publish
 from executor.jobs import Job
 
 log = get_logger(__name__)
-
-Publish = Callable[[str, str, aio_pika.Message], Awaitable[None]]
 
 # How long redeliveries stop asking once a verdict did not come: a dispatcher that is down
 # must not make every task of a recovered backlog wait out the timeout.
@@ -73,15 +67,15 @@ class StartReporter:
         self._pending: dict[str, asyncio.Future[StartVerdict]] = {}
         self._quiet_until = 0.0
 
-    async def listen(self, connection: AbstractRobustConnection, topology: Topology) -> None:
+    async def listen(self, connection: Link, topology: Topology) -> None:
         """Consume this executor's own reply queue (exclusive: it goes with the connection)."""
         name = f"{topology.prefix}.verdicts.{self._executor}.{uuid4().hex[:8]}"
         try:
             channel = await connection.channel()
-            queue = await channel.declare_queue(name, exclusive=True, auto_delete=True)
-            await queue.consume(self._on_verdict, no_ack=True)
-        except CONNECTION_ERRORS as exc:
-            raise BrokerError(f"cannot consume {name}: {type(exc).__name__}") from exc
+            await channel.declare_queue(name, exclusive=True, auto_delete=True)
+            await channel.consume(name, self._on_verdict, consumer_tag=name, no_ack=True)
+        except BrokerError as exc:
+            raise BrokerError(f"cannot consume {name}: {exc}") from exc
         self._reply_queue = name
 
     async def started(self, job: Job, *, redelivered: bool) -> StartVerdict:
@@ -105,9 +99,9 @@ class StartReporter:
         return await self._ask(notice, self._reply_queue)
 
     async def _announce(self, notice: StartNotice) -> None:
-        message = to_message(encode(notice), start_properties(notice, app_id=EXECUTOR_APP_ID))
+        properties = start_properties(notice, app_id=EXECUTOR_APP_ID)
         try:
-            await self._publish("", self._queue, message)
+            await self._publish("", self._queue, encode(notice), properties)
         except WorkQueueError as exc:
             # The start may go uncounted, which lets a poison task start once more.
             log.warning("start_not_published", error=str(exc))
@@ -120,7 +114,7 @@ class StartReporter:
         answer: asyncio.Future[StartVerdict] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = answer
         try:
-            await self._publish("", self._queue, to_message(encode(notice), properties))
+            await self._publish("", self._queue, encode(notice), properties)
             async with asyncio.timeout(self._timeout):
                 verdict = await answer
         except WorkQueueError as exc:
@@ -138,7 +132,7 @@ class StartReporter:
         log.info("start_verdict", verdict=verdict.verdict.value, runs=verdict.runs)
         return verdict
 
-    async def _on_verdict(self, message: AbstractIncomingMessage) -> None:
+    async def _on_verdict(self, message: Incoming) -> None:
         """Hand a verdict to the start waiting for it; anything else is logged and dropped."""
         answer = self._pending.get(message.correlation_id or "")
         if answer is None or answer.done():

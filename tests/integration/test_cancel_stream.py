@@ -6,10 +6,9 @@ import asyncio
 from datetime import UTC, datetime
 from uuid import uuid4
 
-import aio_pika
-
-from common import AmqpSettings, CancelNotice, cancel_properties, encode
+from common import AmqpSettings, CancelNotice, MessageProperties, cancel_properties, encode
 from common.amqp import connect, to_message
+from executor.broker import Link
 from executor.cancellations import Cancellations
 
 NOTICES = 3000
@@ -20,7 +19,8 @@ async def test_every_notice_of_a_long_stream_is_known_before_catching_up_ends(
 ) -> None:
     topology = amqp_settings.topology
     connection = await connect(amqp_settings, name="test cancel stream")
-    reader = await connect(amqp_settings, name="test cancel stream reader")
+    reader = Link(amqp_settings, name="test cancel stream reader")
+    await reader.connect()
     try:
         channel = await connection.channel(publisher_confirms=True)
         await channel.declare_queue(
@@ -42,7 +42,10 @@ async def test_every_notice_of_a_long_stream_is_known_before_catching_up_ends(
                 )
             )
 
-        async def publish(exchange: str, routing_key: str, message: aio_pika.Message) -> None:
+        async def publish(
+            exchange: str, routing_key: str, body: bytes, properties: MessageProperties
+        ) -> None:
+            message = to_message(body, properties)
             await channel.default_exchange.publish(message, routing_key=routing_key)
 
         cancellations = Cancellations(executor="test", max_body_bytes=amqp_settings.max_body_bytes)

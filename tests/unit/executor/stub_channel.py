@@ -1,10 +1,10 @@
 """A stub AMQP channel and delivery for the executor's settling code: no broker, every call kept.
 
-``StubChannel`` stands in for an aio-pika channel with publisher confirms: each publish is kept
-in ``events`` (with its exchange, routing key and message) or fails as the test asked, as a
-real broker's nack, return or missing confirm would. ``StubDelivery`` is an incoming message
-whose ack, nack and reject land in the same ``events`` list, so a test reads the order in which
-a delivery was settled against what was published before it.
+``StubChannel`` stands in for the executor's confirm channel (``executor.broker.Channel``):
+each publish is kept in ``events`` (with its exchange, routing key and message) or fails as
+the test asked, as a real broker's nack, return or missing confirm would. ``StubDelivery`` is
+an incoming message whose ack, nack and reject land in the same ``events`` list, so a test
+reads the order in which a delivery was settled against what was published before it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
-import aiormq.exceptions
+from pika.spec import BasicProperties
 
-from common import TaskMessage, encode
+from common import BrokerError, MessageProperties, PublishRejected, TaskMessage, encode
 
 Event = tuple[str, ...]
 
@@ -28,12 +27,23 @@ class Published:
 
     exchange: str
     routing_key: str
-    message: aio_pika.Message
+    message: Sent
+
+
+@dataclass
+class Sent:
+    """A published body and its properties (read as the message's attributes)."""
+
+    body: bytes
+    properties: MessageProperties
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.properties, name)
 
 
 @dataclass
 class StubChannel:
-    """The parts of an aio-pika channel that the settler and admission use."""
+    """The parts of the executor's channel that the settler and admission use."""
 
     events: list[Event] = field(default_factory=list)
     published: list[Published] = field(default_factory=list)
@@ -41,45 +51,31 @@ class StubChannel:
     # routing key -> the exception its publishes raise (the broker's nack, a return, ...)
     failures: dict[str, BaseException] = field(default_factory=dict)
 
-    @property
-    def default_exchange(self) -> StubExchange:
-        return StubExchange(self, "")
-
-    async def get_exchange(self, name: str, *, ensure: bool = True) -> StubExchange:
-        return StubExchange(self, name)
+    async def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: MessageProperties,
+        *,
+        timeout: float,
+    ) -> None:
+        failure = self.failures.get(routing_key)
+        if failure is not None:
+            self.events.append(("refused", routing_key))
+            raise failure
+        self.events.append(("published", routing_key))
+        self.published.append(Published(exchange, routing_key, Sent(body, properties)))
 
     async def declare_queue(self, name: str, **_: Any) -> None:
         self.declared.append(name)
 
     def refuse(self, routing_key: str, how: str) -> None:
         """Make publishes to ``routing_key`` fail: ``nack``, ``unroutable`` or ``timeout``."""
-        # A return carries the returned message; only its type matters to the code under test.
-        returned = aiormq.exceptions.PublishError.__new__(aiormq.exceptions.PublishError)
-        self.failures[routing_key] = {
-            "nack": aiormq.exceptions.DeliveryError(None, None),  # type: ignore[arg-type]
-            "unroutable": returned,
-            "timeout": TimeoutError(),
-        }[how]
+        self.failures[routing_key] = PublishRejected(how, detail="refused by the test")
 
-    def published_to(self, routing_key: str) -> list[aio_pika.Message]:
+    def published_to(self, routing_key: str) -> list[Sent]:
         return [p.message for p in self.published if p.routing_key == routing_key]
-
-
-@dataclass
-class StubExchange:
-    channel: StubChannel
-    name: str
-
-    async def publish(
-        self, message: aio_pika.Message, routing_key: str, *, mandatory: bool, timeout: float
-    ) -> None:
-        assert mandatory, "every publish must be mandatory"
-        failure = self.channel.failures.get(routing_key)
-        if failure is not None:
-            self.channel.events.append(("refused", routing_key))
-            raise failure
-        self.channel.events.append(("published", routing_key))
-        self.channel.published.append(Published(self.name, routing_key, message))
 
 
 @dataclass
@@ -104,9 +100,25 @@ class StubDelivery:
     routing_key: str | None = "task"
     fail_ack: bool = False
 
+    @property
+    def properties(self) -> BasicProperties:
+        stamp = self.timestamp
+        return BasicProperties(
+            content_type=self.content_type,
+            content_encoding=self.content_encoding,
+            headers=self.headers,
+            priority=self.priority,
+            correlation_id=self.correlation_id,
+            reply_to=self.reply_to,
+            message_id=self.message_id,
+            timestamp=None if stamp is None else int(stamp.timestamp()),
+            type=self.type,
+            app_id=self.app_id,
+        )
+
     async def ack(self, multiple: bool = False) -> None:
         if self.fail_ack:
-            raise aiormq.exceptions.ChannelInvalidStateError("channel closed")
+            raise BrokerError("the delivery's channel is gone (the broker requeued it)")
         self.channel.events.append(("ack",))
 
     async def nack(self, multiple: bool = False, requeue: bool = True) -> None:

@@ -7,14 +7,13 @@ from datetime import UTC, datetime
 from typing import cast
 from uuid import uuid4
 
-import aiormq
 import pytest
-from aio_pika.abc import AbstractIncomingMessage
 from structlog.testing import capture_logs
 
 from common import BrokerError, CancelNotice, TaskContext, Topology, encode
 from common.codec import CANCEL_TYPE
 from executor import cancellations as cancellations_module
+from executor.broker import ChannelClosed, Incoming
 from executor.cancellations import Cancellations
 
 LIMIT = 4096
@@ -35,7 +34,7 @@ class Notice:
 
 
 async def _read(cancellations: Cancellations, body: bytes) -> None:
-    await cancellations._on_message(cast(AbstractIncomingMessage, Notice(body)))
+    await cancellations._on_message(cast(Incoming, Notice(body)))
 
 
 def test_a_noted_cancel_tells_the_running_attempt_and_later_ones() -> None:
@@ -164,10 +163,10 @@ class _FlakyStreamConnection:
         self.attempts += 1
         if self.attempts <= self.failures:
             # What the node answers while another client is still creating the stream.
-            raise aiormq.exceptions.ChannelInvalidStateError("INTERNAL_ERROR stream_not_found")
+            raise ChannelClosed(541, "INTERNAL_ERROR")
         return self
 
-    async def consume(self, callback: object, **_: object) -> str:
+    async def consume(self, queue: str, callback: object, **_: object) -> str:
         return "tag"
 
 
@@ -210,7 +209,7 @@ async def test_a_stream_that_never_comes_is_a_broker_error(
         )
 
 
-async def _never_publish(exchange: str, routing_key: str, message: object) -> None:
+async def _never_publish(exchange: str, routing_key: str, body: bytes, properties: object) -> None:
     raise AssertionError("stopped before the marker")
 
 

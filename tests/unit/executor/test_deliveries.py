@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
 import pytest
+from pika.spec import BasicProperties
 
 from common import ATTEMPT_HEADER
+from common.codec import PERSISTENT, MessageProperties
+from common.pika_properties import pika_properties
 from executor.deliveries import copy_message, quorum_run_number
 
 SENT_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -32,9 +34,39 @@ class FakeIncoming:
     priority: int | None = 7
 
 
-def _copy(incoming: FakeIncoming, **kwargs: Any) -> aio_pika.Message:
-    message: Any = incoming
-    return copy_message(message, **kwargs)
+@dataclass
+class Delivered:
+    """What ``copy_message`` reads of a delivery: its body and pika's properties."""
+
+    body: bytes
+    properties: BasicProperties
+
+
+@dataclass
+class Copy:
+    body: bytes
+    properties: MessageProperties
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.properties, name)
+
+
+def _copy(incoming: FakeIncoming, **kwargs: Any) -> Copy:
+    stamp = incoming.timestamp
+    properties = BasicProperties(
+        content_type=incoming.content_type,
+        content_encoding=incoming.content_encoding,
+        headers=incoming.headers,
+        priority=incoming.priority,
+        correlation_id=incoming.correlation_id,
+        reply_to=incoming.reply_to,
+        message_id=incoming.message_id,
+        timestamp=None if stamp is None else int(stamp.timestamp()),
+        type=incoming.type,
+        app_id=incoming.app_id,
+    )
+    message: Any = Delivered(incoming.body, properties)
+    return Copy(*copy_message(message, **kwargs))
 
 
 # copy_message
@@ -65,9 +97,8 @@ def test_a_copy_keeps_the_task_priority() -> None:
 def test_copy_is_persistent_and_does_not_expire() -> None:
     copy = _copy(FakeIncoming())
 
-    assert copy.delivery_mode is aio_pika.DeliveryMode.PERSISTENT
-    assert copy.expiration is None
-    assert copy.properties.expiration is None
+    assert copy.delivery_mode == PERSISTENT
+    assert pika_properties(copy.properties).expiration is None
 
 
 def test_copy_merges_new_headers_over_the_old_ones() -> None:
@@ -118,7 +149,7 @@ def test_copy_of_a_message_with_bare_properties() -> None:
     assert copy.message_id is None
     assert copy.reply_to is None
     assert copy.timestamp is None
-    assert copy.delivery_mode is aio_pika.DeliveryMode.PERSISTENT
+    assert copy.delivery_mode == PERSISTENT
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,115 @@
+"""The executor's own AMQP client (``executor.broker``) against the real broker.
+
+The fault suite restarts brokers and cuts connections under whole services; these tests pin
+the client's answers one by one: a return, a nack, a channel the broker closes alone, a
+delivery settled after its channel is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from common import AmqpSettings, BrokerError, MessageProperties, PublishRejected
+from executor.broker import Incoming, Link
+
+PROPERTIES = MessageProperties(
+    message_id="m-1", type="probe", correlation_id=None, timestamp=datetime.now(UTC), app_id="test"
+)
+
+
+@pytest.fixture
+async def link(amqp_settings: AmqpSettings) -> AsyncIterator[Link]:
+    link = Link(amqp_settings, name="test executor broker")
+    await link.connect()
+    yield link
+    await link.close()
+
+
+async def test_a_publish_no_queue_takes_is_returned_as_unroutable(
+    link: Link, amqp_settings: AmqpSettings
+) -> None:
+    channel = await link.channel(confirms=True)
+    queue = f"{amqp_settings.prefix}.probe"
+    await channel.declare_queue(queue, exclusive=True)
+
+    with pytest.raises(PublishRejected) as raised:
+        await channel.publish("", f"{queue}.nowhere", b"{}", PROPERTIES, timeout=10)
+    assert raised.value.reason == "unroutable"
+    # The same message id routed now is confirmed: the return failed only its own publish.
+    await channel.publish("", queue, b"{}", PROPERTIES, timeout=10)
+
+
+async def test_a_publish_the_queue_refuses_is_a_nack(
+    link: Link, amqp_settings: AmqpSettings
+) -> None:
+    channel = await link.channel(confirms=True)
+    queue = f"{amqp_settings.prefix}.full"
+    arguments = {"x-max-length": 0, "x-overflow": "reject-publish"}
+    await channel.declare_queue(queue, exclusive=True, arguments=arguments)
+
+    with pytest.raises(PublishRejected) as raised:
+        await channel.publish("", queue, b"{}", PROPERTIES, timeout=10)
+    assert raised.value.reason == "nack"
+
+
+async def test_a_channel_the_broker_closes_comes_back_with_its_consumer(
+    link: Link, amqp_settings: AmqpSettings
+) -> None:
+    publisher = await link.channel(confirms=True)
+    consumer = await link.channel()
+    queue = f"{amqp_settings.prefix}.reopened"
+    await consumer.declare_queue(queue, exclusive=True)
+    received: asyncio.Queue[Incoming] = asyncio.Queue()
+
+    async def on_message(message: Incoming) -> None:
+        await received.put(message)
+
+    await consumer.set_qos(prefetch_count=1)
+    await consumer.consume(queue, on_message, consumer_tag="test.reopened")
+    await publisher.publish("", queue, b'{"n": 1}', PROPERTIES, timeout=10)
+    first = await asyncio.wait_for(received.get(), timeout=10)
+    await first.ack()
+    # A second ack of the same tag is a protocol error: the broker closes the channel.
+    await first.ack()
+    await publisher.publish("", queue, b'{"n": 2}', PROPERTIES, timeout=10)
+
+    second = await asyncio.wait_for(received.get(), timeout=15)
+
+    # Delivered on the new channel (the broker may have sent it on the old one first, then
+    # requeued it when that one closed).
+    assert second.body == b'{"n": 2}'
+    await second.ack()
+    with pytest.raises(BrokerError, match="channel is gone"):
+        await first.ack()
+
+
+async def test_a_delivery_left_unsettled_on_a_closed_channel_is_redelivered(
+    link: Link, amqp_settings: AmqpSettings
+) -> None:
+    publisher = await link.channel(confirms=True)
+    consumer = await link.channel()
+    queue = f"{amqp_settings.prefix}.requeued"
+    await consumer.declare_queue(queue, exclusive=True)
+    received: asyncio.Queue[Incoming] = asyncio.Queue()
+
+    async def on_message(message: Incoming) -> None:
+        await received.put(message)
+
+    await consumer.set_qos(prefetch_count=2)
+    await consumer.consume(queue, on_message, consumer_tag="test.requeued")
+    await publisher.publish("", queue, b'{"n": 1}', PROPERTIES, timeout=10)
+    await publisher.publish("", queue, b'{"n": 2}', PROPERTIES, timeout=10)
+    first = await asyncio.wait_for(received.get(), timeout=10)
+    await asyncio.wait_for(received.get(), timeout=10)
+    await first.ack()
+    await first.ack()  # the channel closes with the second delivery unacked
+
+    again = await asyncio.wait_for(received.get(), timeout=15)
+
+    assert again.body == b'{"n": 2}'
+    assert again.redelivered is True
+    await again.ack()

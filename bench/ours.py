@@ -3,8 +3,7 @@
 Tasks go through ``dispatcher.client.open_dispatcher`` and ``submit_many`` (recorded in the
 SQLite store, published with pipelined confirms); ``python -m executor run --tasks
 bench.tasks --concurrency 1`` runs them; a task counts once its result is recorded in the
-store. ``--system ours-pika`` swaps the executors for ``bench.pika_executor`` (the same
-per-task work on pika), to price the client alone.
+store.
 
     python -m bench.ours roundtrip --amqp-url URL --n 10000 --k 2
     python -m bench.ours roundtrip --amqp-url URL --n 10000 --k 2 --queues 4
@@ -55,7 +54,7 @@ from dispatcher.service import Dispatcher
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store.backends import open_store
 
-SYSTEMS = ("ours", "ours-pika", "ours-pika-asyncio")
+SYSTEMS = ("ours",)
 _POLL_S = 0.02
 
 Measure = Callable[["Run"], Awaitable[dict[str, float]]]
@@ -101,13 +100,9 @@ def queue_names(count: int) -> list[str]:
     return [DEFAULT_QUEUE, *(f"bench{i}" for i in range(1, count))]
 
 
-def _executor(services: Services, system: str, name: str, env: dict[str, str]) -> None:
-    if system == "ours":
-        argv = ["run", "--tasks", "bench.tasks", "--concurrency", "1", "--name", name]
-        services.python(name, "executor", argv, env)
-    else:
-        io = "asyncio" if system == "ours-pika-asyncio" else "blocking"
-        services.python(name, "bench.pika_executor", ["--name", name, "--io", io], env)
+def _executor(services: Services, name: str, env: dict[str, str]) -> None:
+    argv = ["run", "--tasks", "bench.tasks", "--concurrency", "1", "--name", name]
+    services.python(name, "executor", argv, env)
 
 
 async def _with_dispatcher(
@@ -132,7 +127,7 @@ async def _with_dispatcher(
                     queues = queue_names(args.queues)
                     env = service_env(args.amqp_url, prefix, WQ_EXECUTOR_QUEUES=",".join(queues))
                     for i in range(workers):
-                        _executor(services, args.system, f"executor{i}", env)
+                        _executor(services, f"executor{i}", env)
                     for queue in queues if workers else ():
                         await asyncio.to_thread(
                             probe.wait_for_consumers, topology.task_queue_of(queue), workers
@@ -258,7 +253,7 @@ async def _backlog(run: Run) -> dict[str, float]:
     await run.dispatcher.submit_many(TaskRequest("noop") for _ in range(backlog))
     env = service_env(run.args.amqp_url, run.prefix)
     for i in range(run.args.k):
-        _executor(run.services, run.args.system, f"executor{i}", env)
+        _executor(run.services, f"executor{i}", env)
     first, window = backlog_span(backlog)
     await run.wait_recorded(first)
     began = time.perf_counter()
@@ -309,8 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.swept and args.figure != "roundtrip":
         parser.error("--swept goes with the roundtrip figure")
-    if args.queues < 1 or (args.queues > 1 and args.system != "ours"):
-        parser.error("--queues is 1 or more, and more than 1 only with --system ours")
+    if args.queues < 1:
+        parser.error("--queues is 1 or more")
     stop_on_sigterm()
     emit(args.system, args.figure, run_loop(run_figure(args)))
     return 0

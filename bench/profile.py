@@ -7,7 +7,7 @@ frame from the leaf up that belongs to one, and prints each category's share of 
 process's busy samples and its CPU milliseconds per task (the share times the CPU per task
 the run measured).
 
-    python -m bench.profile --amqp-url URL [--system ours|ours-pika] [--n 10000] [--k 2]
+    python -m bench.profile --amqp-url URL [--n 10000] [--k 2]
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def categorise(frames: Sequence[str]) -> str:
 
 def role_of(command: str) -> str:
     """Which part of the system a sampled process is (the root is the dispatcher)."""
-    if "-m executor" in command or "pika_executor" in command:
+    if "-m executor" in command:
         return "executor"
     return "other"
 

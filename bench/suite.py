@@ -66,8 +66,6 @@ def _roundtrip_jobs(plan: Plan, peers: bool) -> Iterable[Job]:
         yield Job(f"rt.raw-pika.k{k}", "bench.raw", "roundtrip", ("--system=raw-pika", n, kk))
         if k == 1:
             continue
-        for proto in ("ours-pika", "ours-pika-asyncio"):
-            yield Job(f"rt.{proto}.k{k}", "bench.ours", "roundtrip", (f"--system={proto}", n, kk))
         if k == 2:  # one pool on four queues, against one queue just above
             yield Job(f"rt.ours-4q.k{k}", "bench.ours", "roundtrip", (n, kk, "--queues=4"))
         for raw in ("raw-aio-pika", "raw-pika-asyncio"):

@@ -9,7 +9,8 @@ does for the executor:
   when the connection is lost, tries every address again each ``RECONNECT_INTERVAL_S``;
 - a ``Channel`` remembers what was set up on it (QoS, confirms, declarations, consumers) and
   replays it, in order, on a new channel after a reconnect, or after the broker closed the
-  channel alone (a consumer timeout, a refused ack);
+  channel alone (a consumer timeout, a refused ack); a consumer the broker cancels alone (its
+  queue was deleted) declares its queue again and consumes it again;
 - a confirmed ``publish`` is always ``mandatory`` and ends in a confirm, or raises
   ``PublishRejected`` (a return: ``unroutable``; a nack; no confirm in time: ``timeout``) or
   ``BrokerError`` (the channel went away first);
@@ -166,6 +167,7 @@ class Channel:
             pika_channel.add_on_close_callback(self._on_close)
             self.current = pika_channel
             await self._wait(opened)
+            pika_channel.add_on_cancel_callback(self._on_cancelled)
             if self._confirms:
                 self._sequence = 0
                 selected: asyncio.Future[Any] = self._link.loop.create_future()
@@ -189,6 +191,32 @@ class Channel:
             log.warning("broker_channel_closed", code=exc.reply_code, reason=exc.reply_text)
             # The connection is still up (else the link restores everything): reopen alone.
             self._spawn(self._reopen())
+
+    def _on_cancelled(self, frame: Any) -> None:
+        # The broker ends a consumer alone when its queue is deleted (or, for quorum queues, in
+        # some membership changes): consume it again rather than sit idle for good.
+        tag = frame.method.consumer_tag
+        log.warning("broker_consumer_cancelled", consumer_tag=tag)
+        self._spawn(self._resume(tag))
+
+    async def _resume(self, tag: str) -> None:
+        """Declare again what this channel declared, and consume ``tag`` again."""
+        while not self._link.closing:
+            await asyncio.sleep(CHANNEL_REOPEN_S)
+            channel = self.current
+            if channel is None or not channel.is_open:
+                return  # the channel's own restore consumes everything again
+            if not any(owner == tag for owner, _ in self._steps):
+                return  # cancelled by us meanwhile
+            steps = [step for owner, step in self._steps if owner in ("", tag)]
+            try:
+                for step in steps:
+                    await step(self, channel)
+            except (BrokerError, pika.exceptions.AMQPError) as exc:
+                log.warning("broker_consumer_restore_failed", consumer_tag=tag, error=str(exc))
+                continue
+            log.info("broker_consumer_restored", consumer_tag=tag)
+            return
 
     async def _reopen(self) -> None:
         while not self._link.closing:

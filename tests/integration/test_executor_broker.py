@@ -15,6 +15,8 @@ import pytest
 
 from common import AmqpSettings, BrokerError, MessageProperties, PublishRejected
 from executor.broker import Incoming, Link
+from tests.integration.broker import Broker
+from tests.integration.conftest import wait_until_async
 
 PROPERTIES = MessageProperties(
     message_id="m-1", type="probe", correlation_id=None, timestamp=datetime.now(UTC), app_id="test"
@@ -113,3 +115,32 @@ async def test_a_delivery_left_unsettled_on_a_closed_channel_is_redelivered(
     assert again.body == b'{"n": 2}'
     assert again.redelivered is True
     await again.ack()
+
+
+async def test_a_consumer_whose_queue_is_deleted_declares_it_again_and_consumes(
+    link: Link, amqp_settings: AmqpSettings, broker: Broker
+) -> None:
+    publisher = await link.channel(confirms=True)
+    consumer = await link.channel()
+    queue = f"{amqp_settings.prefix}.deleted"
+    await consumer.declare_queue(queue, durable=True)
+    received: asyncio.Queue[Incoming] = asyncio.Queue()
+
+    async def on_message(message: Incoming) -> None:
+        await received.put(message)
+
+    await consumer.consume(queue, on_message, consumer_tag="test.deleted")
+    try:
+        broker.channel().queue_delete(queue)
+        # The broker cancels the consumer; the channel declares the queue and consumes again.
+        await wait_until_async(
+            lambda: broker.counts(queue).consumers == 1, timeout=15, what="the consumer back"
+        )
+        await publisher.publish("", queue, b'{"n": 1}', PROPERTIES, timeout=10)
+
+        message = await asyncio.wait_for(received.get(), timeout=10)
+
+        assert message.body == b'{"n": 1}'
+        await message.ack()
+    finally:
+        broker.channel().queue_delete(queue)

@@ -85,7 +85,23 @@ def _route_standard_library(
     # The AMQP clients narrate every frame at info/debug; keep their warnings only.
     for noisy in ("aio_pika", "aiormq", "pika"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    pika_connection = logging.getLogger("pika.connection")
+    if not any(isinstance(f, _LateFrames) for f in pika_connection.filters):
+        pika_connection.addFilter(_LateFrames())
     return handler
+
+
+class _LateFrames(logging.Filter):
+    """Drop pika's CRITICAL about frames for a channel it has closed.
+
+    When the broker closes a channel (a consumer timeout, a refused ack) the deliveries it sent
+    before its Close still arrive; pika has forgotten the channel and says so at CRITICAL,
+    although the broker requeues them and nothing is lost. ``broker_channel_closed`` is the line
+    that matters.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and "frame for unregistered channel" in record.msg)
 
 
 class _Output:

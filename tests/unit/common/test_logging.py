@@ -135,6 +135,17 @@ def test_amqp_client_chatter_is_kept_to_warnings() -> None:
     assert [line["event"] for line in _lines(stream)] == ["connection blocked"]
 
 
+def test_pikas_critical_about_frames_for_a_closed_channel_is_dropped() -> None:
+    stream = io.StringIO()
+    configure(LogSettings(format="json"), stream=stream)
+    connection = logging.getLogger("pika.connection")
+
+    connection.critical("Received %s frame for unregistered channel %i on %s", "METHOD", 2, "c")
+    connection.critical("something else")
+
+    assert [line["event"] for line in _lines(stream)] == ["something else"]
+
+
 def test_exceptions_become_structured_tracebacks_in_json() -> None:
     stream = io.StringIO()
     configure(LogSettings(format="json"), stream=stream)

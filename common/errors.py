@@ -98,7 +98,8 @@ class PublishRejected(BrokerError):
 
     Attributes:
         task_id: the task whose message was refused, when there is one.
-        reason: ``nack``, ``unroutable`` or ``timeout``.
+        reason: ``nack``, ``unroutable``, ``timeout``, or ``invalid`` (the client could not
+            encode the message: nothing was sent).
     """
 
     def __init__(self, reason: str, *, task_id: UUID | None = None, detail: str = "") -> None:

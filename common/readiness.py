@@ -37,6 +37,7 @@ class ReadyFile:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
+        self._following = True
 
     def set(self) -> None:
         """Mark the process ready."""
@@ -57,7 +58,13 @@ class ReadyFile:
             self.clear()
 
         def restored(_: object) -> None:
-            self.set()
+            if self._following:
+                self.set()
 
         connection.close_callbacks.add(lost)
         connection.reconnect_callbacks.add(restored)
+
+    def stop_following(self) -> None:
+        """Not ready for good: a stopping process stays so, whatever its connection does."""
+        self._following = False
+        self.clear()

@@ -152,6 +152,8 @@ class Channel:
         # Publish sequence number -> (message id, its confirm), oldest first.
         self._pending: OrderedDict[int, tuple[str | None, asyncio.Future[None]]] = OrderedDict()
         self._sequence = 0
+        # True once confirms are selected and every step replayed: only then may it publish.
+        self._ready = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- opening and replay ----------------------------------------------------------------
@@ -161,7 +163,12 @@ class Channel:
         connection = self._link.connection
         if connection is None or not connection.is_open:
             raise BrokerError("not connected")
+        self._ready = False
+        # Numbering starts again on a new channel: what was pending on the old one has failed.
+        self._fail_all(BrokerError("the channel was replaced"))
+        self._sequence = 0
         opened: asyncio.Future[PikaChannel] = self._link.loop.create_future()
+        pika_channel: Any = None
         try:
             pika_channel = connection.channel(on_open_callback=_resolver(opened))
             pika_channel.add_on_close_callback(self._on_close)
@@ -169,20 +176,28 @@ class Channel:
             await self._wait(opened)
             pika_channel.add_on_cancel_callback(self._on_cancelled)
             if self._confirms:
-                self._sequence = 0
                 selected: asyncio.Future[Any] = self._link.loop.create_future()
                 pika_channel.confirm_delivery(self._on_confirm, callback=_resolver(selected))
                 pika_channel.add_on_return_callback(self._on_return)
                 await self._wait(selected)
-            for _, step in list(self._steps):
-                await step(self, pika_channel)
-        except pika.exceptions.AMQPError as exc:  # the connection or channel closed meanwhile
-            raise BrokerError(f"could not open a channel: {type(exc).__name__}") from exc
+            for entry in list(self._steps):
+                if entry in self._steps:  # not forgotten meanwhile (a consumer cancelled)
+                    await entry[1](self, pika_channel)
+        except BaseException as exc:
+            # Half set up is not set up: close it, so that the next restore starts afresh.
+            if pika_channel is not None and self.current is pika_channel:
+                self.current = None
+                _close_quietly(pika_channel)
+            if isinstance(exc, pika.exceptions.AMQPError):
+                raise BrokerError(f"could not open a channel: {type(exc).__name__}") from exc
+            raise
+        self._ready = True
 
     def _on_close(self, pika_channel: PikaChannel, exc: BaseException) -> None:
         if pika_channel is not self.current:
             return
         self.current = None
+        self._ready = False
         error = _closed(exc)
         self._fail_all(error)
         if self._link.closing:
@@ -221,14 +236,17 @@ class Channel:
     async def _reopen(self) -> None:
         while not self._link.closing:
             await asyncio.sleep(CHANNEL_REOPEN_S)
-            if self.current is not None or self._link.reconnecting:
-                return  # restored by the link meanwhile
+            if self._link.reconnecting or self._link.is_closed:
+                continue  # the link reopens every channel; look again once it is done
+            if self.current is not None and self._ready:
+                return  # restored meanwhile
             try:
                 await self._open()
-                log.info("broker_channel_restored")
-                return
             except BrokerError as exc:
                 log.warning("broker_channel_restore_failed", error=str(exc))
+                continue
+            log.info("broker_channel_restored")
+            return
 
     def _fail_all(self, error: BrokerError) -> None:
         for future in list(self._waiters):
@@ -359,12 +377,20 @@ class Channel:
         await self._remember(consume, consumer_tag)
         return consumer_tag
 
+    def forget(self, consumer_tag: str) -> None:
+        """Stop replaying the consumer ``consumer_tag`` after a reconnect (shutdown's first step,
+        which must hold even while the broker is away)."""
+        self._steps = [(tag, step) for tag, step in self._steps if tag != consumer_tag]
+
     async def cancel(self, consumer_tag: str) -> None:
         """Stop consuming ``consumer_tag`` (and stop replaying it)."""
-        self._steps = [(tag, step) for tag, step in self._steps if tag != consumer_tag]
+        self.forget(consumer_tag)
+        channel = self._live()
+        if consumer_tag not in channel.consumer_tags:
+            return  # the broker ended it already: pika would never answer
         done: asyncio.Future[Any] = self._link.loop.create_future()
         try:
-            self._live().basic_cancel(consumer_tag, callback=_resolver(done))
+            channel.basic_cancel(consumer_tag, callback=_resolver(done))
         except pika.exceptions.AMQPError as exc:
             raise BrokerError(f"the channel closed: {type(exc).__name__}") from exc
         await self._wait(done)
@@ -383,20 +409,27 @@ class Channel:
         """Publish ``mandatory`` and wait for the broker's confirm (see the module's text)."""
         assert self._confirms, "publish needs a channel with confirms"
         channel = self._live()
+        if not self._ready:
+            raise BrokerError("the channel is being restored")
+        try:
+            # pika encodes every frame before it writes any: if this raises, nothing was sent,
+            # and no sequence number is used up.
+            channel.basic_publish(
+                exchange, routing_key, body, pika_properties(properties), mandatory=True
+            )
+        except (pika.exceptions.ProtocolSyntaxError, pika.exceptions.ShortStringTooLong) as exc:
+            raise PublishRejected("invalid", detail=f"cannot be encoded: {exc}") from exc
+        except (pika.exceptions.AMQPError, ConnectionError) as exc:
+            raise BrokerError(f"connection lost while publishing: {type(exc).__name__}") from exc
         confirm: asyncio.Future[None] = self._link.loop.create_future()
         self._sequence += 1
         sequence = self._sequence
         self._pending[sequence] = (properties.message_id, confirm)
         try:
-            channel.basic_publish(
-                exchange, routing_key, body, pika_properties(properties), mandatory=True
-            )
             async with asyncio.timeout(timeout):
                 await confirm
         except TimeoutError as exc:
             raise PublishRejected("timeout", detail=f"no confirm within {timeout:g}s") from exc
-        except (pika.exceptions.AMQPError, ConnectionError) as exc:
-            raise BrokerError(f"connection lost while publishing: {type(exc).__name__}") from exc
         finally:
             self._pending.pop(sequence, None)
 
@@ -404,12 +437,9 @@ class Channel:
         method = frame.method
         nack = isinstance(method, Basic.Nack)
         last = method.delivery_tag
-        settled = []
+        settled: list[int] = []
         if method.multiple:
-            for sequence in self._pending:
-                if sequence > last:
-                    break
-                settled.append(sequence)
+            settled = [sequence for sequence in self._pending if sequence <= last]
         elif last in self._pending:
             settled.append(last)
         for sequence in settled:
@@ -475,7 +505,9 @@ class Link:
             try:
                 async with asyncio.timeout(self._settings.connect_timeout):
                     self.connection = await self._open(url)
-            except (TimeoutError, OSError, pika.exceptions.AMQPError, BrokerError) as exc:
+            except Exception as exc:
+                # pika reports DNS and TLS failures as plain Exceptions
+                # (AMQPConnectionWorkflowFailed): each one means "try the next address"
                 failures.append(self._scrub(str(exc) or type(exc).__name__))
                 continue
             self.url = url
@@ -524,6 +556,7 @@ class Link:
             return
         for channel in self.channels:
             channel.current = None
+            channel._ready = False
             channel._fail_all(_closed(exc))
         if self.closing:
             if self._closed is not None:
@@ -535,11 +568,10 @@ class Link:
             broker=self.redacted_url(),
             error=self._scrub(str(exc) or type(exc).__name__),
         )
-        for callback in list(self.close_callbacks):
-            callback(self, exc)
         if self._reconnect is None or self._reconnect.done():
             self.reconnecting = True
             self._reconnect = self.loop.create_task(self._reconnect_loop())
+        self._notify(self.close_callbacks, exc)
 
     async def _reconnect_loop(self) -> None:
         try:
@@ -549,18 +581,28 @@ class Link:
                     await self.connect()
                     for channel in self.channels:
                         await channel._open()
-                except BrokerError as exc:
+                except Exception as exc:  # whatever failed, try again later
                     log.info("broker_reconnect_failed", connection=self._name, error=str(exc))
                     self._drop_connection()
                     continue
-                break
+                if not self.is_closed:
+                    break
+                # Lost again after the last channel came back: _on_close saw this loop
+                # running and left it to go round once more.
         finally:
             self.reconnecting = False
-        if self.closing or self.is_closed:
+        if self.closing:
             return
         log.info("broker_reconnected", connection=self._name, broker=self.redacted_url())
-        for callback in list(self.reconnect_callbacks):
-            callback(self)
+        self._notify(self.reconnect_callbacks)
+
+    def _notify(self, callbacks: set[Callable[..., None]], *args: object) -> None:
+        # A failing callback (a readiness file that cannot be written) must not stop the link.
+        for callback in list(callbacks):
+            try:
+                callback(self, *args)
+            except Exception:
+                log.exception("broker_callback_failed", connection=self._name)
 
     def _drop_connection(self) -> None:
         connection, self.connection = self.connection, None
@@ -591,6 +633,12 @@ class Link:
             if secret:
                 text = text.replace(secret, "***")
         return text
+
+
+def _close_quietly(channel: Any) -> None:
+    with contextlib.suppress(Exception):
+        if channel.is_open:
+            channel.close()
 
 
 def _resolver(future: asyncio.Future[Any]) -> Callable[[Any], None]:

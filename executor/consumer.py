@@ -240,7 +240,10 @@ class Executor:
         Steps that talk to the broker are skipped while it is away: the stop ends within the
         grace period, broker or no broker.
         """
-        self._ready_file.clear()
+        self._ready_file.stop_following()
+        # Forgotten first, so that a reconnect during the drain does not consume again.
+        for channel, tag in consumers:
+            channel.forget(tag)
         for channel, tag in consumers:
             await while_reachable(
                 partial(channel.cancel, tag),

@@ -12,8 +12,15 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import SecretStr
 
-from common import AmqpSettings, BrokerError, MessageProperties, PublishRejected
+from common import (
+    AmqpSettings,
+    BrokerError,
+    BrokerUnavailable,
+    MessageProperties,
+    PublishRejected,
+)
 from executor.broker import Incoming, Link
 from tests.integration.broker import Broker
 from tests.integration.conftest import wait_until_async
@@ -144,3 +151,28 @@ async def test_a_consumer_whose_queue_is_deleted_declares_it_again_and_consumes(
         await message.ack()
     finally:
         broker.channel().queue_delete(queue)
+
+
+async def test_an_address_whose_name_does_not_resolve_is_skipped_for_the_next(
+    amqp_settings: AmqpSettings,
+) -> None:
+    # pika reports a failed DNS lookup as a plain Exception, not as an AMQP or OS error.
+    urls = f"amqp://guest:guest@no-such-host.invalid:5672/,{amqp_settings.url.get_secret_value()}"
+    settings = amqp_settings.model_copy(update={"url": SecretStr(urls), "url_order": "listed"})
+    link = Link(settings, name="test executor broker failover")
+
+    await link.connect()
+    try:
+        assert not link.is_closed
+        assert "no-such-host" not in link.url
+    finally:
+        await link.close()
+
+
+async def test_no_address_answering_is_broker_unavailable(amqp_settings: AmqpSettings) -> None:
+    settings = amqp_settings.model_copy(
+        update={"url": SecretStr("amqp://guest:guest@no-such-host.invalid:5672/")}
+    )
+
+    with pytest.raises(BrokerUnavailable, match="cannot connect"):
+        await Link(settings, name="test executor broker nowhere").connect()

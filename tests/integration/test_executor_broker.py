@@ -21,7 +21,7 @@ from common import (
     MessageProperties,
     PublishRejected,
 )
-from executor.broker import Incoming, Link
+from executor.broker import Channel, Incoming, Link
 from tests.integration.broker import Broker
 from tests.integration.conftest import wait_until_async
 
@@ -65,20 +65,28 @@ async def test_a_publish_the_queue_refuses_is_a_nack(
     assert raised.value.reason == "nack"
 
 
-async def test_a_channel_the_broker_closes_comes_back_with_its_consumer(
-    link: Link, amqp_settings: AmqpSettings
-) -> None:
+async def _consume(
+    link: Link, queue: str, *, prefetch: int, durable: bool = False
+) -> tuple[Channel, asyncio.Queue[Incoming]]:
+    """A confirm channel to publish with, and what a consumer of ``queue`` receives."""
     publisher = await link.channel(confirms=True)
     consumer = await link.channel()
-    queue = f"{amqp_settings.prefix}.reopened"
-    await consumer.declare_queue(queue, exclusive=True)
+    await consumer.declare_queue(queue, durable=durable, exclusive=not durable)
     received: asyncio.Queue[Incoming] = asyncio.Queue()
 
     async def on_message(message: Incoming) -> None:
         await received.put(message)
 
-    await consumer.set_qos(prefetch_count=1)
-    await consumer.consume(queue, on_message, consumer_tag="test.reopened")
+    await consumer.set_qos(prefetch_count=prefetch)
+    await consumer.consume(queue, on_message, consumer_tag=f"test.{queue}")
+    return publisher, received
+
+
+async def test_a_channel_the_broker_closes_comes_back_with_its_consumer(
+    link: Link, amqp_settings: AmqpSettings
+) -> None:
+    queue = f"{amqp_settings.prefix}.reopened"
+    publisher, received = await _consume(link, queue, prefetch=1)
     await publisher.publish("", queue, b'{"n": 1}', PROPERTIES, timeout=10)
     first = await asyncio.wait_for(received.get(), timeout=10)
     await first.ack()
@@ -99,17 +107,8 @@ async def test_a_channel_the_broker_closes_comes_back_with_its_consumer(
 async def test_a_delivery_left_unsettled_on_a_closed_channel_is_redelivered(
     link: Link, amqp_settings: AmqpSettings
 ) -> None:
-    publisher = await link.channel(confirms=True)
-    consumer = await link.channel()
     queue = f"{amqp_settings.prefix}.requeued"
-    await consumer.declare_queue(queue, exclusive=True)
-    received: asyncio.Queue[Incoming] = asyncio.Queue()
-
-    async def on_message(message: Incoming) -> None:
-        await received.put(message)
-
-    await consumer.set_qos(prefetch_count=2)
-    await consumer.consume(queue, on_message, consumer_tag="test.requeued")
+    publisher, received = await _consume(link, queue, prefetch=2)
     await publisher.publish("", queue, b'{"n": 1}', PROPERTIES, timeout=10)
     await publisher.publish("", queue, b'{"n": 2}', PROPERTIES, timeout=10)
     first = await asyncio.wait_for(received.get(), timeout=10)
@@ -127,16 +126,8 @@ async def test_a_delivery_left_unsettled_on_a_closed_channel_is_redelivered(
 async def test_a_consumer_whose_queue_is_deleted_declares_it_again_and_consumes(
     link: Link, amqp_settings: AmqpSettings, broker: Broker
 ) -> None:
-    publisher = await link.channel(confirms=True)
-    consumer = await link.channel()
     queue = f"{amqp_settings.prefix}.deleted"
-    await consumer.declare_queue(queue, durable=True)
-    received: asyncio.Queue[Incoming] = asyncio.Queue()
-
-    async def on_message(message: Incoming) -> None:
-        await received.put(message)
-
-    await consumer.consume(queue, on_message, consumer_tag="test.deleted")
+    publisher, received = await _consume(link, queue, prefetch=1, durable=True)
     try:
         broker.channel().queue_delete(queue)
         # The broker cancels the consumer; the channel declares the queue and consumes again.

@@ -88,7 +88,7 @@ class StubDelivery:
     correlation_id: str | None = None
     type: str | None = None
     redelivered: bool = False
-    headers: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, Any] | None = field(default_factory=dict)
     reply_to: str | None = "wq.results"
     content_type: str | None = "application/json"
     content_encoding: str | None = "utf-8"

@@ -2,78 +2,43 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pika.spec import BasicProperties
 
 from common import ATTEMPT_HEADER
-from common.codec import PERSISTENT, MessageProperties
+from common.codec import PERSISTENT
 from common.pika_properties import pika_properties
 from executor.deliveries import copy_message, quorum_run_number
+from tests.unit.executor.stub_channel import Sent, StubChannel, StubDelivery
 
 SENT_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-@dataclass
-class FakeIncoming:
-    """The properties of an incoming message that ``copy_message`` reads."""
-
-    body: bytes = b'{"task": 1}'
-    headers: dict[str, Any] | None = field(default_factory=dict)
-    content_type: str | None = "application/json"
-    content_encoding: str | None = "utf-8"
-    message_id: str | None = "3f1c9a52-0000-4000-8000-000000000001"
-    correlation_id: str | None = "3f1c9a52-0000-4000-8000-000000000001"
-    type: str | None = "word_count"
-    reply_to: str | None = "wq.results"
-    timestamp: datetime | None = SENT_AT
-    app_id: str | None = "wq-dispatcher"
-    priority: int | None = 7
+def _incoming(**fields: Any) -> StubDelivery:
+    """A delivered task message with every property ``copy_message`` reads set."""
+    defaults: dict[str, Any] = {
+        "body": b'{"task": 1}',
+        "message_id": "3f1c9a52-0000-4000-8000-000000000001",
+        "correlation_id": "3f1c9a52-0000-4000-8000-000000000001",
+        "type": "word_count",
+        "timestamp": SENT_AT,
+        "priority": 7,
+    }
+    return StubDelivery(StubChannel(), **{**defaults, **fields})
 
 
-@dataclass
-class Delivered:
-    """What ``copy_message`` reads of a delivery: its body and pika's properties."""
-
-    body: bytes
-    properties: BasicProperties
-
-
-@dataclass
-class Copy:
-    body: bytes
-    properties: MessageProperties
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.properties, name)
-
-
-def _copy(incoming: FakeIncoming, **kwargs: Any) -> Copy:
-    stamp = incoming.timestamp
-    properties = BasicProperties(
-        content_type=incoming.content_type,
-        content_encoding=incoming.content_encoding,
-        headers=incoming.headers,
-        priority=incoming.priority,
-        correlation_id=incoming.correlation_id,
-        reply_to=incoming.reply_to,
-        message_id=incoming.message_id,
-        timestamp=None if stamp is None else int(stamp.timestamp()),
-        type=incoming.type,
-        app_id=incoming.app_id,
-    )
-    message: Any = Delivered(incoming.body, properties)
-    return Copy(*copy_message(message, **kwargs))
+def _copy(incoming: StubDelivery, **kwargs: Any) -> Sent:
+    message: Any = incoming
+    return Sent(*copy_message(message, **kwargs))
 
 
 # copy_message
 
 
 def test_copy_keeps_the_body_and_identity_properties() -> None:
-    incoming = FakeIncoming()
+    incoming = _incoming()
 
     copy = _copy(incoming)
 
@@ -89,20 +54,20 @@ def test_copy_keeps_the_body_and_identity_properties() -> None:
 
 
 def test_a_copy_keeps_the_task_priority() -> None:
-    copy = _copy(FakeIncoming(), headers={"x-wq-dead-reason": "rejected"})
+    copy = _copy(_incoming(), headers={"x-wq-dead-reason": "rejected"})
 
     assert copy.priority == 7
 
 
 def test_copy_is_persistent_and_does_not_expire() -> None:
-    copy = _copy(FakeIncoming())
+    copy = _copy(_incoming())
 
     assert copy.delivery_mode == PERSISTENT
     assert pika_properties(copy.properties).expiration is None
 
 
 def test_copy_merges_new_headers_over_the_old_ones() -> None:
-    incoming = FakeIncoming(headers={"trace": "abc", ATTEMPT_HEADER: 1, "x-wq-error": "old"})
+    incoming = _incoming(headers={"trace": "abc", ATTEMPT_HEADER: 1, "x-wq-error": "old"})
 
     copy = _copy(incoming, headers={"x-wq-error": "new"})
 
@@ -120,7 +85,7 @@ def test_copy_drops_the_headers_the_broker_adds_when_dead_lettering() -> None:
         "x-last-death-queue": "wq.tasks.retry.4s",
         "x-last-death-reason": "expired",
     }
-    incoming = FakeIncoming(headers={"trace": "abc", **broker_headers})
+    incoming = _incoming(headers={"trace": "abc", **broker_headers})
 
     copy = _copy(incoming, headers={ATTEMPT_HEADER: 3})
 
@@ -128,12 +93,12 @@ def test_copy_drops_the_headers_the_broker_adds_when_dead_lettering() -> None:
 
 
 def test_copy_of_a_message_without_headers() -> None:
-    assert _copy(FakeIncoming(headers=None)).headers == {}
-    assert _copy(FakeIncoming(headers=None), headers={"a": 1}).headers == {"a": 1}
+    assert _copy(_incoming(headers=None)).headers == {}
+    assert _copy(_incoming(headers=None), headers={"a": 1}).headers == {"a": 1}
 
 
 def test_copy_of_a_message_with_bare_properties() -> None:
-    incoming = FakeIncoming(
+    incoming = _incoming(
         content_type=None,
         content_encoding=None,
         message_id=None,

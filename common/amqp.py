@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 import aio_pika
 import aiormq
@@ -116,7 +115,7 @@ async def connect(settings: AmqpSettings, *, name: str) -> FailoverConnection:
     try:
         await connection.connect(timeout=settings.connect_timeout)
     except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as exc:
-        detail = _scrub(str(exc) or type(exc).__name__, settings)
+        detail = settings.scrub(str(exc) or type(exc).__name__)
         raise BrokerUnavailable(
             f"cannot connect to RabbitMQ at {settings.redacted_url()}: {detail}"
         ) from exc
@@ -125,7 +124,7 @@ async def connect(settings: AmqpSettings, *, name: str) -> FailoverConnection:
         # Closed on purpose: aio-pika reports that as None or as a CancelledError, depending
         # on where the close began; only a close we did not call is a lost connection.
         if exc is not None and not connection.close_called:
-            detail = _scrub(str(exc) or type(exc).__name__, settings)
+            detail = settings.scrub(str(exc) or type(exc).__name__)
             log.warning(
                 "broker_connection_lost",
                 connection=name,
@@ -261,12 +260,3 @@ async def publish_confirmed(
 def _current_task_cancelling() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-def _scrub(text: str, settings: AmqpSettings) -> str:
-    # aiormq may echo the URL in its errors; never let a password reach a log line.
-    for url in settings.urls():
-        secret = urlsplit(url).password
-        if secret:
-            text = text.replace(secret, "***")
-    return text

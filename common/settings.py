@@ -119,6 +119,15 @@ class AmqpSettings(BaseSettings):
         """The URL(s) with passwords replaced, safe for logs and error messages."""
         return ",".join(redact_url(url) for url in self.urls())
 
+    def scrub(self, text: str) -> str:
+        """``text`` with every broker password in it replaced: AMQP clients may echo the URL
+        in their errors, and no password may reach a log line."""
+        for url in self.urls():
+            secret = urlsplit(url).password
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
 
 class LogSettings(BaseSettings):
     """Log level and rendering."""

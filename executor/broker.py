@@ -491,10 +491,6 @@ class Link:
         return self.connection is None or not self.connection.is_open
 
     @property
-    def close_called(self) -> bool:
-        return self.closing
-
-    @property
     def server_properties(self) -> Mapping[str, Any]:
         return (self.connection.server_properties if self.connection else None) or {}
 
@@ -508,7 +504,7 @@ class Link:
             except Exception as exc:
                 # pika reports DNS and TLS failures as plain Exceptions
                 # (AMQPConnectionWorkflowFailed): each one means "try the next address"
-                failures.append(self._scrub(str(exc) or type(exc).__name__))
+                failures.append(self._settings.scrub(str(exc) or type(exc).__name__))
                 continue
             self.url = url
             return
@@ -566,7 +562,7 @@ class Link:
             "broker_connection_lost",
             connection=self._name,
             broker=self.redacted_url(),
-            error=self._scrub(str(exc) or type(exc).__name__),
+            error=self._settings.scrub(str(exc) or type(exc).__name__),
         )
         if self._reconnect is None or self._reconnect.done():
             self.reconnecting = True
@@ -626,13 +622,6 @@ class Link:
     def redacted_url(self) -> str:
         parts = urlsplit(self.url)
         return redact_url(parts._replace(query="").geturl())
-
-    def _scrub(self, text: str) -> str:
-        for url in self._settings.urls():
-            secret = urlsplit(url).password
-            if secret:
-                text = text.replace(secret, "***")
-        return text
 
 
 def _close_quietly(channel: Any) -> None:

@@ -25,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -45,7 +46,9 @@ from common import (
     MessageProperties,
     PublishRejected,
     Topology,
+    WorkQueueError,
     redact_url,
+    shutdown,
     topology_mismatch,
 )
 from common.logging import get_logger
@@ -196,10 +199,7 @@ class Channel:
     def _on_close(self, pika_channel: PikaChannel, exc: BaseException) -> None:
         if pika_channel is not self.current:
             return
-        self.current = None
-        self._ready = False
-        error = _closed(exc)
-        self._fail_all(error)
+        self._lost(_closed(exc))
         if self._link.closing:
             return
         if isinstance(exc, pika.exceptions.ChannelClosedByBroker):
@@ -247,6 +247,12 @@ class Channel:
                 continue
             log.info("broker_channel_restored")
             return
+
+    def _lost(self, error: BrokerError) -> None:
+        """The pika channel is gone: nothing may use it, and whatever waited on it fails."""
+        self.current = None
+        self._ready = False
+        self._fail_all(error)
 
     def _fail_all(self, error: BrokerError) -> None:
         for future in list(self._waiters):
@@ -551,9 +557,7 @@ class Link:
         if connection is not self.connection:
             return
         for channel in self.channels:
-            channel.current = None
-            channel._ready = False
-            channel._fail_all(_closed(exc))
+            channel._lost(_closed(exc))
         if self.closing:
             if self._closed is not None:
                 _set(self._closed, None)
@@ -641,6 +645,15 @@ def _set(future: asyncio.Future[Any], value: Any) -> None:
 
 Publish = Callable[[str, str, bytes, MessageProperties], Awaitable[None]]
 
+# Shutdown steps skip a broker that is away; these are what this client raises when it is.
+_SHUTDOWN_STEP_ERRORS: tuple[type[Exception], ...] = (
+    WorkQueueError,
+    pika.exceptions.AMQPError,
+    ConnectionError,
+)
+while_reachable = partial(shutdown.while_reachable, errors=_SHUTDOWN_STEP_ERRORS)
+close_quickly = partial(shutdown.close_quickly, errors=_SHUTDOWN_STEP_ERRORS)
+
 # What the broker answers a declaration whose arguments differ from the existing object's.
 _PRECONDITION_FAILED = 406
 
@@ -650,29 +663,30 @@ async def declare_topology(channel: Channel, topology: Topology) -> None:
 
     Both services declare the whole topology, so whichever starts first makes it usable.
     """
-    try:
+    with _declaring(topology):
         await channel.declare_exchange(topology.task_exchange, "direct", durable=True)
         for name, arguments in topology.queue_declarations():
             await channel.declare_queue(name, durable=True, arguments=dict(arguments))
         await channel.bind(topology.task_queue, topology.task_exchange, TASK_ROUTING_KEY)
-    except ChannelClosed as exc:
-        raise _mismatch(exc, topology) from exc
 
 
 async def declare_task_queue(channel: Channel, topology: Topology, queue: str) -> str:
     """Declare the task queue called ``queue``, bound to the task exchange; its broker name."""
     name = topology.task_queue_of(queue)
-    try:
+    with _declaring(topology):
         await channel.declare_queue(
             name, durable=True, arguments=dict(topology.task_queue_arguments())
         )
         await channel.bind(name, topology.task_exchange, topology.routing_key_of(queue))
-    except ChannelClosed as exc:
-        raise _mismatch(exc, topology) from exc
     return name
 
 
-def _mismatch(exc: ChannelClosed, topology: Topology) -> BrokerError | ConfigError:
-    if exc.code == _PRECONDITION_FAILED:
-        return ConfigError(topology_mismatch(f"{exc.code} {exc.text}", topology))
-    return exc
+@contextlib.contextmanager
+def _declaring(topology: Topology) -> Iterator[None]:
+    """Turn the broker's refusal of a declaration's arguments into ``ConfigError``."""
+    try:
+        yield
+    except ChannelClosed as exc:
+        if exc.code != _PRECONDITION_FAILED:
+            raise
+        raise ConfigError(topology_mismatch(f"{exc.code} {exc.text}", topology)) from exc

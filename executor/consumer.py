@@ -12,21 +12,21 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-import pika.exceptions
 import structlog
 
-from common import AmqpSettings, BrokerError, ExecutorEvent, Outcome, TaskRegistry, WorkQueueError
+from common import AmqpSettings, BrokerError, ExecutorEvent, Outcome, TaskRegistry
 from common.logging import get_logger
 from common.readiness import ReadyFile
-from common.shutdown import close_quickly, while_reachable
 from executor import timeouts
 from executor.admission import Admission, Admitted
 from executor.broker import (
     Channel,
     Incoming,
     Link,
+    close_quickly,
     declare_task_queue,
     declare_topology,
+    while_reachable,
 )
 from executor.cancellations import Cancellations
 from executor.decisions import Action, Decision, decide
@@ -249,14 +249,12 @@ class Executor:
                 partial(channel.cancel, tag),
                 connection=consuming,
                 what="cancel a task consumer",
-                errors=_SHUTDOWN_STEP_ERRORS,
             )
         await self._drain()
         await while_reachable(
             lambda: heartbeats.stop(beating),
             connection=publishing,
             what="last heartbeat",
-            errors=_SHUTDOWN_STEP_ERRORS,
         )
         beating.cancel()
 
@@ -270,11 +268,9 @@ class Executor:
         if beating is not None:
             beating.cancel()
         self._ready_file.clear()
-        await close_quickly(consuming, what="consuming connection", errors=_SHUTDOWN_STEP_ERRORS)
+        await close_quickly(consuming, what="consuming connection")
         if publishing is not None:
-            await close_quickly(
-                publishing, what="publishing connection", errors=_SHUTDOWN_STEP_ERRORS
-            )
+            await close_quickly(publishing, what="publishing connection")
         self._threads.close()
         log.info("executor_stopped", executor=self._name)
 
@@ -401,14 +397,6 @@ def _warn_about_routing(registry: TaskRegistry, queues: Sequence[str]) -> None:
 def _broker_version(connection: Link) -> str:
     version = connection.server_properties.get("version", "")
     return version.decode(errors="replace") if isinstance(version, bytes) else str(version)
-
-
-# What a shutdown step that meets a broker going away may raise.
-_SHUTDOWN_STEP_ERRORS: tuple[type[Exception], ...] = (
-    WorkQueueError,
-    pika.exceptions.AMQPError,
-    ConnectionError,
-)
 
 
 async def _connect(amqp: AmqpSettings, *, name: str) -> Link:

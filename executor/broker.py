@@ -53,6 +53,7 @@ from common import (
 )
 from common.logging import get_logger
 from common.pika_properties import pika_properties
+from executor.asyncio_io import AsyncioServices
 
 log = get_logger(__name__)
 
@@ -536,7 +537,7 @@ class Link:
             on_open_callback=_resolver(opened),
             on_open_error_callback=failed,
             on_close_callback=self._on_close,
-            custom_ioloop=self.loop,
+            custom_ioloop=AsyncioServices(self.loop),
         )
         try:
             return await opened

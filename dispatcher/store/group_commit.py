@@ -13,12 +13,18 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from functools import partial
+from typing import Any, Generic, Protocol, TypeVar
 
 _I = TypeVar("_I")
 _R = TypeVar("_R")
+
+
+class Thread(Protocol):
+    """Where the writes run: one call at a time, in the order they were submitted."""
+
+    def submit(self, work: Callable[[], None]) -> None: ...
 
 
 @dataclass(slots=True, eq=False)
@@ -38,7 +44,7 @@ class _Batch(Generic[_I, _R]):
 class GroupWrite(Generic[_I, _R]):
     """One kind of store write, batched across callers: ``write`` maps items to results."""
 
-    def __init__(self, thread: Executor, write: Callable[[list[_I]], list[_R]]) -> None:
+    def __init__(self, thread: Thread, write: Callable[[list[_I]], list[_R]]) -> None:
         self._thread = thread
         self._write = write
         self._lock = threading.Lock()
@@ -55,7 +61,7 @@ class GroupWrite(Generic[_I, _R]):
             batch = self._waiting
             if batch is None:
                 batch = self._waiting = _Batch()
-                self._thread.submit(self._run, batch)
+                self._thread.submit(partial(self._run, batch))
             start = len(batch.items)
             batch.items.extend(items)
             batch.callers.append(_Caller(loop, future, start, len(batch.items)))
@@ -76,13 +82,21 @@ class GroupWrite(Generic[_I, _R]):
 
 
 def _settle(caller: _Caller[_R], outcome: list[_R] | BaseException) -> None:
+    settle_soon(caller.loop, caller.future, outcome)
+
+
+def settle_soon(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], outcome: object
+) -> None:
+    """From another thread: give ``future`` its result, or its exception, on ``loop``."""
+
     def settle() -> None:
-        if caller.future.done():  # cancelled by its caller meanwhile
+        if future.done():  # cancelled by its caller meanwhile
             return
         if isinstance(outcome, BaseException):
-            caller.future.set_exception(outcome)
+            future.set_exception(outcome)
         else:
-            caller.future.set_result(outcome)
+            future.set_result(outcome)
 
     with contextlib.suppress(RuntimeError):  # the caller's loop is closed: no one waits
-        caller.loop.call_soon_threadsafe(settle)
+        loop.call_soon_threadsafe(settle)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
 from common import StartNotice, TaskMessage
-from dispatcher.store.group_commit import GroupWrite
+from dispatcher.store.group_commit import GroupWrite, settle_soon
 from dispatcher.store.protocol import SyncTaskStore, TaskStore
 from dispatcher.store.rows import keys_for
 
@@ -35,6 +36,50 @@ def _forward(
     return call
 
 
+class StoreThread:
+    """One thread that runs the store's calls, one at a time, in the order they were made.
+
+    A ``ThreadPoolExecutor`` of one worker would do the same, with a ``concurrent.futures``
+    future, a condition variable and a wrapping asyncio future per call; the store makes
+    several calls per task, so this keeps to one queue entry and one loop wake-up each.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        # A daemon: a process that exits without closing its store must not hang on it.
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, work: Callable[[], None]) -> None:
+        """Queue ``work``, which settles its own outcome, behind every call made before."""
+        self._calls.put(work)
+
+    def call(self, fn: Callable[[], _T]) -> asyncio.Future[_T]:
+        """Queue ``fn``; the future gets what it returns or raises, on the calling loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_T] = loop.create_future()
+
+        def run() -> None:
+            try:
+                result = fn()
+            except BaseException as exc:  # the caller gets it, as if it had called fn itself
+                settle_soon(loop, future, exc)
+            else:
+                settle_soon(loop, future, result)
+
+        self._calls.put(run)
+        return future
+
+    def shutdown(self) -> None:
+        """Run every call queued so far, then stop the thread."""
+        self._calls.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while (work := self._calls.get()) is not None:
+            work()
+
+
 class ThreadedTaskStore:
     """The async ``TaskStore`` over a ``SyncTaskStore``, on one dedicated thread.
 
@@ -50,7 +95,7 @@ class ThreadedTaskStore:
 
     def __init__(self, store: SyncTaskStore) -> None:
         self.sync = store
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wq-store")
+        self._thread = StoreThread("wq-store")
         # Group commits: the two writes of every submit, shared by the submits that queue up.
         self._adds = GroupWrite(self._thread, self._add_submitted)
         self._marks = GroupWrite(self._thread, self._mark_queued)
@@ -58,12 +103,12 @@ class ThreadedTaskStore:
         self._starts = GroupWrite(self._thread, self.sync.record_starts)
 
     async def _call(self, fn: Callable[[], _T]) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+        return await self._thread.call(fn)
 
     async def close(self) -> None:
         """Close the store, then stop its thread."""
         await self._call(self.sync.close)
-        self._thread.shutdown(wait=True)
+        self._thread.shutdown()
 
     async def add_submitted(
         self,

@@ -15,7 +15,7 @@ from common import StoreError, TaskMessage
 from dispatcher.store.records import TaskState
 from dispatcher.store.sql.store import SqlTaskStore
 from dispatcher.store.sqlite.connection import SqliteDialect
-from dispatcher.store.threaded import ThreadedTaskStore
+from dispatcher.store.threaded import StoreThread, ThreadedTaskStore
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 
@@ -158,3 +158,44 @@ async def test_submits_queued_behind_a_busy_thread_share_one_write(tmp_path: Pat
     assert ids[0] == [t.task_id for t in first]
     assert ids[1] == ids[2] == [second[0].task_id]  # the key's first holder, as if in turn
     await store.close()
+
+
+async def test_the_store_thread_hands_back_results_and_errors_in_call_order() -> None:
+    thread = StoreThread("wq-store-test")
+    ran: list[str] = []
+
+    def fail() -> None:
+        ran.append("fail")
+        raise StoreError("disk full")
+
+    def answer() -> int:
+        ran.append("answer")
+        return 42
+
+    failing, answering = thread.call(fail), thread.call(answer)
+    with pytest.raises(StoreError, match="disk full"):
+        await failing
+    assert await answering == 42
+    assert ran == ["fail", "answer"]
+    thread.shutdown()
+
+
+async def test_a_caller_that_stops_waiting_leaves_the_thread_working(tmp_path: Path) -> None:
+    thread = StoreThread("wq-store-test")
+    gate = threading.Event()
+    held = thread.call(lambda: gate.wait(timeout=10))
+    abandoned = thread.call(lambda: "nobody reads this")
+    abandoned.cancel()
+    gate.set()
+    assert await held is True
+    assert await thread.call(lambda: "still serving") == "still serving"
+    thread.shutdown()
+
+
+async def test_shutting_the_store_thread_down_runs_what_was_queued_first() -> None:
+    thread = StoreThread("wq-store-test")
+    ran: list[int] = []
+    for i in range(3):
+        thread.submit(lambda i=i: ran.append(i))  # type: ignore[misc]
+    thread.shutdown()
+    assert ran == [0, 1, 2]

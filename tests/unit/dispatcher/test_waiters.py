@@ -27,6 +27,12 @@ def no_polling(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(waiters, "_WAIT_POLL_S", 60.0)
 
 
+# Without a wake-up these waits would last their 30 s timeout (the store is re-read once a
+# minute): a bound well under that fails them, and leaves a busy machine's commits (an fsync
+# each) time to finish. 0.2 s was once too short in CI.
+WOKEN_WITHIN_S = 5.0
+
+
 async def test_wait_returns_at_once_for_a_finished_task(dispatcher: Dispatcher) -> None:
     task_id = await dispatcher.submit("word_count", {"text": "a"})
     await dispatcher.record_result(succeeded(task_id))
@@ -98,7 +104,7 @@ async def test_wait_does_not_miss_a_result_recorded_during_its_read(
 ) -> None:
     observed.after_read = lambda: observing.record_result(succeeded(task_id))
 
-    async with asyncio.timeout(0.2):
+    async with asyncio.timeout(WOKEN_WITHIN_S):
         assert (await observing.wait(task_id, timeout=30)).state is TaskState.SUCCEEDED
 
 
@@ -151,7 +157,7 @@ async def test_every_waiter_on_a_task_is_woken(
 
     await observing.record_result(succeeded(task_id))
 
-    async with asyncio.timeout(0.2):
+    async with asyncio.timeout(WOKEN_WITHIN_S):
         assert (await patient).state is TaskState.SUCCEEDED
 
 

@@ -31,7 +31,7 @@ from bench.processes import REPO
 RULES: tuple[tuple[str, str], ...] = (
     ("start-up (imports)", r"importlib|<frozen"),
     ("socket send/recv (syscalls)", r"_SelectorSocketTransport\.(write|_read_ready)|"
-     r"_sigint_safe_send|_sigint_safe_recv|socket\.py|ssl\.py"),
+     r"_sigint_safe_send|_sigint_safe_recv|socket\.py|ssl\.py|_Transport\._flush"),
     ("handler thread hop (thread start, wake-ups)", r"concurrent/futures|threading\.py|"
      r"run_in_executor|wrap_future|call_soon_threadsafe|_write_to_self|_read_from_self|"
      r"wake_threadsafe|add_callback_threadsafe|executor/threads\.py"),

@@ -159,7 +159,7 @@ async def _open_publishing(
     channel = await publishing.channel(publisher_confirms=True, on_return_raises=True)
     declared = await declare_topology(channel, topology)
     publisher = AmqpPublisher(
-        declared.task_exchange,
+        channel,
         topology=topology,
         declare=lambda queue: declare_task_queue(channel, topology, queue),
         reply_to=topology.results_queue,
@@ -168,7 +168,7 @@ async def _open_publishing(
         window=settings.publish_window,
     )
     cancels = AmqpCancelPublisher(
-        channel.default_exchange,
+        channel,
         stream=topology.cancel_stream,
         app_id=settings.app_id,
         confirm_timeout=amqp.confirm_timeout,

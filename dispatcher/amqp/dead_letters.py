@@ -35,7 +35,7 @@ from common import (
     task_id_from_properties,
     task_properties,
 )
-from common.amqp import declare_task_queue, publish_confirmed, to_message
+from common.amqp import declare_task_queue, publish_confirmed
 from dispatcher.store.protocol import TaskStore
 
 
@@ -183,9 +183,11 @@ async def _replay_one(
     if retry.queue != DEFAULT_QUEUE:  # back to its own queue, which may have been deleted
         await declare_task_queue(channel, topology, retry.queue)
     await publish_confirmed(
-        exchange,
+        channel,
+        exchange.name,
         topology.routing_key_of(retry.queue),
-        to_message(encode(retry), properties),
+        encode(retry),
+        properties,
         timeout=confirm_timeout,
     )
     await store.mark_queued([retry.task_id], datetime.now(UTC))

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from aio_pika.abc import AbstractExchange
+from aio_pika.abc import AbstractChannel
 
 from common import (
     DEFAULT_QUEUE,
@@ -20,7 +20,7 @@ from common import (
     encode,
     task_properties,
 )
-from common.amqp import publish_confirmed, to_message
+from common.amqp import publish_confirmed
 
 
 class Publisher(Protocol):
@@ -39,7 +39,7 @@ class AmqpPublisher:
 
     def __init__(
         self,
-        exchange: AbstractExchange,
+        channel: AbstractChannel,
         *,
         topology: Topology,
         declare: Callable[[str], Awaitable[object]],
@@ -48,7 +48,7 @@ class AmqpPublisher:
         confirm_timeout: float,
         window: int,
     ) -> None:
-        self._exchange = exchange
+        self._channel = channel  # a confirm channel; tasks go to the topology's task exchange
         self._topology = topology
         self._declare = declare
         self._declared: set[str] = set()
@@ -63,15 +63,21 @@ class AmqpPublisher:
         return await asyncio.gather(*(self._publish_one(task) for task in tasks))
 
     async def _publish_one(self, task: TaskMessage) -> WorkQueueError | None:
-        message = to_message(
-            encode(task), task_properties(task, reply_to=self._reply_to, app_id=self._app_id)
-        )
+        body = encode(task)
+        properties = task_properties(task, reply_to=self._reply_to, app_id=self._app_id)
         routing_key = self._topology.routing_key_of(task.queue)
         async with self._window:
             try:
                 if task.queue != DEFAULT_QUEUE:
                     await self._ensure_declared(task.queue)
-                await publish_confirmed(self._exchange, routing_key, message, timeout=self._timeout)
+                await publish_confirmed(
+                    self._channel,
+                    self._topology.task_exchange,
+                    routing_key,
+                    body,
+                    properties,
+                    timeout=self._timeout,
+                )
             except PublishRejected as exc:
                 exc.task_id = task.task_id
                 return exc
@@ -106,17 +112,19 @@ class AmqpCancelPublisher:
     """Publishes cancel notices, persistent, with confirms and ``mandatory``."""
 
     def __init__(
-        self, exchange: AbstractExchange, *, stream: str, app_id: str, confirm_timeout: float
+        self, channel: AbstractChannel, *, stream: str, app_id: str, confirm_timeout: float
     ) -> None:
-        self._exchange = exchange  # the default exchange: routing key = the stream's name
+        self._channel = channel  # published to the default exchange: the stream's name routes
         self._stream = stream
         self._app_id = app_id
         self._timeout = confirm_timeout
 
     async def publish_cancel(self, notice: CancelNotice) -> None:
-        message = to_message(encode(notice), cancel_properties(notice, app_id=self._app_id))
+        properties = cancel_properties(notice, app_id=self._app_id)
         try:
-            await publish_confirmed(self._exchange, self._stream, message, timeout=self._timeout)
+            await publish_confirmed(
+                self._channel, "", self._stream, encode(notice), properties, timeout=self._timeout
+            )
         except PublishRejected as exc:
             exc.task_id = notice.task_id
             raise

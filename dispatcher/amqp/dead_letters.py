@@ -18,7 +18,6 @@ from uuid import UUID
 import aiormq
 from aio_pika.abc import (
     AbstractChannel,
-    AbstractExchange,
     AbstractIncomingMessage,
     AbstractRobustConnection,
 )
@@ -98,7 +97,6 @@ class ReplayReport:
 
 async def replay(
     channel: AbstractChannel,
-    exchange: AbstractExchange,
     topology: Topology,
     store: TaskStore,
     *,
@@ -123,7 +121,6 @@ async def replay(
     replay_one = partial(
         _replay_one,
         channel,
-        exchange,
         topology,
         store,
         reply_to=reply_to,
@@ -159,7 +156,6 @@ async def replay(
 
 async def _replay_one(
     channel: AbstractChannel,
-    exchange: AbstractExchange,
     topology: Topology,
     store: TaskStore,
     message: AbstractIncomingMessage,
@@ -184,7 +180,7 @@ async def _replay_one(
         await declare_task_queue(channel, topology, retry.queue)
     await publish_confirmed(
         channel,
-        exchange.name,
+        topology.task_exchange,
         topology.routing_key_of(retry.queue),
         encode(retry),
         properties,
@@ -275,10 +271,8 @@ class DeadLetterDesk:
     async def replay(self, task_ids: Sequence[UUID] | None, *, via: str) -> ReplayReport:
         """Replay the dead tasks in ``task_ids`` (None: all), as ``replay`` does."""
         async with self._channel() as channel:
-            exchange = await channel.get_exchange(self._topology.task_exchange, ensure=False)
             return await replay(
                 channel,
-                exchange,
                 self._topology,
                 self._store,
                 task_ids=task_ids,

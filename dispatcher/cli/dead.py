@@ -48,7 +48,7 @@ async def _act(amqp: AmqpSettings, settings: DispatcherSettings, args: argparse.
     topology = amqp.topology
     async with connection:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        declared = await declare_topology(channel, topology)
+        await declare_topology(channel, topology)  # replays publish to its exchange and queues
         if args.dead_command == "list":
             letters = await dead_letters.list_dead(channel, topology, limit=args.limit)
             for letter in letters:
@@ -66,7 +66,6 @@ async def _act(amqp: AmqpSettings, settings: DispatcherSettings, args: argparse.
             with tqdm(desc="replayed", unit="task", disable=not watching) as bar:
                 report = await dead_letters.replay(
                     channel,
-                    declared.task_exchange,
                     topology,
                     store,
                     task_ids=None if args.all else args.task_ids,

@@ -75,14 +75,10 @@ class GroupWrite(Generic[_I, _R]):
             results = self._write(batch.items)
         except BaseException as exc:  # every caller gets it, as if each had written alone
             for caller in batch.callers:
-                _settle(caller, exc)
+                settle_soon(caller.loop, caller.future, exc)
             return
         for caller in batch.callers:
-            _settle(caller, results[caller.start : caller.end])
-
-
-def _settle(caller: _Caller[_R], outcome: list[_R] | BaseException) -> None:
-    settle_soon(caller.loop, caller.future, outcome)
+            settle_soon(caller.loop, caller.future, results[caller.start : caller.end])
 
 
 def settle_soon(

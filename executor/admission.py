@@ -25,7 +25,7 @@ from common import (
     Verdict,
 )
 from common.logging import get_logger
-from executor.broker import Incoming
+from common.pika_link import Incoming
 from executor.cancellations import Cancellations
 from executor.decisions import decide_cancelled, decide_rejection
 from executor.deliveries import quorum_run_number

@@ -33,7 +33,7 @@ from common import (
     marker_properties,
 )
 from common.logging import get_logger
-from executor.broker import Incoming, Link, Publish
+from common.pika_link import Incoming, Link, Publish
 
 log = get_logger(__name__)
 

@@ -16,10 +16,7 @@ import structlog
 
 from common import AmqpSettings, BrokerError, ExecutorEvent, Outcome, TaskRegistry
 from common.logging import get_logger
-from common.readiness import ReadyFile
-from executor import timeouts
-from executor.admission import Admission, Admitted
-from executor.broker import (
+from common.pika_link import (
     Channel,
     Incoming,
     Link,
@@ -28,6 +25,9 @@ from executor.broker import (
     declare_topology,
     while_reachable,
 )
+from common.readiness import ReadyFile
+from executor import timeouts
+from executor.admission import Admission, Admitted
 from executor.cancellations import Cancellations
 from executor.decisions import Action, Decision, decide
 from executor.heartbeats import HeartbeatSender

@@ -11,8 +11,8 @@ from typing import Any
 from pika.spec import BasicProperties
 
 from common import DELIVERY_COUNT_HEADER, PERSISTENT, MessageProperties
+from common.pika_link import Incoming
 from common.pika_properties import timestamp_of
-from executor.broker import Incoming
 
 # Headers RabbitMQ adds when dead-lettering; a fresh copy starts without them.
 _BROKER_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue",

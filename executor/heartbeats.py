@@ -12,7 +12,7 @@ import contextlib
 
 from common import EXECUTOR_APP_ID, ExecutorEvent, WorkQueueError, encode, heartbeat_properties
 from common.logging import get_logger
-from executor.broker import Channel
+from common.pika_link import Channel
 from executor.monitor import Monitor
 
 log = get_logger(__name__)

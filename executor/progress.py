@@ -20,7 +20,7 @@ from common import (
     progress_properties,
 )
 from common.logging import get_logger
-from executor.broker import Publish
+from common.pika_link import Publish
 from executor.jobs import Job
 
 log = get_logger(__name__)

@@ -23,7 +23,7 @@ from common import (
     result_properties,
 )
 from common.logging import get_logger
-from executor.broker import Channel, Incoming
+from common.pika_link import Channel, Incoming
 from executor.decisions import Action, Decision, fit_result
 from executor.deliveries import copy_message
 

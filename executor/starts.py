@@ -34,7 +34,7 @@ from common import (
     start_properties,
 )
 from common.logging import get_logger
-from executor.broker import Incoming, Link, Publish
+from common.pika_link import Incoming, Link, Publish
 from executor.jobs import Job
 
 log = get_logger(__name__)

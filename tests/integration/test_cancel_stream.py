@@ -8,7 +8,7 @@ from uuid import uuid4
 
 from common import AmqpSettings, CancelNotice, MessageProperties, cancel_properties, encode
 from common.amqp import connect, to_message
-from executor.broker import Link
+from common.pika_link import Link
 from executor.cancellations import Cancellations
 
 NOTICES = 3000

@@ -100,6 +100,7 @@ DEEP_IMPORTS_ALLOWED = {
     "exit_codes",
     "logging",
     "loop",
+    "pika_link",
     "pika_properties",
     "readiness",
     "shutdown",

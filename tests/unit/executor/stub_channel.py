@@ -1,6 +1,6 @@
 """A stub AMQP channel and delivery for the executor's settling code: no broker, every call kept.
 
-``StubChannel`` stands in for the executor's confirm channel (``executor.broker.Channel``):
+``StubChannel`` stands in for the executor's confirm channel (``common.pika_link.Channel``):
 each publish is kept in ``events`` (with its exchange, routing key and message) or fails as
 the test asked, as a real broker's nack, return or missing confirm would. ``StubDelivery`` is
 an incoming message whose ack, nack and reject land in the same ``events`` list, so a test

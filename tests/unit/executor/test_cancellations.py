@@ -12,8 +12,8 @@ from structlog.testing import capture_logs
 
 from common import BrokerError, CancelNotice, TaskContext, Topology, encode
 from common.codec import CANCEL_TYPE
+from common.pika_link import ChannelClosed, Incoming
 from executor import cancellations as cancellations_module
-from executor.broker import ChannelClosed, Incoming
 from executor.cancellations import Cancellations
 
 LIMIT = 4096

@@ -1,4 +1,4 @@
-"""The executor's AMQP client: pika's ``AsyncioConnection`` on the event loop, made robust.
+"""The robust AMQP client on pika's `AsyncioConnection`: the executor's, on the event loop.
 
 pika on the loop measured about a quarter less executor CPU per task than aio-pika
 (docs/benchmarks.md, "Choosing the executor's client"): a publish is one write to the
@@ -51,9 +51,9 @@ from common import (
     shutdown,
     topology_mismatch,
 )
+from common.asyncio_io import AsyncioServices
 from common.logging import get_logger
 from common.pika_properties import pika_properties
-from executor.asyncio_io import AsyncioServices
 
 log = get_logger(__name__)
 

@@ -1,4 +1,4 @@
-"""The executor's own AMQP client (``executor.broker``) against the real broker.
+"""The executor's own AMQP client (``common.pika_link``) against the real broker.
 
 The fault suite restarts brokers and cuts connections under whole services; these tests pin
 the client's answers one by one: a return, a nack, a channel the broker closes alone, a
@@ -21,7 +21,7 @@ from common import (
     MessageProperties,
     PublishRejected,
 )
-from executor.broker import Channel, Incoming, Link
+from common.pika_link import Channel, Incoming, Link
 from tests.integration.broker import Broker
 from tests.integration.conftest import wait_until_async
 

@@ -14,7 +14,7 @@ import pytest
 import uvloop
 from pika.adapters.utils import nbio_interface
 
-from executor.asyncio_io import AsyncioServices
+from common.asyncio_io import AsyncioServices
 
 
 class Recorder(nbio_interface.AbstractStreamProtocol):  # type: ignore[misc]

@@ -82,8 +82,8 @@ def _route_standard_library(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # The AMQP clients narrate every frame at info/debug; keep their warnings only.
-    for noisy in ("aio_pika", "aiormq", "pika"):
+    # The AMQP client narrates every frame at info/debug; keep its warnings only.
+    for noisy in ("pika",):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     pika_connection = logging.getLogger("pika.connection")
     if not any(isinstance(f, _LateFrames) for f in pika_connection.filters):

@@ -1,9 +1,9 @@
-"""The robust AMQP client on pika's `AsyncioConnection`: the executor's, on the event loop.
+"""The robust AMQP client both services run on: pika's ``AsyncioConnection`` on the loop.
 
 pika on the loop measured about a quarter less executor CPU per task than aio-pika
 (docs/benchmarks.md, "Choosing the executor's client"): a publish is one write to the
 transport and one future for its confirm. What aio-pika's robust connection did, this module
-does for the executor:
+does for the executor and the dispatcher:
 
 - a ``Link`` connects to the first broker address that answers (in ``urls_to_try`` order) and,
   when the connection is lost, tries every address again each ``RECONNECT_INTERVAL_S``;
@@ -15,7 +15,9 @@ does for the executor:
   ``PublishRejected`` (a return: ``unroutable``; a nack; no confirm in time: ``timeout``) or
   ``BrokerError`` (the channel went away first);
 - an ``Incoming`` settles on the channel it came from, and raises ``BrokerError`` when that
-  channel is gone (the broker has requeued the message then).
+  channel is gone (the broker has requeued the message then);
+- a scratch channel (``Link.scratch_channel``) is for one-off requests that may end it
+  (passive declares, gets, purges, deletes): it is closed after them and never replayed.
 
 Callbacks from pika run on the loop's thread, so no state here needs a lock.
 """
@@ -25,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
@@ -78,6 +80,19 @@ def _closed(exc: BaseException | None) -> ChannelClosed:
     return ChannelClosed(0, type(exc).__name__ if exc is not None else "closed")
 
 
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """A queue's ready messages and consumers, as a declare answers them."""
+
+    messages: int
+    consumers: int
+
+    @classmethod
+    def of(cls, frame: Any) -> QueueCounts:
+        method = frame.method
+        return cls(int(method.message_count or 0), int(method.consumer_count or 0))
+
+
 @dataclass(slots=True)
 class Incoming:
     """One message delivered to a consumer, settled on the channel it came on."""
@@ -116,6 +131,11 @@ class Incoming:
     def priority(self) -> int | None:
         return cast(int | None, self.properties.priority)
 
+    @property
+    def channel(self) -> Channel:
+        """The channel it came on (replies may be published there)."""
+        return self._owner
+
     def _settle(self, how: Callable[[PikaChannel], None]) -> None:
         channel = self._channel
         if self._owner.current is not channel or not channel.is_open:  # type: ignore[union-attr]
@@ -147,9 +167,11 @@ _Step = Callable[["Channel", PikaChannel], Awaitable[None]]
 class Channel:
     """A channel that outlives reconnects: its set-up steps are replayed on each new one."""
 
-    def __init__(self, link: Link, *, confirms: bool) -> None:
+    def __init__(self, link: Link, *, confirms: bool, robust: bool = True) -> None:
         self._link = link
         self._confirms = confirms
+        # A scratch channel (``Link.scratch_channel``) replays nothing and is never reopened.
+        self._robust = robust
         self._steps: list[tuple[str, _Step]] = []  # (consumer tag or "", step)
         self.current: PikaChannel | None = None
         self._waiters: set[asyncio.Future[Any]] = set()
@@ -201,7 +223,7 @@ class Channel:
         if pika_channel is not self.current:
             return
         self._lost(_closed(exc))
-        if self._link.closing:
+        if self._link.closing or not self._robust:
             return
         if isinstance(exc, pika.exceptions.ChannelClosedByBroker):
             log.warning("broker_channel_closed", code=exc.reply_code, reason=exc.reply_text)
@@ -289,7 +311,33 @@ class Channel:
             await step(self, self._live())
         except pika.exceptions.AMQPError as exc:  # the channel closed under the call
             raise BrokerError(f"the channel closed: {type(exc).__name__}") from exc
-        self._steps.append((tag, step))
+        if self._robust:
+            self._steps.append((tag, step))
+
+    async def _call(self, call: Callable[[PikaChannel, Callable[[Any], None]], None]) -> Any:
+        """Run one request on the live channel, once (not replayed), and return its answer."""
+        done: asyncio.Future[Any] = self._link.loop.create_future()
+        try:
+            call(self._live(), _resolver(done))
+        except pika.exceptions.AMQPError as exc:
+            raise BrokerError(f"the channel closed: {type(exc).__name__}") from exc
+        return await self._wait(done)
+
+    async def close(self) -> None:
+        """Close this channel for good: it is neither replayed nor reopened any more."""
+        self._steps.clear()
+        self._robust = False
+        with contextlib.suppress(ValueError):
+            self._link.channels.remove(self)
+        channel, self.current = self.current, None
+        self._ready = False
+        if channel is None or not channel.is_open:
+            return
+        closed: asyncio.Future[Any] = self._link.loop.create_future()
+        channel.add_on_close_callback(lambda *_: _set(closed, None))
+        with contextlib.suppress(pika.exceptions.AMQPError):
+            channel.close()
+            await closed
 
     # -- set-up steps ----------------------------------------------------------------------
 
@@ -321,8 +369,12 @@ class Channel:
         exclusive: bool = False,
         auto_delete: bool = False,
         arguments: Mapping[str, Any] | None = None,
-    ) -> None:
+    ) -> QueueCounts:
+        """Declare ``name`` (and again on every later channel); its counts as declared now."""
+        counts = QueueCounts(0, 0)
+
         async def declare(owner: Channel, channel: PikaChannel) -> None:
+            nonlocal counts
             done: asyncio.Future[Any] = owner._link.loop.create_future()
             channel.queue_declare(
                 name,
@@ -332,9 +384,90 @@ class Channel:
                 arguments=dict(arguments or {}),
                 callback=_resolver(done),
             )
-            await owner._wait(done)
+            counts = QueueCounts.of(await owner._wait(done))
 
         await self._remember(declare)
+        return counts
+
+    # -- one-off requests (not replayed) -----------------------------------------------------
+
+    async def inspect_queue(self, name: str) -> QueueCounts | None:
+        """A passive declare: ``name``'s counts, or None if it does not exist.
+
+        A missing queue closes the channel (404), so this is for scratch channels.
+        https://www.rabbitmq.com/docs/queues#passive-declaration
+        """
+        try:
+            frame = await self._call(
+                lambda channel, done: channel.queue_declare(name, passive=True, callback=done)
+            )
+        except ChannelClosed as exc:
+            if exc.code == _NOT_FOUND:
+                return None
+            raise
+        return QueueCounts.of(frame)
+
+    async def exchange_exists(self, name: str) -> bool:
+        """A passive declare of the exchange ``name`` (a missing one closes the channel)."""
+        try:
+            await self._call(
+                lambda channel, done: channel.exchange_declare(name, passive=True, callback=done)
+            )
+        except ChannelClosed as exc:
+            if exc.code == _NOT_FOUND:
+                return False
+            raise
+        return True
+
+    async def get(self, queue: str) -> Incoming | None:
+        """Take the next message of ``queue`` unacked (``basic.get``), or None if it is empty."""
+        answer: asyncio.Future[Incoming | None] = self._link.loop.create_future()
+
+        def got(channel: PikaChannel, method: Any, properties: Any, body: bytes) -> None:
+            _set(
+                answer,
+                Incoming(
+                    body,
+                    properties,
+                    method.delivery_tag,
+                    bool(method.redelivered),
+                    "",
+                    method.routing_key,
+                    method.exchange,
+                    channel,
+                    self,
+                ),
+            )
+
+        def empty(_: Any) -> None:
+            _set(answer, None)
+
+        channel = self._live()
+        try:
+            # pika calls ``got`` with a message; Basic.GetEmpty comes only to callbacks added
+            # for it, which stays registered until one comes: removed after a message.
+            channel.add_callback(empty, [Basic.GetEmpty], one_shot=True)
+            channel.basic_get(queue, got, auto_ack=False)
+        except pika.exceptions.AMQPError as exc:
+            raise BrokerError(f"the channel closed: {type(exc).__name__}") from exc
+        try:
+            return cast("Incoming | None", await self._wait(answer))
+        finally:
+            with contextlib.suppress(Exception):
+                channel.callbacks.remove(channel.channel_number, Basic.GetEmpty, empty)
+
+    async def purge(self, queue: str) -> int:
+        """Delete every ready message of ``queue``; how many there were."""
+        frame = await self._call(lambda channel, done: channel.queue_purge(queue, callback=done))
+        return int(frame.method.message_count or 0)
+
+    async def delete_queue(self, name: str, *, if_unused: bool = False) -> None:
+        await self._call(
+            lambda channel, done: channel.queue_delete(name, if_unused=if_unused, callback=done)
+        )
+
+    async def delete_exchange(self, name: str) -> None:
+        await self._call(lambda channel, done: channel.exchange_delete(name, callback=done))
 
     async def bind(self, queue: str, exchange: str, routing_key: str) -> None:
         async def bind(owner: Channel, channel: PikaChannel) -> None:
@@ -547,12 +680,31 @@ class Link:
                     connection.close()
             raise
 
+    @property
+    def is_ready(self) -> bool:
+        """Connected, with every channel restored (not between a loss and its reconnect)."""
+        return not self.is_closed and not self.reconnecting and not self.closing
+
     async def channel(self, *, confirms: bool = False) -> Channel:
         """A new robust channel on this link."""
         channel = Channel(self, confirms=confirms)
         await channel._open()
         self.channels.append(channel)
         return channel
+
+    @contextlib.asynccontextmanager
+    async def scratch_channel(self, *, confirms: bool = False) -> AsyncIterator[Channel]:
+        """A channel for one operation (passive declares, gets, deletes), closed after it.
+
+        It replays nothing and is not reopened: a broker that closes it (a 404 for a missing
+        queue) ends it, and a lost connection fails what waits on it with ``BrokerError``.
+        """
+        channel = Channel(self, confirms=confirms, robust=False)
+        await channel._open()
+        try:
+            yield channel
+        finally:
+            await channel.close()
 
     def _on_close(self, connection: AsyncioConnection, exc: BaseException) -> None:
         if connection is not self.connection:
@@ -629,6 +781,18 @@ class Link:
         return redact_url(parts._replace(query="").geturl())
 
 
+@contextlib.asynccontextmanager
+async def open_link(settings: AmqpSettings, *, name: str) -> AsyncIterator[Link]:
+    """A connected link for one command's work, closed after it (``BrokerUnavailable`` if no
+    address answers)."""
+    link = Link(settings, name=name)
+    await link.connect()
+    try:
+        yield link
+    finally:
+        await close_quickly(link, what=name)
+
+
 def _close_quietly(channel: Any) -> None:
     with contextlib.suppress(Exception):
         if channel.is_open:
@@ -655,20 +819,33 @@ _SHUTDOWN_STEP_ERRORS: tuple[type[Exception], ...] = (
 while_reachable = partial(shutdown.while_reachable, errors=_SHUTDOWN_STEP_ERRORS)
 close_quickly = partial(shutdown.close_quickly, errors=_SHUTDOWN_STEP_ERRORS)
 
-# What the broker answers a declaration whose arguments differ from the existing object's.
+# What the broker answers a declaration whose arguments differ from the existing object's,
+# and a passive declaration of an object that does not exist.
 _PRECONDITION_FAILED = 406
+_NOT_FOUND = 404
 
 
-async def declare_topology(channel: Channel, topology: Topology) -> None:
-    """Declare every exchange and queue (idempotent), as ``common.amqp.declare_topology`` does.
+async def declare_topology(channel: Channel, topology: Topology) -> dict[str, QueueCounts]:
+    """Declare every exchange and queue (idempotent); each queue's counts as declared.
 
-    Both services declare the whole topology, so whichever starts first makes it usable.
+    Both services declare the whole topology, so whichever starts first makes it usable: a
+    task published before any executor ran is routed and kept, never dropped.
     """
+    counts = {}
     with _declaring(topology):
         await channel.declare_exchange(topology.task_exchange, "direct", durable=True)
         for name, arguments in topology.queue_declarations():
-            await channel.declare_queue(name, durable=True, arguments=dict(arguments))
+            counts[name] = await channel.declare_queue(name, durable=True, arguments=arguments)
         await channel.bind(topology.task_queue, topology.task_exchange, TASK_ROUTING_KEY)
+    return counts
+
+
+async def declare_results_queue(channel: Channel, topology: Topology) -> None:
+    """Declare only the results queue, for a channel that consumes it (replayed with it)."""
+    with _declaring(topology):
+        await channel.declare_queue(
+            topology.results_queue, durable=True, arguments=topology.results_queue_arguments()
+        )
 
 
 async def declare_task_queue(channel: Channel, topology: Topology, queue: str) -> str:

@@ -15,19 +15,16 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 
-from aio_pika.abc import AbstractRobustConnection
-
 from common import AmqpSettings, TaskRegistry, WorkQueueError
-from common.amqp import (
-    DeclaredTopology,
+from common.logging import get_logger
+from common.pika_link import (
+    Link,
     close_quickly,
-    connect,
     declare_results_queue,
     declare_task_queue,
     declare_topology,
     while_reachable,
 )
-from common.logging import get_logger
 from common.readiness import ReadyFile
 from dispatcher.amqp.broker_monitor import AmqpBrokerMonitor
 from dispatcher.amqp.publisher import AmqpCancelPublisher, AmqpPublisher
@@ -86,7 +83,7 @@ async def open_dispatcher(
     async with AsyncExitStack() as stack:
         store = ThreadedTaskStore(open_store(settings.store))
         stack.push_async_callback(store.close)
-        publisher, cancels, declared = await _open_publishing(
+        publisher, cancels, results_consumers = await _open_publishing(
             stack, amqp, settings, identity=identity, monitor=monitor
         )
         dispatcher = Dispatcher(
@@ -99,8 +96,7 @@ async def open_dispatcher(
             max_body_bytes=amqp.max_body_bytes,
         )
         if consume_results is None:
-            others = declared.results_queue.declaration_result.consumer_count or 0
-            consume_results = others == 0
+            consume_results = results_consumers == 0
         if consume_results:
             consuming, recorder = await _open_results_consumer(
                 stack, amqp, settings, dispatcher, identity=identity, monitor=monitor
@@ -136,13 +132,14 @@ async def open_dispatcher(
 
 async def _connect(
     stack: AsyncExitStack, amqp: AmqpSettings, name: str, monitor: AmqpBrokerMonitor | None
-) -> AbstractRobustConnection:
-    """A connection closed with ``stack``, and watched by ``monitor`` if there is one."""
-    connection = await connect(amqp, name=name)
-    stack.push_async_callback(partial(close_quickly, connection, what=name))
+) -> Link:
+    """A link closed with ``stack``, and watched by ``monitor`` if there is one."""
+    link = Link(amqp, name=name)
+    await link.connect()
+    stack.push_async_callback(partial(close_quickly, link, what=name))
     if monitor is not None:
-        monitor.watch(connection)
-    return connection
+        monitor.watch(link)
+    return link
 
 
 async def _open_publishing(
@@ -152,11 +149,12 @@ async def _open_publishing(
     *,
     identity: str,
     monitor: AmqpBrokerMonitor | None,
-) -> tuple[AmqpPublisher, AmqpCancelPublisher, DeclaredTopology]:
-    """The publishing connection, its confirm channel, the topology, and both publishers."""
+) -> tuple[AmqpPublisher, AmqpCancelPublisher, int]:
+    """The publishing link, its confirm channel, the topology, and both publishers; and how
+    many consumers the results queue had when declared."""
     topology = amqp.topology
     publishing = await _connect(stack, amqp, f"dispatcher {identity} publish", monitor)
-    channel = await publishing.channel(publisher_confirms=True, on_return_raises=True)
+    channel = await publishing.channel(confirms=True)
     declared = await declare_topology(channel, topology)
     publisher = AmqpPublisher(
         channel,
@@ -173,7 +171,7 @@ async def _open_publishing(
         app_id=settings.app_id,
         confirm_timeout=amqp.confirm_timeout,
     )
-    return publisher, cancels, declared
+    return publisher, cancels, declared[topology.results_queue].consumers
 
 
 async def _open_results_consumer(
@@ -184,13 +182,13 @@ async def _open_results_consumer(
     *,
     identity: str,
     monitor: AmqpBrokerMonitor | None,
-) -> tuple[AbstractRobustConnection, ResultRecorder]:
-    """The consuming connection (for the side queues to share), and the results recorder."""
+) -> tuple[Link, ResultRecorder]:
+    """The consuming link (for the side queues to share), and the results recorder."""
     topology = amqp.topology
     consuming = await _connect(stack, amqp, f"dispatcher {identity} results", monitor)
     results_channel = await consuming.channel()
     await results_channel.set_qos(prefetch_count=settings.result_prefetch)
-    queue = await declare_results_queue(results_channel, topology)
+    await declare_results_queue(results_channel, topology)
     handler = ResultRecorder(
         dispatcher.record_results,
         max_body_bytes=amqp.max_body_bytes,
@@ -199,11 +197,13 @@ async def _open_results_consumer(
     )
     if monitor is not None:
         monitor.watch_results(handler, stalled_after=settings.results_stall_after)
-    tag = await queue.consume(handler, consumer_tag=f"wq.dispatcher.{identity}")
+    tag = await results_channel.consume(
+        topology.results_queue, handler, consumer_tag=f"wq.dispatcher.{identity}"
+    )
     stack.push_async_callback(
         partial(
             while_reachable,
-            partial(queue.cancel, tag),
+            partial(results_channel.cancel, tag),
             connection=consuming,
             what="cancel the results consumer",
         )
@@ -215,7 +215,7 @@ async def _consume_side_queues(
     stack: AsyncExitStack,
     amqp: AmqpSettings,
     dispatcher: Dispatcher,
-    consuming: AbstractRobustConnection,
+    consuming: Link,
     *,
     identity: str,
     monitor_executors: bool,
@@ -259,9 +259,7 @@ async def _consume_side_queues(
 GAUGE_INTERVAL_S = 5.0
 
 
-async def _update_gauges(
-    dispatcher: Dispatcher, connection: AbstractRobustConnection, amqp: AmqpSettings
-) -> None:
+async def _update_gauges(dispatcher: Dispatcher, connection: Link, amqp: AmqpSettings) -> None:
     metrics = dispatcher.metrics
     submissions = SubmissionCounter(dispatcher.store, metrics, dispatcher.clock)
     while True:
@@ -301,7 +299,7 @@ async def _release_due(dispatcher: Dispatcher, interval: float) -> None:
 async def _watch_results(
     recorder: ResultRecorder,
     ready_file: ReadyFile,
-    connection: AbstractRobustConnection,
+    connection: Link,
     stalled_after: float,
 ) -> None:
     """Say when the results consumer stalls and recovers; no readiness file meanwhile."""
@@ -314,7 +312,7 @@ async def _watch_results(
             ready_file.clear()
         elif stalled and not now_stalled:
             log.info("results_flowing")
-            if connection.connected.is_set():
+            if connection.is_ready:
                 ready_file.set()
         stalled = now_stalled
 

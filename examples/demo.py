@@ -32,8 +32,8 @@ from common import (
     TopologyInUse,
     load_settings,
 )
-from common.amqp import connect
 from common.logging import configure
+from common.pika_link import open_link
 from dispatcher.amqp.teardown import delete_topology, find_topology
 from dispatcher.client import open_dispatcher
 from dispatcher.requests import TaskRequest
@@ -184,11 +184,10 @@ def serve_dashboard(store: str | None) -> int:
 
 async def _delete_topology(amqp: AmqpSettings) -> None:
     """Leave no queue behind on a shared broker; say so, or why not."""
-    connection = await connect(amqp, name="demo teardown")
-    async with connection:
-        found = await find_topology(connection, amqp.topology, named_queues=registry.queues())
+    async with open_link(amqp, name="demo teardown") as link:
+        found = await find_topology(link, amqp.topology, named_queues=registry.queues())
         try:
-            await delete_topology(connection, found)
+            await delete_topology(link, found)
         except TopologyInUse as exc:
             print(f"queues kept: {exc}")
             return

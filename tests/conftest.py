@@ -70,7 +70,7 @@ def restore_logging() -> Iterator[None]:
     """configure() changes process-wide state; put it back for the tests that follow."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    noisy = {name: logging.getLogger(name).level for name in ("aio_pika", "aiormq", "pika")}
+    noisy = {name: logging.getLogger(name).level for name in ("pika",)}
     yield
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()

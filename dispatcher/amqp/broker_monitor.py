@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from aio_pika.abc import AbstractRobustConnection
-
 from common import BrokerError, Topology
+from common.pika_link import Link
 from dispatcher.amqp.queue_depths import QueueDepth, read_queue_depths
 from dispatcher.amqp.results import ResultRecorder
 
@@ -32,27 +31,25 @@ class AmqpBrokerMonitor:
 
     def __init__(self, topology: Topology) -> None:
         self._topology = topology
-        self._connections: list[AbstractRobustConnection] = []
+        self._connections: list[Link] = []
         self._results: ResultRecorder | None = None
         self._stalled_after = 0.0
 
-    def watch(self, connection: AbstractRobustConnection) -> None:
-        """Include ``connection`` in ``is_connected``; the first one also reads depths."""
-        self._connections.append(connection)
+    def watch(self, link: Link) -> None:
+        """Include ``link`` in ``is_connected``; the first one also reads depths."""
+        self._connections.append(link)
 
     def watch_results(self, recorder: ResultRecorder, *, stalled_after: float) -> None:
         """Include ``recorder`` in ``results_flowing``: stalled past ``stalled_after`` s."""
         self._results, self._stalled_after = recorder, stalled_after
 
     def is_connected(self) -> bool:
-        return bool(self._connections) and all(
-            c.connected.is_set() and not c.is_closed for c in self._connections
-        )
+        return bool(self._connections) and all(link.is_ready for link in self._connections)
 
     def results_flowing(self) -> bool:
         return self._results is None or not self._results.stalled(self._stalled_after)
 
-    def connection(self) -> AbstractRobustConnection:
+    def connection(self) -> Link:
         """A connection to the broker the dispatcher holds, for operations of the API."""
         if not self.is_connected():
             raise BrokerError("not connected to RabbitMQ")

@@ -1,4 +1,4 @@
-"""The dead-letter queue as operators use it: list, replay and purge (aio-pika).
+"""The dead-letter queue as operators use it: list, replay and purge.
 
 Listing takes messages without acking them and returns them all at the end, so nothing
 leaves the queue; a replay publishes the next attempt of the same task id and only then
@@ -15,13 +15,6 @@ from datetime import UTC, datetime
 from functools import partial
 from uuid import UUID
 
-import aiormq
-from aio_pika.abc import (
-    AbstractChannel,
-    AbstractIncomingMessage,
-    AbstractRobustConnection,
-)
-
 from common import (
     DEFAULT_QUEUE,
     BrokerError,
@@ -34,7 +27,7 @@ from common import (
     task_id_from_properties,
     task_properties,
 )
-from common.amqp import declare_task_queue, publish_confirmed
+from common.pika_link import Channel, Incoming, Link, declare_task_queue
 from dispatcher.store.protocol import TaskStore
 
 
@@ -53,7 +46,7 @@ class DeadLetter:
     original_queue: str | None = None
 
 
-def describe(message: AbstractIncomingMessage) -> DeadLetter:
+def describe(message: Incoming) -> DeadLetter:
     """What a dead message says about itself (our headers, else RabbitMQ's x-death)."""
     reasons = DeadLetterHeaders.from_headers(message.headers or {})
     return DeadLetter(
@@ -68,15 +61,12 @@ def describe(message: AbstractIncomingMessage) -> DeadLetter:
     )
 
 
-async def list_dead(
-    channel: AbstractChannel, topology: Topology, *, limit: int
-) -> list[DeadLetter]:
+async def list_dead(channel: Channel, topology: Topology, *, limit: int) -> list[DeadLetter]:
     """Up to ``limit`` dead messages, oldest first; the queue is left as it was."""
-    queue = await channel.get_queue(topology.task_dead_queue, ensure=False)
-    held: list[AbstractIncomingMessage] = []
+    held: list[Incoming] = []
     try:
         while len(held) < limit:
-            message = await queue.get(no_ack=False, fail=False)
+            message = await channel.get(topology.task_dead_queue)
             if message is None:
                 break
             held.append(message)
@@ -96,7 +86,7 @@ class ReplayReport:
 
 
 async def replay(
-    channel: AbstractChannel,
+    channel: Channel,
     topology: Topology,
     store: TaskStore,
     *,
@@ -111,12 +101,10 @@ async def replay(
 
     A message whose body is not a valid task cannot be replayed and stays in the queue.
     """
-    queue = await channel.get_queue(topology.task_dead_queue, ensure=False)
     wanted = set(task_ids) if task_ids is not None else None
     # Visit each message at most once: the ones kept are unacked and do not come back.
-    declared = await channel.declare_queue(topology.task_dead_queue, passive=True)
-    remaining = declared.declaration_result.message_count or 0
-    kept: list[AbstractIncomingMessage] = []
+    remaining = await _dead_count(channel, topology)
+    kept: list[Incoming] = []
     report = ReplayReport(replayed=[], skipped=[])
     replay_one = partial(
         _replay_one,
@@ -130,7 +118,7 @@ async def replay(
     )
     try:
         for _ in range(remaining):
-            message = await queue.get(no_ack=False, fail=False)
+            message = await channel.get(topology.task_dead_queue)
             if message is None:
                 break
             task = _replayable(message, wanted, report, topology)
@@ -155,10 +143,10 @@ async def replay(
 
 
 async def _replay_one(
-    channel: AbstractChannel,
+    channel: Channel,
     topology: Topology,
     store: TaskStore,
-    message: AbstractIncomingMessage,
+    message: Incoming,
     task: TaskMessage,
     *,
     reply_to: str,
@@ -178,8 +166,7 @@ async def _replay_one(
     properties = task_properties(retry, reply_to=message.reply_to or reply_to, app_id=app_id)
     if retry.queue != DEFAULT_QUEUE:  # back to its own queue, which may have been deleted
         await declare_task_queue(channel, topology, retry.queue)
-    await publish_confirmed(
-        channel,
+    await channel.publish(
         topology.task_exchange,
         topology.routing_key_of(retry.queue),
         encode(retry),
@@ -192,7 +179,7 @@ async def _replay_one(
 
 
 def _replayable(
-    message: AbstractIncomingMessage,
+    message: Incoming,
     wanted: set[UUID] | None,
     report: ReplayReport,
     topology: Topology,
@@ -211,21 +198,19 @@ def _replayable(
 
 
 async def purge(
-    channel: AbstractChannel, topology: Topology, task_ids: Sequence[UUID] | None = None
+    channel: Channel, topology: Topology, task_ids: Sequence[UUID] | None = None
 ) -> int:
     """Delete every dead message, or only those of ``task_ids``; returns how many."""
-    queue = await channel.get_queue(topology.task_dead_queue, ensure=False)
     if task_ids is None:
-        result = await queue.purge()
-        return int(result.message_count or 0)
+        return await channel.purge(topology.task_dead_queue)
     wanted = set(task_ids)
-    declared = await channel.declare_queue(topology.task_dead_queue, passive=True)
-    kept: list[AbstractIncomingMessage] = []
+    remaining = await _dead_count(channel, topology)
+    kept: list[Incoming] = []
     purged = 0
     try:
         # Each message visited once, as a replay does: the kept ones stay unacked until the end.
-        for _ in range(declared.declaration_result.message_count or 0):
-            message = await queue.get(no_ack=False, fail=False)
+        for _ in range(remaining):
+            message = await channel.get(topology.task_dead_queue)
             if message is None:
                 break
             if task_id_from_properties(message.message_id, message.correlation_id) in wanted:
@@ -239,6 +224,13 @@ async def purge(
     return purged
 
 
+async def _dead_count(channel: Channel, topology: Topology) -> int:
+    counts = await channel.inspect_queue(topology.task_dead_queue)
+    if counts is None:  # the 404 closed the channel
+        raise BrokerError(f"the dead-letter queue {topology.task_dead_queue} does not exist")
+    return counts.messages
+
+
 class DeadLetterDesk:
     """The dead-letter queue's operations for ``dispatcher serve``'s HTTP API.
 
@@ -249,7 +241,7 @@ class DeadLetterDesk:
 
     def __init__(
         self,
-        connection: Callable[[], AbstractRobustConnection],
+        connection: Callable[[], Link],
         topology: Topology,
         store: TaskStore,
         *,
@@ -288,16 +280,9 @@ class DeadLetterDesk:
             return await purge(channel, self._topology, task_ids)
 
     @contextlib.asynccontextmanager
-    async def _channel(self) -> AsyncIterator[AbstractChannel]:
-        async with self._one_at_a_time:
-            try:
-                channel = await self._connection().channel(
-                    publisher_confirms=True, on_return_raises=True
-                )
-            except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
-                raise BrokerError(f"cannot open a channel: {exc!r}") from exc
-            try:
-                yield channel
-            finally:
-                with contextlib.suppress(Exception):
-                    await channel.close()
+    async def _channel(self) -> AsyncIterator[Channel]:
+        async with (
+            self._one_at_a_time,
+            self._connection().scratch_channel(confirms=True) as channel,
+        ):
+            yield channel

@@ -1,12 +1,10 @@
-"""Publishing task messages (pipelined) and cancel notices with publisher confirms (aio-pika)."""
+"""Publishing task messages (pipelined) and cancel notices with publisher confirms."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
-
-from aio_pika.abc import AbstractChannel
 
 from common import (
     DEFAULT_QUEUE,
@@ -20,7 +18,7 @@ from common import (
     encode,
     task_properties,
 )
-from common.amqp import publish_confirmed
+from common.pika_link import Channel
 
 
 class Publisher(Protocol):
@@ -39,7 +37,7 @@ class AmqpPublisher:
 
     def __init__(
         self,
-        channel: AbstractChannel,
+        channel: Channel,
         *,
         topology: Topology,
         declare: Callable[[str], Awaitable[object]],
@@ -70,8 +68,7 @@ class AmqpPublisher:
             try:
                 if task.queue != DEFAULT_QUEUE:
                     await self._ensure_declared(task.queue)
-                await publish_confirmed(
-                    self._channel,
+                await self._channel.publish(
                     self._topology.task_exchange,
                     routing_key,
                     body,
@@ -112,7 +109,7 @@ class AmqpCancelPublisher:
     """Publishes cancel notices, persistent, with confirms and ``mandatory``."""
 
     def __init__(
-        self, channel: AbstractChannel, *, stream: str, app_id: str, confirm_timeout: float
+        self, channel: Channel, *, stream: str, app_id: str, confirm_timeout: float
     ) -> None:
         self._channel = channel  # published to the default exchange: the stream's name routes
         self._stream = stream
@@ -122,8 +119,8 @@ class AmqpCancelPublisher:
     async def publish_cancel(self, notice: CancelNotice) -> None:
         properties = cancel_properties(notice, app_id=self._app_id)
         try:
-            await publish_confirmed(
-                self._channel, "", self._stream, encode(notice), properties, timeout=self._timeout
+            await self._channel.publish(
+                "", self._stream, encode(notice), properties, timeout=self._timeout
             )
         except PublishRejected as exc:
             exc.task_id = notice.task_id

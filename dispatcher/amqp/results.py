@@ -1,4 +1,4 @@
-"""Consuming the results queue: decode, record in batches, then ack (aio-pika).
+"""Consuming the results queue: decode, record in batches, then ack.
 
 Results that arrive together are recorded in one store transaction and acked with one
 ``multiple`` ack: one commit (one fsync on SQLite) and one frame per batch instead of per
@@ -17,15 +17,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
 
 from common import MessageError, ResultMessage, StoreError, check_body_size, decode_result
 from common.logging import get_logger
+from common.pika_link import Incoming
 
 log = get_logger(__name__)
 
 RecordResults = Callable[[Sequence[ResultMessage]], Awaitable[list[bool]]]
-Decoded = tuple[AbstractIncomingMessage, ResultMessage]
+Decoded = tuple[Incoming, ResultMessage]
 
 # A store that fails keeps the results in the queue; wait before they come back so a broken
 # disk cannot turn into a hot redelivery loop.
@@ -68,7 +68,7 @@ class ResultRecorder:
         self._unsettled -= count
         self._moved_at = self._clock()
 
-    async def __call__(self, message: AbstractIncomingMessage) -> None:
+    async def __call__(self, message: Incoming) -> None:
         try:
             check_body_size(message.body, self._max_body_bytes, what="result")
             result = decode_result(message.body)
@@ -138,7 +138,7 @@ class ResultRecorder:
             finally:
                 self._settled(1)
 
-    async def _record_alone(self, message: AbstractIncomingMessage, result: ResultMessage) -> None:
+    async def _record_alone(self, message: Incoming, result: ResultMessage) -> None:
         with structlog.contextvars.bound_contextvars(
             task_id=str(result.task_id), task_type=result.task_type, attempt=result.attempt
         ):

@@ -3,7 +3,7 @@
 A channel per queue: a flood on one cannot slow the results consumer, and its prefetch is its
 own. Both are advisory and repeated: every message is acked whatever happens to it (one that
 cannot be decoded or recorded is logged and dropped, never requeued), since the next one
-supersedes it, so it can hold up neither the queue nor the results (aio-pika).
+supersedes it, so it can hold up neither the queue nor the results.
 """
 
 from __future__ import annotations
@@ -11,12 +11,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
-
 from common import (
     DISPATCHER_APP_ID,
     STARTED_TYPE,
-    BrokerError,
     Heartbeat,
     MessageError,
     ProgressMessage,
@@ -30,20 +27,23 @@ from common import (
     encode,
     verdict_properties,
 )
-from common.amqp import CONNECTION_ERRORS, to_message
 from common.logging import get_logger
+from common.pika_link import Incoming, Link, OnMessage
 
 log = get_logger(__name__)
 
-Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+Handler = OnMessage
 # Logs a message dropped unread for its size, under the event its queue's handler logs for
 # a message it cannot decode.
-Oversized = Callable[[AbstractIncomingMessage], None]
+Oversized = Callable[[Incoming], None]
 Stop = Callable[[], Awaitable[None]]
+
+# The executor waits for a verdict only so long itself (``verdict_timeout``).
+_REPLY_CONFIRM_TIMEOUT_S = 5.0
 
 
 async def consume_side_queue(
-    connection: AbstractRobustConnection,
+    link: Link,
     name: str,
     arguments: Mapping[str, str | int],
     handler: Handler,
@@ -53,22 +53,20 @@ async def consume_side_queue(
     prefetch: int,
     consumer_tag: str,
 ) -> Stop:
-    """Declare ``name`` with ``arguments`` and consume it with ``handler``; returns how to stop.
+    """Declare ``name`` with ``arguments`` and consume it with ``handler`` on a channel of its
+    own (with confirms, for the replies it sends); returns how to stop.
 
     A body over ``max_body_bytes`` never reaches ``handler``: ``oversized`` logs it, and it
-    is acked.
+    is acked. ``BrokerError`` if the broker is away.
     """
+    channel = await link.channel(confirms=True)
+    await channel.set_qos(prefetch_count=prefetch)
+    await channel.declare_queue(name, durable=True, arguments=arguments)
     on_message = size_limited(handler, max_body_bytes=max_body_bytes, oversized=oversized)
-    try:
-        channel = await connection.channel()
-        await channel.set_qos(prefetch_count=prefetch)
-        queue = await channel.declare_queue(name, durable=True, arguments=dict(arguments))
-        tag = await queue.consume(on_message, consumer_tag=consumer_tag)
-    except CONNECTION_ERRORS as exc:
-        raise BrokerError(f"cannot consume {name}: {exc}") from exc
+    await channel.consume(name, on_message, consumer_tag=consumer_tag)
 
     async def stop() -> None:
-        await queue.cancel(tag)
+        await channel.cancel(consumer_tag)
         await channel.close()
 
     return stop
@@ -82,7 +80,7 @@ def size_limited(handler: Handler, *, max_body_bytes: int, oversized: Oversized)
     redelivered into the same bug at every restart.
     """
 
-    async def on_message(message: AbstractIncomingMessage) -> None:
+    async def on_message(message: Incoming) -> None:
         # Anyone with publish rights can write to the queue: size is checked before the body
         # is parsed, as for every other queue the dispatcher reads.
         if len(message.body) > max_body_bytes:
@@ -106,13 +104,13 @@ RecordHeartbeat = Callable[[Heartbeat], Awaitable[None]]
 
 def heartbeat_handler(
     record: RecordHeartbeat,
-) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+) -> Handler:
     """A consumer callback that records a heartbeat, then acks it whatever happened.
 
     It parses any body: ``consume_side_queue`` drops the oversized ones before it.
     """
 
-    async def on_message(message: AbstractIncomingMessage) -> None:
+    async def on_message(message: Incoming) -> None:
         try:
             heartbeat = decode_heartbeat(message.body)
             await record(heartbeat)
@@ -127,7 +125,7 @@ def heartbeat_handler(
     return on_message
 
 
-def log_oversized_heartbeat(message: AbstractIncomingMessage) -> None:
+def log_oversized_heartbeat(message: Incoming) -> None:
     """Log a heartbeat dropped unread for its size, as one that does not decode."""
     error = f"heartbeat body of {len(message.body)} bytes is over the limit"
     log.warning("heartbeat_rejected", error=error)
@@ -139,9 +137,7 @@ RecordProgress = Callable[[ProgressMessage], Awaitable[bool]]
 RecordStart = Callable[[StartNotice], Awaitable[StartVerdict]]
 
 
-def progress_handler(
-    record: RecordProgress, record_start: RecordStart
-) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+def progress_handler(record: RecordProgress, record_start: RecordStart) -> Handler:
     """A consumer callback that records each report or start notice and acks it, whatever.
 
     A start notice is told by its AMQP ``type``; one with a ``reply_to`` gets its verdict
@@ -149,7 +145,7 @@ def progress_handler(
     the oversized ones before it.
     """
 
-    async def on_message(message: AbstractIncomingMessage) -> None:
+    async def on_message(message: Incoming) -> None:
         try:
             if message.type == STARTED_TYPE:
                 notice = decode_start(message.body)
@@ -174,20 +170,17 @@ def progress_handler(
     return on_message
 
 
-async def _reply(message: AbstractIncomingMessage, verdict: StartVerdict) -> None:
-    """Send ``verdict`` to the start notice's ``reply_to`` (an executor's own queue)."""
+async def _reply(message: Incoming, verdict: StartVerdict) -> None:
+    """Send ``verdict`` to the start notice's ``reply_to`` (an executor's own queue), on the
+    channel it came on; a queue that is gone is ``PublishRejected``."""
     assert message.reply_to is not None
     properties = verdict_properties(message.message_id, app_id=DISPATCHER_APP_ID)
-    reply = to_message(encode(verdict), properties)
-    try:
-        await message.channel.basic_publish(
-            reply.body, routing_key=message.reply_to, properties=reply.properties
-        )
-    except CONNECTION_ERRORS as exc:
-        raise BrokerError(f"verdict not sent: {type(exc).__name__}") from exc
+    await message.channel.publish(
+        "", message.reply_to, encode(verdict), properties, timeout=_REPLY_CONFIRM_TIMEOUT_S
+    )
 
 
-def log_oversized_progress(message: AbstractIncomingMessage) -> None:
+def log_oversized_progress(message: Incoming) -> None:
     """Log a report dropped unread for its size, as one that does not decode."""
     error = f"progress body of {len(message.body)} bytes is over the limit"
     log.warning("progress_dropped", message_id=message.message_id, error=error)

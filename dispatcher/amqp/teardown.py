@@ -8,22 +8,18 @@ https://www.rabbitmq.com/docs/queues#passive-declaration
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-import aiormq
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
-
-from common import BrokerError, Topology, TopologyInUse
-from common.amqp import CONNECTION_ERRORS
+from common import Topology, TopologyInUse
 from common.logging import get_logger
+from common.pika_link import ChannelClosed, Link
 from dispatcher.amqp.queue_depths import QueueDepth, read_queue_depths
 
 log = get_logger(__name__)
 
-# While a robust connection reconnects, opening a channel raises a plain RuntimeError.
-_UNAVAILABLE: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, RuntimeError)
+# What the broker answers an ``if-unused`` delete of a queue that has consumers.
+_IN_USE = 406
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,59 +49,34 @@ def candidate_queues(topology: Topology, named_queues: Iterable[str]) -> list[st
     return names
 
 
-async def find_topology(
-    connection: AbstractRobustConnection, topology: Topology, named_queues: Iterable[str]
-) -> Teardown:
+async def find_topology(link: Link, topology: Topology, named_queues: Iterable[str]) -> Teardown:
     """Which of the deployment's queues and its exchange exist (nothing is created)."""
-    queues = await read_queue_depths(connection, candidate_queues(topology, named_queues))
+    queues = await read_queue_depths(link, candidate_queues(topology, named_queues))
     exchange = topology.task_exchange
-    return Teardown(queues, exchange if await _exchange_exists(connection, exchange) else None)
+    async with link.scratch_channel() as channel:
+        exists = await channel.exchange_exists(exchange)
+    return Teardown(queues, exchange if exists else None)
 
 
-async def delete_topology(connection: AbstractRobustConnection, found: Teardown) -> None:
+async def delete_topology(link: Link, found: Teardown) -> None:
     """Delete what ``find_topology`` found; ``TopologyInUse`` if consumers are attached.
 
     Each queue is deleted ``if-unused``, so a consumer that attached since it was looked at
-    stops the teardown there instead of losing its messages under it.
+    stops the teardown there instead of losing its messages under it. ``BrokerError`` if the
+    broker goes away meanwhile.
     """
     if found.in_use:
         raise TopologyInUse(found.in_use)
     for queue in found.queues:
-        async with _channel(connection, f"delete {queue.name}") as channel:
+        async with link.scratch_channel() as channel:
             try:
-                await channel.queue_delete(queue.name, if_unused=True)
-            except aiormq.exceptions.ChannelPreconditionFailed as exc:
+                await channel.delete_queue(queue.name, if_unused=True)
+            except ChannelClosed as exc:
+                if exc.code != _IN_USE:
+                    raise
                 raise TopologyInUse({queue.name: 1}) from exc
         log.info("queue_deleted", queue=queue.name, messages=queue.messages)
     if found.exchange is not None:
-        async with _channel(connection, f"delete {found.exchange}") as channel:
-            await channel.exchange_delete(found.exchange)
+        async with link.scratch_channel() as channel:
+            await channel.delete_exchange(found.exchange)
         log.info("exchange_deleted", exchange=found.exchange)
-
-
-async def _exchange_exists(connection: AbstractRobustConnection, name: str) -> bool:
-    # A passive declare of a missing exchange closes its channel (404), as for a queue.
-    async with _channel(connection, f"look up {name}") as channel:
-        try:
-            await channel.declare_exchange(name, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            return False
-    return True
-
-
-@contextlib.asynccontextmanager
-async def _channel(
-    connection: AbstractRobustConnection, what: str
-) -> AsyncIterator[AbstractChannel]:
-    try:
-        channel: AbstractChannel = await connection.channel()
-    except _UNAVAILABLE as exc:
-        raise BrokerError(f"cannot open a channel to {what}: {type(exc).__name__}") from exc
-    try:
-        yield channel
-    except CONNECTION_ERRORS as exc:
-        raise BrokerError(f"cannot {what}: {type(exc).__name__}: {exc}") from exc
-    finally:
-        if not channel.is_closed:
-            with contextlib.suppress(*_UNAVAILABLE):
-                await channel.close()

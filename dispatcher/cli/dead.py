@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 from common import AmqpSettings
 from common import exit_codes as codes
-from common.amqp import connect, declare_topology
 from common.loop import run as run_loop
+from common.pika_link import declare_topology, open_link
 from dispatcher.amqp import dead_letters
 from dispatcher.cli.command import Command, Wiring
 from dispatcher.settings import DispatcherSettings
@@ -44,10 +44,11 @@ async def _act(amqp: AmqpSettings, settings: DispatcherSettings, args: argparse.
     if args.dead_command == "purge" and not args.yes:
         print("dispatcher: dead purge deletes every dead message; add --yes", file=sys.stderr)
         return codes.USAGE
-    connection = await connect(amqp, name="dispatcher dead-letters")
     topology = amqp.topology
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    async with (
+        open_link(amqp, name="dispatcher dead-letters") as link,
+        link.scratch_channel(confirms=True) as channel,
+    ):
         await declare_topology(channel, topology)  # replays publish to its exchange and queues
         if args.dead_command == "list":
             letters = await dead_letters.list_dead(channel, topology, limit=args.limit)

@@ -8,8 +8,8 @@ from typing import Any
 
 from common import AmqpSettings, StoreError, check_queue_name, load_settings
 from common import exit_codes as codes
-from common.amqp import connect
 from common.loop import run as run_loop
+from common.pika_link import open_link
 from dispatcher.amqp.teardown import Teardown, delete_topology, find_topology
 from dispatcher.cli.command import Command, Wiring
 from dispatcher.store.backends import open_store
@@ -86,9 +86,8 @@ async def _recorded_queues(wiring: Wiring) -> set[str]:
 async def _delete(wiring: Wiring, amqp: AmqpSettings, named: set[str], *, confirmed: bool) -> int:
     topology = amqp.topology
     named |= await _known_queues(wiring)
-    connection = await connect(amqp, name="dispatcher topology")
-    async with connection:
-        found = await find_topology(connection, topology, named)
+    async with open_link(amqp, name="dispatcher topology") as link:
+        found = await find_topology(link, topology, named)
         if found.is_empty():
             print(f"nothing to delete: no queue or exchange of prefix {topology.prefix!r}")
             return codes.OK
@@ -98,7 +97,7 @@ async def _delete(wiring: Wiring, amqp: AmqpSettings, named: set[str], *, confir
                 print("(refused while consumers are attached)", file=sys.stderr)
             print("dispatcher: nothing deleted; add --yes to delete them", file=sys.stderr)
             return codes.USAGE
-        await delete_topology(connection, found)
+        await delete_topology(link, found)
         _print_plan(found, "deleted")
     return codes.OK
 

@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
-import aio_pika
 import pytest
 from pydantic import SecretStr
 
 from common import AmqpSettings
-from common.amqp import declare_topology
+from common.pika_link import declare_topology, open_link
 from devbroker.cluster import LocalCluster
 from dispatcher.client import open_dispatcher
 from dispatcher.requests import TaskRequest
@@ -76,6 +75,6 @@ async def submit(amqp: AmqpSettings, store: Path, requests: list[TaskRequest]) -
 
 async def declare_on(url: str, amqp: AmqpSettings) -> None:
     """Declare the whole topology through the node at ``url`` (as a service would)."""
-    connection = await aio_pika.connect(url)
-    async with connection:
-        await declare_topology(await connection.channel(), amqp.topology)
+    settings = amqp.model_copy(update={"url": SecretStr(url)})
+    async with open_link(settings, name="test declare") as link:
+        await declare_topology(await link.channel(), amqp.topology)

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 from common import AmqpSettings, CancelNotice, MessageProperties, cancel_properties, encode
-from common.amqp import connect, to_message
 from common.pika_link import Link
 from executor.cancellations import Cancellations
 
@@ -18,15 +17,16 @@ async def test_every_notice_of_a_long_stream_is_known_before_catching_up_ends(
     amqp_settings: AmqpSettings,
 ) -> None:
     topology = amqp_settings.topology
-    connection = await connect(amqp_settings, name="test cancel stream")
+    writer = Link(amqp_settings, name="test cancel stream")
+    await writer.connect()
     reader = Link(amqp_settings, name="test cancel stream reader")
     await reader.connect()
     try:
-        channel = await connection.channel(publisher_confirms=True)
+        channel = await writer.channel(confirms=True)
         await channel.declare_queue(
             topology.cancel_stream,
             durable=True,
-            arguments=dict(topology.cancel_stream_arguments()),
+            arguments=topology.cancel_stream_arguments(),
         )
         notices = [
             CancelNotice(task_id=uuid4(), requested_at=datetime.now(UTC)) for _ in range(NOTICES)
@@ -34,9 +34,12 @@ async def test_every_notice_of_a_long_stream_is_known_before_catching_up_ends(
         for start in range(0, NOTICES, 500):
             await asyncio.gather(
                 *(
-                    channel.default_exchange.publish(
-                        to_message(encode(notice), cancel_properties(notice, app_id="test")),
-                        routing_key=topology.cancel_stream,
+                    channel.publish(
+                        "",
+                        topology.cancel_stream,
+                        encode(notice),
+                        cancel_properties(notice, app_id="test"),
+                        timeout=30,
                     )
                     for notice in notices[start : start + 500]
                 )
@@ -45,8 +48,7 @@ async def test_every_notice_of_a_long_stream_is_known_before_catching_up_ends(
         async def publish(
             exchange: str, routing_key: str, body: bytes, properties: MessageProperties
         ) -> None:
-            message = to_message(body, properties)
-            await channel.default_exchange.publish(message, routing_key=routing_key)
+            await channel.publish(exchange, routing_key, body, properties, timeout=30)
 
         cancellations = Cancellations(executor="test", max_body_bytes=amqp_settings.max_body_bytes)
         stop = asyncio.Event()
@@ -55,4 +57,4 @@ async def test_every_notice_of_a_long_stream_is_known_before_catching_up_ends(
         assert cancellations._read == NOTICES + 1  # and the marker
     finally:
         await reader.close()
-        await connection.close()
+        await writer.close()

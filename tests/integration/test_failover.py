@@ -5,12 +5,11 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlsplit
 
-import aiormq
 import pika
 from pydantic import SecretStr
 
 from common import AmqpSettings
-from common.amqp import connect
+from common.pika_link import Link
 from dispatcher.sync_client import _connection_parameters
 
 
@@ -26,13 +25,14 @@ async def test_connect_skips_an_address_that_refuses(amqp_settings: AmqpSettings
     live = amqp_settings.url.get_secret_value()
     settings = amqp_settings.model_copy(update={"url": SecretStr(f"{_dead_address(live)},{live}")})
 
-    connection = await connect(settings, name="test failover first connect")
+    link = Link(settings, name="test failover first connect")
+    await link.connect()
     try:
-        channel = await connection.channel()
+        channel = await link.channel()
         await channel.close()
-        assert connection.url.port == urlsplit(live).port
+        assert urlsplit(link.url).port == urlsplit(live).port
     finally:
-        await connection.close()
+        await link.close()
 
 
 def test_sync_client_parameters_skip_an_address_that_refuses(
@@ -55,11 +55,10 @@ async def test_the_heartbeat_setting_reaches_every_address(amqp_settings: AmqpSe
         update={"url": SecretStr(f"{_dead_address(live)},{live}"), "heartbeat": 7}
     )
 
-    connection = await connect(settings, name="test failover heartbeat")
+    link = Link(settings, name="test failover heartbeat")
+    await link.connect()
     try:
-        assert connection.transport is not None
-        underlay = connection.transport.connection
-        assert isinstance(underlay, aiormq.Connection)
-        assert underlay.heartbeat_timeout == 7
+        assert link.connection is not None
+        assert link.connection.params.heartbeat == 7  # as negotiated: pika writes it back
     finally:
-        await connection.close()
+        await link.close()

@@ -1,4 +1,4 @@
-"""The executor's own AMQP client (``common.pika_link``) against the real broker.
+"""The services' AMQP client (``common.pika_link``) against the real broker.
 
 The fault suite restarts brokers and cuts connections under whole services; these tests pin
 the client's answers one by one: a return, a nack, a channel the broker closes alone, a
@@ -21,7 +21,7 @@ from common import (
     MessageProperties,
     PublishRejected,
 )
-from common.pika_link import Channel, Incoming, Link
+from common.pika_link import Channel, Incoming, Link, QueueCounts
 from tests.integration.broker import Broker
 from tests.integration.conftest import wait_until_async
 
@@ -32,7 +32,7 @@ PROPERTIES = MessageProperties(
 
 @pytest.fixture
 async def link(amqp_settings: AmqpSettings) -> AsyncIterator[Link]:
-    link = Link(amqp_settings, name="test executor broker")
+    link = Link(amqp_settings, name="test pika link")
     await link.connect()
     yield link
     await link.close()
@@ -167,3 +167,65 @@ async def test_no_address_answering_is_broker_unavailable(amqp_settings: AmqpSet
 
     with pytest.raises(BrokerUnavailable, match="cannot connect"):
         await Link(settings, name="test executor broker nowhere").connect()
+
+
+async def test_a_scratch_channel_reads_counts_and_a_missing_queue_is_none(
+    link: Link, amqp_settings: AmqpSettings
+) -> None:
+    queue = f"{amqp_settings.prefix}.counted"
+    publisher = await link.channel(confirms=True)
+    await publisher.declare_queue(queue, exclusive=True)
+    await publisher.publish("", queue, b"{}", PROPERTIES, timeout=10)
+
+    async with link.scratch_channel() as channel:
+        counts = await channel.inspect_queue(queue)
+        assert counts == QueueCounts(messages=1, consumers=0)
+        assert await channel.inspect_queue(f"{queue}.missing") is None  # the 404 closed it
+        with pytest.raises(BrokerError):
+            await channel.inspect_queue(queue)
+    # Scratch channels are not replayed: the link holds only the publisher's.
+    assert link.channels == [publisher]
+    async with link.scratch_channel() as channel:
+        assert await channel.exchange_exists("amq.direct")
+    async with link.scratch_channel() as channel:
+        assert not await channel.exchange_exists(f"{queue}.no-such-exchange")
+
+
+async def test_get_takes_messages_unacked_in_order_then_none(
+    link: Link, amqp_settings: AmqpSettings
+) -> None:
+    queue = f"{amqp_settings.prefix}.got"
+    publisher = await link.channel(confirms=True)
+    await publisher.declare_queue(queue, exclusive=True)
+    for n in range(3):
+        await publisher.publish("", queue, f'{{"n": {n}}}'.encode(), PROPERTIES, timeout=10)
+
+    async with link.scratch_channel() as channel:
+        taken = [await channel.get(queue) for _ in range(4)]
+        assert [m.body if m else None for m in taken] == [
+            b'{"n": 0}',
+            b'{"n": 1}',
+            b'{"n": 2}',
+            None,
+        ]
+        first = taken[0]
+        assert first is not None
+        assert first.message_id == "m-1"
+        await first.ack()
+    # Closing the channel gave back the two left unacked.
+    async with link.scratch_channel() as channel:
+        assert await channel.inspect_queue(queue) == QueueCounts(messages=2, consumers=0)
+        assert await channel.purge(queue) == 2
+        await channel.delete_queue(queue)
+    async with link.scratch_channel() as channel:
+        assert await channel.inspect_queue(queue) is None
+
+
+async def test_a_closed_channel_is_forgotten_by_its_link(link: Link) -> None:
+    # A reconnect reopens only the link's channels: a closed one stays closed.
+    kept = await link.channel()
+    gone = await link.channel()
+    await gone.close()
+
+    assert link.channels == [kept]
+    assert gone.current is None

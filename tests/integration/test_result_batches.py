@@ -13,10 +13,9 @@ from functools import partial
 from uuid import UUID, uuid4
 
 import pytest
-from aio_pika.abc import AbstractQueue
 
 from common import AmqpSettings, Outcome, ResultMessage, StoreError, encode
-from common.amqp import connect, declare_results_queue, declare_topology
+from common.pika_link import Channel, declare_results_queue, declare_topology, open_link
 from dispatcher.amqp.results import ResultRecorder
 from tests.integration.broker import Broker
 from tests.integration.conftest import wait_until_async
@@ -61,15 +60,14 @@ class Recorder:
 
 
 @pytest.fixture
-async def results_queue(amqp_settings: AmqpSettings) -> AsyncIterator[AbstractQueue]:
-    connection = await connect(amqp_settings, name="test result batches")
-    try:
-        channel = await connection.channel()
+async def results_channel(amqp_settings: AmqpSettings) -> AsyncIterator[Channel]:
+    """A channel that has declared the results queue, to consume it on."""
+    async with open_link(amqp_settings, name="test result batches") as link:
+        channel = await link.channel()
         await declare_topology(channel, amqp_settings.topology)
         await channel.set_qos(prefetch_count=64)
-        yield await declare_results_queue(channel, amqp_settings.topology)
-    finally:
-        await connection.close()
+        await declare_results_queue(channel, amqp_settings.topology)
+        yield channel
 
 
 def _publish(broker: Broker, amqp_settings: AmqpSettings, results: list[ResultMessage]) -> None:
@@ -78,7 +76,7 @@ def _publish(broker: Broker, amqp_settings: AmqpSettings, results: list[ResultMe
 
 
 async def _consume(
-    queue: AbstractQueue, recorder: Recorder, amqp_settings: AmqpSettings
+    channel: Channel, recorder: Recorder, amqp_settings: AmqpSettings
 ) -> ResultRecorder:
     handler = ResultRecorder(
         recorder,
@@ -86,7 +84,7 @@ async def _consume(
         dead_queue=amqp_settings.topology.results_dead_queue,
         max_batch=16,
     )
-    await queue.consume(handler)
+    await channel.consume(amqp_settings.topology.results_queue, handler, consumer_tag="test")
     return handler
 
 
@@ -98,15 +96,15 @@ async def queue_empty(broker: Broker, queue: str) -> None:
 
 
 async def test_a_backlog_is_recorded_in_batches_in_order_and_acked(
-    broker: Broker, amqp_settings: AmqpSettings, results_queue: AbstractQueue
+    broker: Broker, amqp_settings: AmqpSettings, results_channel: Channel
 ) -> None:
     results = [_result() for _ in range(100)]
     _publish(broker, amqp_settings, results)
     recorder = Recorder()
 
-    await _consume(results_queue, recorder, amqp_settings)
+    await _consume(results_channel, recorder, amqp_settings)
     await wait_until_async(lambda: len(recorder.recorded) == 100, timeout=20, what="100 results")
-    await results_queue.channel.close()  # every unacked result would return to the queue
+    await results_channel.close()  # every unacked result would return to the queue
 
     assert recorder.recorded == [result.task_id for result in results]
     assert max(len(batch) for batch in recorder.batches) <= 16
@@ -115,21 +113,21 @@ async def test_a_backlog_is_recorded_in_batches_in_order_and_acked(
 
 
 async def test_a_result_the_store_cannot_hold_is_dead_lettered_alone(
-    broker: Broker, amqp_settings: AmqpSettings, results_queue: AbstractQueue
+    broker: Broker, amqp_settings: AmqpSettings, results_channel: Channel
 ) -> None:
     results = [_result() for _ in range(20)]
     recorder = Recorder()
     recorder.poison = {results[7].task_id}
     _publish(broker, amqp_settings, results)
 
-    await _consume(results_queue, recorder, amqp_settings)
+    await _consume(results_channel, recorder, amqp_settings)
     await wait_until_async(lambda: len(recorder.recorded) == 19, timeout=20, what="19 results")
     await wait_until_async(
         lambda: broker.counts(amqp_settings.topology.results_dead_queue).messages == 1,
         timeout=20,
         what="the poison result in the dead-letter queue",
     )
-    await results_queue.channel.close()
+    await results_channel.close()
 
     assert set(recorder.recorded) == {r.task_id for r in results} - recorder.poison
     dead = broker.get(amqp_settings.topology.results_dead_queue)
@@ -139,20 +137,20 @@ async def test_a_result_the_store_cannot_hold_is_dead_lettered_alone(
 
 
 async def test_a_batch_the_store_refuses_comes_back_and_is_recorded(
-    broker: Broker, amqp_settings: AmqpSettings, results_queue: AbstractQueue
+    broker: Broker, amqp_settings: AmqpSettings, results_channel: Channel
 ) -> None:
     results = [_result() for _ in range(5)]
     recorder = Recorder()
     recorder.store_failures = 1
     _publish(broker, amqp_settings, results)
 
-    await _consume(results_queue, recorder, amqp_settings)
+    await _consume(results_channel, recorder, amqp_settings)
     await wait_until_async(
         lambda: set(recorder.recorded) == {r.task_id for r in results},
         timeout=20,
         what="every result recorded after the store came back",
     )
-    await results_queue.channel.close()
+    await results_channel.close()
 
     assert recorder.store_failures == 0
     await queue_empty(broker, amqp_settings.topology.results_queue)
@@ -160,10 +158,10 @@ async def test_a_batch_the_store_refuses_comes_back_and_is_recorded(
 
 
 async def test_results_arriving_one_at_a_time_are_each_recorded(
-    broker: Broker, amqp_settings: AmqpSettings, results_queue: AbstractQueue
+    broker: Broker, amqp_settings: AmqpSettings, results_channel: Channel
 ) -> None:
     recorder = Recorder()
-    await _consume(results_queue, recorder, amqp_settings)
+    await _consume(results_channel, recorder, amqp_settings)
 
     for result in [_result() for _ in range(3)]:
         _publish(broker, amqp_settings, [result])
@@ -172,6 +170,6 @@ async def test_results_arriving_one_at_a_time_are_each_recorded(
             timeout=20,
             what="a lone result recorded",
         )
-    await asyncio.wait_for(results_queue.channel.close(), timeout=10)
+    await asyncio.wait_for(results_channel.close(), timeout=10)
 
     await queue_empty(broker, amqp_settings.topology.results_queue)

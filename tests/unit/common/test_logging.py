@@ -93,7 +93,7 @@ def test_our_lines_and_stdlib_records_share_one_stream_in_order() -> None:
     configure(LogSettings(format="json"), stream=stream)
 
     get_logger("wq.test").warning("broker_connection_lost")
-    logging.getLogger("aio_pika").warning("reconnecting")
+    logging.getLogger("pika").warning("reconnecting")
     get_logger("wq.test").info("broker_reconnected")
 
     lines = _lines(stream)
@@ -102,7 +102,7 @@ def test_our_lines_and_stdlib_records_share_one_stream_in_order() -> None:
         "reconnecting",
         "broker_reconnected",
     ]
-    assert [line["logger"] for line in lines] == ["wq.test", "aio_pika", "wq.test"]
+    assert [line["logger"] for line in lines] == ["wq.test", "pika", "wq.test"]
 
 
 def test_a_closed_stream_does_not_fail_the_caller() -> None:
@@ -129,7 +129,7 @@ def test_amqp_client_chatter_is_kept_to_warnings() -> None:
     stream = io.StringIO()
     configure(LogSettings(format="json", level="debug"), stream=stream)
 
-    logging.getLogger("aio_pika").info("frame sent")
+    logging.getLogger("pika.channel").info("frame sent")
     logging.getLogger("pika").warning("connection blocked")
 
     assert [line["event"] for line in _lines(stream)] == ["connection blocked"]

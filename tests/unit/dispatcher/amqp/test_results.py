@@ -10,10 +10,10 @@ from typing import Any, cast
 from uuid import uuid4
 
 import pytest
-from aio_pika.abc import AbstractIncomingMessage
 from structlog.testing import capture_logs
 
 from common import Outcome, ResultMessage, StoreError
+from common.pika_link import Incoming
 from dispatcher.amqp import results
 from dispatcher.amqp.results import ResultRecorder
 
@@ -57,7 +57,7 @@ def _recorder() -> ResultRecorder:
 async def _deliver(body: bytes) -> tuple[Delivery, list[str]]:
     delivery = Delivery(body)
     with capture_logs() as logs:
-        await _recorder()(cast(AbstractIncomingMessage, delivery))
+        await _recorder()(cast(Incoming, delivery))
     return delivery, [line["event"] for line in logs]
 
 
@@ -116,7 +116,7 @@ async def test_a_store_that_hangs_makes_the_recorder_stalled_until_it_moves() ->
     now[0] += 100
     assert not recorder.stalled(30.0)  # nothing received: nothing can be stuck
 
-    await recorder(cast(AbstractIncomingMessage, delivery))
+    await recorder(cast(Incoming, delivery))
     await entered.wait()
     now[0] += 29
     assert not recorder.stalled(30.0)
@@ -139,7 +139,7 @@ async def test_a_broken_store_settles_its_batch_and_is_not_stalled(
     recorder = ResultRecorder(broken, max_body_bytes=1_000_000, dead_queue="d", max_batch=10)
     delivery = Delivery(_result_body())
 
-    await recorder(cast(AbstractIncomingMessage, delivery))
+    await recorder(cast(Incoming, delivery))
     await delivery.done.wait()
 
     assert delivery.settled == ["nack"]

@@ -11,7 +11,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from aio_pika.abc import AbstractIncomingMessage
 from structlog.testing import capture_logs
 from structlog.typing import EventDict
 
@@ -25,6 +24,7 @@ from common import (
     Verdict,
     decode_verdict,
 )
+from common.pika_link import Incoming
 from dispatcher.amqp.side_queues import (
     Handler,
     Oversized,
@@ -48,7 +48,10 @@ class ReplyChannel:
     def __init__(self) -> None:
         self.published: list[tuple[bytes, str, Any]] = []
 
-    async def basic_publish(self, body: bytes, *, routing_key: str, properties: Any) -> None:
+    async def publish(
+        self, exchange: str, routing_key: str, body: bytes, properties: Any, *, timeout: float
+    ) -> None:
+        assert exchange == ""  # the default exchange: the reply queue's name routes
         self.published.append((body, routing_key, properties))
 
 
@@ -69,9 +72,9 @@ class Delivery:
 
 def _incoming(
     body: bytes, type: str = "t", reply_to: str | None = None
-) -> tuple[Delivery, AbstractIncomingMessage]:
+) -> tuple[Delivery, Incoming]:
     delivery = Delivery(body, type, reply_to)
-    return delivery, cast(AbstractIncomingMessage, delivery)
+    return delivery, cast(Incoming, delivery)
 
 
 async def _behind_size_check(

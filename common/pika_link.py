@@ -239,7 +239,7 @@ class Channel:
 
     async def _resume(self, tag: str) -> None:
         """Declare again what this channel declared, and consume ``tag`` again."""
-        while not self._link.closing:
+        while not self._link.closing and self._robust:
             await asyncio.sleep(CHANNEL_REOPEN_S)
             channel = self.current
             if channel is None or not channel.is_open:
@@ -257,7 +257,7 @@ class Channel:
             return
 
     async def _reopen(self) -> None:
-        while not self._link.closing:
+        while not self._link.closing and self._robust:  # not closed for good meanwhile
             await asyncio.sleep(CHANNEL_REOPEN_S)
             if self._link.reconnecting or self._link.is_closed:
                 continue  # the link reopens every channel; look again once it is done

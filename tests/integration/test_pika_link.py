@@ -20,6 +20,7 @@ from common import (
     BrokerUnavailable,
     MessageProperties,
     PublishRejected,
+    pika_link,
 )
 from common.pika_link import Channel, Incoming, Link, QueueCounts
 from tests.integration.broker import Broker
@@ -229,3 +230,19 @@ async def test_a_closed_channel_is_forgotten_by_its_link(link: Link) -> None:
 
     assert link.channels == [kept]
     assert gone.current is None
+
+
+async def test_a_channel_closed_while_waiting_to_be_reopened_stays_closed(
+    link: Link, amqp_settings: AmqpSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pika_link, "CHANNEL_REOPEN_S", 0.05)
+    channel = await link.channel()
+    queue = f"{amqp_settings.prefix}.clash"
+    await channel.declare_queue(queue, exclusive=True)
+    with pytest.raises(BrokerError):  # other arguments: the broker closes the channel (406)
+        await channel.declare_queue(queue, exclusive=True, arguments={"x-max-length": 1})
+
+    await channel.close()  # before the reopen the broker's close scheduled
+    await asyncio.wait_for(asyncio.gather(*channel._tasks), timeout=10)
+
+    assert channel.current is None

@@ -1,7 +1,7 @@
 """What both services agree on: wire models, codec, topology, registry, task context, settings.
 
 The names below are the supported surface, grouped by who uses them. The services import them
-from ``common`` itself; only the runtime adapters (``common.amqp``, ``common.logging``,
+from ``common`` itself; only the runtime adapters (``common.pika_link``, ``common.logging``,
 ``common.readiness``, ``common.shutdown``) and ``common.exit_codes`` are imported as modules
 (``tests/unit/test_exports.py`` holds that list).
 """

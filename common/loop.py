@@ -1,9 +1,9 @@
 """The event loop every service and command runs on: uvloop where installed, else asyncio's.
 
-uvloop (libuv under asyncio's API) runs this project's hot paths, aio-pika's frame handling
-and the executor's callbacks, with less CPU per task than the standard loop; the figures are
-in docs/benchmarks.md. ``WQ_EVENT_LOOP`` chooses: ``auto`` (uvloop if it can be imported),
-``uvloop`` (required: a configuration error without it) or ``asyncio``.
+uvloop (libuv under asyncio's API) runs this project's hot paths, pika's frame handling on
+asyncio's transports and the services' callbacks, with less CPU per task than the standard
+loop; the figures are in docs/benchmarks.md. ``WQ_EVENT_LOOP`` chooses: ``auto`` (uvloop if
+it can be imported), ``uvloop`` (required: a configuration error without it) or ``asyncio``.
 """
 
 from __future__ import annotations

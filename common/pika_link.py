@@ -63,6 +63,9 @@ log = get_logger(__name__)
 RECONNECT_INTERVAL_S = 5.0
 # Pause before a channel the broker closed alone is opened again.
 CHANNEL_REOPEN_S = 1.0
+# How long a one-off request (a passive declare, a get, a scratch channel's opening) may wait
+# for the broker's answer.
+REQUEST_TIMEOUT_S = 15.0
 
 
 class ChannelClosed(BrokerError):
@@ -131,11 +134,6 @@ class Incoming:
     def priority(self) -> int | None:
         return cast(int | None, self.properties.priority)
 
-    @property
-    def channel(self) -> Channel:
-        """The channel it came on (replies may be published there)."""
-        return self._owner
-
     def _settle(self, how: Callable[[PikaChannel], None]) -> None:
         channel = self._channel
         if self._owner.current is not channel or not channel.is_open:  # type: ignore[union-attr]
@@ -160,6 +158,8 @@ class Incoming:
 
 
 OnMessage = Callable[[Incoming], Coroutine[Any, Any, None]]
+# (message id, exchange, routing key): how a basic.return is matched to its publish.
+_Returned = tuple[str | None, str, str]
 # A step replayed on every new channel: given the pika channel, it sets one thing up.
 _Step = Callable[["Channel", PikaChannel], Awaitable[None]]
 
@@ -175,12 +175,13 @@ class Channel:
         self._steps: list[tuple[str, _Step]] = []  # (consumer tag or "", step)
         self.current: PikaChannel | None = None
         self._waiters: set[asyncio.Future[Any]] = set()
-        # Publish sequence number -> (message id, its confirm), oldest first.
-        self._pending: OrderedDict[int, tuple[str | None, asyncio.Future[None]]] = OrderedDict()
+        # Publish sequence number -> (what a return names it by, its confirm), oldest first.
+        self._pending: OrderedDict[int, tuple[_Returned, asyncio.Future[None]]] = OrderedDict()
         self._sequence = 0
         # True once confirms are selected and every step replayed: only then may it publish.
         self._ready = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reopening: asyncio.Task[None] | None = None
 
     # -- opening and replay ----------------------------------------------------------------
 
@@ -210,9 +211,11 @@ class Channel:
                 if entry in self._steps:  # not forgotten meanwhile (a consumer cancelled)
                     await entry[1](self, pika_channel)
         except BaseException as exc:
-            # Half set up is not set up: close it, so that the next restore starts afresh.
-            if pika_channel is not None and self.current is pika_channel:
-                self.current = None
+            # Half set up is not set up: close it (opening or open, current or replaced
+            # meanwhile), so that the next restore starts afresh and nothing leaks.
+            if pika_channel is not None:
+                if self.current is pika_channel:
+                    self.current = None
                 _close_quietly(pika_channel)
             if isinstance(exc, pika.exceptions.AMQPError):
                 raise BrokerError(f"could not open a channel: {type(exc).__name__}") from exc
@@ -228,7 +231,8 @@ class Channel:
         if isinstance(exc, pika.exceptions.ChannelClosedByBroker):
             log.warning("broker_channel_closed", code=exc.reply_code, reason=exc.reply_text)
             # The connection is still up (else the link restores everything): reopen alone.
-            self._spawn(self._reopen())
+            if self._reopening is None or self._reopening.done():  # one restore at a time
+                self._reopening = self._spawn(self._reopen())
 
     def _on_cancelled(self, frame: Any) -> None:
         # The broker ends a consumer alone when its queue is deleted (or, for quorum queues, in
@@ -295,10 +299,11 @@ class Channel:
         finally:
             self._waiters.discard(future)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self._link.loop.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _live(self) -> PikaChannel:
         if self.current is None or not self.current.is_open:
@@ -321,23 +326,34 @@ class Channel:
             call(self._live(), _resolver(done))
         except pika.exceptions.AMQPError as exc:
             raise BrokerError(f"the channel closed: {type(exc).__name__}") from exc
-        return await self._wait(done)
+        return await self._answer(done)
+
+    async def _answer(self, future: asyncio.Future[Any]) -> Any:
+        """Wait for a one-off request's answer, at most ``REQUEST_TIMEOUT_S``: a connection
+        the broker blocks (a resource alarm) answers nothing until the alarm clears."""
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                return await self._wait(future)
+        except TimeoutError as exc:
+            raise BrokerError(f"no answer from the broker within {REQUEST_TIMEOUT_S:g}s") from exc
 
     async def close(self) -> None:
-        """Close this channel for good: it is neither replayed nor reopened any more."""
+        """Close this channel for good: it is neither replayed nor reopened any more, and
+        whatever waits on it fails with ``BrokerError``."""
         self._steps.clear()
         self._robust = False
         with contextlib.suppress(ValueError):
             self._link.channels.remove(self)
-        channel, self.current = self.current, None
-        self._ready = False
-        if channel is None or not channel.is_open:
+        channel = self.current
+        self._lost(BrokerError("the channel was closed"))
+        if channel is None or channel.is_closed or channel.is_closing:
             return
         closed: asyncio.Future[Any] = self._link.loop.create_future()
         channel.add_on_close_callback(lambda *_: _set(closed, None))
-        with contextlib.suppress(pika.exceptions.AMQPError):
-            channel.close()
-            await closed
+        with contextlib.suppress(pika.exceptions.AMQPError, TimeoutError):
+            channel.close()  # an opening one too: pika then drops its OpenOk
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                await closed
 
     # -- set-up steps ----------------------------------------------------------------------
 
@@ -451,7 +467,7 @@ class Channel:
         except pika.exceptions.AMQPError as exc:
             raise BrokerError(f"the channel closed: {type(exc).__name__}") from exc
         try:
-            return cast("Incoming | None", await self._wait(answer))
+            return cast("Incoming | None", await self._answer(answer))
         finally:
             with contextlib.suppress(Exception):
                 channel.callbacks.remove(channel.channel_number, Basic.GetEmpty, empty)
@@ -564,7 +580,7 @@ class Channel:
         confirm: asyncio.Future[None] = self._link.loop.create_future()
         self._sequence += 1
         sequence = self._sequence
-        self._pending[sequence] = (properties.message_id, confirm)
+        self._pending[sequence] = ((properties.message_id, exchange, routing_key), confirm)
         try:
             async with asyncio.timeout(timeout):
                 await confirm
@@ -594,10 +610,12 @@ class Channel:
                 confirm.set_result(None)
 
     def _on_return(self, channel: PikaChannel, method: Any, properties: Any, body: bytes) -> None:
-        # A return comes before its message's confirm: fail the oldest publish it matches.
-        message_id = properties.message_id
+        # A return comes before its message's confirm and carries no sequence number: fail the
+        # oldest publish of the same message id to the same exchange and routing key. (A task
+        # and its cancel notice share an id, verdicts have none; neither shares the rest.)
+        returned = (properties.message_id, method.exchange, method.routing_key)
         for identity, confirm in self._pending.values():
-            if identity == message_id and not confirm.done():
+            if identity == returned and not confirm.done():
                 confirm.set_exception(
                     PublishRejected("unroutable", detail=f"no queue for {method.routing_key!r}")
                 )
@@ -700,7 +718,12 @@ class Link:
         queue) ends it, and a lost connection fails what waits on it with ``BrokerError``.
         """
         channel = Channel(self, confirms=confirms, robust=False)
-        await channel._open()
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                await channel._open()
+        except TimeoutError as exc:
+            await channel.close()
+            raise BrokerError(f"no channel from the broker within {REQUEST_TIMEOUT_S:g}s") from exc
         try:
             yield channel
         finally:
@@ -709,7 +732,7 @@ class Link:
     def _on_close(self, connection: AsyncioConnection, exc: BaseException) -> None:
         if connection is not self.connection:
             return
-        for channel in self.channels:
+        for channel in list(self.channels):
             channel._lost(_closed(exc))
         if self.closing:
             if self._closed is not None:
@@ -732,7 +755,7 @@ class Link:
                 await asyncio.sleep(RECONNECT_INTERVAL_S)
                 try:
                     await self.connect()
-                    for channel in self.channels:
+                    for channel in list(self.channels):
                         await channel._open()
                 except Exception as exc:  # whatever failed, try again later
                     log.info("broker_reconnect_failed", connection=self._name, error=str(exc))
@@ -795,7 +818,7 @@ async def open_link(settings: AmqpSettings, *, name: str) -> AsyncIterator[Link]
 
 def _close_quietly(channel: Any) -> None:
     with contextlib.suppress(Exception):
-        if channel.is_open:
+        if not channel.is_closed and not channel.is_closing:
             channel.close()
 
 

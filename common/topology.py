@@ -143,7 +143,8 @@ class Topology:
     def queue_declarations(self) -> list[tuple[str, dict[str, str | int]]]:
         """Every durable queue declared at start-up, with its arguments, in declaration order.
 
-        One list for every client adapter (aio-pika and pika), so that they cannot drift.
+        One list for every client adapter (the async link and the blocking client), so that
+        they cannot drift.
         """
         return [
             (self.task_dead_queue, self.dead_queue_arguments()),

@@ -18,6 +18,7 @@ from functools import partial
 from common import AmqpSettings, TaskRegistry, WorkQueueError
 from common.logging import get_logger
 from common.pika_link import (
+    Channel,
     Link,
     close_quickly,
     declare_results_queue,
@@ -83,7 +84,7 @@ async def open_dispatcher(
     async with AsyncExitStack() as stack:
         store = ThreadedTaskStore(open_store(settings.store))
         stack.push_async_callback(store.close)
-        publisher, cancels, results_consumers = await _open_publishing(
+        publisher, cancels, replies, results_consumers = await _open_publishing(
             stack, amqp, settings, identity=identity, monitor=monitor
         )
         dispatcher = Dispatcher(
@@ -106,6 +107,7 @@ async def open_dispatcher(
                 amqp,
                 dispatcher,
                 consuming,
+                replies,
                 identity=identity,
                 monitor_executors=monitor_executors,
             )
@@ -149,9 +151,9 @@ async def _open_publishing(
     *,
     identity: str,
     monitor: AmqpBrokerMonitor | None,
-) -> tuple[AmqpPublisher, AmqpCancelPublisher, int]:
-    """The publishing link, its confirm channel, the topology, and both publishers; and how
-    many consumers the results queue had when declared."""
+) -> tuple[AmqpPublisher, AmqpCancelPublisher, Channel, int]:
+    """The publishing link and its confirm channel (returned, for the verdicts), the
+    topology, both publishers, and how many consumers the results queue had when declared."""
     topology = amqp.topology
     publishing = await _connect(stack, amqp, f"dispatcher {identity} publish", monitor)
     channel = await publishing.channel(confirms=True)
@@ -171,7 +173,7 @@ async def _open_publishing(
         app_id=settings.app_id,
         confirm_timeout=amqp.confirm_timeout,
     )
-    return publisher, cancels, declared[topology.results_queue].consumers
+    return publisher, cancels, channel, declared[topology.results_queue].consumers
 
 
 async def _open_results_consumer(
@@ -216,11 +218,13 @@ async def _consume_side_queues(
     amqp: AmqpSettings,
     dispatcher: Dispatcher,
     consuming: Link,
+    replies: Channel,
     *,
     identity: str,
     monitor_executors: bool,
 ) -> None:
-    """Heartbeats and the gauges (with ``monitor_executors``), then progress."""
+    """Heartbeats and the gauges (with ``monitor_executors``), then progress (whose start
+    verdicts go out on ``replies``, a channel of the publishing link)."""
     topology = amqp.topology
     if monitor_executors:
         stop = await consume_side_queue(
@@ -244,7 +248,7 @@ async def _consume_side_queues(
         consuming,
         topology.progress_queue,
         topology.progress_queue_arguments(),
-        progress_handler(dispatcher.record_progress, dispatcher.record_start),
+        progress_handler(dispatcher.record_progress, dispatcher.record_start, replies),
         max_body_bytes=amqp.max_body_bytes,
         oversized=log_oversized_progress,
         prefetch=_PROGRESS_PREFETCH,

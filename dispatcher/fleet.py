@@ -61,6 +61,9 @@ class Fleet:
         # The digest whose refusal was logged last, per executor: logged once, not per beat.
         self._conflicts: dict[str, str] = {}
         self._reading: asyncio.Future[None] | None = None
+        # Set while a heartbeat's task types are being published and the catalog reloaded:
+        # a submit of a type not yet in the catalog waits for it rather than be refused.
+        self._publishing: asyncio.Future[None] | None = None
         # The live executors as last read (for routing warnings), and when it was read.
         self._live: tuple[datetime, list[ExecutorRecord]] | None = None
         # When each (task type, queue) nobody serves was last warned about.
@@ -78,14 +81,20 @@ class Fleet:
         if self._published.get(heartbeat.executor) == digest:
             return
         live_since = self._clock() - timedelta(seconds=self._lost_after)
-        refused = await self._store.publish_task_types(
-            heartbeat.task_types,
-            published_by=heartbeat.executor,
-            at=heartbeat.sent_at,
-            live_since=live_since,
-        )
-        published = await self._store.list_task_types()
-        self._catalog.load(published)
+        publishing = self._publishing = asyncio.get_running_loop().create_future()
+        try:
+            refused = await self._store.publish_task_types(
+                heartbeat.task_types,
+                published_by=heartbeat.executor,
+                at=heartbeat.sent_at,
+                live_since=live_since,
+            )
+            published = await self._store.list_task_types()
+            self._catalog.load(published)
+        finally:
+            publishing.set_result(None)
+            if self._publishing is publishing:
+                self._publishing = None
         # Replicas of one executor publish the same types: refused, but no conflict at all.
         recorded = {record.name: record for record in published}
         refused = [
@@ -225,6 +234,11 @@ class Fleet:
     async def _refresh(self) -> None:
         # An unknown type reads the store again (a type just deployed), but at most once per
         # catalog age, so a producer sending garbage cannot turn submits into store reads.
+        if self._publishing is not None:
+            # The store may hold the type already (the task-types list shows it) while the
+            # catalog waits for the read after it: wait for that, not a read of our own.
+            await asyncio.shield(self._publishing)
+            return
         if self._reading is None and not self._catalog.is_stale(max_age=1.0):
             return
         # Shielded: one caller cancelled (its timeout) does not cancel the others' read.

@@ -315,7 +315,7 @@ def _connection_parameters(amqp: AmqpSettings) -> list[Any]:
 
 
 def _declare_topology(channel: Any, amqp: AmqpSettings) -> None:
-    # Same objects and arguments as common.amqp.declare_topology, through pika.
+    # Same objects and arguments as common.pika_link.declare_topology, on a blocking channel.
     topology = amqp.topology
     channel.exchange_declare(topology.task_exchange, exchange_type="direct", durable=True)
     for name, arguments in topology.queue_declarations():

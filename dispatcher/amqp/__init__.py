@@ -1,1 +1,1 @@
-"""The dispatcher's AMQP adapters (aio-pika): publishing, consuming, dead letters, depths."""
+"""The dispatcher's AMQP adapters, on common.pika_link: publish, consume, dead letters, depths."""

@@ -28,7 +28,7 @@ from common import (
     verdict_properties,
 )
 from common.logging import get_logger
-from common.pika_link import Incoming, Link, OnMessage
+from common.pika_link import Channel, Incoming, Link, OnMessage
 
 log = get_logger(__name__)
 
@@ -54,12 +54,12 @@ async def consume_side_queue(
     consumer_tag: str,
 ) -> Stop:
     """Declare ``name`` with ``arguments`` and consume it with ``handler`` on a channel of its
-    own (with confirms, for the replies it sends); returns how to stop.
+    own; returns how to stop.
 
     A body over ``max_body_bytes`` never reaches ``handler``: ``oversized`` logs it, and it
     is acked. ``BrokerError`` if the broker is away.
     """
-    channel = await link.channel(confirms=True)
+    channel = await link.channel()
     await channel.set_qos(prefetch_count=prefetch)
     await channel.declare_queue(name, durable=True, arguments=arguments)
     on_message = size_limited(handler, max_body_bytes=max_body_bytes, oversized=oversized)
@@ -137,12 +137,16 @@ RecordProgress = Callable[[ProgressMessage], Awaitable[bool]]
 RecordStart = Callable[[StartNotice], Awaitable[StartVerdict]]
 
 
-def progress_handler(record: RecordProgress, record_start: RecordStart) -> Handler:
+def progress_handler(
+    record: RecordProgress, record_start: RecordStart, replies: Channel
+) -> Handler:
     """A consumer callback that records each report or start notice and acks it, whatever.
 
     A start notice is told by its AMQP ``type``; one with a ``reply_to`` gets its verdict
-    there, correlated by its ``message_id``. It parses any body: ``consume_side_queue`` drops
-    the oversized ones before it.
+    there, correlated by its ``message_id``, published on ``replies`` (a confirm channel of
+    the publishing connection: a publish during a resource alarm blocks its whole
+    connection, which must not be the one results arrive on). It parses any body:
+    ``consume_side_queue`` drops the oversized ones before it.
     """
 
     async def on_message(message: Incoming) -> None:
@@ -154,7 +158,7 @@ def progress_handler(record: RecordProgress, record_start: RecordStart) -> Handl
                     "start_recorded", task_id=str(notice.task_id), verdict=verdict.verdict.value
                 )
                 if message.reply_to:
-                    await _reply(message, verdict)
+                    await _reply(replies, message, verdict)
             else:
                 report = decode_progress(message.body)
                 recorded = await record(report)
@@ -170,14 +174,25 @@ def progress_handler(record: RecordProgress, record_start: RecordStart) -> Handl
     return on_message
 
 
-async def _reply(message: Incoming, verdict: StartVerdict) -> None:
-    """Send ``verdict`` to the start notice's ``reply_to`` (an executor's own queue), on the
-    channel it came on; a queue that is gone is ``PublishRejected``."""
+async def _reply(replies: Channel, message: Incoming, verdict: StartVerdict) -> None:
+    """Send ``verdict`` to the start notice's ``reply_to`` (an executor's own queue).
+
+    The start is recorded already: a verdict that cannot be sent is logged as such, and the
+    executor, having no answer, runs the task after its verdict timeout.
+    """
     assert message.reply_to is not None
     properties = verdict_properties(message.message_id, app_id=DISPATCHER_APP_ID)
-    await message.channel.publish(
-        "", message.reply_to, encode(verdict), properties, timeout=_REPLY_CONFIRM_TIMEOUT_S
-    )
+    try:
+        await replies.publish(
+            "", message.reply_to, encode(verdict), properties, timeout=_REPLY_CONFIRM_TIMEOUT_S
+        )
+    except WorkQueueError as exc:
+        log.warning(
+            "verdict_not_sent",
+            task_id=str(verdict.task_id),
+            reply_to=message.reply_to,
+            error=str(exc),
+        )
 
 
 def log_oversized_progress(message: Incoming) -> None:

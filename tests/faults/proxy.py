@@ -1,7 +1,7 @@
 """A TCP proxy between a client and a broker that a test can cut or silence on demand.
 
 The proxy runs its own asyncio loop in a daemon thread, so sync tests (pika) and async tests
-(aio-pika, with their own loop) use it the same way. Its methods are plain calls that hand the
+(with their own loop) use it the same way. Its methods are plain calls that hand the
 work to the proxy's loop and return once it is done (a few milliseconds), e.g.::
 
     with TcpProxy("127.0.0.1", broker.amqp_port) as proxy:

@@ -20,7 +20,7 @@ import yaml
 from common import AmqpSettings
 from tests.conftest import REPO
 from tests.integration.broker import Broker
-from tests.integration.conftest import Processes, api_url, wait_for_consumers
+from tests.integration.conftest import Processes, api_url, wait_for_consumers, wait_until
 
 STORY_MARK = "# one task's story"
 
@@ -70,6 +70,12 @@ def test_one_tasks_story_has_both_sides_for_a_task_submitted_over_http(
         outcome = client.get(f"/tasks/{task_id}/result", params={"wait": 20})
         assert outcome.status_code == 200, outcome.text
         assert outcome.json()["state"] == "succeeded"
+    # The dispatcher logs a request once its answer is sent: the client can be first.
+    wait_until(
+        lambda: f'/tasks/{task_id}/result"' in processes.log("dispatcher"),
+        timeout=10,
+        what="the dispatcher's line for the answered request",
+    )
     # Compose interleaves the services' lines: the recipe must not depend on their order.
     logs = processes.log("exec-story") + processes.log("dispatcher")
 

@@ -246,3 +246,34 @@ async def test_a_channel_closed_while_waiting_to_be_reopened_stays_closed(
     await asyncio.wait_for(asyncio.gather(*channel._tasks), timeout=10)
 
     assert channel.current is None
+
+
+async def test_a_return_fails_only_the_publish_it_names(
+    link: Link, amqp_settings: AmqpSettings
+) -> None:
+    # A task and its cancel notice share a message id: a return names its exchange and
+    # routing key too, and fails the publish that went there.
+    channel = await link.channel(confirms=True)
+    queue = f"{amqp_settings.prefix}.routed"
+    await channel.declare_queue(queue, exclusive=True)
+
+    routed, returned = await asyncio.gather(
+        channel.publish("", queue, b"{}", PROPERTIES, timeout=10),
+        channel.publish("", f"{queue}.nowhere", b"{}", PROPERTIES, timeout=10),
+        return_exceptions=True,
+    )
+
+    assert routed is None
+    assert isinstance(returned, PublishRejected)
+    assert returned.reason == "unroutable"
+
+
+async def test_a_request_the_broker_does_not_answer_is_a_broker_error(
+    link: Link, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pika_link, "REQUEST_TIMEOUT_S", 0.05)
+    async with link.scratch_channel() as channel:
+        with pytest.raises(BrokerError, match="no answer"):
+            # Nothing answers a request whose answer pika never hands over: as a blocked
+            # connection (a resource alarm) answers nothing.
+            await channel._call(lambda _channel, _done: None)

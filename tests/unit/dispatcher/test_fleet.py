@@ -227,9 +227,11 @@ class GatedTypes(ThreadedTaskStore):
         self.reads = 0
         self.gate = asyncio.Event()
         self.read = asyncio.Event()
+        self.entered = asyncio.Event()
 
     async def list_task_types(self) -> list[TaskTypeRecord]:
         self.reads += 1
+        self.entered.set()
         await self.gate.wait()
         records = await super().list_task_types()
         self.read.set()
@@ -254,6 +256,30 @@ async def test_submits_waiting_for_an_unknown_type_share_one_store_read(
     await asyncio.gather(*checks)
 
     assert gated.reads == 1
+
+
+async def test_a_type_being_published_is_waited_for_not_refused(
+    store: ThreadedTaskStore,
+) -> None:
+    # The store holds the type (GET /task-types lists it) before the catalog is reloaded
+    # after it; a submit in between, within a second of the last read, waited for nothing.
+    other = TaskTypeInfo(name="other", params_schema={"type": "object"})
+    await store.publish_task_types([other], published_by="e0", at=T0)
+    gated = GatedTypes(store)
+    fleet = _fleet(gated, [0.0])
+    gated.gate.set()
+    await fleet.validate([("other", {})])  # a fresh catalog, without resize
+    gated.gate.clear()
+    gated.entered.clear()
+
+    publishing = asyncio.ensure_future(fleet.record_heartbeat(_heartbeat(T0)))
+    await gated.entered.wait()  # resize is in the store; the catalog's reload waits at the gate
+    check = asyncio.ensure_future(fleet.validate([("resize", {"width": 3})]))
+    await asyncio.sleep(0)
+    gated.gate.set()
+    await publishing
+
+    await check
 
 
 async def test_an_old_catalog_is_read_again_without_holding_submits_of_known_types(

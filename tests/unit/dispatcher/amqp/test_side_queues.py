@@ -19,12 +19,13 @@ from common import (
     ExecutorEvent,
     Heartbeat,
     ProgressMessage,
+    PublishRejected,
     StartNotice,
     StartVerdict,
     Verdict,
     decode_verdict,
 )
-from common.pika_link import Incoming
+from common.pika_link import Channel, Incoming
 from dispatcher.amqp.side_queues import (
     Handler,
     Oversized,
@@ -43,7 +44,7 @@ async def _no_start(notice: StartNotice) -> StartVerdict:
 
 
 class ReplyChannel:
-    """Records what is published on the delivery's channel (verdicts)."""
+    """Records what is published on it (verdicts)."""
 
     def __init__(self) -> None:
         self.published: list[tuple[bytes, str, Any]] = []
@@ -55,6 +56,10 @@ class ReplyChannel:
         self.published.append((body, routing_key, properties))
 
 
+def _replies() -> Channel:
+    return cast(Channel, ReplyChannel())
+
+
 class Delivery:
     """The part of an incoming message the handlers use."""
 
@@ -64,7 +69,6 @@ class Delivery:
         self.reply_to = reply_to
         self.message_id = "m-1"
         self.acks = 0
-        self.channel = ReplyChannel()
 
     async def ack(self) -> None:
         self.acks += 1
@@ -173,7 +177,7 @@ async def test_oversized_progress_is_dropped_unparsed_and_acked() -> None:
     ).model_dump(mode="json")
     body = json.dumps(report | {"padding": "p" * LIMIT}).encode()
     delivery, logs = await _behind_size_check(
-        progress_handler(record, _no_start), log_oversized_progress, body
+        progress_handler(record, _no_start, _replies()), log_oversized_progress, body
     )
     assert recorded == []
     assert delivery.acks == 1
@@ -208,7 +212,7 @@ async def test_a_progress_report_that_trips_a_bug_is_acked_and_logged_once() -> 
     ).model_dump_json()
 
     delivery, logs = await _behind_size_check(
-        progress_handler(broken, _no_start), log_oversized_progress, body.encode()
+        progress_handler(broken, _no_start, _replies()), log_oversized_progress, body.encode()
     )
 
     assert delivery.acks == 1
@@ -244,11 +248,12 @@ async def test_a_start_notice_is_told_by_its_type_and_counted() -> None:
 
     notice = _start_notice()
     delivery, message = _incoming(notice.model_dump_json().encode(), STARTED_TYPE)
-    await progress_handler(no_progress, record_start)(message)
+    replies = ReplyChannel()
+    await progress_handler(no_progress, record_start, cast(Channel, replies))(message)
 
     assert counted == [notice]
     assert delivery.acks == 1
-    assert delivery.channel.published == []  # no reply_to: no verdict sent
+    assert replies.published == []  # no reply_to: no verdict sent
 
 
 async def test_a_start_notice_with_a_reply_to_gets_its_verdict_there() -> None:
@@ -258,19 +263,43 @@ async def test_a_start_notice_with_a_reply_to_gets_its_verdict_there() -> None:
     notice = _start_notice()
     body = notice.model_dump_json().encode()
     delivery, message = _incoming(body, STARTED_TYPE, reply_to="wq.verdicts.e-1.abc")
-    await progress_handler(_no_start_progress, record_start)(message)
+    replies = ReplyChannel()
+    await progress_handler(_no_start_progress, record_start, cast(Channel, replies))(message)
 
-    ((reply, routing_key, properties),) = delivery.channel.published
+    ((reply, routing_key, properties),) = replies.published
     assert routing_key == "wq.verdicts.e-1.abc"
     assert properties.correlation_id == "m-1"
     assert decode_verdict(reply) == _verdict(notice)
     assert delivery.acks == 1
 
 
+class GoneReplyQueue:
+    """A publishing channel on which every verdict comes back unroutable."""
+
+    async def publish(self, *_: Any, **__: Any) -> None:
+        raise PublishRejected("unroutable", detail="no queue for 'wq.verdicts.e-1.abc'")
+
+
+async def test_a_verdict_that_cannot_be_sent_is_logged_as_such_and_the_notice_acked() -> None:
+    async def record_start(notice: StartNotice) -> StartVerdict:
+        return _verdict(notice)
+
+    body = _start_notice().model_dump_json().encode()
+    delivery, message = _incoming(body, STARTED_TYPE, reply_to="wq.verdicts.e-1.abc")
+    with capture_logs() as logs:
+        await progress_handler(_no_start_progress, record_start, cast(Channel, GoneReplyQueue()))(
+            message
+        )
+
+    assert delivery.acks == 1
+    assert [line["event"] for line in logs] == ["start_recorded", "verdict_not_sent"]
+    assert logs[1]["reply_to"] == "wq.verdicts.e-1.abc"
+
+
 async def test_a_start_notice_that_does_not_decode_is_acked_and_logged() -> None:
     delivery, message = _incoming(b'{"task_id": "nope"}', STARTED_TYPE)
     with capture_logs() as logs:
-        await progress_handler(_no_start_progress, _no_start)(message)
+        await progress_handler(_no_start_progress, _no_start, _replies())(message)
 
     assert delivery.acks == 1
     assert [line["event"] for line in logs] == ["progress_dropped"]

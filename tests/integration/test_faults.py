@@ -30,7 +30,13 @@ async def test_executor_killed_mid_task_leads_to_redelivery_and_one_result(
         ids = await dispatcher.submit_many(
             [TaskRequest("sleep_ms", {"ms": 400, "marker": str(m)}) for m in markers]
         )
-        await wait_until_async(markers[0].exists, timeout=20, what="the first task to start")
+        # Written, not only created: the file exists from the handler's open, and a kill
+        # before its close would leave the victim's pid unwritten.
+        await wait_until_async(
+            lambda: markers[0].exists() and markers[0].read_text().endswith("\n"),
+            timeout=20,
+            what="the first task to start",
+        )
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)
         processes.executor("exec-survivor")

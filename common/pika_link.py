@@ -156,6 +156,23 @@ class Incoming:
     async def reject(self, requeue: bool = False) -> None:
         self._settle(lambda channel: channel.basic_reject(self.delivery_tag, requeue=requeue))
 
+    @classmethod
+    def of(
+        cls, owner: Channel, channel: PikaChannel, method: Any, properties: Any, body: bytes
+    ) -> Incoming:
+        """From pika's callback arguments: a ``Basic.Deliver`` or a ``Basic.GetOk``."""
+        return cls(
+            body,
+            properties,
+            method.delivery_tag,
+            bool(method.redelivered),
+            getattr(method, "consumer_tag", ""),  # a get has none
+            method.routing_key,
+            method.exchange,
+            channel,
+            owner,
+        )
+
 
 OnMessage = Callable[[Incoming], Coroutine[Any, Any, None]]
 # (message id, exchange, routing key): how a basic.return is matched to its publish.
@@ -328,6 +345,17 @@ class Channel:
             raise BrokerError(f"the channel closed: {type(exc).__name__}") from exc
         return await self._answer(done)
 
+    async def _unless_refused(
+        self, code: int, call: Callable[[PikaChannel, Callable[[Any], None]], None]
+    ) -> Any:
+        """``_call``, but None where the broker refuses it with ``code`` (closing the channel)."""
+        try:
+            return await self._call(call)
+        except ChannelClosed as exc:
+            if exc.code != code:
+                raise
+            return None
+
     async def _answer(self, future: asyncio.Future[Any]) -> Any:
         """Wait for a one-off request's answer, at most ``REQUEST_TIMEOUT_S``: a connection
         the broker blocks (a resource alarm) answers nothing until the alarm clears."""
@@ -413,47 +441,26 @@ class Channel:
         A missing queue closes the channel (404), so this is for scratch channels.
         https://www.rabbitmq.com/docs/queues#passive-declaration
         """
-        try:
-            frame = await self._call(
-                lambda channel, done: channel.queue_declare(name, passive=True, callback=done)
-            )
-        except ChannelClosed as exc:
-            if exc.code == _NOT_FOUND:
-                return None
-            raise
-        return QueueCounts.of(frame)
+        frame = await self._unless_refused(
+            _NOT_FOUND,
+            lambda channel, done: channel.queue_declare(name, passive=True, callback=done),
+        )
+        return None if frame is None else QueueCounts.of(frame)
 
     async def exchange_exists(self, name: str) -> bool:
         """A passive declare of the exchange ``name`` (a missing one closes the channel)."""
-        try:
-            await self._call(
-                lambda channel, done: channel.exchange_declare(name, passive=True, callback=done)
-            )
-        except ChannelClosed as exc:
-            if exc.code == _NOT_FOUND:
-                return False
-            raise
-        return True
+        frame = await self._unless_refused(
+            _NOT_FOUND,
+            lambda channel, done: channel.exchange_declare(name, passive=True, callback=done),
+        )
+        return frame is not None
 
     async def get(self, queue: str) -> Incoming | None:
         """Take the next message of ``queue`` unacked (``basic.get``), or None if it is empty."""
         answer: asyncio.Future[Incoming | None] = self._link.loop.create_future()
 
         def got(channel: PikaChannel, method: Any, properties: Any, body: bytes) -> None:
-            _set(
-                answer,
-                Incoming(
-                    body,
-                    properties,
-                    method.delivery_tag,
-                    bool(method.redelivered),
-                    "",
-                    method.routing_key,
-                    method.exchange,
-                    channel,
-                    self,
-                ),
-            )
+            _set(answer, Incoming.of(self, channel, method, properties, body))
 
         def empty(_: Any) -> None:
             _set(answer, None)
@@ -477,10 +484,14 @@ class Channel:
         frame = await self._call(lambda channel, done: channel.queue_purge(queue, callback=done))
         return int(frame.method.message_count or 0)
 
-    async def delete_queue(self, name: str, *, if_unused: bool = False) -> None:
-        await self._call(
-            lambda channel, done: channel.queue_delete(name, if_unused=if_unused, callback=done)
+    async def delete_queue(self, name: str, *, if_unused: bool = False) -> bool:
+        """Delete the queue ``name``; False if ``if_unused`` and it has consumers (the refusal
+        closes the channel)."""
+        frame = await self._unless_refused(
+            _PRECONDITION_FAILED,
+            lambda channel, done: channel.queue_delete(name, if_unused=if_unused, callback=done),
         )
+        return frame is not None
 
     async def delete_exchange(self, name: str) -> None:
         await self._call(lambda channel, done: channel.exchange_delete(name, callback=done))
@@ -505,18 +516,7 @@ class Channel:
         """Consume ``queue``: each delivery is handled in a task of its own."""
 
         def deliver(channel: PikaChannel, method: Any, properties: Any, body: bytes) -> None:
-            delivery = Incoming(
-                body,
-                properties,
-                method.delivery_tag,
-                bool(method.redelivered),
-                method.consumer_tag,
-                method.routing_key,
-                method.exchange,
-                channel,
-                self,
-            )
-            self._spawn(on_message(delivery))
+            self._spawn(on_message(Incoming.of(self, channel, method, properties, body)))
 
         async def consume(owner: Channel, channel: PikaChannel) -> None:
             done: asyncio.Future[Any] = owner._link.loop.create_future()

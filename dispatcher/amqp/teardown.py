@@ -13,13 +13,10 @@ from dataclasses import dataclass
 
 from common import Topology, TopologyInUse
 from common.logging import get_logger
-from common.pika_link import ChannelClosed, Link
+from common.pika_link import Link
 from dispatcher.amqp.queue_depths import QueueDepth, read_queue_depths
 
 log = get_logger(__name__)
-
-# What the broker answers an ``if-unused`` delete of a queue that has consumers.
-_IN_USE = 406
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +66,8 @@ async def delete_topology(link: Link, found: Teardown) -> None:
         raise TopologyInUse(found.in_use)
     for queue in found.queues:
         async with link.scratch_channel() as channel:
-            try:
-                await channel.delete_queue(queue.name, if_unused=True)
-            except ChannelClosed as exc:
-                if exc.code != _IN_USE:
-                    raise
-                raise TopologyInUse({queue.name: 1}) from exc
+            if not await channel.delete_queue(queue.name, if_unused=True):
+                raise TopologyInUse({queue.name: 1})
         log.info("queue_deleted", queue=queue.name, messages=queue.messages)
     if found.exchange is not None:
         async with link.scratch_channel() as channel:

@@ -277,3 +277,22 @@ async def test_a_request_the_broker_does_not_answer_is_a_broker_error(
             # Nothing answers a request whose answer pika never hands over: as a blocked
             # connection (a resource alarm) answers nothing.
             await channel._call(lambda _channel, _done: None)
+
+
+async def test_an_if_unused_delete_of_a_consumed_queue_is_refused_and_keeps_it(
+    link: Link, amqp_settings: AmqpSettings
+) -> None:
+    queue = f"{amqp_settings.prefix}.consumed"
+    consumer = await link.channel()
+    await consumer.declare_queue(queue, exclusive=True)
+
+    async def ignore(_: Incoming) -> None:
+        pass
+
+    await consumer.consume(queue, ignore, consumer_tag="test")
+
+    async with link.scratch_channel() as channel:
+        assert not await channel.delete_queue(queue, if_unused=True)  # the 406 closed it
+    async with link.scratch_channel() as channel:
+        assert await channel.inspect_queue(queue) == QueueCounts(messages=0, consumers=1)
+        assert await channel.delete_queue(queue)
